@@ -1,0 +1,2 @@
+/* deploy/engine.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* deploy/fetch.c: placeholder, being written. */
+#include "deployd.h"

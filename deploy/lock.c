@@ -1,0 +1,2 @@
+/* deploy/lock.c: placeholder, being written. */
+#include "deployd.h"

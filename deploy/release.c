@@ -1,0 +1,2 @@
+/* deploy/release.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* deploy/state.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* deploy/swap.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* server/client.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* server/config.c: placeholder, being written. */
+#include "deployd.h"

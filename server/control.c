@@ -1,0 +1,2 @@
+/* server/control.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* server/demo.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* server/sched.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* server/serve.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,457 @@
+/* util.c: small helpers shared by every module: memory, strings, time, errors, files. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <git2.h>
+
+#include "deployd.h"
+
+/* Durations: "90s", "5m", "2h", "1500ms", or "0" alone. */
+int
+util_parse_duration(const char *s, int64_t *ms)
+{
+	static const struct { const char *unit; int64_t mult; } units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+	};
+	char *end;
+	long long v;
+	size_t i;
+
+	if (s == NULL || *s == '\0' || !isdigit((unsigned char)*s))
+		return E_INVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || v < 0)
+		return E_INVAL;
+	if (*end == '\0')
+		return v == 0 ? (*ms = 0, E_OK) : E_INVAL;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) == 0) {
+			if (v > INT64_MAX / units[i].mult)
+				return E_INVAL;
+			*ms = v * units[i].mult;
+			return E_OK;
+		}
+	}
+	return E_INVAL;
+}
+
+/* Sizes: "25MiB", "16KiB", "1GiB", a plain byte count, or "0". */
+int
+util_parse_size(const char *s, int64_t *bytes)
+{
+	static const struct { const char *unit; int64_t mult; } units[] = {
+		{ "", 1 }, { "B", 1 }, { "KiB", 1024 }, { "MiB", 1024 * 1024 },
+		{ "GiB", 1024LL * 1024 * 1024 },
+	};
+	char *end;
+	long long v;
+	size_t i;
+
+	if (s == NULL || *s == '\0' || !isdigit((unsigned char)*s))
+		return E_INVAL;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || v < 0)
+		return E_INVAL;
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].unit) == 0) {
+			if (v > INT64_MAX / units[i].mult)
+				return E_INVAL;
+			*bytes = v * units[i].mult;
+			return E_OK;
+		}
+	}
+	return E_INVAL;
+}
+
+int
+util_format_duration(int64_t ms, char *buf, size_t len)
+{
+	int n;
+
+	if (ms < 0)
+		ms = 0;
+	if (ms < 1000)
+		n = snprintf(buf, len, "%lldms", (long long)ms);
+	else if (ms < 60000)
+		n = snprintf(buf, len, "%.1fs", (double)ms / 1000);
+	else if (ms < 3600000)
+		n = snprintf(buf, len, "%lldm%02llds", (long long)(ms / 60000),
+		    (long long)(ms / 1000 % 60));
+	else if (ms < 86400000)
+		n = snprintf(buf, len, "%lldh%02lldm", (long long)(ms / 3600000),
+		    (long long)(ms / 60000 % 60));
+	else
+		n = snprintf(buf, len, "%lldd%02lldh", (long long)(ms / 86400000),
+		    (long long)(ms / 3600000 % 24));
+	return (n < 0 || (size_t)n >= len) ? E_INVAL : E_OK;
+}
+
+int64_t
+util_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+util_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Running out of memory in a daemon this small is not recoverable; die loudly. */
+static void
+util_oom(void)
+{
+	static const char msg[] = "deployd: out of memory\n";
+
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do */
+	}
+	abort();
+}
+
+void *
+util_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		util_oom();
+	return p;
+}
+
+void *
+util_xcalloc(size_t nmemb, size_t size)
+{
+	void *p = calloc(nmemb ? nmemb : 1, size ? size : 1);
+
+	if (p == NULL)
+		util_oom();
+	return p;
+}
+
+void *
+util_xrealloc(void *ptr, size_t nmemb, size_t size)
+{
+	void *p;
+
+	if (size != 0 && nmemb > SIZE_MAX / size)
+		util_oom();
+	p = realloc(ptr, (nmemb * size) != 0 ? nmemb * size : 1);
+	if (p == NULL)
+		util_oom();
+	return p;
+}
+
+char *
+util_xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		util_oom();
+	return p;
+}
+
+char *
+util_xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&p, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		util_oom();
+	return p;
+}
+
+size_t
+util_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+
+	if (size > 0) {
+		size_t n = len >= size ? size - 1 : len;
+
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+int
+util_error(struct error *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e != NULL) {
+		e->code = code;
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* Like util_error, with ": strerror(errno)" appended. */
+int
+util_error_sys(struct error *e, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	size_t n;
+
+	if (e != NULL) {
+		e->code = E_SYS;
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		va_end(ap);
+		n = strlen(e->msg);
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(saved));
+	}
+	errno = saved;
+	return E_SYS;
+}
+
+/* Like util_error, with libgit2's last message appended; call right after the failure. */
+int
+util_error_git(struct error *e, const char *fmt, ...)
+{
+	const git_error *ge = git_error_last();
+	va_list ap;
+	size_t n;
+
+	if (e != NULL) {
+		e->code = E_GIT;
+		va_start(ap, fmt);
+		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+		va_end(ap);
+		n = strlen(e->msg);
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s",
+		    ge != NULL && ge->message != NULL ? ge->message : "unknown git error");
+	}
+	return E_GIT;
+}
+
+void
+util_strv_push(struct strv *sv, const char *s)
+{
+	sv->v = util_xrealloc(sv->v, sv->n + 2, sizeof(*sv->v));
+	sv->v[sv->n++] = util_xstrdup(s);
+	sv->v[sv->n] = NULL;
+}
+
+void
+util_strv_free(struct strv *sv)
+{
+	size_t i;
+
+	for (i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+	sv->v = NULL;
+	sv->n = 0;
+}
+
+int
+util_mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (util_strlcpy(buf, path, sizeof(buf)) >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return E_SYS;
+	}
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) != 0 && errno != EEXIST)
+			return E_SYS;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) != 0 && errno != EEXIST)
+		return E_SYS;
+	return E_OK;
+}
+
+/* Write a whole file so that a crash leaves either the old or the new content. */
+int
+util_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode,
+    struct error *e)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	const char *p = buf;
+	char *slash;
+	int fd, dfd, rc = E_SYS;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return util_error(e, E_INVAL, "%s: path too long", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0)
+		return util_error_sys(e, "%s", tmp);
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			util_error_sys(e, "write %s", tmp);
+			goto fail;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) != 0) {
+		util_error_sys(e, "fsync %s", tmp);
+		goto fail;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		util_error_sys(e, "close %s", tmp);
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		util_error_sys(e, "rename %s", tmp);
+		goto fail;
+	}
+	util_strlcpy(dir, path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		util_strlcpy(dir, ".", sizeof(dir));
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return E_OK;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return rc;
+}
+
+/* Remove a file or a whole tree below dirfd, without following symlinks. */
+int
+util_rm_rf_at(int parent, const char *name)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	int fd, rc = E_OK;
+
+	if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno == ENOENT ? E_OK : E_SYS;
+	if (!S_ISDIR(st.st_mode))
+		return unlinkat(parent, name, 0) == 0 || errno == ENOENT ? E_OK : E_SYS;
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return E_SYS;
+	/* Releases may be read-only; make directories writable so they can be emptied. */
+	if ((st.st_mode & S_IWUSR) == 0)
+		fchmod(fd, st.st_mode | S_IWUSR | S_IXUSR);
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return E_SYS;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (util_rm_rf_at(dirfd(d), de->d_name) != E_OK)
+			rc = E_SYS;
+	}
+	closedir(d);
+	if (unlinkat(parent, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		rc = E_SYS;
+	return rc;
+}
+
+/* Copy text for a log line, escaping control and non-ASCII bytes so input cannot forge lines. */
+void
+util_sanitize(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (outlen == 0)
+		return;
+	for (; in != NULL && *in != '\0'; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			if (o + 1 >= outlen)
+				break;
+			out[o++] = (char)c;
+		} else {
+			if (o + 4 >= outlen)
+				break;
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+}
+
+int
+util_valid_site_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++, n++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		    *s == '-' || *s == '_'))
+			return 0;
+	}
+	return n > 0 && n <= 64;
+}
+
+const char *
+util_trigger_name(int trigger)
+{
+	static const char *const names[] = {
+		[TRIG_POLL] = "poll", [TRIG_WEBHOOK] = "webhook", [TRIG_MANUAL] = "manual",
+		[TRIG_ROLLBACK] = "rollback", [TRIG_STARTUP] = "startup",
+	};
+
+	if (trigger < 0 || (size_t)trigger >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[trigger];
+}
+
+const char *
+util_phase_name(int phase)
+{
+	static const char *const names[] = {
+		[PHASE_IDLE] = "idle", [PHASE_FETCHING] = "fetching",
+		[PHASE_WRITING] = "writing", [PHASE_HOOK] = "hook",
+		[PHASE_ACTIVATING] = "activating",
+	};
+
+	if (phase < 0 || (size_t)phase >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[phase];
+}
