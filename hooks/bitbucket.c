@@ -1,0 +1,2 @@
+/* hooks/bitbucket.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* hooks/forgejo.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* hooks/gitea.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* hooks/github.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* hooks/gitlab.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* hooks/gogs.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* hooks/provider.c: placeholder, being written. */
+#include "deployd.h"

@@ -1,0 +1,2 @@
+/* server/http.c: placeholder, being written. */
+#include "deployd.h"

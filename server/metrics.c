@@ -1,0 +1,2 @@
+/* server/metrics.c: placeholder, being written. */
+#include "deployd.h"
