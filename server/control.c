@@ -1,2 +1,335 @@
-/* server/control.c: placeholder, being written. */
+/* control.c: the control API, HTTP/1.1 + JSON on a local Unix socket (libmicrohttpd). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
 #include "deployd.h"
+
+#define CONTROL_BODY_MAX (64 * 1024)
+
+/* One request being received. */
+struct control_req {
+	char	*body;
+	size_t	 len;
+	int	 too_big;
+};
+
+/* A parsed route: /v1/sites[/<site>[/<action>]] or /v1/<action>. */
+struct control_route {
+	const char	*site;
+	const char	*action;
+};
+
+typedef int (*control_fn)(struct MHD_Connection *, const struct control_route *,
+    json_t *body, json_t **answer);
+
+static struct MHD_Daemon *control_daemon;
+static char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+static int
+control_list(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	*answer = json_pack("{s:o}", "sites", sched_sites_json());
+	return MHD_HTTP_OK;
+}
+
+static int
+control_show(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	if ((*answer = sched_site_json(r->site)) == NULL) {
+		*answer = json_pack("{s:s}", "error", "unknown site");
+		return MHD_HTTP_NOT_FOUND;
+	}
+	return MHD_HTTP_OK;
+}
+
+/* Who asked: state-changing requests are logged with the peer's uid and pid. */
+static void
+control_log_peer(struct MHD_Connection *c, const char *what, const char *site)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char safe[128];
+
+	util_sanitize(site != NULL ? site : "-", safe, sizeof(safe));
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL && getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &cred,
+	    &len) == 0)
+		log_info("site=%s control %s by uid=%u pid=%d", safe, what,
+		    (unsigned)cred.uid, (int)cred.pid);
+	else
+		log_info("site=%s control %s by unknown peer", safe, what);
+}
+
+static int
+control_deploy(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	struct deploy_request req;
+	int64_t id;
+	int rc;
+
+	if (body != NULL && json_object_get(body, "rev") != NULL) {
+		*answer = json_pack("{s:s}", "error", "deploy --rev is not implemented yet");
+		return MHD_HTTP_NOT_IMPLEMENTED;
+	}
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_MANUAL;
+	control_log_peer(c, "deploy", r->site);
+	rc = sched_request(r->site, &req, &id);
+	if (rc == E_NOTFOUND) {
+		*answer = json_pack("{s:s}", "error", "unknown site");
+		return MHD_HTTP_NOT_FOUND;
+	}
+	if (rc != E_OK) {
+		*answer = json_pack("{s:s}", "error", "deployd is shutting down");
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	*answer = json_pack("{s:s,s:b,s:I}", "site", r->site, "queued", 1, "id",
+	    (json_int_t)id);
+	return MHD_HTTP_ACCEPTED;
+}
+
+static int
+control_later(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	*answer = json_pack("{s:s}", "error", "not implemented yet");
+	return MHD_HTTP_NOT_IMPLEMENTED;
+}
+
+static const struct {
+	const char	*method;
+	int		 has_site;	/* 1: /v1/sites/<site>..., 0: /v1/sites or /v1/<action> */
+	const char	*action;	/* NULL: no action part */
+	control_fn	 fn;
+} control_routes[] = {
+	{ "GET", 0, NULL, control_list },
+	{ "GET", 1, NULL, control_show },
+	{ "POST", 1, "deploy", control_deploy },
+	{ "GET", 1, "releases", control_later },
+	{ "GET", 1, "events", control_later },
+	{ "POST", 1, "rollback", control_later },
+	{ "POST", 1, "pause", control_later },
+	{ "POST", 1, "resume", control_later },
+	{ "POST", 0, "reload", control_later },
+};
+#define NROUTES (sizeof(control_routes) / sizeof(control_routes[0]))
+
+/* Split the URL; returns 0 if it is not one of ours. Works in buf. */
+static int
+control_parse_url(char *buf, struct control_route *r, int *has_site)
+{
+	char *p, *slash;
+
+	r->site = r->action = NULL;
+	*has_site = 0;
+	if (strncmp(buf, "/v1/", 4) != 0)
+		return 0;
+	p = buf + 4;
+	if (strcmp(p, "sites") == 0 || strcmp(p, "sites/") == 0)
+		return 1;
+	if (strncmp(p, "sites/", 6) != 0) {
+		r->action = p;
+		return strchr(p, '/') == NULL && *p != '\0';
+	}
+	p += 6;
+	*has_site = 1;
+	r->site = p;
+	if ((slash = strchr(p, '/')) != NULL) {
+		*slash = '\0';
+		r->action = slash + 1;
+		if (*r->action == '\0' || strchr(r->action, '/') != NULL)
+			return 0;
+	}
+	return util_valid_site_name(r->site);
+}
+
+static enum MHD_Result
+control_reply(struct MHD_Connection *c, int status, json_t *answer)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *text;
+
+	text = json_dumps(answer, JSON_COMPACT);
+	json_decref(answer);
+	if (text == NULL)
+		text = util_xstrdup("{}");
+	resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (resp == NULL) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/json");
+	ret = MHD_queue_response(c, (unsigned)status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+control_handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+    const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+	struct control_req *cr = *con_cls;
+	struct control_route r;
+	char urlbuf[256];
+	json_t *body = NULL, *answer = NULL;
+	json_error_t jerr;
+	int has_site, status, path_known = 0;
+	size_t i;
+
+	if (cr == NULL) {
+		*con_cls = util_xcalloc(1, sizeof(*cr));
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		if (cr->len + *upload_size > CONTROL_BODY_MAX)
+			cr->too_big = 1;
+		else {
+			cr->body = util_xrealloc(cr->body, cr->len + *upload_size + 1, 1);
+			memcpy(cr->body + cr->len, upload_data, *upload_size);
+			cr->len += *upload_size;
+			cr->body[cr->len] = '\0';
+		}
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (cr->too_big)
+		return control_reply(c, MHD_HTTP_CONTENT_TOO_LARGE,
+		    json_pack("{s:s}", "error", "request body too large"));
+	if (util_strlcpy(urlbuf, url, sizeof(urlbuf)) >= sizeof(urlbuf) ||
+	    !control_parse_url(urlbuf, &r, &has_site))
+		return control_reply(c, MHD_HTTP_NOT_FOUND,
+		    json_pack("{s:s}", "error", "no such endpoint"));
+	if (cr->len > 0) {
+		body = json_loadb(cr->body, cr->len, 0, &jerr);
+		if (body == NULL || !json_is_object(body)) {
+			json_decref(body);
+			return control_reply(c, MHD_HTTP_BAD_REQUEST,
+			    json_pack("{s:s}", "error", "the body must be a JSON object"));
+		}
+	}
+	for (i = 0; i < NROUTES; i++) {
+		if (control_routes[i].has_site != has_site ||
+		    (control_routes[i].action == NULL) != (r.action == NULL) ||
+		    (r.action != NULL && strcmp(control_routes[i].action, r.action) != 0))
+			continue;
+		path_known = 1;
+		if (strcmp(control_routes[i].method, method) != 0)
+			continue;
+		status = control_routes[i].fn(c, &r, body, &answer);
+		json_decref(body);
+		return control_reply(c, status, answer);
+	}
+	json_decref(body);
+	if (path_known)
+		return control_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+		    json_pack("{s:s}", "error", "method not allowed"));
+	return control_reply(c, MHD_HTTP_NOT_FOUND,
+	    json_pack("{s:s}", "error", "no such endpoint"));
+}
+
+static void
+control_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct control_req *cr = *con_cls;
+
+	if (cr != NULL) {
+		free(cr->body);
+		free(cr);
+		*con_cls = NULL;
+	}
+}
+
+/* Bind the socket ourselves: libmicrohttpd takes it with MHD_OPTION_LISTEN_SOCKET. */
+static int
+control_bind(const char *path, struct error *e)
+{
+	struct sockaddr_un sun;
+	char dir[sizeof(sun.sun_path)], *slash;
+	mode_t old;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (util_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >= sizeof(sun.sun_path))
+		return util_error(e, E_INVAL, "control socket path too long: %s", path);
+	util_strlcpy(dir, path, sizeof(dir));
+	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+		*slash = '\0';
+		if (util_mkdir_p(dir, 0755) != E_OK)
+			return util_error_sys(e, "cannot create %s", dir);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return util_error_sys(e, "socket");
+	/* A socket file left by a dead daemon is removed; a live one means we must not start. */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		close(fd);
+		return util_error(e, E_BUSY, "another deployd is answering on %s", path);
+	}
+	close(fd);
+	if (unlink(path) != 0 && errno != ENOENT)
+		return util_error_sys(e, "cannot remove stale socket %s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return util_error_sys(e, "socket");
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		umask(old);
+		util_error_sys(e, "cannot bind %s", path);
+		close(fd);
+		return E_SYS;
+	}
+	umask(old);
+	if (chmod(path, 0660) != 0 || listen(fd, 64) != 0) {
+		util_error_sys(e, "cannot listen on %s", path);
+		close(fd);
+		return E_SYS;
+	}
+	return fd;
+}
+
+int
+control_start(const struct config *cfg, struct error *e)
+{
+	int fd;
+
+	if ((fd = control_bind(cfg->control_socket, e)) < 0)
+		return fd;
+	control_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL,
+	    0, NULL, NULL, control_handler, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_NOTIFY_COMPLETED, control_completed, NULL,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+	    MHD_OPTION_END);
+	if (control_daemon == NULL) {
+		close(fd);
+		unlink(cfg->control_socket);
+		return util_error(e, E_SYS, "cannot start the control API on %s",
+		    cfg->control_socket);
+	}
+	util_strlcpy(control_path, cfg->control_socket, sizeof(control_path));
+	log_info("control API on %s", cfg->control_socket);
+	return E_OK;
+}
+
+void
+control_stop(void)
+{
+	if (control_daemon == NULL)
+		return;
+	MHD_stop_daemon(control_daemon);
+	control_daemon = NULL;
+	unlink(control_path);
+}

@@ -1,2 +1,215 @@
-/* server/demo.c: placeholder, being written. */
+/* demo.c: `deployd demo`: a throwaway repository, site and config, then the daemon serving them. */
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <git2.h>
+#include <sodium.h>
+
 #include "deployd.h"
+
+static const char demo_page[] =
+    "<!doctype html>\n<title>deployd demo</title>\n"
+    "<h1>Hello from deployd</h1>\n<p>Edit this file, commit, and watch it go live.</p>\n";
+
+static int
+demo_write(const char *path, const char *text, mode_t mode)
+{
+	struct error e;
+
+	if (util_write_file_atomic(path, text, strlen(text), mode, &e) != E_OK) {
+		fprintf(stderr, "deployd demo: %s\n", e.msg);
+		return E_SYS;
+	}
+	return E_OK;
+}
+
+/* A free loopback port for the webhook listener. */
+static int
+demo_free_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int fd, port = 8090;
+
+	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+		return port;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+		port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+/* The demo repository, made with libgit2 so the demo needs no git binary to start. */
+static int
+demo_make_repo(const char *dir)
+{
+	git_repository_init_options opts;
+	git_repository *repo = NULL;
+	git_index *index = NULL;
+	git_signature *sig = NULL;
+	git_tree *tree = NULL;
+	git_config *cfg = NULL;
+	git_oid tree_id, commit_id;
+	char *file;
+	int rc = E_GIT;
+
+	if (git_repository_init_options_init(&opts, GIT_REPOSITORY_INIT_OPTIONS_VERSION) != 0)
+		return E_GIT;
+	opts.flags = GIT_REPOSITORY_INIT_MKPATH;
+	opts.initial_head = "main";
+	if (git_repository_init_ext(&repo, dir, &opts) != 0)
+		goto out;
+	file = util_xasprintf("%s/index.html", dir);
+	rc = demo_write(file, demo_page, 0644);
+	free(file);
+	if (rc != E_OK)
+		goto out;
+	rc = E_GIT;
+	if (git_repository_config(&cfg, repo) != 0 ||
+	    git_config_set_string(cfg, "user.name", "deployd demo") != 0 ||
+	    git_config_set_string(cfg, "user.email", "demo@localhost") != 0)
+		goto out;
+	if (git_repository_index(&index, repo) != 0 ||
+	    git_index_add_bypath(index, "index.html") != 0 || git_index_write(index) != 0 ||
+	    git_index_write_tree(&tree_id, index) != 0 ||
+	    git_tree_lookup(&tree, repo, &tree_id) != 0 ||
+	    git_signature_now(&sig, "deployd demo", "demo@localhost") != 0 ||
+	    git_commit_create_v(&commit_id, repo, "HEAD", sig, sig, NULL,
+	    "First page of the demo site", tree, 0) != 0)
+		goto out;
+	rc = E_OK;
+out:
+	if (rc != E_OK)
+		fprintf(stderr, "deployd demo: cannot create the repository: %s\n",
+		    git_error_last() ? git_error_last()->message : "unknown error");
+	git_config_free(cfg);
+	git_signature_free(sig);
+	git_tree_free(tree);
+	git_index_free(index);
+	git_repository_free(repo);
+	return rc;
+}
+
+static const char demo_payload[] =
+    "{\"ref\":\"refs/heads/main\",\"before\":\"0000000000000000000000000000000000000000\","
+    "\"after\":\"0000000000000000000000000000000000000000\","
+    "\"repository\":{\"name\":\"demo\",\"full_name\":\"local/demo\"},"
+    "\"pusher\":{\"name\":\"you\"},\"commits\":[]}\n";
+
+int
+demo_main(struct cli *cli)
+{
+	char dir[PATH_MAX], self[PATH_MAX], *p;
+	unsigned char key[16];
+	char secret[sizeof(key) * 2 + 2];
+	ssize_t n;
+	int port, rc;
+
+	if (cli->dir != NULL) {
+		if (util_mkdir_p(cli->dir, 0755) != E_OK || realpath(cli->dir, dir) == NULL) {
+			fprintf(stderr, "deployd demo: %s: %s\n", cli->dir, strerror(errno));
+			return 1;
+		}
+		p = util_xasprintf("%s/repo", dir);
+		if (access(p, F_OK) == 0) {
+			fprintf(stderr, "deployd demo: %s already holds a demo; pick an empty "
+			    "directory\n", dir);
+			free(p);
+			return 1;
+		}
+		free(p);
+	} else {
+		util_strlcpy(dir, "/tmp/deployd-demo-XXXXXX", sizeof(dir));
+		if (mkdtemp(dir) == NULL) {
+			fprintf(stderr, "deployd demo: mkdtemp: %s\n", strerror(errno));
+			return 1;
+		}
+		chmod(dir, 0755);
+	}
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0)
+		util_strlcpy(self, "deployd", sizeof(self));
+	else
+		self[n] = '\0';
+
+	git_libgit2_init();
+	p = util_xasprintf("%s/repo", dir);
+	rc = demo_make_repo(p);
+	free(p);
+	git_libgit2_shutdown();
+	if (rc != E_OK)
+		return 1;
+
+	randombytes_buf(key, sizeof(key));
+	sodium_bin2hex(secret, sizeof(secret), key, sizeof(key));
+	sodium_memzero(key, sizeof(key));
+	util_strlcpy(secret + strlen(secret), "\n", 2);
+	p = util_xasprintf("%s/webhook.secret", dir);
+	rc = demo_write(p, secret, 0600);
+	sodium_memzero(secret, sizeof(secret));
+	free(p);
+	if (rc != E_OK)
+		return 1;
+	p = util_xasprintf("%s/push.json", dir);
+	rc = demo_write(p, demo_payload, 0644);
+	free(p);
+	if (rc != E_OK)
+		return 1;
+
+	port = demo_free_port();
+	p = util_xasprintf(
+	    "# deployd demo configuration (made by `deployd demo`)\n"
+	    "listen: 127.0.0.1:%d\n"
+	    "control_socket: %s/deployd.sock\n"
+	    "state_dir: %s/state\n"
+	    "sites:\n"
+	    "  - name: demo\n"
+	    "    repo: %s/repo\n"
+	    "    branch: main\n"
+	    "    path: %s/site\n"
+	    "    keep: 3\n"
+	    "    poll: 5s\n"
+	    "    secret_file: %s/webhook.secret\n", port, dir, dir, dir, dir, dir);
+	{
+		char *cfgpath = util_xasprintf("%s/deployd.yaml", dir);
+
+		rc = demo_write(cfgpath, p, 0644);
+		free(p);
+		if (rc != E_OK) {
+			free(cfgpath);
+			return 1;
+		}
+		printf("deployd demo in %s\n\n"
+		    "  repository  %s/repo (branch main)\n"
+		    "  live site   %s/site/current\n"
+		    "  config      %s\n\n"
+		    "1. Change the page and commit (polling picks it up within 5 s):\n"
+		    "     cd %s/repo && echo '<h1>changed</h1>' > index.html && "
+		    "git commit -qam 'my change'\n\n"
+		    "2. Or ring the webhook right away (signed like GitHub does):\n"
+		    "     curl -sS -H 'Content-Type: application/json' -H 'X-GitHub-Event: push' "
+		    "-H \"X-GitHub-Delivery: $(date +%%s%%N)\" "
+		    "-H \"X-Hub-Signature-256: sha256=$(openssl dgst -sha256 -hmac "
+		    "\"$(cat %s/webhook.secret)\" < %s/push.json | sed 's/^.*= //')\" "
+		    "--data-binary @%s/push.json http://127.0.0.1:%d/hooks/demo\n\n"
+		    "3. See what is live:\n"
+		    "     %s status -c %s\n"
+		    "     cat %s/site/current/index.html\n\n"
+		    "Stop with Ctrl-C; remove %s when done.\n\n",
+		    dir, dir, dir, cfgpath, dir, dir, dir, dir, port, self, cfgpath, dir, dir);
+		fflush(stdout);
+		rc = serve_main(cfgpath);
+		free(cfgpath);
+	}
+	return rc;
+}

@@ -1,14 +1,183 @@
 /* main.c: the deployd command line: one table of subcommands, and the only place that exits. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "deployd.h"
+
+struct cmd {
+	const char	*name;
+	int		(*fn)(struct cli *);
+	const char	*usage;
+	const char	*help;
+	int		 min_args, max_args;
+};
+
+static int	cmd_serve(struct cli *);
+static int	cmd_check(struct cli *);
+static int	cmd_demo_entry(struct cli *);
+static int	cmd_later(struct cli *);
+
+static const struct cmd cmds[] = {
+	{ "serve", cmd_serve, "serve [-c FILE]",
+	    "run the daemon in the foreground", 0, 0 },
+	{ "check", cmd_check, "check [-c FILE]",
+	    "validate the configuration and exit", 0, 0 },
+	{ "status", cmd_status, "status [SITE] [--json] [-c FILE | -s SOCKET]",
+	    "show every site, or one, as a table or JSON", 0, 1 },
+	{ "deploy", cmd_deploy, "deploy SITE [--wait] [-c FILE | -s SOCKET]",
+	    "deploy the tip of the site's branch now", 1, 1 },
+	{ "rollback", cmd_later, "rollback SITE [RELEASE]",
+	    "go back to the previous good release (not implemented yet)", 1, 2 },
+	{ "releases", cmd_later, "releases SITE [--json]",
+	    "list a site's releases (not implemented yet)", 1, 1 },
+	{ "pause", cmd_later, "pause SITE",
+	    "stop automatic deploys of a site (not implemented yet)", 1, 1 },
+	{ "resume", cmd_later, "resume SITE",
+	    "restart automatic deploys of a site (not implemented yet)", 1, 1 },
+	{ "reload", cmd_later, "reload",
+	    "re-read the configuration (not implemented yet)", 0, 0 },
+	{ "demo", cmd_demo_entry, "demo [--dir DIR]",
+	    "run a self-contained local demo", 0, 0 },
+};
+#define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+static void
+usage(FILE *fp)
+{
+	size_t i;
+
+	fprintf(fp, "usage: deployd COMMAND [options]\n\ncommands:\n");
+	for (i = 0; i < NCMDS; i++)
+		fprintf(fp, "  %-46s %s\n", cmds[i].usage, cmds[i].help);
+	fprintf(fp, "\noptions:\n"
+	    "  -c, --config FILE   configuration file (default " DEFAULT_CONFIG ")\n"
+	    "  -s, --socket PATH   control socket (default: control_socket from the config)\n"
+	    "      --json          machine-readable output\n"
+	    "      --wait          wait for the deploy to finish; exit 1 if it failed\n"
+	    "      --dir DIR       demo: where to create the demo (default: a new temporary dir)\n"
+	    "  -h, --help          this help, or a command's help after the command\n"
+	    "  -V, --version       print the version\n"
+	    "\nexit status: 0 ok, 1 operation failed, 2 usage or configuration error\n");
+}
+
+static int
+cmd_serve(struct cli *cli)
+{
+	return serve_main(cli->config);
+}
+
+static int
+cmd_check(struct cli *cli)
+{
+	struct strv errors = { NULL, 0 };
+	struct config *c;
+	size_t i;
+
+	if (config_load(cli->config, &c, &errors) != E_OK) {
+		for (i = 0; i < errors.n; i++)
+			fprintf(stderr, "%s\n", errors.v[i]);
+		util_strv_free(&errors);
+		return 2;
+	}
+	config_warnings(c, stderr);
+	config_free(c);
+	printf("configuration OK\n");
+	return 0;
+}
+
+static int
+cmd_demo_entry(struct cli *cli)
+{
+	return demo_main(cli);
+}
+
+static int
+cmd_later(struct cli *cli)
+{
+	fprintf(stderr, "deployd %s: not implemented yet\n", cli->cmd);
+	return 2;
+}
 
 int
 main(int argc, char **argv)
 {
-	(void)argc; (void)argv;
-	printf("deployd %s\n", DEPLOYD_VERSION);
-	return 0;
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "wait", no_argument, NULL, 'w' },
+		{ "rev", required_argument, NULL, 'r' },
+		{ "dir", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct cli cli;
+	const struct cmd *cmd = NULL;
+	int ch, help = 0, nargs;
+	size_t i;
+
+	/* The fetch helper is deployd re-executing itself; it has its own arguments. */
+	if (argc >= 2 && strcmp(argv[1], "__fetch") == 0)
+		return fetch_child_main(argc - 1, argv + 1);
+
+	memset(&cli, 0, sizeof(cli));
+	cli.config = DEFAULT_CONFIG;
+	while ((ch = getopt_long(argc, argv, "+c:s:hV", longopts, NULL)) != -1 ||
+	    optind < argc) {
+		if (ch == -1) {
+			/* A non-option: the command first, then its arguments. */
+			if (cli.cmd == NULL)
+				cli.cmd = argv[optind];
+			else if (cli.nargs < 4)
+				cli.args[cli.nargs++] = argv[optind];
+			else {
+				fprintf(stderr, "deployd: too many arguments\n");
+				return 2;
+			}
+			optind++;
+			continue;
+		}
+		switch (ch) {
+		case 'c': cli.config = optarg; cli.config_given = 1; break;
+		case 's': cli.socket = optarg; break;
+		case 'j': cli.json = 1; break;
+		case 'w': cli.wait = 1; break;
+		case 'r': cli.rev = optarg; break;
+		case 'd': cli.dir = optarg; break;
+		case 'h': help = 1; break;
+		case 'V': printf("deployd %s\n", DEPLOYD_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (cli.cmd == NULL) {
+		usage(help ? stdout : stderr);
+		return help ? 0 : 2;
+	}
+	for (i = 0; i < NCMDS; i++)
+		if (strcmp(cmds[i].name, cli.cmd) == 0)
+			cmd = &cmds[i];
+	if (cmd == NULL) {
+		fprintf(stderr, "deployd: unknown command '%s'; try deployd --help\n", cli.cmd);
+		return 2;
+	}
+	if (help) {
+		printf("usage: deployd %s\n  %s\n", cmd->usage, cmd->help);
+		return 0;
+	}
+	nargs = cli.nargs;
+	if (nargs < cmd->min_args || nargs > cmd->max_args) {
+		fprintf(stderr, "usage: deployd %s\n", cmd->usage);
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "deployd: libsodium failed to initialise\n");
+		return 1;
+	}
+	return cmd->fn(&cli);
 }

@@ -1,2 +1,405 @@
-/* server/sched.c: placeholder, being written. */
+/* sched.c: the deploy queue and poll timer: one deploy running and one pending per site. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
 #include "deployd.h"
+
+/* What the scheduler knows about one site between deploys. */
+struct sched_site {
+	const struct site_config *cfg;
+	int			 queued;	/* waiting in the run queue */
+	int			 running;
+	int			 pending;	/* one more deploy after the running one */
+	struct deploy_request	 req;		/* for the queued or pending deploy */
+	int64_t			 req_id;	/* id answering the queued or pending request */
+	int64_t			 run_id;	/* id of the running deploy */
+	int64_t			 done_id;	/* id of the last finished deploy */
+	int			 done_ok;
+	char			 done_error[512];
+	char			 done_commit[SHA_HEX];
+	int			 done_changed;
+	enum phase		 phase;
+	int64_t			 next_poll;	/* monotonic ms; 0: polling off */
+	int64_t			 last_webhook_at;	/* unix ms */
+	struct sched_site	*qnext;
+};
+
+static struct {
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 work;		/* the run queue changed, or stop */
+	pthread_cond_t		 timer;		/* the poll schedule changed, or stop */
+	pthread_cond_t		 done;		/* a deploy finished */
+	const struct config	*cfg;
+	struct sched_site	*sites;
+	size_t			 nsites;
+	struct sched_site	*qhead, *qtail;
+	pthread_t		*workers;
+	size_t			 nworkers;
+	pthread_t		 timer_thread;
+	int			 started;
+	int			 stopping;
+	int64_t			 next_id;
+} S = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.work = PTHREAD_COND_INITIALIZER,
+	.done = PTHREAD_COND_INITIALIZER,
+};
+
+static struct sched_site *
+sched_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < S.nsites; i++)
+		if (strcmp(S.sites[i].cfg->name, name) == 0)
+			return &S.sites[i];
+	return NULL;
+}
+
+int
+sched_init(const struct config *cfg)
+{
+	pthread_condattr_t ca;
+	size_t i;
+
+	S.cfg = cfg;
+	S.nsites = cfg->nsites;
+	S.sites = util_xcalloc(cfg->nsites, sizeof(*S.sites));
+	for (i = 0; i < cfg->nsites; i++)
+		S.sites[i].cfg = &cfg->sites[i];
+	S.next_id = 1;
+	/* The poll timer waits on the monotonic clock, so clock jumps do not matter. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&S.timer, &ca);
+	pthread_condattr_destroy(&ca);
+	return E_OK;
+}
+
+void
+sched_free(void)
+{
+	free(S.sites);
+	S.sites = NULL;
+	S.nsites = 0;
+	pthread_cond_destroy(&S.timer);
+}
+
+/* Call with the mutex held. */
+static void
+sched_enqueue(struct sched_site *s)
+{
+	s->queued = 1;
+	s->qnext = NULL;
+	if (S.qtail != NULL)
+		S.qtail->qnext = s;
+	else
+		S.qhead = s;
+	S.qtail = s;
+	pthread_cond_signal(&S.work);
+}
+
+/* Call with the mutex held. Coalesces: a newer request replaces a waiting one. */
+static int64_t
+sched_request_locked(struct sched_site *s, const struct deploy_request *req)
+{
+	if (s->running) {
+		if (!s->pending)
+			s->req_id = S.next_id++;
+		s->pending = 1;
+		s->req = *req;
+		return s->req_id;
+	}
+	if (s->queued) {
+		s->req = *req;
+		return s->req_id;
+	}
+	s->req = *req;
+	s->req_id = S.next_id++;
+	sched_enqueue(s);
+	return s->req_id;
+}
+
+int
+sched_request(const char *site, const struct deploy_request *req, int64_t *id)
+{
+	struct sched_site *s;
+	int64_t got;
+
+	pthread_mutex_lock(&S.mu);
+	if (S.stopping) {
+		pthread_mutex_unlock(&S.mu);
+		return E_STOPPED;
+	}
+	if ((s = sched_find(site)) == NULL) {
+		pthread_mutex_unlock(&S.mu);
+		return E_NOTFOUND;
+	}
+	got = sched_request_locked(s, req);
+	pthread_mutex_unlock(&S.mu);
+	if (id != NULL)
+		*id = got;
+	return E_OK;
+}
+
+void
+sched_note_webhook(const char *site)
+{
+	struct sched_site *s;
+
+	pthread_mutex_lock(&S.mu);
+	if ((s = sched_find(site)) != NULL)
+		s->last_webhook_at = util_now_ms();
+	pthread_mutex_unlock(&S.mu);
+}
+
+static void
+sched_phase_cb(void *arg, enum phase phase, const char *commit)
+{
+	struct sched_site *s = arg;
+
+	(void)commit;
+	pthread_mutex_lock(&S.mu);
+	s->phase = phase;
+	pthread_mutex_unlock(&S.mu);
+}
+
+static void *
+sched_worker(void *arg)
+{
+	struct deploy_request req;
+	struct deploy_result res;
+	struct sched_site *s;
+	int64_t id;
+
+	(void)arg;
+	pthread_mutex_lock(&S.mu);
+	for (;;) {
+		while (S.qhead == NULL && !S.stopping)
+			pthread_cond_wait(&S.work, &S.mu);
+		if (S.stopping)
+			break;
+		s = S.qhead;
+		S.qhead = s->qnext;
+		if (S.qhead == NULL)
+			S.qtail = NULL;
+		s->queued = 0;
+		s->running = 1;
+		s->run_id = id = s->req_id;
+		req = s->req;
+		pthread_mutex_unlock(&S.mu);
+
+		memset(&res, 0, sizeof(res));
+		engine_deploy(S.cfg, s->cfg, &req, &res, sched_phase_cb, s);
+
+		pthread_mutex_lock(&S.mu);
+		s->running = 0;
+		s->phase = PHASE_IDLE;
+		s->done_id = id;
+		s->done_ok = res.rc == E_OK;
+		s->done_changed = res.changed;
+		util_strlcpy(s->done_error, res.error, sizeof(s->done_error));
+		util_strlcpy(s->done_commit, res.commit, sizeof(s->done_commit));
+		if (s->pending && !S.stopping) {
+			s->pending = 0;
+			sched_enqueue(s);
+		}
+		pthread_cond_broadcast(&S.done);
+	}
+	pthread_mutex_unlock(&S.mu);
+	return NULL;
+}
+
+/* One thread for every poll schedule: wake at the earliest due site. */
+static void *
+sched_timer(void *arg)
+{
+	struct deploy_request req;
+	struct timespec ts;
+	int64_t now, next;
+	size_t i;
+
+	(void)arg;
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_POLL;
+	pthread_mutex_lock(&S.mu);
+	while (!S.stopping) {
+		now = util_mono_ms();
+		next = now + 3600 * 1000;
+		for (i = 0; i < S.nsites; i++) {
+			struct sched_site *s = &S.sites[i];
+
+			if (s->next_poll == 0)
+				continue;
+			if (s->next_poll <= now) {
+				/* A running or waiting deploy fetches anyway. */
+				if (!s->running && !s->queued)
+					sched_request_locked(s, &req);
+				s->next_poll = now + s->cfg->poll_ms;
+			}
+			if (s->next_poll < next)
+				next = s->next_poll;
+		}
+		ts.tv_sec = next / 1000;
+		ts.tv_nsec = (next % 1000) * 1000000;
+		pthread_cond_timedwait(&S.timer, &S.mu, &ts);
+	}
+	pthread_mutex_unlock(&S.mu);
+	return NULL;
+}
+
+int
+sched_start(void)
+{
+	struct deploy_request req;
+	int64_t now = util_mono_ms();
+	size_t i;
+
+	pthread_mutex_lock(&S.mu);
+	/* Every site converges at start-up; polling takes over after one interval. */
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_STARTUP;
+	for (i = 0; i < S.nsites; i++) {
+		struct sched_site *s = &S.sites[i];
+
+		s->next_poll = s->cfg->poll_ms > 0 ? now + s->cfg->poll_ms : 0;
+		sched_request_locked(s, &req);
+	}
+	pthread_mutex_unlock(&S.mu);
+
+	S.nworkers = (size_t)S.cfg->max_parallel_deploys;
+	S.workers = util_xcalloc(S.nworkers, sizeof(*S.workers));
+	for (i = 0; i < S.nworkers; i++)
+		if (pthread_create(&S.workers[i], NULL, sched_worker, NULL) != 0)
+			return E_SYS;
+	if (pthread_create(&S.timer_thread, NULL, sched_timer, NULL) != 0)
+		return E_SYS;
+	S.started = 1;
+	return E_OK;
+}
+
+/* Deploys in flight finish (the engine leaves nothing half-live); waiting ones are dropped. */
+void
+sched_stop(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&S.mu);
+	S.stopping = 1;
+	pthread_cond_broadcast(&S.work);
+	pthread_cond_broadcast(&S.timer);
+	pthread_cond_broadcast(&S.done);
+	pthread_mutex_unlock(&S.mu);
+	if (!S.started)
+		return;
+	for (i = 0; i < S.nworkers; i++)
+		pthread_join(S.workers[i], NULL);
+	pthread_join(S.timer_thread, NULL);
+	free(S.workers);
+	S.workers = NULL;
+	S.started = 0;
+}
+
+static json_t *
+sched_time_json(int64_t unix_secs)
+{
+	char buf[32];
+	time_t t = (time_t)unix_secs;
+	struct tm tm;
+
+	if (unix_secs <= 0)
+		return json_null();
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
+static json_t *
+sched_str_or_null(const char *s)
+{
+	return s != NULL && *s != '\0' ? json_string(s) : json_null();
+}
+
+/* Status of one site: the scheduler's view merged with the engine's state file. */
+static json_t *
+sched_site_json_locked(struct sched_site *s)
+{
+	struct site_state st;
+	struct error e;
+	json_t *o, *d;
+	const char *state;
+	int64_t wall;
+
+	memset(&st, 0, sizeof(st));
+	if (state_load(S.cfg->state_dir, s->cfg->name, &st, &e) != E_OK)
+		util_strlcpy(st.last_error, e.msg, sizeof(st.last_error));
+	if (s->running)
+		state = util_phase_name(s->phase);
+	else if (st.last_error[0] != '\0')
+		state = "failed";
+	else
+		state = "idle";
+	o = json_object();
+	json_object_set_new(o, "name", json_string(s->cfg->name));
+	json_object_set_new(o, "state", json_string(state));
+	json_object_set_new(o, "paused", json_boolean(st.paused));
+	json_object_set_new(o, "release", sched_str_or_null(st.release));
+	json_object_set_new(o, "commit", sched_str_or_null(st.applied));
+	json_object_set_new(o, "subject", sched_str_or_null(st.subject));
+	json_object_set_new(o, "author", sched_str_or_null(st.author));
+	json_object_set_new(o, "deployed_at", sched_time_json(st.applied_at));
+	json_object_set_new(o, "trigger", st.applied[0] != '\0' ?
+	    json_string(util_trigger_name(st.trigger)) : json_null());
+	json_object_set_new(o, "last_webhook_at", sched_time_json(s->last_webhook_at / 1000));
+	json_object_set_new(o, "last_error", sched_str_or_null(st.last_error));
+	json_object_set_new(o, "last_error_at", sched_time_json(st.last_error_at));
+	wall = s->next_poll != 0 ? util_now_ms() + (s->next_poll - util_mono_ms()) : 0;
+	json_object_set_new(o, "next_poll_at", sched_time_json(wall / 1000));
+	json_object_set_new(o, "desired", sched_str_or_null(st.desired));
+	json_object_set_new(o, "attempted", sched_str_or_null(st.attempted));
+	json_object_set_new(o, "branch", sched_str_or_null(s->cfg->branch));
+	json_object_set_new(o, "path", json_string(s->cfg->path));
+
+	/* Request bookkeeping, so that `deploy --wait` knows when its request is done. */
+	d = json_object();
+	json_object_set_new(d, "running_id", json_integer(s->running ? s->run_id : 0));
+	json_object_set_new(d, "queued_id", json_integer(s->queued || s->pending ?
+	    s->req_id : 0));
+	json_object_set_new(d, "done_id", json_integer(s->done_id));
+	json_object_set_new(d, "done_ok", json_boolean(s->done_ok));
+	json_object_set_new(d, "done_changed", json_boolean(s->done_changed));
+	json_object_set_new(d, "done_commit", sched_str_or_null(s->done_commit));
+	json_object_set_new(d, "done_error", sched_str_or_null(s->done_error));
+	json_object_set_new(o, "deploy", d);
+	state_free(&st);
+	return o;
+}
+
+json_t *
+sched_site_json(const char *site)
+{
+	struct sched_site *s;
+	json_t *o = NULL;
+
+	pthread_mutex_lock(&S.mu);
+	if ((s = sched_find(site)) != NULL)
+		o = sched_site_json_locked(s);
+	pthread_mutex_unlock(&S.mu);
+	return o;
+}
+
+json_t *
+sched_sites_json(void)
+{
+	json_t *arr = json_array();
+	size_t i;
+
+	pthread_mutex_lock(&S.mu);
+	for (i = 0; i < S.nsites; i++)
+		json_array_append_new(arr, sched_site_json_locked(&S.sites[i]));
+	pthread_mutex_unlock(&S.mu);
+	return arr;
+}

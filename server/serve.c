@@ -1,2 +1,149 @@
-/* server/serve.c: placeholder, being written. */
+/* serve.c: the daemon: load config, recover sites, start the queue, the APIs, wait for signals. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include "deployd.h"
+
+/* systemd's notify protocol is one datagram; no need for libsystemd. */
+static void
+serve_notify(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	socklen_t len;
+	int fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@'))
+		return;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (util_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >= sizeof(sun.sun_path))
+		return;
+	if (sun.sun_path[0] == '@')
+		sun.sun_path[0] = '\0';	/* abstract namespace */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun, len) < 0)
+		log_debug("sd_notify: %s", strerror(errno));
+	close(fd);
+}
+
+static int
+serve_load(const char *file, struct config **cfg)
+{
+	struct strv errors = { NULL, 0 };
+	size_t i;
+
+	if (config_load(file, cfg, &errors) != E_OK) {
+		for (i = 0; i < errors.n; i++)
+			fprintf(stderr, "%s\n", errors.v[i]);
+		util_strv_free(&errors);
+		return E_CONFIG;
+	}
+	return E_OK;
+}
+
+/* One daemon per state directory: a second one would fight over the caches. */
+static int
+serve_lock_state(const struct config *cfg, int *fd, struct error *e)
+{
+	char *path;
+	int rc;
+
+	if (util_mkdir_p(cfg->state_dir, 0750) != E_OK)
+		return util_error_sys(e, "cannot create state_dir %s", cfg->state_dir);
+	path = util_xasprintf("%s/deployd.lock", cfg->state_dir);
+	rc = lock_acquire(path, 0, fd, e);
+	free(path);
+	if (rc == E_BUSY)
+		return util_error(e, E_BUSY, "another deployd is running with state_dir %s",
+		    cfg->state_dir);
+	return rc;
+}
+
+int
+serve_main(const char *config_file)
+{
+	struct config *cfg = NULL;
+	struct error e;
+	sigset_t set;
+	char status[128];
+	int sig, lockfd = -1, rc = 1;
+	size_t i;
+
+	if (serve_load(config_file, &cfg) != E_OK)
+		return 2;
+	log_init(cfg->log_level, getenv("JOURNAL_STREAM") != NULL);
+	config_warnings(cfg, stderr);
+
+	/* Signals are taken synchronously by this thread; every thread inherits the mask. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (serve_lock_state(cfg, &lockfd, &e) != E_OK) {
+		log_error("%s", e.msg);
+		goto out;
+	}
+	if (engine_init() != E_OK) {
+		log_error("cannot initialise libgit2");
+		goto out;
+	}
+	for (i = 0; i < cfg->nsites; i++) {
+		if (engine_recover(cfg, &cfg->sites[i], &e) != E_OK)
+			log_warn("site=%s recovery: %s", cfg->sites[i].name, e.msg);
+	}
+	sched_init(cfg);
+	if (control_start(cfg, &e) != E_OK) {
+		log_error("%s", e.msg);
+		goto out_engine;
+	}
+	if (sched_start() != E_OK) {
+		log_error("cannot start deploy workers");
+		goto out_control;
+	}
+	log_info("deployd %s serving %zu site%s (config %s)", DEPLOYD_VERSION, cfg->nsites,
+	    cfg->nsites == 1 ? "" : "s", cfg->file);
+	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving %zu sites", cfg->nsites);
+	serve_notify(status);
+
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_warn("SIGHUP: configuration reload is not implemented yet; "
+			    "restart deployd to apply changes");
+			continue;
+		}
+		log_info("%s: stopping; deploys in flight finish first",
+		    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		serve_notify("STOPPING=1");
+		break;
+	}
+	rc = 0;
+	sched_stop();
+out_control:
+	control_stop();
+out_engine:
+	sched_stop();
+	sched_free();
+	engine_shutdown();
+out:
+	if (lockfd >= 0)
+		lock_release(lockfd);
+	config_free(cfg);
+	log_info("stopped");
+	return rc;
+}

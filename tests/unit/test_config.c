@@ -1,7 +1,388 @@
-/* test_config.c: placeholder. */
+/* test_config.c: unit tests for the configuration loader: every good and bad case, with positions. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
-static void t_none(void **s) { (void)s; assert_true(1); }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(t_none) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include <sodium.h>
+
+#include "deployd.h"
+
+static char tmpdir[64];
+static char cfgpath[128];
+static char secret[128];
+
+static int
+setup(void **st)
+{
+	FILE *fp;
+
+	(void)st;
+	strcpy(tmpdir, "/tmp/deployd-test-config-XXXXXX");
+	if (mkdtemp(tmpdir) == NULL)
+		return -1;
+	snprintf(cfgpath, sizeof(cfgpath), "%s/deployd.yaml", tmpdir);
+	snprintf(secret, sizeof(secret), "%s/www.secret", tmpdir);
+	if ((fp = fopen(secret, "w")) == NULL)
+		return -1;
+	fputs("s3cret\r\n", fp);
+	fclose(fp);
+	chmod(secret, 0640);
+	return sodium_init() < 0 ? -1 : 0;
+}
+
+static int
+teardown(void **st)
+{
+	char *cmd;
+
+	(void)st;
+	cmd = util_xasprintf("rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+	free(cmd);
+	return 0;
+}
+
+/* Write text (with @S@ standing for the secret's path) and load it. */
+static int
+load(const char *text, struct config **c, struct strv *errors)
+{
+	FILE *fp = fopen(cfgpath, "w");
+	const char *p;
+
+	assert_non_null(fp);
+	for (p = text; *p; p++) {
+		if (strncmp(p, "@S@", 3) == 0) {
+			fputs(secret, fp);
+			p += 2;
+		} else if (strncmp(p, "@D@", 3) == 0) {
+			fputs(tmpdir, fp);
+			p += 2;
+		} else
+			fputc(*p, fp);
+	}
+	fclose(fp);
+	errors->v = NULL;
+	errors->n = 0;
+	return config_load(cfgpath, c, errors);
+}
+
+/* The config must fail with exactly one error at line:col containing the words. */
+static void
+expect_error(const char *text, int line, int col, const char *words)
+{
+	struct strv errors;
+	struct config *c = NULL;
+	char *want;
+
+	assert_int_equal(load(text, &c, &errors), E_CONFIG);
+	assert_null(c);
+	if (errors.n < 1)
+		fail_msg("no error reported");
+	want = util_xasprintf("%s:%d:%d: ", cfgpath, line, col);
+	if (strncmp(errors.v[0], want, strlen(want)) != 0 ||
+	    strstr(errors.v[0], words) == NULL)
+		fail_msg("got \"%s\", want prefix \"%s\" and \"%s\"", errors.v[0], want, words);
+	free(want);
+	util_strv_free(&errors);
+}
+
+static void
+t_full_config(void **st)
+{
+	struct strv errors;
+	struct config *c = NULL;
+	const struct site_config *s;
+
+	(void)st;
+	if (load("listen: '[::1]:9000'\n"
+	    "control_socket: @D@/ctl.sock\n"
+	    "state_dir: @D@/state\n"
+	    "log_level: debug\n"
+	    "max_parallel_deploys: 3\n"
+	    "limits:\n"
+	    "  max_body: 1MiB\n"
+	    "  max_header: 8KiB\n"
+	    "  request_timeout: 10s\n"
+	    "  max_connections: 100\n"
+	    "  max_connections_per_ip: 4\n"
+	    "  signature_tolerance: 2m\n"
+	    "sites:\n"
+	    "  - name: www\n"
+	    "    repo: git@github.com:acme/www.git\n"
+	    "    branch: main\n"
+	    "    path: @D@/www\n"
+	    "    keep: 7\n"
+	    "    reuse: copy\n"
+	    "    secret_file: @S@\n"
+	    "    providers: [github, gitlab]\n"
+	    "    allow_sha1: true\n"
+	    "    poll: 0\n"
+	    "    webhook_grace: 30s\n"
+	    "    hooks:\n"
+	    "      pre_activate: [/usr/bin/make, -C, ., build]\n"
+	    "      timeout: 1m\n"
+	    "    shared: [uploads, .env]\n"
+	    "  - name: docs\n"
+	    "    repo: /srv/git/docs.git\n"
+	    "    tags: \"v*\"\n"
+	    "    path: @D@/docs\n", &c, &errors) != E_OK)
+		fail_msg("%s", errors.n ? errors.v[0] : "?");
+	assert_string_equal(c->listen, "[::1]:9000");
+	assert_int_equal(c->log_level, LOG_LVL_DEBUG);
+	assert_int_equal(c->max_parallel_deploys, 3);
+	assert_int_equal(c->limits.max_body, 1024 * 1024);
+	assert_int_equal(c->limits.max_header, 8192);
+	assert_int_equal(c->limits.request_timeout_ms, 10000);
+	assert_int_equal(c->limits.max_connections_per_ip, 4);
+	assert_int_equal(c->limits.signature_tolerance_ms, 120000);
+	assert_int_equal(c->nsites, 2);
+	s = config_site(c, "www");
+	assert_non_null(s);
+	assert_string_equal(s->branch, "main");
+	assert_int_equal(s->keep, 7);
+	assert_int_equal(s->reuse, REUSE_COPY);
+	assert_int_equal(s->providers, PROV_GITHUB | PROV_GITLAB);
+	assert_true(s->allow_sha1);
+	assert_int_equal(s->poll_ms, 0);
+	assert_int_equal(s->webhook_grace_ms, 30000);
+	assert_int_equal(s->hooks.pre_activate.n, 4);
+	assert_string_equal(s->hooks.pre_activate.v[3], "build");
+	assert_null(s->hooks.pre_activate.v[4]);
+	assert_int_equal(s->hooks.timeout_ms, 60000);
+	assert_int_equal(s->shared.n, 2);
+	assert_string_equal(s->token_user, "x-access-token");
+	assert_int_equal(s->line, 14);
+	s = config_site(c, "docs");
+	assert_non_null(s);
+	assert_string_equal(s->tags, "v*");
+	assert_null(s->branch);
+	assert_int_equal(s->keep, 5);
+	assert_int_equal(s->poll_ms, 60000);
+	assert_int_equal(s->providers, PROV_ALL);
+	assert_int_equal(s->hooks.timeout_ms, 300000);
+	assert_null(config_site(c, "nope"));
+	config_free(c);
+}
+
+static void
+t_defaults_and_empty(void **st)
+{
+	struct strv errors;
+	struct config *c = NULL;
+
+	(void)st;
+	assert_int_equal(load("", &c, &errors), E_OK);
+	assert_string_equal(c->listen, "127.0.0.1:8090");
+	assert_string_equal(c->control_socket, "/run/deployd/deployd.sock");
+	assert_string_equal(c->state_dir, "/var/lib/deployd");
+	assert_int_equal(c->limits.max_body, 25 * 1024 * 1024);
+	assert_int_equal(c->limits.max_header, 16 * 1024);
+	assert_int_equal(c->limits.request_timeout_ms, 30000);
+	assert_int_equal(c->limits.max_connections, 256);
+	assert_int_equal(c->max_parallel_deploys, 2);
+	assert_int_equal(c->nsites, 0);
+	config_free(c);
+	assert_int_equal(load("# only a comment\nsites: []\n", &c, &errors), E_OK);
+	assert_int_equal(c->nsites, 0);
+	config_free(c);
+}
+
+#define SITE_HEAD "sites:\n  - name: www\n    repo: /srv/git/www.git\n"
+
+static void
+t_unknown_key(void **st)
+{
+	(void)st;
+	expect_error("listen: 127.0.0.1:1\nlisen: x\n", 2, 1, "unknown key 'lisen'");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    kepe: 3\n", 6, 5,
+	    "unknown key 'kepe' in site");
+	expect_error("limits:\n  max_bodyy: 1MiB\n", 2, 3, "unknown key 'max_bodyy'");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    hooks:\n"
+	    "      pre_activte: [/bin/true]\n", 7, 7, "unknown key 'pre_activte'");
+}
+
+static void
+t_wrong_type(void **st)
+{
+	(void)st;
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    keep: many\n", 6, 11,
+	    "not a whole number");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    keep: 1\n", 6, 11,
+	    "out of range");
+	expect_error("max_parallel_deploys: [1, 2]\n", 1, 23, "expected a single value");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    allow_sha1: maybe\n",
+	    6, 17, "not true or false");
+	expect_error("log_level: loud\n", 1, 12, "not one of the allowed values");
+	expect_error("limits: 5\n", 1, 9, "expected a mapping");
+	expect_error("sites:\n  name: www\n", 2, 3, "expected a list of sites");
+	expect_error(SITE_HEAD "    branch: main\n    path: srv/www\n", 5, 11,
+	    "must be an absolute path");
+	expect_error("limits:\n  max_body: 25MB\n", 2, 13, "not a size");
+	expect_error("listen: localhost\n", 1, 9, "not host:port");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    providers: [github, "
+	    "gitlub]\n", 6, 25, "unknown provider 'gitlub'");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    hooks:\n"
+	    "      post_activate: [systemctl, reload, nginx]\n", 7, 23, "absolute path");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    shared: [../etc]\n",
+	    6, 14, "relative path inside the release");
+	expect_error("sites:\n  - name: WWW\n", 2, 11, "not a valid site name");
+	expect_error("sites:\n  - name: www\n    repo: not a url\n    branch: main\n"
+	    "    path: /srv/www\n", 3, 11, "not a repository URL");
+}
+
+static void
+t_missing_required(void **st)
+{
+	(void)st;
+	expect_error("sites:\n  - name: www\n    branch: main\n    path: /srv/www\n", 2, 5,
+	    "required key 'repo' is missing");
+	expect_error(SITE_HEAD "    path: /srv/www\n", 2, 5, "one of branch or tags");
+	expect_error(SITE_HEAD "    branch: main\n    tags: v*\n    path: /srv/www\n", 5, 5,
+	    "branch and tags cannot both be set");
+}
+
+static void
+t_duplicates(void **st)
+{
+	(void)st;
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/a\n"
+	    "  - name: www\n    repo: /srv/git/b.git\n    branch: main\n    path: /srv/b\n",
+	    6, 11, "duplicate site name 'www'");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/a\n"
+	    "  - name: two\n    repo: /srv/git/b.git\n    branch: main\n    path: /srv/a/\n",
+	    9, 11, "overlaps site 'www'");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/a\n"
+	    "  - name: two\n    repo: /srv/git/b.git\n    branch: main\n    path: /srv/a/b\n",
+	    9, 11, "overlaps");
+	expect_error("log_level: info\nlog_level: debug\n", 2, 1, "appears twice");
+}
+
+static void
+t_secrets(void **st)
+{
+	const char *text = SITE_HEAD "    branch: main\n    path: /srv/www\n    secret_file: @S@\n";
+
+	(void)st;
+	chmod(secret, 0644);
+	expect_error(text, 6, 18, "readable by others");
+	chmod(secret, 0660);
+	expect_error(text, 6, 18, "writable by group or others");
+	chmod(secret, 0602);
+	expect_error(text, 6, 18, "writable by group or others");
+	chmod(secret, 0640);
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n"
+	    "    secret_file: /nonexistent/deployd.secret\n", 6, 18, "No such file");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n"
+	    "    secret_file: /tmp\n", 6, 18, "not a regular file");
+}
+
+static void
+t_bad_duration(void **st)
+{
+	(void)st;
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    poll: 10 minutes\n",
+	    6, 11, "not a duration");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    poll: 60\n",
+	    6, 11, "not a duration");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    poll: 500ms\n",
+	    6, 11, "out of range");
+	expect_error("limits:\n  request_timeout: 0\n", 2, 20, "0 is not allowed");
+}
+
+static void
+t_syntax_and_tls(void **st)
+{
+	struct strv errors;
+	struct config *c = NULL;
+
+	(void)st;
+	assert_int_equal(load("sites:\n  - name: [unclosed\n", &c, &errors), E_CONFIG);
+	assert_int_equal(errors.n, 1);
+	assert_non_null(strstr(errors.v[0], "YAML syntax error"));
+	assert_non_null(strstr(errors.v[0], cfgpath));
+	util_strv_free(&errors);
+	expect_error("tls_cert: @S@\n", 1, 1, "tls_cert and tls_key must be set together");
+}
+
+static void
+t_many_errors(void **st)
+{
+	struct strv errors;
+	struct config *c = NULL;
+
+	(void)st;
+	/* Every problem is reported, not only the first. */
+	assert_int_equal(load("log_level: loud\nfoo: 1\nsites:\n  - name: x\n", &c, &errors),
+	    E_CONFIG);
+	assert_true(errors.n >= 4);
+	util_strv_free(&errors);
+}
+
+static void
+t_read_secret(void **st)
+{
+	unsigned char *buf;
+	size_t len;
+	struct error e;
+
+	(void)st;
+	chmod(secret, 0600);
+	assert_int_equal(config_read_secret(secret, &buf, &len, &e), E_OK);
+	assert_int_equal(len, 6);
+	assert_memory_equal(buf, "s3cret", 6);
+	config_free_secret(buf, len);
+	chmod(secret, 0604);
+	assert_int_equal(config_read_secret(secret, &buf, &len, &e), E_SECRET);
+	assert_null(buf);
+	/* The message names the file and the problem, never the content. */
+	assert_null(strstr(e.msg, "s3cret"));
+	chmod(secret, 0640);
+}
+
+static void
+t_key_names(void **st)
+{
+	int i, n = config_key_count();
+	int found_body = 0, found_timeout = 0;
+
+	(void)st;
+	assert_true(n > 30);
+	for (i = 0; i < n; i++) {
+		const char *k = config_key_name(i);
+
+		assert_non_null(k);
+		found_body |= strcmp(k, "limits.max_body") == 0;
+		found_timeout |= strcmp(k, "sites.hooks.timeout") == 0;
+	}
+	assert_true(found_body);
+	assert_true(found_timeout);
+	assert_null(config_key_name(n));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_full_config),
+		cmocka_unit_test(t_defaults_and_empty),
+		cmocka_unit_test(t_unknown_key),
+		cmocka_unit_test(t_wrong_type),
+		cmocka_unit_test(t_missing_required),
+		cmocka_unit_test(t_duplicates),
+		cmocka_unit_test(t_secrets),
+		cmocka_unit_test(t_bad_duration),
+		cmocka_unit_test(t_syntax_and_tls),
+		cmocka_unit_test(t_many_errors),
+		cmocka_unit_test(t_read_secret),
+		cmocka_unit_test(t_key_names),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,7 +1,132 @@
-/* test_util.c: placeholder. */
+/* test_util.c: unit tests for durations, sizes, sanitising and site names. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <string.h>
 #include <cmocka.h>
-static void t_none(void **s) { (void)s; assert_true(1); }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(t_none) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include "deployd.h"
+
+static void
+t_durations(void **st)
+{
+	static const struct { const char *in; int rc; int64_t ms; } cases[] = {
+		{ "0", E_OK, 0 }, { "500ms", E_OK, 500 }, { "30s", E_OK, 30000 },
+		{ "5m", E_OK, 300000 }, { "2h", E_OK, 7200000 }, { "1s", E_OK, 1000 },
+		{ "", E_INVAL, 0 }, { "s", E_INVAL, 0 }, { "5", E_INVAL, 0 },
+		{ "-5s", E_INVAL, 0 }, { "5 s", E_INVAL, 0 }, { "5d", E_INVAL, 0 },
+		{ "1.5s", E_INVAL, 0 }, { "99999999999999999999s", E_INVAL, 0 },
+		{ "9223372036854775807h", E_INVAL, 0 }, { "5S", E_INVAL, 0 },
+	};
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t ms = -1;
+		int rc = util_parse_duration(cases[i].in, &ms);
+
+		assert_int_equal(rc, cases[i].rc);
+		if (rc == E_OK)
+			assert_int_equal(ms, cases[i].ms);
+	}
+}
+
+static void
+t_sizes(void **st)
+{
+	static const struct { const char *in; int rc; int64_t b; } cases[] = {
+		{ "0", E_OK, 0 }, { "512", E_OK, 512 }, { "16KiB", E_OK, 16384 },
+		{ "25MiB", E_OK, 25 * 1024 * 1024 }, { "1GiB", E_OK, 1073741824 },
+		{ "10B", E_OK, 10 }, { "1KB", E_INVAL, 0 }, { "MiB", E_INVAL, 0 },
+		{ "-1KiB", E_INVAL, 0 }, { "1 MiB", E_INVAL, 0 },
+		{ "9223372036854775807GiB", E_INVAL, 0 },
+	};
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t b = -1;
+		int rc = util_parse_size(cases[i].in, &b);
+
+		assert_int_equal(rc, cases[i].rc);
+		if (rc == E_OK)
+			assert_int_equal(b, cases[i].b);
+	}
+}
+
+static void
+t_format_duration(void **st)
+{
+	char buf[32];
+
+	(void)st;
+	util_format_duration(250, buf, sizeof(buf));
+	assert_string_equal(buf, "250ms");
+	util_format_duration(1500, buf, sizeof(buf));
+	assert_string_equal(buf, "1.5s");
+	util_format_duration(125000, buf, sizeof(buf));
+	assert_string_equal(buf, "2m05s");
+	util_format_duration(3 * 3600000 + 60000, buf, sizeof(buf));
+	assert_string_equal(buf, "3h01m");
+	assert_int_equal(util_format_duration(125000, buf, 3), E_INVAL);
+}
+
+static void
+t_sanitize(void **st)
+{
+	char out[64];
+
+	(void)st;
+	util_sanitize("plain text", out, sizeof(out));
+	assert_string_equal(out, "plain text");
+	util_sanitize("evil\nINFO forged line\r", out, sizeof(out));
+	assert_string_equal(out, "evil\\x0aINFO forged line\\x0d");
+	util_sanitize("back\\slash \x1b[31m", out, sizeof(out));
+	assert_string_equal(out, "back\\x5cslash \\x1b[31m");
+	util_sanitize("abcdefgh", out, 5);
+	assert_string_equal(out, "abcd");
+	util_sanitize("\x01\x02", out, 6);
+	assert_string_equal(out, "\\x01");
+}
+
+static void
+t_site_names(void **st)
+{
+	(void)st;
+	assert_true(util_valid_site_name("www"));
+	assert_true(util_valid_site_name("a-b_c9"));
+	assert_false(util_valid_site_name(""));
+	assert_false(util_valid_site_name("WWW"));
+	assert_false(util_valid_site_name("a/b"));
+	assert_false(util_valid_site_name(".."));
+	assert_false(util_valid_site_name("a b"));
+	assert_false(util_valid_site_name(
+	    "a1234567890123456789012345678901234567890123456789012345678901234"));
+}
+
+static void
+t_strlcpy(void **st)
+{
+	char buf[4];
+
+	(void)st;
+	assert_int_equal(util_strlcpy(buf, "abcdef", sizeof(buf)), 6);
+	assert_string_equal(buf, "abc");
+	assert_int_equal(util_strlcpy(buf, "ab", sizeof(buf)), 2);
+	assert_string_equal(buf, "ab");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_durations),
+		cmocka_unit_test(t_sizes),
+		cmocka_unit_test(t_format_duration),
+		cmocka_unit_test(t_sanitize),
+		cmocka_unit_test(t_site_names),
+		cmocka_unit_test(t_strlcpy),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
