@@ -1,2 +1,517 @@
-/* deploy/engine.c: placeholder, being written. */
+/* engine.c: one deploy from fetch to a live `current`, and the repair of a site at start-up. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <git2.h>
+
 #include "deployd.h"
+
+#define ENGINE_TMP_PREFIX ".tmp-"
+
+/* One deploy's working set, so every failure can clean up from one place. */
+struct engine_run {
+	const struct config	 *cfg;
+	const struct site_config *site;
+	const struct deploy_request *req;
+	struct deploy_result	 *res;
+	int			  path_fd;
+	int			  releases_fd;
+	int			  lock_fd;
+	int			  state_ok;	/* state loaded: failures are recorded */
+	struct site_state	  st;
+	char			 *cache;
+	char			  commit[SHA_HEX];
+	char			  subject[256];
+	char			  author[128];
+	char			  name[RELEASE_NAME_MAX];
+	char			  tmpname[RELEASE_NAME_MAX + 8];
+	int			  wrote;	/* tmpname exists */
+	int			  renamed;	/* name exists but is not live */
+	int			  live;
+	int64_t			  started_at;	/* unix ms */
+	int64_t			  t0;		/* monotonic ms */
+};
+
+int
+engine_init(void)
+{
+	if (git_libgit2_init() < 0)
+		return E_GIT;
+	return E_OK;
+}
+
+void
+engine_shutdown(void)
+{
+	git_libgit2_shutdown();
+}
+
+static void
+engine_phase(engine_phase_cb cb, void *arg, enum phase phase, const char *commit)
+{
+	if (cb != NULL)
+		cb(arg, phase, commit);
+}
+
+/*
+ * Open <path> and <path>/releases as directory descriptors, creating them if create is set. An
+ * unexpected `current` or `releases` is refused before anything else is created.
+ */
+static int
+engine_open_site(const struct site_config *site, int create, int *path_fdp,
+    int *releases_fdp, struct error *e)
+{
+	struct stat st;
+	int path_fd, releases_fd;
+
+	*path_fdp = *releases_fdp = -1;
+	if (create && util_mkdir_p(site->path, 0755) != E_OK)
+		return util_error_sys(e, "creating %s", site->path);
+	if ((path_fd = open(site->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return util_error_sys(e, "opening %s", site->path);
+	if (fstatat(path_fd, "current", &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISLNK(st.st_mode)) {
+		close(path_fd);
+		return util_error(e, E_INVAL, "%s/current is a %s, not a symlink; move it away",
+		    site->path, S_ISDIR(st.st_mode) ? "directory" : "file");
+	}
+	if (fstatat(path_fd, "releases", &st, 0) != 0) {
+		if (errno != ENOENT || !create) {
+			util_error_sys(e, "%s/releases", site->path);
+			close(path_fd);
+			return E_SYS;
+		}
+		/* fchmodat: the web server must traverse releases/ whatever our umask is. */
+		if ((mkdirat(path_fd, "releases", 0755) != 0 && errno != EEXIST) ||
+		    fchmodat(path_fd, "releases", 0755, 0) != 0) {
+			util_error_sys(e, "creating %s/releases", site->path);
+			close(path_fd);
+			return E_SYS;
+		}
+	} else if (!S_ISDIR(st.st_mode)) {
+		close(path_fd);
+		return util_error(e, E_INVAL, "%s/releases is not a directory; move it away",
+		    site->path);
+	}
+	releases_fd = openat(path_fd, "releases", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (releases_fd < 0) {
+		util_error_sys(e, "opening %s/releases", site->path);
+		close(path_fd);
+		return E_SYS;
+	}
+	*path_fdp = path_fd;
+	*releases_fdp = releases_fd;
+	return E_OK;
+}
+
+static int
+engine_lock(const struct site_config *site, int *fd, struct error *e)
+{
+	char *path = util_xasprintf("%s/.deployd.lock", site->path);
+	int rc = lock_acquire(path, 0, fd, e);
+
+	free(path);
+	return rc;
+}
+
+/* Copy up to the first newline, never cutting a UTF-8 sequence in half. */
+static void
+engine_copy_line(char *dst, const char *src, size_t len)
+{
+	size_t n = strcspn(src, "\r\n");
+
+	if (n >= len) {
+		n = len - 1;
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Pick the target commit in the cache (the tip, or req->rev) and read its subject and author. */
+static int
+engine_resolve(struct engine_run *r, const char *tip, struct error *e)
+{
+	const char *rev = r->req->rev;
+	const git_signature *sig;
+	git_repository *repo = NULL;
+	git_commit *c = NULL;
+	git_oid oid;
+	size_t len = strlen(rev), i;
+	char *who;
+	int rc = E_OK, grc;
+
+	if (git_repository_open_ext(&repo, r->cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
+	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0)
+		return util_error_git(e, "opening %s", r->cache);
+	if (len == 0) {
+		if (git_oid_fromstr(&oid, tip) != 0 || git_commit_lookup(&c, repo, &oid) != 0)
+			rc = util_error_git(e, "reading commit %.12s", tip);
+	} else {
+		for (i = 0; i < len; i++)
+			if (strchr("0123456789abcdefABCDEF", rev[i]) == NULL)
+				break;
+		if (i < len || len < 4 || len > 40)
+			rc = util_error(e, E_INVAL, "revision must be a commit id (4 to 40 hex "
+			    "digits)");
+		else if (git_oid_fromstrn(&oid, rev, len) != 0)
+			rc = util_error_git(e, "revision %s", rev);
+		else if ((grc = git_commit_lookup_prefix(&c, repo, &oid, len)) != 0) {
+			if (grc == GIT_EAMBIGUOUS)
+				rc = util_error(e, E_INVAL, "revision %s is ambiguous", rev);
+			else if (grc == GIT_ENOTFOUND)
+				rc = util_error(e, E_NOTFOUND, "revision %s is not a commit "
+				    "fetched from branch '%s'", rev, r->site->branch);
+			else
+				rc = util_error_git(e, "revision %s", rev);
+		}
+	}
+	if (rc == E_OK) {
+		git_oid_tostr(r->commit, sizeof(r->commit), git_commit_id(c));
+		engine_copy_line(r->subject, git_commit_message(c) ? git_commit_message(c) :
+		    "", sizeof(r->subject));
+		sig = git_commit_author(c);
+		who = util_xasprintf("%s <%s>", sig->name ? sig->name : "",
+		    sig->email ? sig->email : "");
+		engine_copy_line(r->author, who, sizeof(r->author));
+		free(who);
+	}
+	git_commit_free(c);
+	git_repository_free(repo);
+	return rc;
+}
+
+/* Nothing to do when the target is applied and `current` names an existing release of it. */
+static int
+engine_is_live(struct engine_run *r, char *cur, size_t len)
+{
+	char c12[13];
+	struct stat st;
+
+	return strcmp(r->commit, r->st.applied) == 0 &&
+	    swap_read_current(r->path_fd, cur, len) == E_OK &&
+	    release_parse_name(cur, NULL, c12) == E_OK &&
+	    strncmp(c12, r->commit, 12) == 0 &&
+	    fstatat(r->releases_fd, cur, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* A name no existing release has: a second deploy within the same second moves a second on. */
+static int
+engine_pick_name(struct engine_run *r, struct error *e)
+{
+	int64_t secs = util_now_ms() / 1000;
+	struct stat st;
+	int i;
+
+	for (i = 0; i < 3600; i++, secs++) {
+		if (release_name(secs, r->commit, r->name, sizeof(r->name)) != E_OK)
+			return util_error(e, E_INVAL, "cannot name a release for %s", r->commit);
+		if (fstatat(r->releases_fd, r->name, &st, AT_SYMLINK_NOFOLLOW) != 0 &&
+		    errno == ENOENT) {
+			snprintf(r->tmpname, sizeof(r->tmpname), ENGINE_TMP_PREFIX "%s",
+			    r->name);
+			return E_OK;
+		}
+	}
+	return util_error(e, E_INVAL, "no free release name for %.12s", r->commit);
+}
+
+/* Write the release under its temporary name, make it durable, then give it its name. */
+static int
+engine_write(struct engine_run *r, struct error *e)
+{
+	int64_t t = util_mono_ms();
+	size_t nfiles = 0;
+	int rc;
+
+	if ((rc = engine_pick_name(r, e)) != E_OK)
+		return rc;
+	if (util_rm_rf_at(r->releases_fd, r->tmpname) != E_OK)
+		return util_error_sys(e, "removing old %s", r->tmpname);
+	r->wrote = 1;
+	if ((rc = release_write(r->cache, r->commit, r->releases_fd, r->tmpname, &nfiles,
+	    e)) != E_OK)
+		return rc;
+	log_debug("site=%s commit=%.12s wrote %s in %lld ms; syncing", r->site->name,
+	    r->commit, r->tmpname, (long long)(util_mono_ms() - t));
+	/* One syncfs is far cheaper than an fsync per file, and makes the whole tree durable. */
+	if (syncfs(r->releases_fd) != 0)
+		return util_error_sys(e, "syncing %s", r->tmpname);
+	if (renameat(r->releases_fd, r->tmpname, r->releases_fd, r->name) != 0)
+		return util_error_sys(e, "renaming %s", r->tmpname);
+	r->wrote = 0;
+	r->renamed = 1;
+	if (fsync(r->releases_fd) != 0)
+		return util_error_sys(e, "fsync %s/releases", r->site->path);
+	log_info("site=%s commit=%.12s wrote release %s (%zu files) in %lld ms", r->site->name,
+	    r->commit, r->name, nfiles, (long long)(util_mono_ms() - t));
+	return E_OK;
+}
+
+static void
+engine_history(struct engine_run *r, int ok, const char *error)
+{
+	struct history_rec h = { 0 };
+
+	h.id = r->st.next_id++;
+	h.trigger = r->req->trigger;
+	util_strlcpy(h.provider, r->req->provider, sizeof(h.provider));
+	util_strlcpy(h.delivery, r->req->delivery, sizeof(h.delivery));
+	h.started_at = r->started_at;
+	h.duration_ms = util_mono_ms() - r->t0;
+	h.ok = ok;
+	util_strlcpy(h.commit, r->commit, sizeof(h.commit));
+	if (ok)
+		util_strlcpy(h.release, r->name, sizeof(h.release));
+	util_strlcpy(h.error, error != NULL ? error : "", sizeof(h.error));
+	state_add_history(&r->st, &h);
+}
+
+/* The new release is live: record it, prune, and save. */
+static int
+engine_record(struct engine_run *r, struct error *e)
+{
+	struct release_rec rec = { 0 };
+	struct error pe = { 0 };
+	size_t before;
+
+	util_strlcpy(r->st.applied, r->commit, sizeof(r->st.applied));
+	util_strlcpy(r->st.release, r->name, sizeof(r->st.release));
+	r->st.applied_at = util_now_ms() / 1000;
+	util_strlcpy(r->st.subject, r->subject, sizeof(r->st.subject));
+	util_strlcpy(r->st.author, r->author, sizeof(r->st.author));
+	r->st.trigger = r->req->trigger;
+	r->st.last_error[0] = '\0';
+	r->st.last_error_at = 0;
+	util_strlcpy(rec.name, r->name, sizeof(rec.name));
+	util_strlcpy(rec.commit, r->commit, sizeof(rec.commit));
+	rec.activated_at = r->st.applied_at;
+	state_add_release(&r->st, &rec);
+	before = r->st.nreleases;
+	if (release_prune(r->releases_fd, &r->st, r->site->keep, r->name, &pe) != E_OK)
+		log_warn("site=%s pruning releases: %s", r->site->name, pe.msg);
+	if (r->st.nreleases < before)
+		log_info("site=%s pruned %zu old release(s)", r->site->name,
+		    before - r->st.nreleases);
+	engine_history(r, 1, NULL);
+	return state_save(r->cfg->state_dir, r->site->name, &r->st, e);
+}
+
+static void
+engine_fail(struct engine_run *r, int rc, struct error *e)
+{
+	struct error se = { 0 };
+	char clean[sizeof(e->msg)];
+
+	if (!r->live) {
+		/* Nothing before the swap touched `current`; drop what this deploy wrote. */
+		if (r->wrote)
+			util_rm_rf_at(r->releases_fd, r->tmpname);
+		if (r->renamed)
+			util_rm_rf_at(r->releases_fd, r->name);
+	}
+	r->res->rc = rc;
+	util_strlcpy(r->res->error, e->msg, sizeof(r->res->error));
+	util_sanitize(e->msg, clean, sizeof(clean));
+	log_error("site=%s commit=%.12s deploy failed: %s", r->site->name,
+	    r->commit[0] ? r->commit : "-", clean);
+	if (!r->state_ok || r->live)
+		return;
+	util_strlcpy(r->st.last_error, e->msg, sizeof(r->st.last_error));
+	r->st.last_error_at = util_now_ms() / 1000;
+	engine_history(r, 0, e->msg);
+	if (state_save(r->cfg->state_dir, r->site->name, &r->st, &se) != E_OK)
+		log_error("site=%s saving state: %s", r->site->name, se.msg);
+}
+
+/* "Bring site S to the tip, or to revision R": fetch, write, swap, record. */
+int
+engine_deploy(const struct config *cfg, const struct site_config *site,
+    const struct deploy_request *req, struct deploy_result *res, engine_phase_cb cb,
+    void *cbarg)
+{
+	struct engine_run run, *r = &run;
+	struct error e = { 0 };
+	char tip[SHA_HEX], cur[RELEASE_NAME_MAX];
+	int rc, dirty;
+
+	memset(res, 0, sizeof(*res));
+	memset(r, 0, sizeof(*r));
+	r->cfg = cfg;
+	r->site = site;
+	r->req = req;
+	r->res = res;
+	r->path_fd = r->releases_fd = r->lock_fd = -1;
+	r->started_at = util_now_ms();
+	r->t0 = util_mono_ms();
+	r->cache = fetch_cache_path(cfg, site);
+
+	if ((rc = engine_open_site(site, 1, &r->path_fd, &r->releases_fd, &e)) != E_OK ||
+	    (rc = engine_lock(site, &r->lock_fd, &e)) != E_OK ||
+	    (rc = state_load(cfg->state_dir, site->name, &r->st, &e)) != E_OK)
+		goto fail;
+	r->state_ok = 1;
+
+	engine_phase(cb, cbarg, PHASE_FETCHING, NULL);
+	if ((rc = fetch_site(cfg, site, tip, &e)) != E_OK)
+		goto fail;
+	dirty = strcmp(r->st.desired, tip) != 0 || r->st.last_error[0] != '\0';
+	/* A poll that finds the same tip says so only at debug level. */
+	log_msg(strcmp(r->st.desired, tip) != 0 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+	    "site=%s commit=%.12s fetched", site->name, tip);
+	util_strlcpy(r->st.desired, tip, sizeof(r->st.desired));
+	if ((rc = engine_resolve(r, tip, &e)) != E_OK)
+		goto fail;
+	util_strlcpy(res->commit, r->commit, sizeof(res->commit));
+
+	if (engine_is_live(r, cur, sizeof(cur))) {
+		/* No history record: a poll every minute would flood it. */
+		log_debug("site=%s commit=%.12s already live as %s", site->name, r->commit, cur);
+		util_strlcpy(res->release, cur, sizeof(res->release));
+		r->st.last_error[0] = '\0';
+		r->st.last_error_at = 0;
+		/* Only when something changed: polls should not fsync every minute. */
+		if (dirty && (rc = state_save(cfg->state_dir, site->name, &r->st, &e)) != E_OK)
+			goto fail;
+		goto out;
+	}
+
+	util_strlcpy(r->st.attempted, r->commit, sizeof(r->st.attempted));
+	engine_phase(cb, cbarg, PHASE_WRITING, r->commit);
+	if ((rc = engine_write(r, &e)) != E_OK)
+		goto fail;
+
+	/* Shared links and pre_activate hooks (PHASE_HOOK) will run here, before the swap. */
+
+	engine_phase(cb, cbarg, PHASE_ACTIVATING, r->commit);
+	if ((rc = swap_current(r->path_fd, r->name, &e)) != E_OK)
+		goto fail;
+	r->live = 1;
+	r->renamed = 0;
+	res->changed = 1;
+	util_strlcpy(res->release, r->name, sizeof(res->release));
+	log_info("site=%s commit=%.12s release %s live", site->name, r->commit, r->name);
+	if ((rc = engine_record(r, &e)) != E_OK) {
+		char msg[sizeof(e.msg)];
+
+		util_strlcpy(msg, e.msg, sizeof(msg));
+		util_error(&e, rc, "release %s is live, but saving state failed: %s", r->name,
+		    msg);
+		goto fail;
+	}
+	goto out;
+fail:
+	engine_fail(r, rc, &e);
+out:
+	res->rc = rc;
+	res->duration_ms = util_mono_ms() - r->t0;
+	lock_release(r->lock_fd);
+	if (r->releases_fd >= 0)
+		close(r->releases_fd);
+	if (r->path_fd >= 0)
+		close(r->path_fd);
+	state_free(&r->st);
+	free(r->cache);
+	return rc;
+}
+
+/* The release `current` should name after a crash: the recorded one, else the newest good. */
+static int
+engine_pick_good(int releases_fd, const struct site_state *st, char *name, size_t len)
+{
+	struct strv disk = { 0 };
+	struct stat sb;
+	size_t i;
+	int found = 0;
+
+	if (st->release[0] != '\0' && fstatat(releases_fd, st->release, &sb, 0) == 0 &&
+	    S_ISDIR(sb.st_mode)) {
+		util_strlcpy(name, st->release, len);
+		return 1;
+	}
+	for (i = st->nreleases; i-- > 0 && !found;) {
+		if (st->releases[i].bad || fstatat(releases_fd, st->releases[i].name, &sb,
+		    0) != 0 || !S_ISDIR(sb.st_mode))
+			continue;
+		util_strlcpy(name, st->releases[i].name, len);
+		found = 1;
+	}
+	if (!found && release_list(releases_fd, &disk, NULL) == E_OK && disk.n > 0) {
+		util_strlcpy(name, disk.v[disk.n - 1], len);
+		found = 1;
+	}
+	util_strv_free(&disk);
+	return found;
+}
+
+/* At start-up: drop unfinished releases and a half-made link, and repair a missing `current`. */
+int
+engine_recover(const struct config *cfg, const struct site_config *site, struct error *e)
+{
+	struct site_state st;
+	struct error se = { 0 };
+	struct stat sb;
+	char cur[RELEASE_NAME_MAX], name[RELEASE_NAME_MAX];
+	const char *what;
+	size_t i;
+	int path_fd = -1, releases_fd = -1, lock_fd = -1, rc, n;
+
+	char *releases = util_xasprintf("%s/releases", site->path);
+
+	memset(&st, 0, sizeof(st));
+	rc = lstat(releases, &sb);
+	free(releases);
+	if (rc != 0 && errno == ENOENT)
+		return E_OK;	/* never deployed: nothing to repair */
+	if ((rc = engine_open_site(site, 0, &path_fd, &releases_fd, e)) != E_OK)
+		return rc;
+	if ((rc = engine_lock(site, &lock_fd, e)) != E_OK)
+		goto out;
+	if (unlinkat(path_fd, ".current.tmp", 0) == 0)
+		log_info("site=%s removed a leftover .current.tmp", site->name);
+	if ((n = release_cleanup_tmp(releases_fd)) > 0)
+		log_info("site=%s removed %d unfinished release(s)", site->name, n);
+
+	if (fstatat(path_fd, "current", &sb, 0) == 0)
+		goto out;	/* current resolves: nothing to repair */
+	what = fstatat(path_fd, "current", &sb, AT_SYMLINK_NOFOLLOW) == 0 ? "dangling" :
+	    "missing";
+	if (swap_read_current(path_fd, cur, sizeof(cur)) != E_OK)
+		util_strlcpy(cur, "-", sizeof(cur));
+	if (state_load(cfg->state_dir, site->name, &st, &se) != E_OK) {
+		log_warn("site=%s %s; repairing from the release directories alone",
+		    site->name, se.msg);
+		memset(&st, 0, sizeof(st));
+	}
+	if (!engine_pick_good(releases_fd, &st, name, sizeof(name))) {
+		log_warn("site=%s current is %s and no release is left to point it at",
+		    site->name, what);
+		goto out;
+	}
+	if ((rc = swap_current(path_fd, name, e)) != E_OK)
+		goto out;
+	log_warn("site=%s current was %s (%s); repaired: current -> releases/%s", site->name,
+	    what, cur, name);
+	for (i = 0; i < st.nreleases; i++) {
+		if (strcmp(st.releases[i].name, name) != 0 || strcmp(st.release, name) == 0)
+			continue;
+		util_strlcpy(st.release, name, sizeof(st.release));
+		util_strlcpy(st.applied, st.releases[i].commit, sizeof(st.applied));
+		if (state_save(cfg->state_dir, site->name, &st, &se) != E_OK)
+			log_error("site=%s saving state: %s", site->name, se.msg);
+		break;
+	}
+out:
+	state_free(&st);
+	lock_release(lock_fd);
+	if (releases_fd >= 0)
+		close(releases_fd);
+	if (path_fd >= 0)
+		close(path_fd);
+	return rc;
+}

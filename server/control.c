@@ -32,6 +32,16 @@ typedef int (*control_fn)(struct MHD_Connection *, const struct control_route *,
 static struct MHD_Daemon *control_daemon;
 static char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
+static json_t *
+control_unknown_site(const char *site)
+{
+	char *msg = util_xasprintf("unknown site '%s'", site);
+	json_t *o = json_pack("{s:s}", "error", msg);
+
+	free(msg);
+	return o;
+}
+
 static int
 control_list(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
@@ -45,7 +55,7 @@ control_show(struct MHD_Connection *c, const struct control_route *r, json_t *bo
     json_t **answer)
 {
 	if ((*answer = sched_site_json(r->site)) == NULL) {
-		*answer = json_pack("{s:s}", "error", "unknown site");
+		*answer = control_unknown_site(r->site);
 		return MHD_HTTP_NOT_FOUND;
 	}
 	return MHD_HTTP_OK;
@@ -87,7 +97,7 @@ control_deploy(struct MHD_Connection *c, const struct control_route *r, json_t *
 	control_log_peer(c, "deploy", r->site);
 	rc = sched_request(r->site, &req, &id);
 	if (rc == E_NOTFOUND) {
-		*answer = json_pack("{s:s}", "error", "unknown site");
+		*answer = control_unknown_site(r->site);
 		return MHD_HTTP_NOT_FOUND;
 	}
 	if (rc != E_OK) {

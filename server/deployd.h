@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -185,6 +186,8 @@ struct site_state {
 /* ---- config.c ---- */
 int	 config_load(const char *file, struct config **out, struct strv *errors);
 void	 config_free(struct config *);
+void	 config_set_check_files(int);
+void	 config_warnings(const struct config *, FILE *);
 const struct site_config *config_site(const struct config *, const char *name);
 int	 config_check_secret_file(const char *path, struct error *);
 int	 config_read_secret(const char *path, unsigned char **buf, size_t *len,
@@ -244,15 +247,20 @@ int	 engine_recover(const struct config *, const struct site_config *,
 int	 fetch_site(const struct config *, const struct site_config *,
 	    char tip[SHA_HEX], struct error *);
 int	 fetch_child_main(int argc, char **argv);	/* the "__fetch" helper process */
+#define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* a fetch child is killed after this */
+void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
+void	 fetch_set_timeout_ms(int64_t ms);	/* default FETCH_TIMEOUT_MS; for tests */
+char	*fetch_cache_path(const struct config *, const struct site_config *);
 
 /* ---- deploy/release.c ---- */
 int	 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len);
 int	 release_parse_name(const char *name, int64_t *unix_secs, char commit12[13]);
 int	 release_write(const char *cache_dir, const char *commit, int releases_fd,
-	    const char *tmpname, struct error *);
-int	 release_cleanup_tmp(int releases_fd);
+	    const char *tmpname, size_t *nfiles, struct error *);
+int	 release_cleanup_tmp(int releases_fd);	/* number removed, or E_SYS */
 int	 release_prune(int releases_fd, struct site_state *, int64_t keep,
 	    const char *current, struct error *);
+int	 release_list(int releases_fd, struct strv *names, struct error *);
 
 /* ---- deploy/swap.c ---- */
 int	 swap_current(int path_fd, const char *release, struct error *);
@@ -273,7 +281,145 @@ int	 state_from_json(json_t *, struct site_state *, struct error *);
 int	 lock_acquire(const char *path, int wait, int *fd, struct error *);
 void	 lock_release(int fd);
 
-/* ---- hooks/ (webhook providers), server/http.c and server/metrics.c: added with the listener ---- */
+/* ---- hooks/ (webhook providers), server/http.c and server/metrics.c ---- */
+
+/* One request header; names compare case-insensitively. */
+struct hook_header {
+	const char	*name;
+	const char	*value;
+};
+
+/* A webhook request as the listener received it. */
+struct hook_request {
+	const char	*method;
+	const struct hook_header *headers;
+	size_t		 nheaders;
+	const unsigned char *body;	/* raw bytes, not NUL-terminated */
+	size_t		 body_len;
+	int64_t		 now_ms;	/* wall clock, for timestamped signatures */
+};
+
+/* What verify and parse see: the request, the site's key, and the JSON document. */
+struct hook_input {
+	const struct hook_request *req;
+	const struct site_config *site;
+	const unsigned char *secret;
+	size_t		 secret_len;
+	int64_t		 tolerance_ms;	/* for timestamped signatures; 0: no check */
+	const unsigned char *json;	/* the body, or the decoded payload= of a form */
+	size_t		 json_len;
+	int		 form;		/* the body was form-encoded */
+};
+
+enum hook_kind { HOOK_OTHER, HOOK_PUSH, HOOK_PING };
+
+#define HOOK_REFS_MAX	16	/* Bitbucket reports several ref changes per push */
+#define HOOK_REF_MAX	256
+#define HOOK_DELIVERY_MAX 96	/* = sizeof(deploy_request.delivery) */
+#define HOOK_REASON_MAX	128
+
+struct hook_ref {
+	char		ref[HOOK_REF_MAX];	/* refs/heads/x, refs/tags/y, ... */
+	char		before[SHA_HEX];	/* empty unless 40 hex digits */
+	char		after[SHA_HEX];
+	int		deleted;
+};
+
+/* A provider's parse() fills this from the headers and the JSON. */
+struct hook_payload {
+	int		kind;			/* enum hook_kind */
+	char		event[32];		/* the provider's event name, safe to log and send */
+	struct hook_ref	refs[HOOK_REFS_MAX];
+	size_t		nrefs;
+};
+
+/* One row of the provider table in hooks/provider.c. */
+struct hook_provider {
+	const char	*name;
+	unsigned	 bit;			/* PROV_* */
+	int		(*detect)(const struct hook_request *);
+	/* 0 or E_INVAL with a reason that never holds the secret or a MAC. */
+	int		(*verify)(const struct hook_input *, char *reason, size_t len);
+	int		(*parse)(const struct hook_input *, json_t *root,
+			    struct hook_payload *, char *reason, size_t len);
+	const char	*delivery[3];		/* delivery-id headers, best first */
+};
+
+/* The outcome of one webhook: the HTTP status and what to tell and do. */
+struct hook_result {
+	int		status;			/* 200, 202, 400, 401, 403, 405 or 415 */
+	int		queue;			/* 1: queue a deploy of the tip */
+	int		kind;			/* enum hook_kind */
+	const char	*provider;		/* "" until detected */
+	char		event[32];
+	char		delivery[HOOK_DELIVERY_MAX];
+	char		ref[HOOK_REF_MAX];	/* the ref that decided */
+	char		after[SHA_HEX];		/* logged, never trusted */
+	char		reason[HOOK_REASON_MAX];	/* why ignored or refused; safe to send */
+};
+
+/* hooks/provider.c */
+int	 provider_handle(const struct site_config *, const unsigned char *secret,
+	    size_t secret_len, int64_t tolerance_ms, const struct hook_request *,
+	    struct hook_result *);	/* returns the HTTP status */
+unsigned provider_bit(const char *name);	/* 0: unknown */
+const char *provider_name(unsigned bit);
+const char *provider_header(const struct hook_request *, const char *name);
+int	 provider_has_prefix(const struct hook_request *, const char *prefix);
+int	 provider_hmac(const char *digest, const unsigned char *key, size_t keylen,
+	    const unsigned char *const *parts, const size_t *lens, size_t nparts,
+	    unsigned char *mac, size_t maclen);
+int	 provider_check_hex(const char *digest, size_t maclen, const char *hex,
+	    const struct hook_input *, const unsigned char *data, size_t len,
+	    const char *what, char *reason, size_t rlen);
+int	 provider_form_payload(const unsigned char *body, size_t len,
+	    unsigned char **out, size_t *outlen);
+int	 provider_parse_push(json_t *root, struct hook_payload *, char *reason, size_t len);
+void	 provider_copy_sha(char dst[SHA_HEX], json_t *v);
+void	 provider_safe_copy(char *dst, size_t dstlen, const char *src);
+struct hook_event {
+	const char	*name;
+	int		 kind;			/* enum hook_kind */
+};
+void	 provider_set_event(struct hook_payload *, const char *event,
+	    const struct hook_event *map);
+int	 provider_test_push(json_t *root);
+/* hooks/github.c, gitea.c, forgejo.c, gogs.c, gitlab.c, bitbucket.c */
+int	 github_detect(const struct hook_request *);
+int	 github_verify(const struct hook_input *, char *, size_t);
+int	 github_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
+int	 gitea_detect(const struct hook_request *);
+int	 gitea_verify(const struct hook_input *, char *, size_t);
+int	 gitea_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
+int	 gitea_verify_header(const struct hook_input *, const char *header, char *, size_t);
+int	 gitea_parse_event(const struct hook_input *, const char *header, json_t *,
+	    struct hook_payload *, char *, size_t);
+int	 forgejo_detect(const struct hook_request *);
+int	 forgejo_verify(const struct hook_input *, char *, size_t);
+int	 forgejo_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
+int	 gogs_detect(const struct hook_request *);
+int	 gogs_verify(const struct hook_input *, char *, size_t);
+int	 gogs_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
+int	 gitlab_detect(const struct hook_request *);
+int	 gitlab_verify(const struct hook_input *, char *, size_t);
+int	 gitlab_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
+int	 bitbucket_detect(const struct hook_request *);
+int	 bitbucket_verify(const struct hook_input *, char *, size_t);
+int	 bitbucket_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
+
+/* server/http.c: the webhook listener (POST /hooks/<site>, /healthz, /metrics) */
+int	 http_start(const struct config *, struct error *);
+void	 http_stop(void);
+
+/* server/metrics.c: Prometheus counters; every function is thread-safe */
+void	 metrics_init(const struct config *);
+void	 metrics_free(void);
+void	 metrics_webhook(const char *site, const char *provider, const char *result);
+void	 metrics_deploy(const char *site, int ok, int64_t duration_ms);
+void	 metrics_live(const char *site, int64_t unix_secs);
+void	 metrics_webhook_missed(const char *site);
+void	 metrics_poll_error(const char *site);
+char	*metrics_render(void);		/* malloc'd Prometheus text, NULL on failure */
 
 /* ---- server/sched.c: queues deploys, one running and one pending per site ---- */
 int	 sched_init(const struct config *);
@@ -289,18 +435,32 @@ void	 sched_note_webhook(const char *site);
 int	 control_start(const struct config *, struct error *);
 void	 control_stop(void);
 
-/* ---- server/client.c ---- */
-int	 client_request(const char *socket_path, const char *method, const char *path,
-	    const char *body, int *status, char **resp, struct error *);
 
 /* ---- server/serve.c ---- */
 int	 serve_main(const char *config_file);
 
 /* ---- server/demo.c ---- */
-int	 demo_main(int argc, char **argv);
+struct cli;
+int	 demo_main(struct cli *);
 
-/* ---- server/main.c subcommands ---- */
-int	 cmd_status(int argc, char **argv);
-int	 cmd_deploy(int argc, char **argv);
+/* ---- server/main.c: the parsed command line, handed to each subcommand ---- */
+struct cli {
+	const char	*cmd;
+	const char	*args[4];
+	int		 nargs;
+	const char	*config;	/* -c, or the default path */
+	int		 config_given;
+	const char	*socket;	/* -s */
+	int		 json;
+	int		 wait;
+	const char	*rev;
+	const char	*dir;
+};
+
+/* ---- server/client.c: the client side of the control socket ---- */
+int	 client_request(const char *socket_path, const char *method, const char *path,
+	    const char *body, int *status, char **resp, struct error *);
+int	 cmd_status(struct cli *);
+int	 cmd_deploy(struct cli *);
 
 #endif

@@ -1,7 +1,1082 @@
-/* test_release.c: placeholder. */
+/* test_release.c: release naming, writing, pruning, and whole deploys from a real repository. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
-static void t_none(void **s) { (void)s; assert_true(1); }
-int main(void) { const struct CMUnitTest t[] = { cmocka_unit_test(t_none) }; return cmocka_run_group_tests(t, NULL, NULL); }
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <git2.h>
+
+#include "deployd.h"
+
+#define C1 "0123456789abcdef0123456789abcdef01234567"
+
+/* A file of a test commit: mode 0 means a regular file. */
+struct tfile {
+	const char	*path;
+	const char	*data;
+	size_t		 len;
+	git_filemode_t	 mode;
+};
+
+#define TF(p, d) { p, d, sizeof(d) - 1, GIT_FILEMODE_BLOB }
+#define TX(p, d) { p, d, sizeof(d) - 1, GIT_FILEMODE_BLOB_EXECUTABLE }
+#define TL(p, d) { p, d, sizeof(d) - 1, GIT_FILEMODE_LINK }
+
+struct fixture {
+	char		 dir[128];
+	char		 src[160];	/* bare source repository */
+	git_repository	*repo;
+	int		 releases_fd;
+	struct config	 cfg;
+	struct site_config site;
+	char		 state_dir[160];
+	char		 path[160];
+};
+
+static int
+setup(void **state)
+{
+	struct fixture *f = util_xcalloc(1, sizeof(*f));
+	char rel[256];
+
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(f->dir, sizeof(f->dir), "%s/deployd-test-release-XXXXXX",
+	    tmp != NULL && *tmp != '\0' ? tmp : "/tmp");
+	assert_non_null(mkdtemp(f->dir));
+	snprintf(f->src, sizeof(f->src), "%s/src.git", f->dir);
+	assert_int_equal(git_repository_init(&f->repo, f->src, 1), 0);
+	snprintf(rel, sizeof(rel), "%s/releases", f->dir);
+	assert_int_equal(mkdir(rel, 0755), 0);
+	f->releases_fd = open(rel, O_RDONLY | O_DIRECTORY);
+	assert_true(f->releases_fd >= 0);
+
+	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->dir);
+	snprintf(f->path, sizeof(f->path), "%s/site/www", f->dir);
+	f->cfg.state_dir = f->state_dir;
+	f->site.name = (char *)(uintptr_t)"www";
+	f->site.repo = f->src;
+	f->site.branch = (char *)(uintptr_t)"main";
+	f->site.path = f->path;
+	f->site.keep = 3;
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	fetch_set_exe(getenv("DEPLOYD_BIN"));
+	fetch_set_timeout_ms(0);
+	close(f->releases_fd);
+	git_repository_free(f->repo);
+	util_rm_rf_at(AT_FDCWD, f->dir);
+	free(f);
+	return 0;
+}
+
+/* Commit files on refs/heads/<branch>: on top of its tip, or as a new root when force is set. */
+static void
+commit_files(git_repository *repo, const char *branch, const struct tfile *files, size_t n,
+    const char *msg, int force, char out[SHA_HEX])
+{
+	git_index *idx;
+	git_index_entry ie;
+	git_oid tree_id, id, parent_id;
+	git_tree *tree;
+	git_signature *sig;
+	git_commit *parent = NULL;
+	const git_commit *parents[1];
+	git_reference *ref = NULL;
+	char refname[128];
+	size_t i;
+
+	assert_int_equal(git_index_new(&idx), 0);
+	for (i = 0; i < n; i++) {
+		memset(&ie, 0, sizeof(ie));
+		ie.path = files[i].path;
+		ie.mode = files[i].mode;
+		if (files[i].mode == GIT_FILEMODE_COMMIT)
+			assert_int_equal(git_oid_fromstr(&ie.id, C1), 0);
+		else
+			assert_int_equal(git_blob_create_from_buffer(&ie.id, repo,
+			    files[i].data, files[i].len), 0);
+		assert_int_equal(git_index_add(idx, &ie), 0);
+	}
+	assert_int_equal(git_index_write_tree_to(&tree_id, idx, repo), 0);
+	git_index_free(idx);
+	assert_int_equal(git_tree_lookup(&tree, repo, &tree_id), 0);
+	assert_int_equal(git_signature_new(&sig, "Test Author", "t@example.org", 1795646609, 0),
+	    0);
+	snprintf(refname, sizeof(refname), "refs/heads/%s", branch);
+	if (!force && git_reference_name_to_id(&parent_id, repo, refname) == 0)
+		assert_int_equal(git_commit_lookup(&parent, repo, &parent_id), 0);
+	parents[0] = parent;
+	assert_int_equal(git_commit_create(&id, repo, NULL, sig, sig, NULL, msg, tree,
+	    parent ? 1 : 0, parents), 0);
+	assert_int_equal(git_reference_create(&ref, repo, refname, &id, 1, "test"), 0);
+	git_reference_free(ref);
+	git_commit_free(parent);
+	git_signature_free(sig);
+	git_tree_free(tree);
+	git_oid_tostr(out, SHA_HEX, &id);
+}
+
+/* A commit whose tree has one entry with a name libgit2 would never build itself. */
+static void
+commit_raw_entry(git_repository *repo, const char *mode, const char *name, char out[SHA_HEX])
+{
+	unsigned char buf[256];
+	git_odb *odb;
+	git_oid blob, tree_id, id;
+	git_tree *tree;
+	git_signature *sig;
+	size_t n;
+
+	assert_int_equal(git_blob_create_from_buffer(&blob, repo, "x\n", 2), 0);
+	n = (size_t)snprintf((char *)buf, sizeof(buf), "%s %s", mode, name) + 1;
+	memcpy(buf + n, blob.id, 20);
+	assert_int_equal(git_repository_odb(&odb, repo), 0);
+	assert_int_equal(git_odb_write(&tree_id, odb, buf, n + 20, GIT_OBJECT_TREE), 0);
+	git_odb_free(odb);
+	assert_int_equal(git_tree_lookup(&tree, repo, &tree_id), 0);
+	assert_int_equal(git_signature_now(&sig, "T", "t@example.org"), 0);
+	assert_int_equal(git_commit_create(&id, repo, NULL, sig, sig, NULL, "raw\n", tree, 0,
+	    NULL), 0);
+	git_signature_free(sig);
+	git_tree_free(tree);
+	git_oid_tostr(out, SHA_HEX, &id);
+}
+
+static void
+assert_file(int dirfd, const char *path, const char *data, size_t len, mode_t mode)
+{
+	char buf[4096];
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	assert_int_equal(fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, mode);
+	assert_int_equal((size_t)st.st_size, len);
+	assert_true((fd = openat(dirfd, path, O_RDONLY)) >= 0);
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	assert_int_equal((size_t)n, len);
+	assert_memory_equal(buf, data, len);
+}
+
+static void
+assert_link(int dirfd, const char *path, const char *target)
+{
+	char buf[256];
+	ssize_t n = readlinkat(dirfd, path, buf, sizeof(buf) - 1);
+
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_string_equal(buf, target);
+}
+
+static int
+exists_at(int dirfd, const char *path)
+{
+	struct stat st;
+
+	return fstatat(dirfd, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static void
+make_dir_at(int dirfd, const char *name)
+{
+	assert_int_equal(mkdirat(dirfd, name, 0755), 0);
+}
+
+/* ---- naming ---- */
+
+static void
+t_name(void **state)
+{
+	char buf[RELEASE_NAME_MAX], c12[13];
+	int64_t secs;
+
+	(void)state;
+	assert_int_equal(release_name(0, C1, buf, sizeof(buf)), E_OK);
+	assert_string_equal(buf, "19700101T000000Z-0123456789ab");
+	assert_int_equal(release_name(1795646609, C1, buf, sizeof(buf)), E_OK);
+	assert_string_equal(buf, "20261125T224329Z-0123456789ab");
+	assert_int_equal(release_parse_name(buf, &secs, c12), E_OK);
+	assert_int_equal(secs, 1795646609);
+	assert_string_equal(c12, "0123456789ab");
+	assert_int_equal(release_parse_name("20240229T120000Z-ffffffffffff", &secs, NULL), E_OK);
+	assert_int_equal(secs, 1709208000);
+
+	assert_int_equal(release_name(0, "0123456789a", buf, sizeof(buf)), E_INVAL);
+	assert_int_equal(release_name(0, "0123456789aX", buf, sizeof(buf)), E_INVAL);
+	assert_int_equal(release_name(0, "0123456789AB", buf, sizeof(buf)), E_INVAL);
+	assert_int_equal(release_name(0, NULL, buf, sizeof(buf)), E_INVAL);
+	assert_int_equal(release_name(0, C1, buf, 29), E_INVAL);	/* no room for the NUL */
+	assert_int_equal(release_name(0, C1, buf, 30), E_OK);
+}
+
+static void
+t_parse_bad(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"20261125T224329Z-0123456789a",
+		"20261125T224329Z-0123456789abc",
+		"20261325T224329Z-0123456789ab",	/* month 13 */
+		"20260230T000000Z-0123456789ab",	/* 30 February */
+		"20230229T000000Z-0123456789ab",	/* not a leap year */
+		"20261100T000000Z-0123456789ab",	/* day 0 */
+		"20261125T244329Z-0123456789ab",
+		"20261125T226029Z-0123456789ab",
+		"20261125T224360Z-0123456789ab",
+		"20261125t224329Z-0123456789ab",
+		"20261125T224329z-0123456789ab",
+		"20261125T224329Z_0123456789ab",
+		"20261125T224329Z-0123456789AB",
+		"20261125T224329Z-0123456789ag",
+		"2026112aT224329Z-0123456789ab",
+		".tmp-20261125T224329Z-0123456789ab",
+		"20261125T224329Z-0123456789ab/",
+		"current",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (release_parse_name(bad[i], NULL, NULL) != E_INVAL)
+			fail_msg("accepted bad release name '%s'", bad[i]);
+	}
+}
+
+/* ---- writing ---- */
+
+static void
+t_write(void **state)
+{
+	static const char bin[] = { 0, 1, 2, 0, (char)255, 10 };
+	const struct tfile files[] = {
+		TF("index.html", "<h1>hello</h1>\n"),
+		TX("bin/run.sh", "#!/bin/sh\necho run\n"),
+		{ "bin/data.bin", bin, sizeof(bin), GIT_FILEMODE_BLOB },
+		TF("a/b/c/deep.txt", "deep\n"),
+		TF("empty.txt", ""),
+		TL("link", "index.html"),
+		TL("a/up", "../index.html"),
+		{ "vendor/lib", NULL, 0, GIT_FILEMODE_COMMIT },
+	};
+	struct fixture *f = *state;
+	struct error e = { 0 };
+	char commit[SHA_HEX];
+	struct stat st;
+	size_t nfiles = 0;
+	mode_t old;
+	int d;
+
+	commit_files(f->repo, "main", files, sizeof(files) / sizeof(files[0]), "first\n", 0,
+	    commit);
+	old = umask(077);	/* release modes must not depend on the daemon's umask */
+	assert_int_equal(release_write(f->src, commit, f->releases_fd, ".tmp-x", &nfiles, &e),
+	    E_OK);
+	umask(old);
+	assert_int_equal(nfiles, 7);
+	assert_true((d = openat(f->releases_fd, ".tmp-x", O_RDONLY | O_DIRECTORY)) >= 0);
+	assert_int_equal(fstat(d, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_file(d, "index.html", "<h1>hello</h1>\n", 15, 0644);
+	assert_file(d, "bin/run.sh", "#!/bin/sh\necho run\n", 19, 0755);
+	assert_file(d, "bin/data.bin", bin, sizeof(bin), 0644);
+	assert_file(d, "a/b/c/deep.txt", "deep\n", 5, 0644);
+	assert_file(d, "empty.txt", "", 0, 0644);
+	assert_link(d, "link", "index.html");
+	assert_link(d, "a/up", "../index.html");
+	assert_int_equal(fstatat(d, "a/b", &st, 0), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_int_equal(fstatat(d, "vendor/lib", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_false(exists_at(d, ".git"));
+	assert_false(exists_at(d, "vendor/lib/.git"));
+	close(d);
+
+	/* The target exists already, a bad id, and a commit the cache does not have. */
+	assert_int_not_equal(release_write(f->src, commit, f->releases_fd, ".tmp-x", NULL, &e),
+	    E_OK);
+	assert_non_null(strstr(e.msg, "File exists"));
+	assert_int_equal(release_write(f->src, "nothex", f->releases_fd, ".tmp-y", NULL, &e),
+	    E_INVAL);
+	assert_int_equal(release_write(f->src, C1, f->releases_fd, ".tmp-y", NULL, &e), E_GIT);
+	assert_false(exists_at(f->releases_fd, ".tmp-y"));
+}
+
+static void
+t_write_refuses(void **state)
+{
+	static const struct { const char *mode, *name, *msg; } cases[] = {
+		{ "40000", "..", "refusing" },
+		{ "100644", "..", "refusing" },
+		{ "40000", ".git", "refusing" },
+		{ "40000", ".GIT", "refusing" },
+	};
+	const struct tfile lfs[] = {
+		TF("index.html", "hi\n"),
+		TF("assets/.gitattributes", "*.psd filter=lfs diff=lfs merge=lfs -text\n"),
+	};
+	struct fixture *f = *state;
+	struct error e = { 0 };
+	char commit[SHA_HEX], tmp[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(tmp, sizeof(tmp), ".tmp-%zu", i);
+		commit_raw_entry(f->repo, cases[i].mode, cases[i].name, commit);
+		assert_int_not_equal(release_write(f->src, commit, f->releases_fd, tmp, NULL,
+		    &e), E_OK);
+		assert_non_null(strstr(e.msg, cases[i].msg));
+	}
+	/* Nothing escaped the release directory. */
+	assert_false(exists_at(f->releases_fd, "x"));
+	assert_false(exists_at(f->releases_fd, "../x"));
+
+	commit_files(f->repo, "main", lfs, 2, "lfs\n", 0, commit);
+	assert_int_equal(release_write(f->src, commit, f->releases_fd, ".tmp-lfs", NULL, &e),
+	    E_INVAL);
+	assert_non_null(strstr(e.msg, "assets/.gitattributes"));
+	assert_non_null(strstr(e.msg, "LFS"));
+}
+
+static void
+t_cleanup_tmp(void **state)
+{
+	struct fixture *f = *state;
+	int fd;
+
+	make_dir_at(f->releases_fd, ".tmp-20261125T224329Z-0123456789ab");
+	make_dir_at(f->releases_fd, ".tmp-20261125T224329Z-0123456789ab/deep");
+	assert_true((fd = openat(f->releases_fd,
+	    ".tmp-20261125T224329Z-0123456789ab/deep/f", O_WRONLY | O_CREAT, 0444)) >= 0);
+	close(fd);
+	assert_true((fd = openat(f->releases_fd, ".tmp-file", O_WRONLY | O_CREAT, 0644)) >= 0);
+	close(fd);
+	make_dir_at(f->releases_fd, "20261125T224329Z-0123456789ab");
+	make_dir_at(f->releases_fd, "keep-me");
+
+	assert_int_equal(release_cleanup_tmp(f->releases_fd), 2);
+	assert_false(exists_at(f->releases_fd, ".tmp-20261125T224329Z-0123456789ab"));
+	assert_false(exists_at(f->releases_fd, ".tmp-file"));
+	assert_true(exists_at(f->releases_fd, "20261125T224329Z-0123456789ab"));
+	assert_true(exists_at(f->releases_fd, "keep-me"));
+	assert_int_equal(release_cleanup_tmp(f->releases_fd), 0);
+}
+
+/* ---- pruning ---- */
+
+/* n recorded releases r[0..n-1], oldest first, each with a directory; bad marks from a string. */
+static void
+make_releases(struct fixture *f, struct site_state *st, int n, const char *bad,
+    char names[][RELEASE_NAME_MAX])
+{
+	struct release_rec r;
+	int i;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < n; i++) {
+		memset(&r, 0, sizeof(r));
+		memset(r.commit, "0123456789abcdef"[i], 40);
+		assert_int_equal(release_name(1795646609 + i * 60, r.commit, r.name,
+		    sizeof(r.name)), E_OK);
+		r.activated_at = 1795646609 + i * 60;
+		r.bad = bad != NULL && strchr(bad, '0' + i) != NULL;
+		state_add_release(st, &r);
+		make_dir_at(f->releases_fd, r.name);
+		util_strlcpy(names[i], r.name, RELEASE_NAME_MAX);
+	}
+}
+
+static int
+recorded(const struct site_state *st, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < st->nreleases; i++)
+		if (strcmp(st->releases[i].name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Which of names[0..n-1] are still on disk, as a string of indexes; recorded ones match. */
+static void
+assert_left(struct fixture *f, const struct site_state *st, char names[][RELEASE_NAME_MAX],
+    int n, const char *want)
+{
+	char got[16];
+	int i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (exists_at(f->releases_fd, names[i])) {
+			got[k++] = (char)('0' + i);
+			assert_true(recorded(st, names[i]));
+		} else
+			assert_false(recorded(st, names[i]));
+	}
+	got[k] = '\0';
+	assert_string_equal(got, want);
+}
+
+static void
+t_prune_keep(void **state)
+{
+	struct fixture *f = *state;
+	char names[6][RELEASE_NAME_MAX];
+	struct site_state st;
+	struct error e = { 0 };
+
+	make_releases(f, &st, 6, NULL, names);
+	assert_int_equal(release_prune(f->releases_fd, &st, 3, names[5], &e), E_OK);
+	assert_left(f, &st, names, 6, "345");
+	assert_int_equal(st.nreleases, 3);
+	/* keep 1 still keeps current and the release before it. */
+	assert_int_equal(release_prune(f->releases_fd, &st, 1, names[5], &e), E_OK);
+	assert_left(f, &st, names, 6, "45");
+	state_free(&st);
+}
+
+static void
+t_prune_bad(void **state)
+{
+	struct fixture *f = *state;
+	char names[7][RELEASE_NAME_MAX];
+	struct site_state st;
+	struct error e = { 0 };
+
+	/* 2 and 5 are bad: they stay, and do not count; 4 is the good one before current 6. */
+	make_releases(f, &st, 7, "25", names);
+	assert_int_equal(release_prune(f->releases_fd, &st, 2, names[6], &e), E_OK);
+	assert_left(f, &st, names, 7, "2456");
+	state_free(&st);
+}
+
+static void
+t_prune_current_not_newest(void **state)
+{
+	struct fixture *f = *state;
+	char names[5][RELEASE_NAME_MAX];
+	struct site_state st;
+	struct error e = { 0 };
+
+	/* current is release 1 (say, pinned): it and release 0 before it fill keep 3 but one. */
+	make_releases(f, &st, 5, NULL, names);
+	assert_int_equal(release_prune(f->releases_fd, &st, 3, names[1], &e), E_OK);
+	assert_left(f, &st, names, 5, "014");
+	assert_int_equal(release_prune(f->releases_fd, &st, 2, names[1], &e), E_OK);
+	assert_left(f, &st, names, 5, "01");
+	state_free(&st);
+}
+
+static void
+t_prune_leftovers(void **state)
+{
+	struct fixture *f = *state;
+	char names[2][RELEASE_NAME_MAX];
+	struct site_state st;
+	struct error e = { 0 };
+
+	make_releases(f, &st, 2, NULL, names);
+	make_dir_at(f->releases_fd, "20200101T000000Z-ffffffffffff");	/* a failed deploy's */
+	make_dir_at(f->releases_fd, "20200101T000001Z-eeeeeeeeeeee");	/* current, unrecorded */
+	make_dir_at(f->releases_fd, "20200101T000001Z-eeeeeeeeeeee/sub");
+	make_dir_at(f->releases_fd, "notes");				/* not ours */
+	make_dir_at(f->releases_fd, ".tmp-20200101T000002Z-dddddddddddd");
+	assert_int_equal(release_prune(f->releases_fd, &st, 5,
+	    "20200101T000001Z-eeeeeeeeeeee", &e), E_OK);
+	assert_false(exists_at(f->releases_fd, "20200101T000000Z-ffffffffffff"));
+	assert_true(exists_at(f->releases_fd, "20200101T000001Z-eeeeeeeeeeee/sub"));
+	assert_true(exists_at(f->releases_fd, "notes"));
+	assert_true(exists_at(f->releases_fd, ".tmp-20200101T000002Z-dddddddddddd"));
+	assert_left(f, &st, names, 2, "01");
+	state_free(&st);
+}
+
+static void
+t_list(void **state)
+{
+	struct fixture *f = *state;
+	struct strv v = { 0 };
+	struct error e = { 0 };
+
+	make_dir_at(f->releases_fd, "20261125T224329Z-0123456789ab");
+	make_dir_at(f->releases_fd, "20251125T224329Z-0123456789ab");
+	make_dir_at(f->releases_fd, ".tmp-20271125T224329Z-0123456789ab");
+	make_dir_at(f->releases_fd, "other");
+	assert_int_equal(release_list(f->releases_fd, &v, &e), E_OK);
+	assert_int_equal(v.n, 2);
+	assert_string_equal(v.v[0], "20251125T224329Z-0123456789ab");
+	assert_string_equal(v.v[1], "20261125T224329Z-0123456789ab");
+	util_strv_free(&v);
+}
+
+/* ---- swap ---- */
+
+static void
+t_swap(void **state)
+{
+	struct fixture *f = *state;
+	struct error e = { 0 };
+	char cur[RELEASE_NAME_MAX];
+	int pfd;
+
+	assert_true((pfd = open(f->dir, O_RDONLY | O_DIRECTORY)) >= 0);
+	assert_int_equal(swap_read_current(pfd, cur, sizeof(cur)), E_NOTFOUND);
+	assert_int_equal(symlinkat("releases/old", pfd, ".current.tmp"), 0);	/* leftover */
+	assert_int_equal(swap_current(pfd, "20261125T224329Z-0123456789ab", &e), E_OK);
+	assert_link(pfd, "current", "releases/20261125T224329Z-0123456789ab");
+	assert_false(exists_at(pfd, ".current.tmp"));
+	assert_int_equal(swap_read_current(pfd, cur, sizeof(cur)), E_OK);
+	assert_string_equal(cur, "20261125T224329Z-0123456789ab");
+	assert_int_equal(swap_current(pfd, "../evil", &e), E_INVAL);
+	assert_int_equal(unlinkat(pfd, "current", 0), 0);
+	assert_int_equal(symlinkat("/etc", pfd, "current"), 0);
+	assert_int_equal(swap_read_current(pfd, cur, sizeof(cur)), E_INVAL);
+	assert_int_equal(unlinkat(pfd, "current", 0), 0);
+	make_dir_at(pfd, "current");
+	assert_int_equal(swap_current(pfd, "20261125T224329Z-0123456789ab", &e), E_INVAL);
+	assert_non_null(strstr(e.msg, "current is a directory"));
+	close(pfd);
+}
+
+static void
+t_lock(void **state)
+{
+	struct fixture *f = *state;
+	struct error e = { 0 };
+	char path[160];
+	int a, b;
+
+	snprintf(path, sizeof(path), "%s/.deployd.lock", f->dir);
+	assert_int_equal(lock_acquire(path, 0, &a, &e), E_OK);
+	assert_int_equal(lock_acquire(path, 0, &b, &e), E_BUSY);
+	assert_int_equal(b, -1);
+	assert_non_null(strstr(e.msg, "locked"));
+	lock_release(a);
+	assert_int_equal(lock_acquire(path, 0, &b, &e), E_OK);
+	lock_release(b);
+}
+
+/* ---- whole deploys ---- */
+
+struct phases {
+	int	seen[8];
+	int	n;
+};
+
+static void
+on_phase(void *arg, enum phase phase, const char *commit)
+{
+	struct phases *p = arg;
+
+	(void)commit;
+	if (p->n < 8)
+		p->seen[p->n++] = (int)phase;
+}
+
+static int
+deploy(struct fixture *f, const char *rev, struct deploy_result *res)
+{
+	struct deploy_request req = { 0 };
+
+	req.trigger = TRIG_MANUAL;
+	if (rev != NULL)
+		util_strlcpy(req.rev, rev, sizeof(req.rev));
+	return engine_deploy(&f->cfg, &f->site, &req, res, NULL, NULL);
+}
+
+static int
+open_path(struct fixture *f)
+{
+	int fd = open(f->path, O_RDONLY | O_DIRECTORY);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static void
+current_of(struct fixture *f, char *buf, size_t len)
+{
+	int pfd = open_path(f);
+
+	assert_int_equal(swap_read_current(pfd, buf, len), E_OK);
+	close(pfd);
+}
+
+static size_t
+count_releases(struct fixture *f, int *tmps)
+{
+	char rel[256];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	*tmps = 0;
+	snprintf(rel, sizeof(rel), "%s/releases", f->path);
+	assert_non_null(d = opendir(rel));
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, ".tmp-", 5) == 0)
+			(*tmps)++;
+		else if (release_parse_name(de->d_name, NULL, NULL) == E_OK)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void
+t_engine_deploy(void **state)
+{
+	const struct tfile v1[] = { TF("index.html", "v1\n"), TX("cgi/run", "#!/bin/sh\n") };
+	const struct tfile v2[] = { TF("index.html", "v2\n"), TL("home.html", "index.html") };
+	struct fixture *f = *state;
+	struct deploy_request req = { 0 };
+	struct deploy_result res;
+	struct site_state st;
+	struct error e = { 0 };
+	struct phases ph = { { 0 }, 0 };
+	char c1[SHA_HEX], c2[SHA_HEX], cur[RELEASE_NAME_MAX], first[RELEASE_NAME_MAX];
+	char abbrev[8];
+	int pfd, tmps;
+
+	commit_files(f->repo, "main", v1, 2, "First commit\n\nWith a body.\n", 0, c1);
+	req.trigger = TRIG_WEBHOOK;
+	util_strlcpy(req.provider, "github", sizeof(req.provider));
+	util_strlcpy(req.delivery, "d-1", sizeof(req.delivery));
+	assert_int_equal(engine_deploy(&f->cfg, &f->site, &req, &res, on_phase, &ph), E_OK);
+	assert_int_equal(res.rc, E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c1);
+	assert_int_equal(ph.n, 3);
+	assert_int_equal(ph.seen[0], PHASE_FETCHING);
+	assert_int_equal(ph.seen[1], PHASE_WRITING);
+	assert_int_equal(ph.seen[2], PHASE_ACTIVATING);
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, res.release);
+	assert_int_equal(strncmp(cur + 17, c1, 12), 0);
+	util_strlcpy(first, cur, sizeof(first));
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "v1\n", 3, 0644);
+	assert_file(pfd, "current/cgi/run", "#!/bin/sh\n", 10, 0755);
+	assert_false(exists_at(pfd, ".current.tmp"));
+	assert_true(exists_at(pfd, ".deployd.lock"));
+	close(pfd);
+
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.applied, c1);
+	assert_string_equal(st.desired, c1);
+	assert_string_equal(st.attempted, c1);
+	assert_string_equal(st.release, cur);
+	assert_string_equal(st.subject, "First commit");
+	assert_string_equal(st.author, "Test Author <t@example.org>");
+	assert_int_equal(st.trigger, TRIG_WEBHOOK);
+	assert_int_equal(st.nreleases, 1);
+	assert_int_equal(st.nhistory, 1);
+	assert_int_equal(st.history[0].ok, 1);
+	assert_int_equal(st.history[0].id, 1);
+	assert_string_equal(st.history[0].provider, "github");
+	assert_string_equal(st.history[0].delivery, "d-1");
+	assert_string_equal(st.history[0].release, cur);
+	state_free(&st);
+
+	/* The same tip again: nothing to do, and no history record. */
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	assert_int_equal(res.changed, 0);
+	assert_string_equal(res.release, first);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_int_equal(st.nhistory, 1);
+	state_free(&st);
+
+	/* A new commit goes live; the old release stays for rollback. */
+	commit_files(f->repo, "main", v2, 2, "Second\n", 0, c2);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c2);
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, res.release);
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "v2\n", 3, 0644);
+	assert_link(pfd, "current/home.html", "index.html");
+	assert_false(exists_at(pfd, "current/cgi"));
+	close(pfd);
+	assert_int_equal(count_releases(f, &tmps), 2);
+	assert_int_equal(tmps, 0);
+
+	/* Pin the first commit by an abbreviated id. */
+	util_strlcpy(abbrev, c1, sizeof(abbrev));
+	assert_int_equal(deploy(f, abbrev, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c1);
+	current_of(f, cur, sizeof(cur));
+	assert_string_not_equal(cur, first);	/* a new release of the same commit */
+	assert_int_equal(strncmp(cur + 17, c1, 12), 0);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.desired, c2);
+	assert_string_equal(st.applied, c1);
+	assert_int_equal(st.nhistory, 3);
+	assert_int_equal(st.history[2].id, 3);
+	state_free(&st);
+
+	/* Revisions that are not usable commits. */
+	assert_int_equal(deploy(f, "ffffffffff", &res), E_NOTFOUND);
+	assert_non_null(strstr(res.error, "ffffffffff"));
+	assert_int_equal(deploy(f, "xyz!", &res), E_INVAL);
+	current_of(f, first, sizeof(first));
+	assert_string_equal(first, cur);
+}
+
+static void
+t_engine_prune_and_force_push(void **state)
+{
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct tfile tf = TF("index.html", "x\n");
+	char c[SHA_HEX], data[8];
+	int i, tmps, pfd;
+
+	for (i = 0; i < 5; i++) {
+		snprintf(data, sizeof(data), "%d\n", i);
+		tf.data = data;
+		tf.len = strlen(data);
+		commit_files(f->repo, "main", &tf, 1, "step\n", 0, c);
+		assert_int_equal(deploy(f, NULL, &res), E_OK);
+		assert_int_equal(res.changed, 1);
+	}
+	assert_int_equal(count_releases(f, &tmps), 3);	/* keep: 3 */
+
+	/* A force-push to an unrelated root commit. */
+	tf.data = "forced\n";
+	tf.len = 7;
+	commit_files(f->repo, "main", &tf, 1, "rewritten\n", 1, c);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c);
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "forced\n", 7, 0644);
+	close(pfd);
+}
+
+static void
+t_engine_failures(void **state)
+{
+	const struct tfile ok[] = { TF("index.html", "ok\n") };
+	const struct tfile lfs[] = { TF(".gitattributes", "*.bin filter=lfs\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct site_state st;
+	struct error e = { 0 };
+	char c[SHA_HEX], cur[RELEASE_NAME_MAX], after[RELEASE_NAME_MAX];
+	int tmps;
+
+	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	current_of(f, cur, sizeof(cur));
+
+	/* A tree deployd refuses: the failure leaves current and the disk as they were. */
+	commit_files(f->repo, "main", lfs, 1, "lfs\n", 0, c);
+	assert_int_not_equal(deploy(f, NULL, &res), E_OK);
+	assert_non_null(strstr(res.error, "LFS"));
+	assert_int_equal(res.changed, 0);
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	assert_int_equal(count_releases(f, &tmps), 1);
+	assert_int_equal(tmps, 0);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.attempted, c);
+	assert_string_not_equal(st.applied, c);
+	assert_non_null(strstr(st.last_error, "LFS"));
+	assert_true(st.last_error_at > 0);
+	assert_int_equal(st.nhistory, 2);
+	assert_int_equal(st.history[1].ok, 0);
+	assert_non_null(strstr(st.history[1].error, "LFS"));
+	state_free(&st);
+
+	/* A branch the remote does not have. */
+	f->site.branch = (char *)(uintptr_t)"nope";
+	assert_int_equal(deploy(f, NULL, &res), E_GIT);
+	assert_non_null(strstr(res.error, "branch 'nope' not found on"));
+	f->site.branch = (char *)(uintptr_t)"main";
+
+	/* A remote that is not there. */
+	f->site.repo = (char *)(uintptr_t)"/nonexistent/repo.git";
+	assert_int_equal(deploy(f, NULL, &res), E_GIT);
+	assert_non_null(strstr(res.error, "/nonexistent/repo.git: No such file or directory"));
+	f->site.repo = f->src;
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+
+	/* Another holder of the site lock. */
+	{
+		char lock[256];
+		int fd;
+
+		snprintf(lock, sizeof(lock), "%s/.deployd.lock", f->path);
+		assert_int_equal(lock_acquire(lock, 0, &fd, &e), E_OK);
+		assert_int_equal(deploy(f, NULL, &res), E_BUSY);
+		lock_release(fd);
+	}
+}
+
+static void
+t_engine_bad_layout(void **state)
+{
+	const struct tfile ok[] = { TF("index.html", "ok\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	char c[SHA_HEX], p[200];
+	int pfd, fd;
+
+	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
+	assert_int_equal(util_mkdir_p(f->path, 0755), E_OK);
+	pfd = open_path(f);
+	make_dir_at(pfd, "current");
+	assert_true((fd = openat(pfd, "current/keep", O_WRONLY | O_CREAT, 0644)) >= 0);
+	close(fd);
+	assert_int_not_equal(deploy(f, NULL, &res), E_OK);
+	assert_non_null(strstr(res.error, "current is a directory, not a symlink; move it away"));
+	assert_true(exists_at(pfd, "current/keep"));
+	assert_false(exists_at(pfd, "releases"));
+
+	assert_int_equal(util_rm_rf_at(pfd, "current"), E_OK);
+	assert_true((fd = openat(pfd, "releases", O_WRONLY | O_CREAT, 0644)) >= 0);
+	close(fd);
+	assert_int_not_equal(deploy(f, NULL, &res), E_OK);
+	assert_non_null(strstr(res.error, "releases is not a directory"));
+	assert_false(exists_at(pfd, "current"));
+	close(pfd);
+	snprintf(p, sizeof(p), "%s/www/state.json", f->state_dir);
+	assert_int_not_equal(access(p, F_OK), 0);	/* nothing recorded, nothing fetched */
+}
+
+static void
+t_engine_corrupt_cache(void **state)
+{
+	const struct tfile ok[] = { TF("index.html", "ok\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	char c[SHA_HEX], p[200];
+	FILE *fp;
+
+	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	snprintf(p, sizeof(p), "%s/www/cache.git/objects", f->state_dir);
+	assert_int_equal(util_rm_rf_at(AT_FDCWD, p), E_OK);
+	snprintf(p, sizeof(p), "%s/www/cache.git/HEAD", f->state_dir);
+	assert_non_null(fp = fopen(p, "w"));
+	fputs("garbage\n", fp);
+	fclose(fp);
+	commit_files(f->repo, "main", ok, 1, "again\n", 0, c);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c);
+}
+
+static void
+t_engine_file_url(void **state)
+{
+	const struct tfile ok[] = { TF("index.html", "via file://\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	char c[SHA_HEX], url[256];
+	int pfd;
+
+	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
+	snprintf(url, sizeof(url), "file://%s", f->src);
+	f->site.repo = url;
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	f->site.repo = f->src;
+	assert_string_equal(res.commit, c);
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "via file://\n", 12, 0644);
+	close(pfd);
+}
+
+/* Objects gone from a cache whose refs remain: the fetch notices and clones afresh. */
+static void
+t_engine_cache_lost_objects(void **state)
+{
+	const struct tfile ok[] = { TF("index.html", "ok\n") };
+	const struct tfile ok2[] = { TF("index.html", "ok2\n"), TF("new.html", "new\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	char c[SHA_HEX], p[256];
+	int pfd;
+
+	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	snprintf(p, sizeof(p), "%s/www/cache.git/objects", f->state_dir);
+	assert_int_equal(util_rm_rf_at(AT_FDCWD, p), E_OK);
+	assert_int_equal(mkdir(p, 0755), 0);
+	commit_files(f->repo, "main", ok2, 2, "again\n", 0, c);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c);
+	pfd = open_path(f);
+	assert_file(pfd, "current/new.html", "new\n", 4, 0644);
+	close(pfd);
+	snprintf(p, sizeof(p), "%s/www/cache.git.new", f->state_dir);
+	assert_false(exists_at(AT_FDCWD, p));
+}
+
+static void
+t_engine_timeout(void **state)
+{
+	struct fixture *f = *state;
+	struct deploy_result res;
+	char script[256];
+	int64_t t0;
+	FILE *fp;
+	int st;
+
+	snprintf(script, sizeof(script), "%s/hang.sh", f->dir);
+	assert_non_null(fp = fopen(script, "w"));
+	fputs("#!/bin/sh\nsleep 30\n", fp);
+	fclose(fp);
+	assert_int_equal(chmod(script, 0755), 0);
+	fetch_set_exe(script);
+	fetch_set_timeout_ms(300);
+	t0 = util_mono_ms();
+	assert_int_equal(deploy(f, NULL, &res), E_TIMEOUT);
+	assert_true(util_mono_ms() - t0 < 5000);
+	assert_non_null(strstr(res.error, "fetch timed out after 1 s"));
+	/* The child was reaped: no zombie is left for anyone. */
+	assert_int_equal(waitpid(-1, &st, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+}
+
+static void
+t_engine_recover(void **state)
+{
+	const struct tfile ok[] = { TF("index.html", "ok\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct error e = { 0 };
+	char c[SHA_HEX], live[RELEASE_NAME_MAX], cur[RELEASE_NAME_MAX];
+	int pfd;
+
+	/* A site never deployed is fine. */
+	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	assert_false(exists_at(AT_FDCWD, f->path));
+
+	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	util_strlcpy(live, res.release, sizeof(live));
+	pfd = open_path(f);
+
+	/* Missing current, a half-written release and a half-made link. */
+	assert_int_equal(unlinkat(pfd, "current", 0), 0);
+	make_dir_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab");
+	make_dir_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab/x");
+	assert_int_equal(symlinkat("releases/nothing", pfd, ".current.tmp"), 0);
+	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, live);
+	assert_false(exists_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab"));
+	assert_false(exists_at(pfd, ".current.tmp"));
+
+	/* Dangling current. */
+	assert_int_equal(unlinkat(pfd, "current", 0), 0);
+	assert_int_equal(symlinkat("releases/20300101T000000Z-0123456789ab", pfd, "current"),
+	    0);
+	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, live);
+
+	/* A good current is left alone. */
+	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, live);
+	close(pfd);
+}
+
+/* A first deploy of 2,000 files must be quick: the budget is generous for sanitizer builds. */
+static void
+t_engine_many_files(void **state)
+{
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct tfile *files = util_xcalloc(2000, sizeof(*files));
+	char (*paths)[32] = util_xcalloc(2000, 32);
+	char data[64];
+	char c[SHA_HEX];
+	int i, pfd;
+
+	for (i = 0; i < 2000; i++) {
+		snprintf(paths[i], 32, "d%02d/e%d/f%04d.html", i % 40, i % 7, i);
+		files[i].path = paths[i];
+		files[i].data = paths[i];	/* 2,000 distinct blobs */
+		files[i].len = strlen(paths[i]);
+		files[i].mode = GIT_FILEMODE_BLOB;
+	}
+	commit_files(f->repo, "main", files, 2000, "many\n", 0, c);
+	util_strlcpy(data, paths[1999], sizeof(data));
+	free(paths);
+	free(files);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	print_message("# 2000-file first deploy: %lld ms\n", (long long)res.duration_ms);
+	assert_true(res.duration_ms < 30000);
+	pfd = open_path(f);
+	assert_file(pfd, "current/d39/e4/f1999.html", data, strlen(data), 0644);
+	close(pfd);
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_name),
+		cmocka_unit_test(t_parse_bad),
+		cmocka_unit_test_setup_teardown(t_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_write_refuses, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_cleanup_tmp, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_prune_keep, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_prune_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_prune_current_not_newest, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_prune_leftovers, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_swap, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_deploy, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_prune_and_force_push, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_failures, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_bad_layout, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_corrupt_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_file_url, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_cache_lost_objects, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_timeout, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_recover, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_many_files, setup, teardown),
+	};
+	int rc;
+
+	/* This program is its own fetch helper: fetch_site runs /proc/self/exe __fetch .... */
+	if (argc > 1 && strcmp(argv[1], "__fetch") == 0)
+		return fetch_child_main(argc, argv);
+	log_init(getenv("TEST_VERBOSE") != NULL ? LOG_LVL_DEBUG : LOG_LVL_WARN, 0);
+	/* DEPLOYD_BIN=.../deployd fetches through the real binary's __fetch instead. */
+	fetch_set_exe(getenv("DEPLOYD_BIN"));
+	engine_init();
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	engine_shutdown();
+	return rc;
+}
