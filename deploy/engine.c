@@ -24,6 +24,11 @@ struct engine_run {
 	int			  lock_fd;
 	int			  state_ok;	/* state loaded: failures are recorded */
 	struct site_state	  st;
+	struct site_state	  before;	/* st's scalars as loaded: what was live */
+	struct fetch_result	  fr;
+	engine_phase_cb		  cb;
+	void			 *cbarg;
+	char			 *output;	/* the end of the hooks' output, for history */
 	char			 *cache;
 	char			  commit[SHA_HEX];
 	char			  subject[256];
@@ -166,7 +171,7 @@ engine_resolve(struct engine_run *r, const char *tip, struct error *e)
 				rc = util_error(e, E_INVAL, "revision %s is ambiguous", rev);
 			else if (grc == GIT_ENOTFOUND)
 				rc = util_error(e, E_NOTFOUND, "revision %s is not a commit "
-				    "fetched from branch '%s'", rev, r->site->branch);
+				    "fetched from %s", rev, r->fr.ref);
 			else
 				rc = util_error_git(e, "revision %s", rev);
 		}
@@ -237,6 +242,8 @@ engine_write(struct engine_run *r, struct error *e)
 	if ((rc = release_write(r->cache, r->commit, r->releases_fd, r->tmpname, &nfiles,
 	    e)) != E_OK)
 		return rc;
+	if ((rc = shared_link(r->site, r->releases_fd, r->tmpname, e)) != E_OK)
+		return rc;
 	log_debug("site=%s commit=%.12s wrote %s in %lld ms; syncing", r->site->name,
 	    r->commit, r->tmpname, (long long)(util_mono_ms() - t));
 	/* One syncfs is far cheaper than an fsync per file, and makes the whole tree durable. */
@@ -266,10 +273,139 @@ engine_history(struct engine_run *r, int ok, const char *error)
 	h.duration_ms = util_mono_ms() - r->t0;
 	h.ok = ok;
 	util_strlcpy(h.commit, r->commit, sizeof(h.commit));
-	if (ok)
+	/* A release is named only if it went live, even when the deploy failed after. */
+	if (ok || r->live)
 		util_strlcpy(h.release, r->name, sizeof(h.release));
 	util_strlcpy(h.error, error != NULL ? error : "", sizeof(h.error));
+	if (r->output != NULL)
+		util_strlcpy(h.output, r->output, sizeof(h.output));
 	state_add_history(&r->st, &h);
+}
+
+/* Keep the last HISTORY_OUTPUT_MAX - 1 bytes of everything the hooks printed. */
+static void
+engine_add_output(struct engine_run *r, const char *what, const struct hookrun_result *hr)
+{
+	char *tail = util_xmalloc(HISTORY_OUTPUT_MAX), *all;
+	size_t len, cut;
+
+	hookrun_tail(hr, tail, HISTORY_OUTPUT_MAX);
+	all = util_xasprintf("%s[%s]\n%s", r->output != NULL ? r->output : "", what, tail);
+	free(tail);
+	len = strlen(all);
+	if (len >= HISTORY_OUTPUT_MAX) {
+		cut = len - (HISTORY_OUTPUT_MAX - 1);
+		while (((unsigned char)all[cut] & 0xc0) == 0x80)
+			cut++;		/* never start inside a UTF-8 character */
+		memmove(all, all + cut, len - cut + 1);
+	}
+	free(r->output);
+	r->output = all;
+}
+
+/* The release of this deploy by absolute path: what DEPLOYD_RELEASE names. */
+static char *
+engine_release_path(const struct engine_run *r)
+{
+	return util_xasprintf("%s/releases/%s", r->site->path, r->name);
+}
+
+/*
+ * Run one of the site's hooks in cwd (phase PHASE_HOOK), log its output line by line and keep
+ * the end of it for the history. error is DEPLOYD_ERROR, for on_failure.
+ */
+static int
+engine_hook(struct engine_run *r, const char *what, const struct strv *argv, const char *cwd,
+    const char *release, const char *error, struct error *e)
+{
+	struct hookrun_env env;
+	struct hookrun_result hr;
+	int64_t t = util_mono_ms();
+	int rc;
+
+	memset(&env, 0, sizeof(env));
+	env.site = r->site->name;
+	env.release = release != NULL ? release : "";
+	env.commit = r->commit;
+	env.previous_commit = r->before.applied;
+	env.ref = r->fr.ref;
+	env.error = error;
+	engine_phase(r->cb, r->cbarg, PHASE_HOOK, r->commit[0] ? r->commit : NULL);
+	log_info("site=%s commit=%.12s running %s hook %s", r->site->name,
+	    r->commit[0] ? r->commit : "-", what, argv->v[0]);
+	rc = hookrun_run(what, argv, cwd, &env, r->site->hooks.timeout_ms, &hr, e);
+	hookrun_log(r->site->name, what, &hr);
+	engine_add_output(r, what, &hr);
+	hookrun_result_free(&hr);
+	if (rc == E_OK)
+		log_info("site=%s commit=%.12s %s hook succeeded in %lld ms", r->site->name,
+		    r->commit[0] ? r->commit : "-", what, (long long)(util_mono_ms() - t));
+	return rc;
+}
+
+/*
+ * on_failure after a failed deploy. A poll that keeps failing the same way (a remote down for
+ * an hour) notifies once rather than once a poll: a failure is new when its message changed.
+ */
+static void
+engine_on_failure(struct engine_run *r, int rc, const char *msg, const char *release)
+{
+	const struct strv *argv = &r->site->hooks.on_failure;
+	struct error he = { 0 };
+	char clean[sizeof(he.msg)];
+
+	if (argv->n == 0 || !r->state_ok || rc == E_BUSY || rc == E_STOPPED)
+		return;
+	if (r->req->trigger == TRIG_POLL && strcmp(r->before.last_error, msg) == 0)
+		return;
+	if (engine_hook(r, "on_failure", argv, r->site->path, release, msg, &he) != E_OK) {
+		util_sanitize(he.msg, clean, sizeof(clean));
+		log_error("site=%s %s", r->site->name, clean);
+	}
+}
+
+/* pre_activate in the finished release, before the swap; what it writes is made durable. */
+static int
+engine_pre_activate(struct engine_run *r, struct error *e)
+{
+	const struct strv *argv = &r->site->hooks.pre_activate;
+	char *release;
+	int rc;
+
+	if (argv->n == 0)
+		return E_OK;
+	release = engine_release_path(r);
+	rc = engine_hook(r, "pre_activate", argv, release, release, NULL, e);
+	free(release);
+	if (rc == E_OK && syncfs(r->releases_fd) != 0)
+		rc = util_error_sys(e, "syncing %s after pre_activate", r->name);
+	return rc;
+}
+
+static int
+engine_is_bad(const struct site_state *st, const char *commit)
+{
+	size_t i;
+
+	for (i = 0; i < st->nreleases; i++)
+		if (st->releases[i].bad && strcmp(st->releases[i].commit, commit) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * A failure of this very commit after it went live (post_activate) stands until another
+ * commit deploys: the next poll finds the commit live and must not report all is well.
+ */
+static int
+engine_failure_stands(const struct engine_run *r)
+{
+	const struct history_rec *h;
+
+	if (r->st.nhistory == 0 || r->st.last_error[0] == '\0')
+		return 0;
+	h = &r->st.history[r->st.nhistory - 1];
+	return !h->ok && h->release[0] != '\0' && strcmp(h->commit, r->commit) == 0;
 }
 
 /* The new release is live: record it, prune, and save. */
@@ -322,6 +458,7 @@ engine_fail(struct engine_run *r, int rc, struct error *e)
 	    r->commit[0] ? r->commit : "-", clean);
 	if (!r->state_ok || r->live)
 		return;
+	engine_on_failure(r, rc, e->msg, NULL);
 	util_strlcpy(r->st.last_error, e->msg, sizeof(r->st.last_error));
 	r->st.last_error_at = util_now_ms() / 1000;
 	engine_history(r, 0, e->msg);
@@ -329,7 +466,151 @@ engine_fail(struct engine_run *r, int rc, struct error *e)
 		log_error("site=%s saving state: %s", r->site->name, se.msg);
 }
 
-/* "Bring site S to the tip, or to revision R": fetch, write, swap, record. */
+/*
+ * post_activate failed with the new release live: a failed deploy. With rollback_on_failure,
+ * `current` goes back to the release that was live before, and the new one is marked bad so
+ * that no poll deploys that commit again (releases.md: rollback marks the release bad).
+ */
+static void
+engine_post_failed(struct engine_run *r, int rc, struct error *e)
+{
+	struct error se = { 0 }, me = { 0 };
+	char clean[sizeof(e->msg)], *release, *msg = me.msg;
+	struct stat sb;
+	size_t i;
+	int back = 0;
+
+	util_strlcpy(msg, e->msg, sizeof(me.msg));
+	if (r->site->rollback_on_failure) {
+		if (r->before.release[0] == '\0' || fstatat(r->releases_fd, r->before.release,
+		    &sb, 0) != 0 || !S_ISDIR(sb.st_mode))
+			util_error(&me, rc, "%s; no previous release to roll back to", e->msg);
+		else if (swap_current(r->path_fd, r->before.release, &se) != E_OK)
+			util_error(&me, rc, "%s; rolling back failed: %s", e->msg, se.msg);
+		else {
+			back = 1;
+			util_error(&me, rc, "%s; rolled back to %s", e->msg,
+			    r->before.release);
+		}
+	}
+	r->res->rc = rc;
+	util_strlcpy(r->res->error, msg, sizeof(r->res->error));
+	util_sanitize(msg, clean, sizeof(clean));
+	log_error("site=%s commit=%.12s deploy failed: %s", r->site->name, r->commit, clean);
+	if (back) {
+		r->res->changed = 0;
+		util_strlcpy(r->res->release, r->before.release, sizeof(r->res->release));
+		util_strlcpy(r->st.applied, r->before.applied, sizeof(r->st.applied));
+		util_strlcpy(r->st.release, r->before.release, sizeof(r->st.release));
+		r->st.applied_at = r->before.applied_at;
+		util_strlcpy(r->st.subject, r->before.subject, sizeof(r->st.subject));
+		util_strlcpy(r->st.author, r->before.author, sizeof(r->st.author));
+		r->st.trigger = r->before.trigger;
+		for (i = 0; i < r->st.nreleases; i++)
+			if (strcmp(r->st.releases[i].name, r->name) == 0)
+				r->st.releases[i].bad = 1;
+	}
+	release = engine_release_path(r);
+	engine_on_failure(r, rc, msg, release);
+	free(release);
+	util_strlcpy(r->st.last_error, msg, sizeof(r->st.last_error));
+	r->st.last_error_at = util_now_ms() / 1000;
+	/* engine_record wrote this deploy's record as a success; it was not one. */
+	if (r->st.nhistory > 0) {
+		struct history_rec *h = &r->st.history[r->st.nhistory - 1];
+
+		h->ok = 0;
+		util_strlcpy(h->error, msg, sizeof(h->error));
+		util_strlcpy(h->output, r->output != NULL ? r->output : "", sizeof(h->output));
+		h->duration_ms = util_mono_ms() - r->t0;
+	}
+	if (state_save(r->cfg->state_dir, r->site->name, &r->st, &se) != E_OK)
+		log_error("site=%s saving state: %s", r->site->name, se.msg);
+}
+
+/*
+ * Nothing to deploy: the target is live already, or a rollback marked it bad (only deploy
+ * --rev deploys such a commit again). No history record: a poll every minute would flood it.
+ * Returns 1 when settled, with *rcp the result of saving what changed.
+ */
+static int
+engine_settled(struct engine_run *r, int dirty, int *rcp, struct error *e)
+{
+	char cur[RELEASE_NAME_MAX];
+	int bad = (r->req->rev[0] == '\0' || r->req->skip_bad) &&
+	    engine_is_bad(&r->st, r->commit);
+
+	*rcp = E_OK;
+	if (bad) {
+		log_msg(r->req->trigger == TRIG_POLL ? LOG_LVL_DEBUG : LOG_LVL_INFO,
+		    "site=%s commit=%.12s was rolled back (marked bad); not deploying it again",
+		    r->site->name, r->commit);
+		util_strlcpy(r->res->release, r->st.release, sizeof(r->res->release));
+	} else if (engine_is_live(r, cur, sizeof(cur))) {
+		log_debug("site=%s commit=%.12s already live as %s", r->site->name, r->commit,
+		    cur);
+		util_strlcpy(r->res->release, cur, sizeof(r->res->release));
+	} else
+		return 0;
+	/* An earlier failure (a remote that was down) is over; one of this commit is not. */
+	if (r->st.last_error[0] != '\0' && !engine_failure_stands(r)) {
+		r->st.last_error[0] = '\0';
+		r->st.last_error_at = 0;
+		dirty = 1;
+	}
+	/* Only when something changed: polls should not fsync every minute. */
+	if (dirty)
+		*rcp = state_save(r->cfg->state_dir, r->site->name, &r->st, e);
+	return 1;
+}
+
+/* A poll asks the remote for its tip first (ls-remote): a tip already handled needs no fetch. */
+static int
+engine_poll_check(struct engine_run *r, int *rcp, struct error *e)
+{
+	int dirty;
+
+	if ((*rcp = fetch_remote_tip(r->cfg, r->site, &r->fr, e)) != E_OK)
+		return 1;
+	if (strcmp(r->fr.tip, r->st.applied) != 0 && !engine_is_bad(&r->st, r->fr.tip))
+		return 0;
+	dirty = strcmp(r->st.desired, r->fr.tip) != 0;
+	util_strlcpy(r->st.desired, r->fr.tip, sizeof(r->st.desired));
+	util_strlcpy(r->commit, r->fr.tip, sizeof(r->commit));
+	util_strlcpy(r->res->commit, r->commit, sizeof(r->res->commit));
+	if (engine_settled(r, dirty, rcp, e))
+		return 1;
+	/* Applied, but `current` does not show it (removed by hand?): deploy it again. */
+	r->commit[0] = '\0';
+	r->res->commit[0] = '\0';
+	return 0;
+}
+
+/* post_activate with the new release live; a failure is a failed deploy (see engine_post_failed). */
+static int
+engine_post_activate(struct engine_run *r, struct error *e)
+{
+	const struct strv *argv = &r->site->hooks.post_activate;
+	struct error se = { 0 };
+	char *release;
+	int rc;
+
+	if (argv->n == 0)
+		return E_OK;
+	release = engine_release_path(r);
+	rc = engine_hook(r, "post_activate", argv, release, release, NULL, e);
+	free(release);
+	if (rc == E_OK && r->st.nhistory > 0) {
+		/* The success record was written before the hook ran; add what it printed. */
+		util_strlcpy(r->st.history[r->st.nhistory - 1].output, r->output,
+		    sizeof(r->st.history[0].output));
+		if (state_save(r->cfg->state_dir, r->site->name, &r->st, &se) != E_OK)
+			log_error("site=%s saving state: %s", r->site->name, se.msg);
+	}
+	return rc;
+}
+
+/* "Bring site S to the tip, or to revision R": fetch, write, hooks, swap, record. */
 int
 engine_deploy(const struct config *cfg, const struct site_config *site,
     const struct deploy_request *req, struct deploy_result *res, engine_phase_cb cb,
@@ -337,7 +618,6 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 {
 	struct engine_run run, *r = &run;
 	struct error e = { 0 };
-	char tip[SHA_HEX], cur[RELEASE_NAME_MAX];
 	int rc, dirty;
 
 	memset(res, 0, sizeof(*res));
@@ -346,6 +626,8 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 	r->site = site;
 	r->req = req;
 	r->res = res;
+	r->cb = cb;
+	r->cbarg = cbarg;
 	r->path_fd = r->releases_fd = r->lock_fd = -1;
 	r->started_at = util_now_ms();
 	r->t0 = util_mono_ms();
@@ -356,27 +638,30 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 	    (rc = state_load(cfg->state_dir, site->name, &r->st, &e)) != E_OK)
 		goto fail;
 	r->state_ok = 1;
+	r->before = r->st;
+	r->before.releases = NULL;
+	r->before.history = NULL;
+	r->before.nreleases = r->before.nhistory = 0;
 
 	engine_phase(cb, cbarg, PHASE_FETCHING, NULL);
-	if ((rc = fetch_site(cfg, site, tip, &e)) != E_OK)
+	if (req->trigger == TRIG_POLL && req->rev[0] == '\0' &&
+	    engine_poll_check(r, &rc, &e)) {
+		if (rc != E_OK)
+			goto fail;
+		goto out;
+	}
+	if ((rc = fetch_site(cfg, site, &r->fr, &e)) != E_OK)
 		goto fail;
-	dirty = strcmp(r->st.desired, tip) != 0 || r->st.last_error[0] != '\0';
+	dirty = strcmp(r->st.desired, r->fr.tip) != 0;
 	/* A poll that finds the same tip says so only at debug level. */
-	log_msg(strcmp(r->st.desired, tip) != 0 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
-	    "site=%s commit=%.12s fetched", site->name, tip);
-	util_strlcpy(r->st.desired, tip, sizeof(r->st.desired));
-	if ((rc = engine_resolve(r, tip, &e)) != E_OK)
+	log_msg(dirty ? LOG_LVL_INFO : LOG_LVL_DEBUG, "site=%s commit=%.12s fetched (%s)",
+	    site->name, r->fr.tip, r->fr.ref);
+	util_strlcpy(r->st.desired, r->fr.tip, sizeof(r->st.desired));
+	if ((rc = engine_resolve(r, r->fr.tip, &e)) != E_OK)
 		goto fail;
 	util_strlcpy(res->commit, r->commit, sizeof(res->commit));
-
-	if (engine_is_live(r, cur, sizeof(cur))) {
-		/* No history record: a poll every minute would flood it. */
-		log_debug("site=%s commit=%.12s already live as %s", site->name, r->commit, cur);
-		util_strlcpy(res->release, cur, sizeof(res->release));
-		r->st.last_error[0] = '\0';
-		r->st.last_error_at = 0;
-		/* Only when something changed: polls should not fsync every minute. */
-		if (dirty && (rc = state_save(cfg->state_dir, site->name, &r->st, &e)) != E_OK)
+	if (engine_settled(r, dirty, &rc, &e)) {
+		if (rc != E_OK)
 			goto fail;
 		goto out;
 	}
@@ -385,8 +670,8 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 	engine_phase(cb, cbarg, PHASE_WRITING, r->commit);
 	if ((rc = engine_write(r, &e)) != E_OK)
 		goto fail;
-
-	/* Shared links and pre_activate hooks (PHASE_HOOK) will run here, before the swap. */
+	if ((rc = engine_pre_activate(r, &e)) != E_OK)
+		goto fail;
 
 	engine_phase(cb, cbarg, PHASE_ACTIVATING, r->commit);
 	if ((rc = swap_current(r->path_fd, r->name, &e)) != E_OK)
@@ -404,6 +689,8 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 		    msg);
 		goto fail;
 	}
+	if ((rc = engine_post_activate(r, &e)) != E_OK)
+		engine_post_failed(r, rc, &e);
 	goto out;
 fail:
 	engine_fail(r, rc, &e);
@@ -416,6 +703,7 @@ out:
 	if (r->path_fd >= 0)
 		close(r->path_fd);
 	state_free(&r->st);
+	free(r->output);
 	free(r->cache);
 	return rc;
 }

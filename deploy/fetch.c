@@ -1,4 +1,4 @@
-/* fetch.c: bring a site's branch into its bare cache, in a child process with a deadline. */
+/* fetch.c: bring a site's branch or tag into its bare cache, in a child process with a deadline. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <git2.h>
+#include <sodium.h>
 
 #include "deployd.h"
 
@@ -43,7 +45,7 @@ extern char **environ;
 #define FETCH_OUT_MAX	1024	/* the child prints one short line */
 
 static char fetch_exe[PATH_MAX] = "/proc/self/exe";
-static int64_t fetch_timeout_ms = FETCH_TIMEOUT_MS;
+static int64_t fetch_timeout_override;
 
 /* Tests run from programs that are not deployd; they point this at a binary that is. */
 void
@@ -55,7 +57,15 @@ fetch_set_exe(const char *path)
 void
 fetch_set_timeout_ms(int64_t ms)
 {
-	fetch_timeout_ms = ms > 0 ? ms : FETCH_TIMEOUT_MS;
+	fetch_timeout_override = ms > 0 ? ms : 0;
+}
+
+static int64_t
+fetch_timeout_ms(const struct site_config *site)
+{
+	if (fetch_timeout_override > 0)
+		return fetch_timeout_override;
+	return site->fetch_timeout_ms > 0 ? site->fetch_timeout_ms : FETCH_TIMEOUT_MS;
 }
 
 char *
@@ -110,23 +120,39 @@ fetch_reap(pid_t pid, int64_t deadline, int *status)
 	return E_TIMEOUT;
 }
 
-/* Parse the child's one line: "ok <40-hex>" or "error <message>". */
 static int
-fetch_parse_reply(char *out, int status, char tip[SHA_HEX], struct error *e)
+fetch_is_hex40(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 40; i++)
+		if (s[i] == '\0' || strchr("0123456789abcdef", s[i]) == NULL)
+			return 0;
+	return 1;
+}
+
+/* Parse the child's one line: "ok <40-hex> <ref>" or "error <message>". */
+static int
+fetch_parse_reply(char *out, int status, struct fetch_result *fr, struct error *e)
 {
 	char clean[sizeof(e->msg)];
+	const char *ref;
 	char *nl;
 	size_t i;
 
 	if ((nl = strchr(out, '\n')) != NULL)
 		*nl = '\0';
-	if (strncmp(out, "ok ", 3) == 0 && strlen(out + 3) == 40 && WIFEXITED(status) &&
-	    WEXITSTATUS(status) == 0) {
-		for (i = 0; i < 40; i++)
-			if (strchr("0123456789abcdef", out[3 + i]) == NULL)
+	if (strncmp(out, "ok ", 3) == 0 && fetch_is_hex40(out + 3) && out[43] == ' ' &&
+	    WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		ref = out + 44;
+		/* Ref names have no spaces or control characters; anything else is not ours. */
+		for (i = 0; ref[i] != '\0'; i++)
+			if ((unsigned char)ref[i] <= ' ' || ref[i] == 0x7f)
 				break;
-		if (i == 40) {
-			util_strlcpy(tip, out + 3, SHA_HEX);
+		if (ref[i] == '\0' && i > 5 && i < sizeof(fr->ref)) {
+			memcpy(fr->tip, out + 3, 40);
+			fr->tip[40] = '\0';
+			util_strlcpy(fr->ref, ref, sizeof(fr->ref));
 			return E_OK;
 		}
 	}
@@ -143,26 +169,65 @@ fetch_parse_reply(char *out, int status, char tip[SHA_HEX], struct error *e)
 }
 
 /*
- * libgit2 1.5.1 has no server timeout and a stalled read fires no callback, so the fetch runs in
- * a child (this binary's "__fetch" subcommand) that we can kill at a deadline.
+ * The helper's command line. Credentials travel as the paths of the files that hold them,
+ * never as the secrets themselves: the child reads them at each fetch, so rotating a key or a
+ * token needs no restart.
  */
-int
-fetch_site(const struct config *cfg, const struct site_config *site, char tip[SHA_HEX],
-    struct error *e)
+static void
+fetch_argv(const struct config *cfg, const struct site_config *site, int ls_remote,
+    struct strv *av)
+{
+	const struct {
+		const char	*flag;
+		const char	*value;
+	} opts[] = {
+		{ "--branch", site->branch },
+		{ "--tags", site->tags },
+		{ "--ssh-key", site->ssh_key },
+		{ "--known-hosts", site->known_hosts },
+		{ "--token-file", site->token_file },
+		{ "--token-user", site->token_user },
+		{ "--ca-file", site->ca_file },
+	};
+	char *cache = fetch_cache_path(cfg, site);
+	size_t i;
+
+	util_strv_push(av, fetch_exe);
+	util_strv_push(av, "__fetch");
+	if (ls_remote)
+		util_strv_push(av, "--ls-remote");
+	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		if (opts[i].value == NULL)
+			continue;
+		util_strv_push(av, opts[i].flag);
+		util_strv_push(av, opts[i].value);
+	}
+	util_strv_push(av, "--");
+	util_strv_push(av, cache);
+	util_strv_push(av, site->repo);
+	free(cache);
+}
+
+/*
+ * libgit2 1.5.1 has no server timeout and a stalled read fires no callback, so the fetch runs in
+ * a child (this binary's "__fetch" subcommand) that we can kill at a deadline. Per-site
+ * settings libgit2 keeps process-wide (the CA file) stay per site that way, too.
+ */
+static int
+fetch_run(const struct config *cfg, const struct site_config *site, int ls_remote,
+    struct fetch_result *fr, struct error *e)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
+	struct strv av = { 0 };
 	char out[FETCH_OUT_MAX + 1];
-	char *dir, *cache, *refspec, *argv[6];
+	char *dir;
 	size_t outlen = 0;
-	int64_t deadline;
+	int64_t deadline, limit = fetch_timeout_ms(site);
 	int p[2], status = 0, rc, timed_out = 0;
 	pid_t pid;
 
-	tip[0] = '\0';
-	if (site->branch == NULL)
-		return util_error(e, E_CONFIG, "site %s: deploying tags is not supported yet",
-		    site->name);
+	memset(fr, 0, sizeof(*fr));
 	dir = util_xasprintf("%s/%s", cfg->state_dir, site->name);
 	if (util_mkdir_p(dir, 0700) != E_OK) {
 		rc = util_error_sys(e, "creating %s", dir);
@@ -172,38 +237,25 @@ fetch_site(const struct config *cfg, const struct site_config *site, char tip[SH
 	free(dir);
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return util_error_sys(e, "pipe");
-	cache = fetch_cache_path(cfg, site);
-	refspec = util_xasprintf("+refs/heads/%s:refs/heads/%s", site->branch, site->branch);
-	/*
-	 * Credentials (ssh_key, known_hosts, token_file, ca_file) are for a later issue: they will
-	 * travel to the child as further arguments or an inherited descriptor, never in argv
-	 * as secrets.
-	 */
-	argv[0] = fetch_exe;
-	argv[1] = (char *)(uintptr_t)"__fetch";
-	argv[2] = cache;
-	argv[3] = site->repo;
-	argv[4] = refspec;
-	argv[5] = NULL;
+	fetch_argv(cfg, site, ls_remote, &av);
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, p[1], 1);
 	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 	fetch_spawn_attr(&attr);
-	rc = posix_spawn(&pid, fetch_exe, &fa, &attr, argv, environ);
+	rc = posix_spawn(&pid, fetch_exe, &fa, &attr, av.v, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(p[1]);
-	free(cache);
-	free(refspec);
+	util_strv_free(&av);
 	if (rc != 0) {
 		close(p[0]);
 		errno = rc;
 		return util_error_sys(e, "starting fetch helper %s", fetch_exe);
 	}
 
-	deadline = util_mono_ms() + fetch_timeout_ms;
+	deadline = util_mono_ms() + limit;
 	for (;;) {
 		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
 		int64_t left = deadline - util_mono_ms();
@@ -248,13 +300,56 @@ fetch_site(const struct config *cfg, const struct site_config *site, char tip[SH
 		}
 		if (timed_out)
 			fetch_reap(pid, 0, &status);
-		return util_error(e, E_TIMEOUT, "fetch timed out after %lld s",
-		    (long long)((fetch_timeout_ms + 999) / 1000));
+		return util_error(e, E_TIMEOUT, "%s timed out after %lld s",
+		    ls_remote ? "checking the remote" : "fetch",
+		    (long long)((limit + 999) / 1000));
 	}
-	return fetch_parse_reply(out, status, tip, e);
+	return fetch_parse_reply(out, status, fr, e);
+}
+
+/* Fetch the tracked branch, or the highest matching tag, into the cache. */
+int
+fetch_site(const struct config *cfg, const struct site_config *site, struct fetch_result *fr,
+    struct error *e)
+{
+	return fetch_run(cfg, site, 0, fr, e);
+}
+
+/* Ask the remote what it would deploy now, without downloading anything (ls-remote). */
+int
+fetch_remote_tip(const struct config *cfg, const struct site_config *site,
+    struct fetch_result *fr, struct error *e)
+{
+	return fetch_run(cfg, site, 1, fr, e);
 }
 
 /* ---- the child ---- */
+
+/* What the child was asked to do (its command line). */
+struct fetch_opts {
+	int		 ls_remote;
+	const char	*branch;
+	const char	*tags;
+	const char	*ssh_key;
+	const char	*known_hosts;
+	const char	*token_file;
+	const char	*token_user;
+	const char	*ca_file;
+	const char	*cache;
+	const char	*url;
+};
+
+/* One connection's callbacks' state: to whom, and why they refused, if they did. */
+struct fetch_conn {
+	const struct fetch_opts *o;
+	const char	*url;
+	char		 shown[512];	/* url without user:password@ */
+	int		 ssh;
+	char		 host[256];
+	int		 port;
+	int		 cred_calls;
+	char		 why[1024];
+};
 
 /*
  * Errors that point at a damaged cache rather than at the remote or the network: worth one
@@ -292,6 +387,55 @@ fetch_redact_url(const char *url, char *buf, size_t len)
 		util_strlcpy(buf, url, len);
 }
 
+/*
+ * Is url an SSH URL (ssh://, ssh+git://, git+ssh:// or scp-like user@host:path), and to which
+ * host and port? The port is not in what libgit2 tells the certificate callback.
+ */
+int
+fetch_url_ssh(const char *url, char *host, size_t hlen, int *port)
+{
+	static const char *const schemes[] = { "ssh://", "ssh+git://", "git+ssh://" };
+	const char *p = NULL, *end, *at, *colon, *slash;
+	size_t i;
+
+	*port = 22;
+	host[0] = '\0';
+	for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]) && p == NULL; i++)
+		if (strncmp(url, schemes[i], strlen(schemes[i])) == 0)
+			p = url + strlen(schemes[i]);
+	if (p == NULL) {
+		if (strstr(url, "://") != NULL || url[0] == '/' || url[0] == '.')
+			return 0;
+		/* scp-like: a colon before any slash. */
+		colon = strchr(url, ':');
+		slash = strchr(url, '/');
+		if (colon == NULL || colon == url || (slash != NULL && slash < colon))
+			return 0;
+		if (url[0] == '[' && (end = strchr(url, ']')) != NULL && end[1] == ':') {
+			snprintf(host, hlen, "%.*s", (int)(end - url - 1), url + 1);
+			return 1;
+		}
+		at = memchr(url, '@', (size_t)(colon - url));
+		p = at != NULL ? at + 1 : url;
+		snprintf(host, hlen, "%.*s", (int)(colon - p), p);
+		return 1;
+	}
+	end = p + strcspn(p, "/");
+	for (at = end; at > p && at[-1] != '@'; at--)
+		;
+	p = at;
+	if (*p == '[' && (colon = memchr(p, ']', (size_t)(end - p))) != NULL) {
+		snprintf(host, hlen, "%.*s", (int)(colon - p - 1), p + 1);
+		colon++;
+	} else {
+		colon = memchr(p, ':', (size_t)(end - p));
+		snprintf(host, hlen, "%.*s", (int)((colon != NULL ? colon : end) - p), p);
+	}
+	if (colon != NULL && colon < end && *colon == ':' && colon + 1 < end)
+		*port = atoi(colon + 1);
+	return 1;
+}
+
 /* The child's one error line, kept until the last attempt so the parent sees only that. */
 static char fetch_child_err[1024];
 
@@ -315,6 +459,133 @@ fetch_git_msg(void)
 	const git_error *ge = git_error_last();
 
 	return ge != NULL && ge->message != NULL ? ge->message : "unknown git error";
+}
+
+/* A connection failed: the callback's own reason if it refused, else libgit2's. */
+static void
+fetch_conn_fail(const struct fetch_conn *c, const char *doing)
+{
+	if (c->why[0] != '\0')
+		fetch_child_fail("%s", c->why);
+	else
+		fetch_child_fail("%s %s: %s", doing, c->shown, fetch_git_msg());
+}
+
+/*
+ * Credentials: the deploy key for SSH, the token for HTTPS, read from their files now. A
+ * second call for the same connection means the first was refused: fail at once instead of
+ * letting libgit2 ask forever.
+ */
+static int
+fetch_cred_cb(git_credential **out, const char *url, const char *user_from_url,
+    unsigned int allowed, void *payload)
+{
+	struct fetch_conn *c = payload;
+	struct error e = { 0 };
+	unsigned char *tok = NULL;
+	size_t toklen = 0;
+	int rc;
+
+	(void)url;
+	if (allowed & GIT_CREDENTIAL_USERNAME)
+		return git_credential_username_new(out, user_from_url != NULL ?
+		    user_from_url : "git");
+	if (c->cred_calls++ > 0) {
+		snprintf(c->why, sizeof(c->why), "authentication failed for %s%s", c->shown,
+		    c->ssh ? " (is the deploy key authorized on the server?)" :
+		    " (is the token valid and allowed to read the repository?)");
+		git_error_set_str(GIT_ERROR_NET, c->why);
+		return GIT_EAUTH;
+	}
+	if (allowed & GIT_CREDENTIAL_SSH_KEY) {
+		if (c->o->ssh_key == NULL) {
+			snprintf(c->why, sizeof(c->why), "%s asks for an SSH key, but ssh_key "
+			    "is not set", c->shown);
+			return GIT_EAUTH;
+		}
+		/* Checked at every fetch: a key rotated in with loose permissions is refused. */
+		if (config_check_secret_file(c->o->ssh_key, &e) != E_OK) {
+			snprintf(c->why, sizeof(c->why), "ssh_key %s", e.msg);
+			return GIT_EAUTH;
+		}
+		return git_credential_ssh_key_new(out, user_from_url != NULL ? user_from_url :
+		    "git", NULL, c->o->ssh_key, NULL);
+	}
+	if (allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) {
+		if (c->o->token_file == NULL) {
+			snprintf(c->why, sizeof(c->why), "%s asks for credentials, but "
+			    "token_file is not set", c->shown);
+			return GIT_EAUTH;
+		}
+		if (config_read_secret(c->o->token_file, &tok, &toklen, &e) != E_OK) {
+			snprintf(c->why, sizeof(c->why), "token_file %s", e.msg);
+			return GIT_EAUTH;
+		}
+		/* config_read_secret's buffer is larger than any secret it returns. */
+		tok[toklen] = '\0';
+		rc = git_credential_userpass_plaintext_new(out, c->o->token_user != NULL ?
+		    c->o->token_user : "x-access-token", (const char *)tok);
+		config_free_secret(tok, toklen);
+		return rc;
+	}
+	snprintf(c->why, sizeof(c->why), "%s asks for a kind of authentication deployd does "
+	    "not offer", c->shown);
+	return GIT_EAUTH;
+}
+
+/*
+ * libgit2 1.5.1 reports SSH host keys with valid = 0 and, without this callback, accepts any.
+ * Host keys are checked against the pinned known_hosts file, never trusted on first use. TLS
+ * certificates were checked by libgit2 against the CA store (and ca_file).
+ */
+static int
+fetch_cert_cb(git_cert *cert, int valid, const char *host, void *payload)
+{
+	struct fetch_conn *c = payload;
+	git_cert_hostkey *hk;
+	struct error e = { 0 };
+
+	if (cert->cert_type == GIT_CERT_HOSTKEY_LIBSSH2) {
+		hk = (git_cert_hostkey *)cert;
+		if (c->o->known_hosts == NULL) {
+			snprintf(c->why, sizeof(c->why), "%s is an SSH remote but known_hosts "
+			    "is not set; deployd never trusts a host key on first use", c->shown);
+			return GIT_ECERTIFICATE;
+		}
+		if (!(hk->type & GIT_CERT_SSH_RAW) || hk->hostkey == NULL) {
+			snprintf(c->why, sizeof(c->why), "%s: the SSH library gave no host key "
+			    "to check", c->shown);
+			return GIT_ECERTIFICATE;
+		}
+		if (knownhosts_check(c->o->known_hosts, host != NULL ? host : c->host,
+		    c->port, (const unsigned char *)hk->hostkey, hk->hostkey_len, &e) != E_OK) {
+			util_strlcpy(c->why, e.msg, sizeof(c->why));
+			return GIT_ECERTIFICATE;
+		}
+		return 0;
+	}
+	if (!valid) {
+		snprintf(c->why, sizeof(c->why), "TLS certificate of %s is not trusted%s",
+		    host != NULL ? host : c->shown, c->o->ca_file != NULL ?
+		    " (not even with ca_file)" : " (set ca_file for a private CA)");
+		return GIT_ECERTIFICATE;
+	}
+	return 0;
+}
+
+static void
+fetch_conn_init(struct fetch_conn *c, const struct fetch_opts *o, const char *url,
+    git_remote_callbacks *cbs)
+{
+	memset(c, 0, sizeof(*c));
+	c->o = o;
+	c->url = url;
+	fetch_redact_url(url, c->shown, sizeof(c->shown));
+	c->ssh = fetch_url_ssh(url, c->host, sizeof(c->host), &c->port);
+	git_remote_init_callbacks(cbs, GIT_REMOTE_CALLBACKS_VERSION);
+	cbs->credentials = fetch_cred_cb;
+	cbs->certificate_check = fetch_cert_cb;
+	cbs->payload = c;
 }
 
 /* Open the bare cache, or create it; a cache that does not even open is re-created. */
@@ -341,40 +612,155 @@ fetch_open_cache(const char *dir, git_repository **repo)
 	return 0;
 }
 
-/* One fetch into repo; fills tip from the remote's advertisement. -1: failed, *cache_err set. */
+/* Did an earlier fetch bring ref into the cache? Then a remote without it has deleted it. */
 static int
-fetch_once(git_repository *repo, const char *url, const char *refspec, git_oid *tip,
-    int *cache_err)
+fetch_cache_has(git_repository *repo, const char *cache, const char *ref)
+{
+	git_repository *own = NULL;
+	git_reference *r = NULL;
+	int found;
+
+	if (repo == NULL && git_repository_open_ext(&own, cache,
+	    GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL) != 0)
+		return 0;
+	found = git_reference_lookup(&r, repo != NULL ? repo : own, ref) == 0;
+	git_reference_free(r);
+	git_repository_free(own);
+	return found;
+}
+
+/*
+ * From the remote's advertisement, the ref to deploy (refs/heads/<branch>, or the
+ * highest-versioned refs/tags/<glob match>), its id, and the commit it peels to if the
+ * remote said (an annotated tag's "^{}" line). 0, or -1 with the reason set.
+ */
+static int
+fetch_pick(const struct fetch_opts *o, git_repository *repo, const struct fetch_conn *c,
+    const git_remote_head **heads, size_t n, char *ref, size_t reflen, git_oid *id,
+    git_oid *peeled)
+{
+	const char **names;
+	char want[FETCH_REF_MAX];
+	size_t i, nn = 0, len;
+	int best;
+
+	if (o->branch != NULL) {
+		snprintf(ref, reflen, "refs/heads/%s", o->branch);
+		for (i = 0; i < n; i++) {
+			if (strcmp(heads[i]->name, ref) == 0) {
+				git_oid_cpy(id, &heads[i]->oid);
+				git_oid_cpy(peeled, &heads[i]->oid);
+				return 0;
+			}
+		}
+		if (fetch_cache_has(repo, o->cache, ref))
+			fetch_child_fail("branch '%s' no longer exists on %s; current release "
+			    "kept", o->branch, c->shown);
+		else
+			fetch_child_fail("branch '%s' not found on %s", o->branch, c->shown);
+		return -1;
+	}
+	names = util_xcalloc(n + 1, sizeof(*names));
+	for (i = 0; i < n; i++) {
+		len = strlen(heads[i]->name);
+		if (strncmp(heads[i]->name, "refs/tags/", 10) == 0 && len < FETCH_REF_MAX &&
+		    (len < 3 || strcmp(heads[i]->name + len - 3, "^{}") != 0))
+			names[nn++] = heads[i]->name + 10;
+	}
+	best = tags_pick(o->tags, names, nn);
+	if (best < 0) {
+		free(names);
+		fetch_child_fail("no tag matching '%s' on %s", o->tags, c->shown);
+		return -1;
+	}
+	snprintf(ref, reflen, "refs/tags/%s", names[best]);
+	free(names);
+	snprintf(want, sizeof(want), "%s^{}", ref);
+	for (i = 0; i < n; i++)
+		if (strcmp(heads[i]->name, ref) == 0)
+			git_oid_cpy(id, &heads[i]->oid);
+	git_oid_cpy(peeled, id);
+	for (i = 0; i < n; i++)
+		if (strcmp(heads[i]->name, want) == 0)
+			git_oid_cpy(peeled, &heads[i]->oid);
+	return 0;
+}
+
+/* Connect for fetching and read the advertisement. -1: failed, reason set. */
+static int
+fetch_connect(git_remote *remote, struct fetch_conn *c, const git_remote_callbacks *cbs,
+    const git_remote_head ***heads, size_t *n)
+{
+	git_proxy_options proxy;
+	int grc;
+
+	git_proxy_options_init(&proxy, GIT_PROXY_OPTIONS_VERSION);
+	fetch_lsan_disable();
+	grc = git_remote_connect(remote, GIT_DIRECTION_FETCH, cbs, &proxy, NULL);
+	fetch_lsan_enable();
+	if (grc != 0) {
+		fetch_conn_fail(c, "connecting to");
+		return -1;
+	}
+	if (git_remote_ls(heads, n, remote) != 0) {
+		fetch_conn_fail(c, "listing refs of");
+		return -1;
+	}
+	return 0;
+}
+
+/* "ls-remote": what would be deployed now, by the commit the remote advertises. */
+static int
+fetch_ls_remote(const struct fetch_opts *o, git_oid *tip, char *ref, size_t reflen)
+{
+	git_remote_callbacks cbs;
+	const git_remote_head **heads;
+	struct fetch_conn c;
+	git_remote *remote = NULL;
+	git_oid id;
+	size_t n;
+	int rc = -1;
+
+	fetch_conn_init(&c, o, o->url, &cbs);
+	if (git_remote_create_detached(&remote, o->url) != 0) {
+		fetch_conn_fail(&c, "checking");
+		return -1;
+	}
+	if (fetch_connect(remote, &c, &cbs, &heads, &n) == 0 &&
+	    fetch_pick(o, NULL, &c, heads, n, ref, reflen, &id, tip) == 0)
+		rc = 0;
+	git_remote_disconnect(remote);
+	git_remote_free(remote);
+	return rc;
+}
+
+/* One fetch into repo: connect, pick the ref, download it, peel it. -1: failed, *cache_err set. */
+static int
+fetch_once(git_repository *repo, const struct fetch_opts *o, git_oid *tip, char *ref,
+    size_t reflen, int *cache_err)
 {
 	git_remote_create_options ropts;
-	git_fetch_options opts;
-	struct stat st;
-	char *specs[1] = { (char *)(uintptr_t)refspec };
-	git_strarray refspecs = { specs, 1 };
+	git_remote_callbacks cbs;
+	git_fetch_options fopts;
 	const git_remote_head **heads;
+	struct fetch_conn c;
+	struct stat st;
+	char spec[2 * FETCH_REF_MAX + 2];
+	char *specs[1] = { spec };
+	git_strarray refspecs = { specs, 1 };
 	git_remote *remote = NULL;
-	git_commit *c = NULL;
-	char shown[512], branch[256];
-	const char *src_end = strchr(refspec, ':');
-	size_t n, i, srclen;
+	git_object *obj = NULL, *peeled = NULL;
+	git_oid id, adv_peeled;
+	size_t n;
 	int rc = -1, grc;
 
 	*cache_err = 0;
-	fetch_redact_url(url, shown, sizeof(shown));
-	/* refspec is "+refs/heads/B:refs/heads/B"; its source is what the remote must have. */
-	srclen = src_end != NULL ? (size_t)(src_end - refspec - 1) : 0;
-	snprintf(branch, sizeof(branch), "%.*s", (int)(srclen > 11 ? srclen - 11 : 0),
-	    refspec + 12);
+	fetch_conn_init(&c, o, o->url, &cbs);
 	/* libgit2 calls a missing local path an "unsupported URL protocol"; say what it is. */
-	if (url[0] == '/' && stat(url, &st) != 0) {
-		fetch_child_fail("repository %s: %s", shown, strerror(errno));
+	if (o->url[0] == '/' && stat(o->url, &st) != 0) {
+		fetch_child_fail("repository %s: %s", c.shown, strerror(errno));
 		return -1;
 	}
-	git_fetch_options_init(&opts, GIT_FETCH_OPTIONS_VERSION);
-	opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-	opts.update_fetchhead = 0;
-	/* Credentials and certificate_check callbacks go into opts.callbacks (later issue). */
-
 	/*
 	 * An anonymous remote without url.<base>.insteadOf rewriting: the configured URL is the
 	 * one fetched. (libgit2 1.5.1 also leaks PCRE2 match data while applying insteadOf.)
@@ -383,40 +769,46 @@ fetch_once(git_repository *repo, const char *url, const char *refspec, git_oid *
 	ropts.repository = repo;
 	ropts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
 	    GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
-	if (git_remote_create_with_opts(&remote, url, &ropts) != 0) {
-		fetch_child_fail("fetching %s: %s", shown, fetch_git_msg());
+	if (git_remote_create_with_opts(&remote, o->url, &ropts) != 0) {
+		fetch_conn_fail(&c, "fetching");
 		goto out;
 	}
+	if (fetch_connect(remote, &c, &cbs, &heads, &n) != 0 ||
+	    fetch_pick(o, repo, &c, heads, n, ref, reflen, &id, &adv_peeled) != 0)
+		goto out;
+	snprintf(spec, sizeof(spec), "+%s:%s", ref, ref);
+	git_fetch_options_init(&fopts, GIT_FETCH_OPTIONS_VERSION);
+	fopts.callbacks = cbs;
+	fopts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+	fopts.update_fetchhead = 0;
 	fetch_lsan_disable();
-	grc = git_remote_fetch(remote, &refspecs, &opts, "deployd fetch");
+	grc = git_remote_download(remote, &refspecs, &fopts);
 	fetch_lsan_enable();
 	if (grc != 0) {
 		*cache_err = fetch_cache_error();
-		fetch_child_fail("fetching %s: %s", shown, fetch_git_msg());
+		fetch_conn_fail(&c, "fetching");
 		goto out;
 	}
-	if (git_remote_ls(&heads, &n, remote) != 0) {
-		fetch_child_fail("listing refs of %s: %s", shown, fetch_git_msg());
+	git_remote_disconnect(remote);
+	if (git_remote_update_tips(remote, &cbs, 0, GIT_REMOTE_DOWNLOAD_TAGS_NONE,
+	    "deployd fetch") != 0) {
+		*cache_err = fetch_cache_error();
+		fetch_child_fail("updating %s in the cache: %s", ref, fetch_git_msg());
 		goto out;
 	}
-	for (i = 0; i < n; i++)
-		if (strlen(heads[i]->name) == srclen &&
-		    strncmp(heads[i]->name, refspec + 1, srclen) == 0)
-			break;
-	if (i == n) {
-		fetch_child_fail("branch '%s' not found on %s", branch, shown);
-		goto out;
-	}
-	git_oid_cpy(tip, &heads[i]->oid);
-	if (git_commit_lookup(&c, repo, tip) != 0) {
+	/* An annotated tag peels to its commit; a branch tip must be one. */
+	if (git_object_lookup(&obj, repo, &id, GIT_OBJECT_ANY) != 0 ||
+	    git_object_peel(&peeled, obj, GIT_OBJECT_COMMIT) != 0) {
 		*cache_err = 1;
-		fetch_child_fail("branch '%s' of %s: tip %s is not a commit in the cache: %s",
-		    branch, shown, git_oid_tostr_s(tip), fetch_git_msg());
+		fetch_child_fail("%s of %s: %s is not a commit in the cache: %s", ref, c.shown,
+		    git_oid_tostr_s(&id), fetch_git_msg());
 		goto out;
 	}
+	git_oid_cpy(tip, git_object_id(peeled));
 	rc = 0;
 out:
-	git_commit_free(c);
+	git_object_free(peeled);
+	git_object_free(obj);
 	git_remote_free(remote);
 	return rc;
 }
@@ -426,21 +818,21 @@ out:
  * leaves less than there was.
  */
 static int
-fetch_reclone(const char *dir, const char *url, const char *refspec, git_oid *tip)
+fetch_reclone(const struct fetch_opts *o, git_oid *tip, char *ref, size_t reflen)
 {
 	git_repository *repo = NULL;
-	char *fresh = util_xasprintf("%s.new", dir);
+	char *fresh = util_xasprintf("%s.new", o->cache);
 	int cache_err, rc = -1;
 
 	if (util_rm_rf_at(AT_FDCWD, fresh) != E_OK)
 		fetch_child_fail("removing %s: %s", fresh, strerror(errno));
 	else if (git_repository_init(&repo, fresh, 1) != 0)
 		fetch_child_fail("creating cache %s: %s", fresh, fetch_git_msg());
-	else if (fetch_once(repo, url, refspec, tip, &cache_err) == 0) {
+	else if (fetch_once(repo, o, tip, ref, reflen, &cache_err) == 0) {
 		git_repository_free(repo);
 		repo = NULL;
-		if (util_rm_rf_at(AT_FDCWD, dir) != E_OK || rename(fresh, dir) != 0)
-			fetch_child_fail("replacing cache %s: %s", dir, strerror(errno));
+		if (util_rm_rf_at(AT_FDCWD, o->cache) != E_OK || rename(fresh, o->cache) != 0)
+			fetch_child_fail("replacing cache %s: %s", o->cache, strerror(errno));
 		else
 			rc = 0;
 	}
@@ -451,36 +843,156 @@ fetch_reclone(const char *dir, const char *url, const char *refspec, git_oid *ti
 	return rc;
 }
 
-/* "deployd __fetch CACHE URL REFSPEC": prints "ok <tip>" or "error <message>"; exit 0 or 1. */
+/* Where the system's CA bundle lives (Debian, then Fedora); ca_file is trusted in addition. */
+static const char *const fetch_system_ca[] = {
+	"/etc/ssl/certs/ca-certificates.crt",
+	"/etc/pki/tls/certs/ca-bundle.crt",
+};
+
+static int
+fetch_copy_into(int dst, const char *path)
+{
+	char buf[8192];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (write(dst, buf, (size_t)n) != n) {
+			n = -1;
+			break;
+		}
+	close(fd);
+	return n < 0 ? -1 : 0;
+}
+
+/*
+ * libgit2 (mbedTLS) replaces its CA store with what GIT_OPT_SET_SSL_CERT_LOCATIONS names, so
+ * ca_file and the system bundle go together into one in-memory file. This child is this one
+ * site's, so the setting affects no other site.
+ */
+static int
+fetch_child_ca(const char *ca_file)
+{
+	char path[64];
+	size_t i;
+	int fd;
+
+	if ((fd = memfd_create("deployd-ca", 0)) < 0) {
+		fetch_child_fail("ca_file %s: memfd_create: %s", ca_file, strerror(errno));
+		return -1;
+	}
+	if (fetch_copy_into(fd, ca_file) != 0 || write(fd, "\n", 1) != 1) {
+		fetch_child_fail("ca_file %s: %s", ca_file, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	for (i = 0; i < sizeof(fetch_system_ca) / sizeof(fetch_system_ca[0]); i++)
+		if (fetch_copy_into(fd, fetch_system_ca[i]) == 0)
+			break;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	if (git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, path, NULL) != 0) {
+		fetch_child_fail("ca_file %s: %s", ca_file, fetch_git_msg());
+		close(fd);
+		return -1;
+	}
+	/* The descriptor stays open for the child's short life: the path names it. */
+	return 0;
+}
+
+/* Options first, then "-- CACHE URL". 0, or -1 with the usage error set. */
+static int
+fetch_child_args(int argc, char **argv, struct fetch_opts *o)
+{
+	const struct {
+		const char	 *flag;
+		const char	**dst;
+	} opts[] = {
+		{ "--branch", &o->branch },
+		{ "--tags", &o->tags },
+		{ "--ssh-key", &o->ssh_key },
+		{ "--known-hosts", &o->known_hosts },
+		{ "--token-file", &o->token_file },
+		{ "--token-user", &o->token_user },
+		{ "--ca-file", &o->ca_file },
+	};
+	size_t j;
+	int i;
+
+	memset(o, 0, sizeof(*o));
+	for (i = 2; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--ls-remote") == 0) {
+			o->ls_remote = 1;
+			continue;
+		}
+		for (j = 0; j < sizeof(opts) / sizeof(opts[0]); j++)
+			if (strcmp(argv[i], opts[j].flag) == 0 && i + 1 < argc)
+				break;
+		if (j == sizeof(opts) / sizeof(opts[0]))
+			return -1;
+		*opts[j].dst = argv[++i];
+	}
+	if (i + 3 != argc || (o->branch == NULL) == (o->tags == NULL))
+		return -1;
+	o->cache = argv[i + 1];
+	o->url = argv[i + 2];
+	return 0;
+}
+
+/*
+ * "deployd __fetch [--ls-remote] (--branch B | --tags GLOB) [--ssh-key F] [--known-hosts F]
+ * [--token-file F] [--token-user U] [--ca-file F] -- CACHE URL": prints "ok <commit> <ref>" or
+ * "error <message>"; exits 0 or 1.
+ */
 int
 fetch_child_main(int argc, char **argv)
 {
+	struct fetch_opts o;
 	git_repository *repo = NULL;
+	char ref[FETCH_REF_MAX], host[256], shown[512];
 	git_oid tip;
-	int cache_err = 0, rc = 1;
+	int cache_err = 0, rc = 1, port;
 
-	if (argc != 5 || strcmp(argv[1], "__fetch") != 0 ||
-	    strncmp(argv[4], "+refs/heads/", 12) != 0 || strchr(argv[4], ':') == NULL) {
-		printf("error usage: deployd __fetch CACHE URL +refs/heads/B:refs/heads/B\n");
+	if (fetch_child_args(argc, argv, &o) != 0) {
+		printf("error usage: deployd __fetch [--ls-remote] (--branch B | --tags GLOB) "
+		    "[--ssh-key F] [--known-hosts F] [--token-file F] [--token-user U] "
+		    "[--ca-file F] -- CACHE URL\n");
+		fflush(stdout);
+		return 1;
+	}
+	if (sodium_init() < 0) {
+		printf("error libsodium failed to initialise\n");
 		fflush(stdout);
 		return 1;
 	}
 	git_libgit2_init();
 	/* The source may be a local repository owned by another user: it is trusted config. */
 	git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
-	if (fetch_open_cache(argv[2], &repo) == 0) {
-		if (fetch_once(repo, argv[3], argv[4], &tip, &cache_err) == 0)
+	ref[0] = '\0';
+	fetch_redact_url(o.url, shown, sizeof(shown));
+	if (fetch_url_ssh(o.url, host, sizeof(host), &port) && o.known_hosts == NULL)
+		fetch_child_fail("%s is an SSH remote but known_hosts is not set; deployd never "
+		    "trusts a host key on first use (ssh-keyscan -p %d %s > FILE)", shown, port,
+		    host);
+	else if (o.ca_file != NULL && fetch_child_ca(o.ca_file) != 0)
+		;
+	else if (o.ls_remote) {
+		if (fetch_ls_remote(&o, &tip, ref, sizeof(ref)) == 0)
+			rc = 0;
+	} else if (fetch_open_cache(o.cache, &repo) == 0) {
+		if (fetch_once(repo, &o, &tip, ref, sizeof(ref), &cache_err) == 0)
 			rc = 0;
 		git_repository_free(repo);
 		if (rc != 0 && cache_err) {
 			fprintf(stderr, "deployd: fetch into %s failed in the cache (%s); "
-			    "cloning afresh\n", argv[2], fetch_child_err);
-			if (fetch_reclone(argv[2], argv[3], argv[4], &tip) == 0)
+			    "cloning afresh\n", o.cache, fetch_child_err);
+			if (fetch_reclone(&o, &tip, ref, sizeof(ref)) == 0)
 				rc = 0;
 		}
 	}
 	if (rc == 0)
-		printf("ok %s\n", git_oid_tostr_s(&tip));
+		printf("ok %s %s\n", git_oid_tostr_s(&tip), ref);
 	if (rc != 0)
 		printf("error %s\n", fetch_child_err[0] ? fetch_child_err : "fetch failed");
 	git_libgit2_shutdown();

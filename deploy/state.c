@@ -63,6 +63,7 @@ static const struct state_field state_history_fields[] = {
 	SF(struct history_rec, commit, SK_STR),
 	SF(struct history_rec, release, SK_STR),
 	SF(struct history_rec, error, SK_STR),
+	SF(struct history_rec, output, SK_STR),
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))

@@ -279,17 +279,24 @@ cmd_status(struct cli *cli)
 	return 0;
 }
 
-/* Wait until the daemon has finished the deploy that answers request id. */
+/*
+ * Wait until the daemon has finished the job that answers request id, showing each phase
+ * as it changes: one rewritten line on a terminal, plain lines otherwise.
+ */
 static int
-client_wait(struct cli *cli, const char *site, int64_t id)
+client_wait(struct cli *cli, const char *site, int64_t id, const char *what)
 {
-	char path[128];
+	char path[128], last[64] = "";
 	json_t *answer, *d;
-	int status, rc;
+	int status, rc, tty = isatty(STDOUT_FILENO);
+	int64_t start = util_mono_ms();
 	struct timespec ts = { 0, 100 * 1000 * 1000 };
 
 	snprintf(path, sizeof(path), "/v1/sites/%s", site);
 	for (;;) {
+		const char *state;
+		char el[32];
+
 		if ((rc = client_call(cli, "GET", path, NULL, &answer, &status)) != 0)
 			return rc;
 		d = json_object_get(answer, "deploy");
@@ -297,26 +304,46 @@ client_wait(struct cli *cli, const char *site, int64_t id)
 			int ok = json_is_true(json_object_get(d, "done_ok"));
 			const char *commit = client_str(d, "done_commit", "?");
 
-			if (ok && json_is_true(json_object_get(d, "done_changed")))
-				printf("%s: deployed %.12s as %s\n", site, commit,
-				    client_str(answer, "release", "?"));
-			else if (ok)
-				printf("%s: already up to date at %.12s\n", site, commit);
-			else
-				fprintf(stderr, "%s: deploy failed: %s\n", site,
+			if (tty && last[0] != '\0')
+				printf("\r\033[K");
+			if (!ok)
+				fprintf(stderr, "%s: %s failed: %s\n", site, what,
 				    client_str(d, "done_error", "unknown error"));
+			else if (strcmp(what, "deploy") != 0 && strcmp(what, "rollback") != 0)
+				printf("%s: %s done\n", site, what);
+			else if (json_is_true(json_object_get(d, "done_changed")))
+				printf("%s: %s %.12s is live as %s\n", site,
+				    strcmp(what, "rollback") == 0 ? "rolled back;" : "deployed;",
+				    commit, client_str(answer, "release", "?"));
+			else if (json_is_true(json_object_get(answer, "paused")) &&
+			    commit[0] == '?')
+				printf("%s: paused, nothing deployed (%s)\n", site,
+				    client_str(answer, "pause_reason", "paused"));
+			else
+				printf("%s: already up to date at %.12s\n", site, commit);
 			json_decref(answer);
 			return ok ? 0 : 1;
+		}
+		state = json_integer_value(json_object_get(d, "running_id")) == id ?
+		    client_str(answer, "state", "?") : "queued";
+		if (strcmp(state, last) != 0 || tty) {
+			util_format_duration(util_mono_ms() - start, el, sizeof(el));
+			if (tty)
+				printf("\r\033[K%s: %s ... %s", site, state, el);
+			else if (strcmp(state, last) != 0)
+				printf("%s: %s\n", site, state);
+			fflush(stdout);
+			util_strlcpy(last, state, sizeof(last));
 		}
 		json_decref(answer);
 		nanosleep(&ts, NULL);
 	}
 }
 
-int
-cmd_deploy(struct cli *cli)
+/* POST a job for SITE, then report it or wait for it. */
+static int
+client_job(struct cli *cli, const char *site, const char *action, const char *body)
 {
-	const char *site = cli->args[0];
 	json_t *answer;
 	char path[128];
 	int64_t id;
@@ -326,18 +353,99 @@ cmd_deploy(struct cli *cli)
 		fprintf(stderr, "deployd: '%s' is not a site name\n", site);
 		return 2;
 	}
-	if (cli->rev != NULL) {
-		fprintf(stderr, "deployd: deploy --rev is not implemented yet\n");
-		return 2;
-	}
-	snprintf(path, sizeof(path), "/v1/sites/%s/deploy", site);
-	if ((rc = client_call(cli, "POST", path, "{}", &answer, &status)) != 0)
+	snprintf(path, sizeof(path), "/v1/sites/%s/%s", site, action);
+	if ((rc = client_call(cli, "POST", path, body, &answer, &status)) != 0)
 		return rc;
 	id = json_integer_value(json_object_get(answer, "id"));
 	json_decref(answer);
 	if (!cli->wait) {
-		printf("%s: deploy queued (request %lld)\n", site, (long long)id);
+		printf("%s: %s queued (request %lld)\n", site, action, (long long)id);
 		return 0;
 	}
-	return client_wait(cli, site, id);
+	return client_wait(cli, site, id, action);
+}
+
+int
+cmd_deploy(struct cli *cli)
+{
+	json_t *body = json_object();
+	char *text;
+	int rc;
+
+	if (cli->rev != NULL)
+		json_object_set_new(body, "rev", json_string(cli->rev));
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	rc = client_job(cli, cli->args[0], "deploy", text);
+	free(text);
+	return rc;
+}
+
+/* Rollback, pause and resume wait for their result: they are quick, and scripts need it. */
+int
+cmd_rollback(struct cli *cli)
+{
+	json_t *body = json_object();
+	char *text;
+	int rc;
+
+	if (cli->nargs > 1)
+		json_object_set_new(body, "release", json_string(cli->args[1]));
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	cli->wait = 1;
+	rc = client_job(cli, cli->args[0], "rollback", text);
+	free(text);
+	return rc;
+}
+
+int
+cmd_pause(struct cli *cli)
+{
+	cli->wait = 1;
+	return client_job(cli, cli->args[0], strcmp(cli->cmd, "pause") == 0 ? "pause" :
+	    "resume", "{}");
+}
+
+int
+cmd_releases(struct cli *cli)
+{
+	json_t *answer, *arr, *r;
+	char path[128], when[32];
+	size_t i;
+	int status, rc;
+
+	if (!util_valid_site_name(cli->args[0])) {
+		fprintf(stderr, "deployd: '%s' is not a site name\n", cli->args[0]);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/sites/%s/releases", cli->args[0]);
+	if ((rc = client_call(cli, "GET", path, NULL, &answer, &status)) != 0)
+		return rc;
+	if (cli->json) {
+		json_dumpf(answer, stdout, JSON_INDENT(2));
+		printf("\n");
+		json_decref(answer);
+		return 0;
+	}
+	arr = json_object_get(answer, "releases");
+	printf("%-32s %-12s %-20s %s\n", "RELEASE", "COMMIT", "ACTIVATED", "MARKS");
+	json_array_foreach(arr, i, r) {
+		char marks[64] = "";
+
+		if (json_is_true(json_object_get(r, "current")))
+			strcat(marks, "current ");
+		if (json_is_true(json_object_get(r, "bad")))
+			strcat(marks, "bad ");
+		if (json_is_true(json_object_get(r, "pinned")))
+			strcat(marks, "pinned ");
+		if (!json_is_true(json_object_get(r, "good")) &&
+		    !json_is_true(json_object_get(r, "bad")))
+			strcat(marks, "unrecorded ");
+		util_strlcpy(when, client_str(r, "activated_at", "-"), sizeof(when));
+		printf("%-32s %-12.12s %-20s %s\n", client_str(r, "name", "?"),
+		    client_str(r, "commit", "?"), when, marks);
+	}
+	json_decref(answer);
+	return 0;
 }

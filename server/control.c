@@ -30,6 +30,7 @@ typedef int (*control_fn)(struct MHD_Connection *, const struct control_route *,
     json_t *body, json_t **answer);
 
 static struct MHD_Daemon *control_daemon;
+static const struct config *control_cfg;
 static char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 static json_t *
@@ -80,22 +81,16 @@ control_log_peer(struct MHD_Connection *c, const char *what, const char *site)
 		log_info("site=%s control %s by unknown peer", safe, what);
 }
 
+/* Queue a job for the site; the answer carries the id `--wait` watches for. */
 static int
-control_deploy(struct MHD_Connection *c, const struct control_route *r, json_t *body,
-    json_t **answer)
+control_queue(struct MHD_Connection *c, const struct control_route *r,
+    const struct deploy_request *req, const char *what, json_t **answer)
 {
-	struct deploy_request req;
 	int64_t id;
 	int rc;
 
-	if (body != NULL && json_object_get(body, "rev") != NULL) {
-		*answer = json_pack("{s:s}", "error", "deploy --rev is not implemented yet");
-		return MHD_HTTP_NOT_IMPLEMENTED;
-	}
-	memset(&req, 0, sizeof(req));
-	req.trigger = TRIG_MANUAL;
-	control_log_peer(c, "deploy", r->site);
-	rc = sched_request(r->site, &req, &id);
+	control_log_peer(c, what, r->site);
+	rc = sched_request(r->site, req, &id);
 	if (rc == E_NOTFOUND) {
 		*answer = control_unknown_site(r->site);
 		return MHD_HTTP_NOT_FOUND;
@@ -104,9 +99,100 @@ control_deploy(struct MHD_Connection *c, const struct control_route *r, json_t *
 		*answer = json_pack("{s:s}", "error", "deployd is shutting down");
 		return MHD_HTTP_SERVICE_UNAVAILABLE;
 	}
-	*answer = json_pack("{s:s,s:b,s:I}", "site", r->site, "queued", 1, "id",
-	    (json_int_t)id);
+	*answer = json_pack("{s:s,s:b,s:I,s:s}", "site", r->site, "queued", 1, "id",
+	    (json_int_t)id, "action", what);
 	return MHD_HTTP_ACCEPTED;
+}
+
+/* An optional string field of the request body; 0 if present but not a short string. */
+static int
+control_body_str(json_t *body, const char *key, char *buf, size_t len)
+{
+	json_t *v = body != NULL ? json_object_get(body, key) : NULL;
+
+	buf[0] = '\0';
+	if (v == NULL || json_is_null(v))
+		return 1;
+	if (!json_is_string(v) || json_string_length(v) == 0 ||
+	    util_strlcpy(buf, json_string_value(v), len) >= len)
+		return 0;
+	return 1;
+}
+
+static int
+control_deploy(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	struct deploy_request req;
+	size_t i;
+
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_MANUAL;
+	if (!control_body_str(body, "rev", req.rev, sizeof(req.rev))) {
+		*answer = json_pack("{s:s}", "error", "rev must be a commit id (4 to 40 hex)");
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	for (i = 0; req.rev[i] != '\0'; i++) {
+		if (!strchr("0123456789abcdefABCDEF", req.rev[i]) || i >= 40) {
+			*answer = json_pack("{s:s}", "error",
+			    "rev must be a commit id (4 to 40 hex)");
+			return MHD_HTTP_BAD_REQUEST;
+		}
+	}
+	if (i > 0 && i < 4) {
+		*answer = json_pack("{s:s}", "error", "rev must be a commit id (4 to 40 hex)");
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	return control_queue(c, r, &req, "deploy", answer);
+}
+
+static int
+control_rollback(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	struct deploy_request req;
+
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_ROLLBACK;
+	req.action = ACT_ROLLBACK;
+	if (!control_body_str(body, "release", req.target, sizeof(req.target))) {
+		*answer = json_pack("{s:s}", "error", "release must be a release name or a "
+		    "commit prefix");
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	return control_queue(c, r, &req, "rollback", answer);
+}
+
+static int
+control_pause(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	struct deploy_request req;
+
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_MANUAL;
+	req.action = strcmp(r->action, "pause") == 0 ? ACT_PAUSE : ACT_RESUME;
+	return control_queue(c, r, &req, r->action, answer);
+}
+
+static int
+control_releases(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	const struct site_config *site = config_site(control_cfg, r->site);
+	struct error e;
+	json_t *arr;
+
+	if (site == NULL) {
+		*answer = control_unknown_site(r->site);
+		return MHD_HTTP_NOT_FOUND;
+	}
+	if ((arr = rollback_releases_json(control_cfg, site, &e)) == NULL) {
+		*answer = json_pack("{s:s}", "error", e.msg);
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+	*answer = json_pack("{s:s,s:o}", "site", r->site, "releases", arr);
+	return MHD_HTTP_OK;
 }
 
 static int
@@ -126,11 +212,11 @@ static const struct {
 	{ "GET", 0, NULL, control_list },
 	{ "GET", 1, NULL, control_show },
 	{ "POST", 1, "deploy", control_deploy },
-	{ "GET", 1, "releases", control_later },
+	{ "GET", 1, "releases", control_releases },
 	{ "GET", 1, "events", control_later },
-	{ "POST", 1, "rollback", control_later },
-	{ "POST", 1, "pause", control_later },
-	{ "POST", 1, "resume", control_later },
+	{ "POST", 1, "rollback", control_rollback },
+	{ "POST", 1, "pause", control_pause },
+	{ "POST", 1, "resume", control_pause },
 	{ "POST", 0, "reload", control_later },
 };
 #define NROUTES (sizeof(control_routes) / sizeof(control_routes[0]))
@@ -316,6 +402,7 @@ control_start(const struct config *cfg, struct error *e)
 
 	if ((fd = control_bind(cfg->control_socket, e)) < 0)
 		return fd;
+	control_cfg = cfg;
 	control_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL,
 	    0, NULL, NULL, control_handler, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, fd,

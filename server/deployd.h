@@ -84,6 +84,8 @@ struct site_config {
 	char		*ca_file;
 	char		*allowed_signers;
 	int		 allow_external_symlinks;
+	int64_t		 fetch_timeout_ms;
+	int		 rollback_on_failure;
 	struct site_hooks hooks;
 	struct strv	 shared;
 	int		 line, col;	/* where the site starts in the file */
@@ -120,11 +122,17 @@ enum trigger { TRIG_POLL, TRIG_WEBHOOK, TRIG_MANUAL, TRIG_ROLLBACK, TRIG_STARTUP
 enum phase { PHASE_IDLE, PHASE_FETCHING, PHASE_WRITING, PHASE_HOOK, PHASE_ACTIVATING };
 
 /* "Bring site S to the tip, or to revision R": the one request every caller makes. */
+/* What a queued job does; everything but ACT_DEPLOY is run by deploy/rollback.c. */
+enum action { ACT_DEPLOY, ACT_ROLLBACK, ACT_PAUSE, ACT_RESUME };
+
 struct deploy_request {
 	enum trigger	trigger;
 	char		rev[SHA_HEX];	/* empty: the tracked branch's tip */
 	char		provider[16];	/* webhook provider, if any */
 	char		delivery[96];	/* webhook delivery id, if any */
+	int		action;		/* enum action; 0 is a deploy */
+	char		target[RELEASE_NAME_MAX];	/* rollback: release or commit prefix */
+	int		skip_bad;	/* automatic deploy: never re-deploy a bad commit */
 };
 
 struct deploy_result {
@@ -149,6 +157,7 @@ struct release_rec {
 };
 
 #define HISTORY_MAX 50
+#define HISTORY_OUTPUT_MAX 4096
 
 struct history_rec {
 	int64_t		id;
@@ -161,6 +170,7 @@ struct history_rec {
 	char		commit[SHA_HEX];
 	char		release[RELEASE_NAME_MAX];
 	char		error[512];
+	char		output[HISTORY_OUTPUT_MAX];	/* the end of the hooks' output */
 };
 
 struct site_state {
@@ -243,14 +253,31 @@ int	 engine_deploy(const struct config *, const struct site_config *,
 int	 engine_recover(const struct config *, const struct site_config *,
 	    struct error *);
 
+/* ---- deploy/rollback.c: rollback, pause and resume, serialised with deploys ---- */
+int	 rollback_run(const struct config *, const struct site_config *,
+	    const struct deploy_request *, struct deploy_result *);
+int	 rollback_pause(const struct config *, const struct site_config *, int paused,
+	    const char *reason, struct error *);
+json_t	*rollback_releases_json(const struct config *, const struct site_config *,
+	    struct error *);
+
 /* ---- deploy/fetch.c ---- */
+#define FETCH_REF_MAX	256
+/* What the remote said: the commit to deploy and the ref it came from. */
+struct fetch_result {
+	char		tip[SHA_HEX];
+	char		ref[FETCH_REF_MAX];	/* refs/heads/<branch> or refs/tags/<tag> */
+};
 int	 fetch_site(const struct config *, const struct site_config *,
-	    char tip[SHA_HEX], struct error *);
+	    struct fetch_result *, struct error *);
+int	 fetch_remote_tip(const struct config *, const struct site_config *,
+	    struct fetch_result *, struct error *);	/* ls-remote only, no download */
 int	 fetch_child_main(int argc, char **argv);	/* the "__fetch" helper process */
-#define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* a fetch child is killed after this */
+#define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* default of site->fetch_timeout_ms */
 void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
-void	 fetch_set_timeout_ms(int64_t ms);	/* default FETCH_TIMEOUT_MS; for tests */
+void	 fetch_set_timeout_ms(int64_t ms);	/* >0 overrides fetch_timeout; for tests */
 char	*fetch_cache_path(const struct config *, const struct site_config *);
+int	 fetch_url_ssh(const char *url, char *host, size_t hostlen, int *port);
 
 /* ---- deploy/release.c ---- */
 int	 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len);
@@ -280,6 +307,48 @@ int	 state_from_json(json_t *, struct site_state *, struct error *);
 /* ---- deploy/lock.c ---- */
 int	 lock_acquire(const char *path, int wait, int *fd, struct error *);
 void	 lock_release(int fd);
+
+/* ---- deploy/hookrun.c: deploy hooks ---- */
+#define HOOKRUN_TIMEOUT_MS (5 * 60 * 1000)	/* hooks.timeout's default */
+#define HOOKRUN_OUT_MAX	(64 * 1024)		/* output kept from one hook run */
+struct hookrun_env {
+	const char	*site;
+	const char	*release;		/* absolute path of the release directory */
+	const char	*commit;
+	const char	*previous_commit;
+	const char	*ref;			/* refs/heads/<branch> or refs/tags/<tag> */
+	const char	*error;			/* DEPLOYD_ERROR; NULL: not set */
+};
+struct hookrun_result {
+	int		 status;		/* wait status */
+	int		 timed_out;
+	int		 truncated;
+	char		*output;		/* NUL-terminated; free with hookrun_result_free */
+	size_t		 len;
+};
+int	 hookrun_run(const char *what, const struct strv *argv, const char *cwd,
+	    const struct hookrun_env *, int64_t timeout_ms, struct hookrun_result *,
+	    struct error *);
+void	 hookrun_result_free(struct hookrun_result *);
+void	 hookrun_log(const char *site, const char *what, const struct hookrun_result *);
+void	 hookrun_tail(const struct hookrun_result *, char *dst, size_t dstlen);
+
+/* ---- deploy/shared.c: path/shared/<entry> linked into each release ---- */
+int	 shared_link(const struct site_config *, int releases_fd, const char *release,
+	    struct error *);
+
+/* ---- deploy/knownhosts.c: pinned SSH host keys ---- */
+int	 knownhosts_check(const char *file, const char *host, int port,
+	    const unsigned char *key, size_t keylen, struct error *);
+int	 knownhosts_host_match(const char *field, const char *name);
+void	 knownhosts_name(const char *host, int port, char *buf, size_t len);
+void	 knownhosts_fingerprint(const unsigned char *key, size_t len, char *buf,
+	    size_t buflen);
+
+/* ---- deploy/tags.c: `tags:` mode ---- */
+int	 tags_vercmp(const char *a, const char *b);
+int	 tags_match(const char *glob, const char *name);
+int	 tags_pick(const char *glob, const char *const *names, size_t n);
 
 /* ---- hooks/ (webhook providers), server/http.c and server/metrics.c ---- */
 
@@ -374,7 +443,8 @@ int	 provider_check_hex(const char *digest, size_t maclen, const char *hex,
 	    const char *what, char *reason, size_t rlen);
 int	 provider_form_payload(const unsigned char *body, size_t len,
 	    unsigned char **out, size_t *outlen);
-int	 provider_parse_push(json_t *root, struct hook_payload *, char *reason, size_t len);
+int	 provider_parse_push(json_t *root, int tests, struct hook_payload *, char *reason,
+	    size_t len);
 void	 provider_copy_sha(char dst[SHA_HEX], json_t *v);
 void	 provider_safe_copy(char *dst, size_t dstlen, const char *src);
 struct hook_event {
@@ -383,7 +453,6 @@ struct hook_event {
 };
 void	 provider_set_event(struct hook_payload *, const char *event,
 	    const struct hook_event *map);
-int	 provider_test_push(json_t *root);
 /* hooks/github.c, gitea.c, forgejo.c, gogs.c, gitlab.c, bitbucket.c */
 int	 github_detect(const struct hook_request *);
 int	 github_verify(const struct hook_input *, char *, size_t);
@@ -430,6 +499,7 @@ int	 sched_request(const char *site, const struct deploy_request *, int64_t *id)
 json_t	*sched_site_json(const char *site);
 json_t	*sched_sites_json(void);
 void	 sched_note_webhook(const char *site);
+int	 sched_is_paused(const char *site);
 
 /* ---- server/control.c ---- */
 int	 control_start(const struct config *, struct error *);
@@ -462,5 +532,8 @@ int	 client_request(const char *socket_path, const char *method, const char *pat
 	    const char *body, int *status, char **resp, struct error *);
 int	 cmd_status(struct cli *);
 int	 cmd_deploy(struct cli *);
+int	 cmd_rollback(struct cli *);
+int	 cmd_pause(struct cli *);
+int	 cmd_releases(struct cli *);
 
 #endif

@@ -1,2 +1,1037 @@
-/* server/http.c: placeholder, being written. */
+/* http.c: the webhook listener on libmicrohttpd: POST /hooks/<site>, GET /healthz and /metrics. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
 #include "deployd.h"
+
+#define HTTP_SEEN_MAX		256	/* delivery ids remembered per site */
+#define HTTP_HEADERS_MAX	128	/* headers handed to the providers; more are ignored */
+#define HTTP_LOG_BURST		5	/* refusals logged one by one, per address and window */
+#define HTTP_LOG_WINDOW_MS	10000
+#define HTTP_LOG_ADDRS		64
+#define HTTP_SWEEP_MS		100
+#define HTTP_ADDR_MAX		64
+#define HTTP_TLS_FILE_MAX	(1024 * 1024)
+#define HTTP_BODIES_MIN		(64 * 1024 * 1024)	/* see http_reserve */
+
+/* A delivery id we answered, and the deploy it asked for. */
+struct http_seen {
+	char		provider[16];
+	char		delivery[HOOK_DELIVERY_MAX];
+	int64_t		id;
+};
+
+struct http_site {
+	const struct site_config *cfg;
+	unsigned char	*secret;	/* guarded memory, read-only; NULL: no secret_file */
+	size_t		 secret_len;
+	struct http_seen seen[HTTP_SEEN_MAX];
+	size_t		 seen_next;
+};
+
+/*
+ * One TCP (or Unix) connection. libmicrohttpd only knows an inactivity timeout, so a
+ * client that sends a byte a second would stay forever; the sweeper thread shuts down
+ * the socket of any connection whose request is not complete by its deadline.
+ */
+struct http_conn {
+	int		 fd;
+	int64_t		 deadline;	/* monotonic ms */
+	int		 cut;
+	char		 addr[HTTP_ADDR_MAX];
+	struct http_conn *prev, *next;
+};
+
+/* One request, from its headers to its answer. */
+struct http_req {
+	struct http_site *site;
+	unsigned char	*body;
+	size_t		 len, cap;
+	int		 answered;	/* a response is queued; ignore the rest of the body */
+};
+
+/* Refusals per client address, so a flood of bad requests cannot drown the journal. */
+struct http_ratelog {
+	char		addr[HTTP_ADDR_MAX];
+	int64_t		start;		/* monotonic ms; 0: free slot */
+	unsigned	count;
+};
+
+static struct {
+	pthread_mutex_t		 mu;	/* conns, seen rings, ratelog */
+	pthread_cond_t		 cv;
+	const struct config	*cfg;
+	struct MHD_Daemon	*daemon;
+	struct http_site	*sites;
+	size_t			 nsites;
+	struct http_conn	*conns;
+	struct http_ratelog	 rl[HTTP_LOG_ADDRS];
+	pthread_t		 sweeper;
+	int			 sweeping;
+	int			 stopping;
+	char			 unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char			*tls_cert;
+	char			*tls_key;	/* guarded memory */
+	size_t			 tls_key_size;
+	size_t			 buffered;	/* body bytes held by all requests */
+	size_t			 buffered_max;
+} H = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Metric result names for the answers that are not a provider's verdict. */
+static const struct {
+	unsigned	 status;
+	const char	*result;
+} http_results[] = {
+	{ 200, "ping" },
+	{ 400, "bad_request" },
+	{ 401, "unauthorized" },
+	{ 403, "forbidden" },
+	{ 405, "method_not_allowed" },
+	{ 413, "too_large" },
+	{ 415, "unsupported_media_type" },
+	{ 431, "headers_too_large" },
+	{ 503, "unavailable" },
+};
+
+static const char *
+http_result_name(unsigned status)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(http_results) / sizeof(http_results[0]); i++)
+		if (http_results[i].status == status)
+			return http_results[i].result;
+	return "error";
+}
+
+static void
+http_client_addr(struct MHD_Connection *c, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+	socklen_t salen;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = ci != NULL ? ci->client_addr : NULL;
+	if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
+		util_strlcpy(buf, "unix", len);
+		return;
+	}
+	salen = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) :
+	    sizeof(struct sockaddr_in6);
+	if (getnameinfo(sa, salen, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST) != 0)
+		util_strlcpy(buf, "?", len);
+}
+
+/* Call with the mutex held: write the summary of a window that had suppressed lines. */
+static void
+http_ratelog_flush(struct http_ratelog *r)
+{
+	if (r->count > HTTP_LOG_BURST)
+		log_warn("%u rejected from %s in %d s (the first %d logged)", r->count, r->addr,
+		    HTTP_LOG_WINDOW_MS / 1000, HTTP_LOG_BURST);
+	r->start = 0;
+	r->count = 0;
+}
+
+/* Log a refusal, one line each up to a burst per address, then only as a summary. */
+static void
+http_log_reject(const char *addr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+http_log_reject(const char *addr, const char *fmt, ...)
+{
+	struct http_ratelog *r = NULL, *oldest = &H.rl[0];
+	int64_t now = util_mono_ms();
+	char line[768];
+	va_list ap;
+	size_t i;
+	int show;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&H.mu);
+	for (i = 0; i < HTTP_LOG_ADDRS && r == NULL; i++) {
+		if (H.rl[i].start != 0 && strcmp(H.rl[i].addr, addr) == 0)
+			r = &H.rl[i];
+		else if (H.rl[i].start == 0 || H.rl[i].start < oldest->start)
+			oldest = &H.rl[i];
+	}
+	if (r == NULL) {
+		/* A new address takes a free slot, or ends the oldest window early. */
+		r = oldest;
+		if (r->start != 0)
+			http_ratelog_flush(r);
+		util_strlcpy(r->addr, addr, sizeof(r->addr));
+		r->start = now;
+	}
+	show = ++r->count <= HTTP_LOG_BURST;
+	pthread_mutex_unlock(&H.mu);
+	if (show)
+		log_warn("%s addr=%s", line, addr);
+}
+
+static struct http_site *
+http_site(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < H.nsites; i++)
+		if (strcmp(H.sites[i].cfg->name, name) == 0)
+			return &H.sites[i];
+	return NULL;
+}
+
+static enum MHD_Result
+http_respond(struct MHD_Connection *c, struct http_req *r, unsigned status,
+    const char *ctype, char *body, const char *allow)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	if (r != NULL)
+		r->answered = 1;
+	resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (allow != NULL)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* Answer with a JSON object, which this takes. */
+static enum MHD_Result
+http_json(struct MHD_Connection *c, struct http_req *r, unsigned status, json_t *o,
+    const char *allow)
+{
+	char *text = json_dumps(o, JSON_COMPACT);
+	enum MHD_Result ret;
+	char *line;
+
+	json_decref(o);
+	if (text == NULL)
+		return MHD_NO;
+	line = util_xasprintf("%s\n", text);
+	free(text);
+	ret = http_respond(c, r, status, "application/json", line, allow);
+	free(line);
+	return ret;
+}
+
+static enum MHD_Result
+http_error(struct MHD_Connection *c, struct http_req *r, unsigned status, const char *msg,
+    const char *allow)
+{
+	return http_json(c, r, status, json_pack("{s:s}", "error", msg), allow);
+}
+
+/* ---- GET /healthz and /metrics ---- */
+
+static enum MHD_Result
+http_healthz(struct MHD_Connection *c, struct http_req *r)
+{
+	return http_json(c, r, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"), NULL);
+}
+
+static enum MHD_Result
+http_metrics(struct MHD_Connection *c, struct http_req *r)
+{
+	char *text = metrics_render();
+	enum MHD_Result ret;
+
+	if (text == NULL)
+		return http_error(c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	ret = http_respond(c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+	    text, NULL);
+	free(text);
+	return ret;
+}
+
+static const struct {
+	const char	*path;
+	enum MHD_Result	(*fn)(struct MHD_Connection *, struct http_req *);
+} http_pages[] = {
+	{ "/healthz", http_healthz },
+	{ "/metrics", http_metrics },
+};
+
+/* ---- POST /hooks/<site> ---- */
+
+struct http_headers {
+	struct hook_header h[HTTP_HEADERS_MAX];
+	size_t		   n;
+};
+
+static enum MHD_Result
+http_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct http_headers *hh = cls;
+
+	if (hh->n < HTTP_HEADERS_MAX && key != NULL) {
+		hh->h[hh->n].name = key;
+		hh->h[hh->n].value = value != NULL ? value : "";
+		hh->n++;
+	}
+	return MHD_YES;
+}
+
+enum { HTTP_DEPLOY_UNKNOWN, HTTP_DEPLOY_LIVE };
+
+/*
+ * What became of deploy `id`: waiting, running or succeeded (a repeat is a duplicate),
+ * or failed or forgotten (a repeat rings again, since redelivery is how users retry).
+ */
+static int
+http_deploy_state(json_t *st, int64_t id)
+{
+	json_t *d = json_object_get(st, "deploy");
+
+	if (id <= 0 || d == NULL)
+		return HTTP_DEPLOY_UNKNOWN;
+	if (json_integer_value(json_object_get(d, "running_id")) == id ||
+	    json_integer_value(json_object_get(d, "queued_id")) == id)
+		return HTTP_DEPLOY_LIVE;
+	if (json_integer_value(json_object_get(d, "done_id")) == id &&
+	    json_is_true(json_object_get(d, "done_ok")))
+		return HTTP_DEPLOY_LIVE;
+	return HTTP_DEPLOY_UNKNOWN;
+}
+
+static struct http_seen *
+http_seen_find(struct http_site *s, const struct hook_result *res)
+{
+	size_t i;
+
+	for (i = 0; i < HTTP_SEEN_MAX; i++)
+		if (s->seen[i].delivery[0] != '\0' &&
+		    strcmp(s->seen[i].delivery, res->delivery) == 0 &&
+		    strcmp(s->seen[i].provider, res->provider) == 0)
+			return &s->seen[i];
+	return NULL;
+}
+
+/*
+ * A verified push to the tracked ref: ring the doorbell, unless the site is paused or
+ * this delivery already rang for a deploy that is waiting, running or succeeded.
+ * Returns the metric result and fills *status.
+ */
+static const char *
+http_ring(struct http_site *s, struct hook_result *res, unsigned *status)
+{
+	const char *name = s->cfg->name;
+	struct deploy_request req;
+	struct http_seen *seen;
+	json_t *st;
+	int64_t id = 0, prev = 0;
+	int rc;
+
+	sched_note_webhook(name);
+	st = sched_site_json(name);
+	*status = MHD_HTTP_ACCEPTED;
+	if (json_is_true(json_object_get(st, "paused"))) {
+		json_decref(st);
+		res->queue = 0;
+		util_strlcpy(res->reason, "site paused", sizeof(res->reason));
+		return "ignored";
+	}
+	if (res->delivery[0] != '\0') {
+		pthread_mutex_lock(&H.mu);
+		if ((seen = http_seen_find(s, res)) != NULL)
+			prev = seen->id;
+		pthread_mutex_unlock(&H.mu);
+		if (prev > 0 && http_deploy_state(st, prev) == HTTP_DEPLOY_LIVE) {
+			json_decref(st);
+			res->queue = 0;
+			return "duplicate";
+		}
+	}
+	json_decref(st);
+
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_WEBHOOK;
+	util_strlcpy(req.provider, res->provider, sizeof(req.provider));
+	util_strlcpy(req.delivery, res->delivery, sizeof(req.delivery));
+	if ((rc = sched_request(name, &req, &id)) != E_OK) {
+		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
+		res->queue = 0;
+		util_strlcpy(res->reason, rc == E_STOPPED ? "shutting down" :
+		    "cannot queue the deploy", sizeof(res->reason));
+		return "unavailable";
+	}
+	if (res->delivery[0] != '\0') {
+		pthread_mutex_lock(&H.mu);
+		if ((seen = http_seen_find(s, res)) == NULL) {
+			seen = &s->seen[s->seen_next];
+			s->seen_next = (s->seen_next + 1) % HTTP_SEEN_MAX;
+			util_strlcpy(seen->provider, res->provider, sizeof(seen->provider));
+			util_strlcpy(seen->delivery, res->delivery, sizeof(seen->delivery));
+		}
+		seen->id = id;
+		pthread_mutex_unlock(&H.mu);
+	}
+	return "queued";
+}
+
+static json_t *
+http_answer(const char *site, const struct hook_result *res, const char *result)
+{
+	json_t *o = json_pack("{s:s,s:s?,s:s}", "site", site,
+	    "delivery", res->delivery[0] != '\0' ? res->delivery : NULL,
+	    "provider", res->provider);
+
+	if (strcmp(result, "queued") == 0)
+		json_object_set_new(o, "queued", json_true());
+	else if (strcmp(result, "duplicate") == 0)
+		json_object_set_new(o, "duplicate", json_true());
+	else if (strcmp(result, "ping") == 0)
+		json_object_set_new(o, "ping", json_true());
+	else {
+		json_object_set_new(o, "ignored", json_true());
+		json_object_set_new(o, "reason", json_string(res->reason));
+	}
+	return o;
+}
+
+static enum MHD_Result
+http_hook(struct MHD_Connection *c, struct http_req *r)
+{
+	struct http_site *s = r->site;
+	struct http_headers *hh;
+	struct hook_request req;
+	struct hook_result res;
+	char addr[HTTP_ADDR_MAX], ref[HOOK_REF_MAX * 4 + 1], fwd[128];
+	const char *result, *v;
+	unsigned status;
+	enum MHD_Result ret;
+
+	http_client_addr(c, addr, sizeof(addr));
+	hh = util_xcalloc(1, sizeof(*hh));
+	MHD_get_connection_values(c, MHD_HEADER_KIND, http_collect, hh);
+	memset(&req, 0, sizeof(req));
+	req.method = "POST";
+	req.headers = hh->h;
+	req.nheaders = hh->n;
+	req.body = r->body != NULL ? r->body : (const unsigned char *)"";
+	req.body_len = r->len;
+	req.now_ms = util_now_ms();
+	status = (unsigned)provider_handle(s->cfg, s->secret, s->secret_len,
+	    H.cfg->limits.signature_tolerance_ms, &req, &res);
+	v = provider_header(&req, "X-Forwarded-For");
+	util_sanitize(v != NULL ? v : "-", fwd, sizeof(fwd));
+	free(hh);
+
+	if (status >= 400) {
+		metrics_webhook(s->cfg->name, res.provider, http_result_name(status));
+		http_log_reject(addr, "webhook site=%s provider=%s delivery=%s refused %u: %s"
+		    " forwarded=%s", s->cfg->name, res.provider[0] != '\0' ? res.provider : "-",
+		    res.delivery[0] != '\0' ? res.delivery : "-", status, res.reason, fwd);
+		return http_error(c, r, status, res.reason, NULL);
+	}
+	if (res.queue)
+		result = http_ring(s, &res, &status);
+	else
+		result = status == MHD_HTTP_OK ? "ping" : "ignored";
+	metrics_webhook(s->cfg->name, res.provider, result);
+	util_sanitize(res.ref, ref, sizeof(ref));
+	log_info("webhook site=%s provider=%s event=%s delivery=%s ref=%s after=%s %s%s%s"
+	    " addr=%s forwarded=%s", s->cfg->name, res.provider, res.event[0] ? res.event : "-",
+	    res.delivery[0] != '\0' ? res.delivery : "-", ref[0] != '\0' ? ref : "-",
+	    res.after[0] != '\0' ? res.after : "-", result,
+	    strcmp(result, "ignored") == 0 ? ": " : "",
+	    strcmp(result, "ignored") == 0 ? res.reason : "", addr, fwd);
+	if (status >= 500)
+		return http_error(c, r, status, res.reason, NULL);
+	ret = http_json(c, r, status, http_answer(s->cfg->name, &res, result), NULL);
+	return ret;
+}
+
+/* ---- the request life cycle ---- */
+
+/*
+ * Grow a request's body buffer to hold `need` bytes. Each body is capped by max_body,
+ * and all of them together by a budget, so that many connections sending large bodies
+ * before their signature is checked cannot exhaust memory.
+ */
+static int
+http_reserve(struct http_req *r, size_t need)
+{
+	size_t cap = r->cap;
+	int ok;
+
+	while (cap < need)
+		cap = cap < 4096 ? 4096 : cap * 2;
+	if (cap > (size_t)H.cfg->limits.max_body)
+		cap = (size_t)H.cfg->limits.max_body;
+	pthread_mutex_lock(&H.mu);
+	if ((ok = H.buffered - r->cap + cap <= H.buffered_max))
+		H.buffered += cap - r->cap;
+	pthread_mutex_unlock(&H.mu);
+	if (!ok)
+		return E_BUSY;
+	r->body = util_xrealloc(r->body, cap + 1, 1);
+	r->cap = cap;
+	return E_OK;
+}
+
+/* Headers are complete: route, and refuse what can be refused before the body is read. */
+static enum MHD_Result
+http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const char *method)
+{
+	const union MHD_ConnectionInfo *ci;
+	const char *cl;
+	char addr[HTTP_ADDR_MAX], safe[128];
+	unsigned long long n;
+	char *end;
+	size_t i;
+
+	http_client_addr(c, addr, sizeof(addr));
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+	if (ci != NULL && (int64_t)ci->header_size > H.cfg->limits.max_header) {
+		http_log_reject(addr, "request headers of %zu bytes over max_header",
+		    ci->header_size);
+		return http_error(c, r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+		    "request headers too large", NULL);
+	}
+	if (strncmp(url, "/hooks/", 7) != 0) {
+		for (i = 0; i < sizeof(http_pages) / sizeof(http_pages[0]); i++) {
+			if (strcmp(url, http_pages[i].path) != 0)
+				continue;
+			if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+				return http_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+				    "method not allowed", "GET, HEAD");
+			return http_pages[i].fn(c, r);
+		}
+		return http_error(c, r, MHD_HTTP_NOT_FOUND, "not found", NULL);
+	}
+	if ((r->site = http_site(url + 7)) == NULL) {
+		util_sanitize(url + 7, safe, sizeof(safe));
+		http_log_reject(addr, "webhook for unknown site %s", safe);
+		return http_error(c, r, MHD_HTTP_NOT_FOUND, "unknown site", NULL);
+	}
+	if (strcmp(method, "POST") != 0) {
+		util_sanitize(method, safe, sizeof(safe));
+		metrics_webhook(r->site->cfg->name, NULL, "method_not_allowed");
+		/* A proxy's redirect turns POST into GET, and the body is lost on the way. */
+		http_log_reject(addr, "webhook site=%s: method %s, not POST (a redirect on the"
+		    " way?)", r->site->cfg->name, safe);
+		return http_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
+		    "POST");
+	}
+	if (r->site->secret == NULL) {
+		metrics_webhook(r->site->cfg->name, NULL, "forbidden");
+		http_log_reject(addr, "webhook site=%s: the site has no secret_file",
+		    r->site->cfg->name);
+		return http_error(c, r, MHD_HTTP_FORBIDDEN,
+		    "webhooks are not configured for this site", NULL);
+	}
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl != NULL) {
+		errno = 0;
+		n = strtoull(cl, &end, 10);
+		if (errno != 0 || end == cl || n > (unsigned long long)H.cfg->limits.max_body) {
+			metrics_webhook(r->site->cfg->name, NULL, "too_large");
+			http_log_reject(addr, "webhook site=%s: Content-Length %s over max_body",
+			    r->site->cfg->name, errno != 0 ? "(huge)" : cl);
+			return http_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
+			    "body larger than the limit", NULL);
+		}
+		/* Reserve what was announced, but never more than a first step up front. */
+		if (http_reserve(r, n < 65536 ? (size_t)n : 65536) != E_OK) {
+			http_log_reject(addr, "webhook site=%s: too many large bodies at once",
+			    r->site->cfg->name);
+			return http_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+			    "busy; try again", NULL);
+		}
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result
+http_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+    const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_req *r = *con_cls;
+	char addr[HTTP_ADDR_MAX];
+	size_t n = *upload_data_size;
+
+	if (r == NULL) {
+		*con_cls = r = util_xcalloc(1, sizeof(*r));
+		return http_begin(c, r, url, method);
+	}
+	if (r->answered) {
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (n > 0) {
+		if (r->len + n > (size_t)H.cfg->limits.max_body) {
+			/* A chunked body cannot be answered mid-way: close the connection. */
+			http_client_addr(c, addr, sizeof(addr));
+			metrics_webhook(r->site->cfg->name, NULL, "too_large");
+			http_log_reject(addr, "webhook site=%s: body over max_body; connection"
+			    " closed", r->site->cfg->name);
+			return MHD_NO;
+		}
+		if (r->len + n > r->cap && http_reserve(r, r->len + n) != E_OK) {
+			http_client_addr(c, addr, sizeof(addr));
+			http_log_reject(addr, "webhook site=%s: too many large bodies at once;"
+			    " connection closed", r->site->cfg->name);
+			return MHD_NO;
+		}
+		memcpy(r->body + r->len, upload_data, n);
+		r->len += n;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return http_hook(c, r);
+}
+
+static void
+http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	struct http_req *r = *con_cls;
+	const union MHD_ConnectionInfo *ci;
+	struct http_conn *hc;
+
+	if (r != NULL) {
+		pthread_mutex_lock(&H.mu);
+		H.buffered -= r->cap;
+		pthread_mutex_unlock(&H.mu);
+		free(r->body);
+		free(r);
+		*con_cls = NULL;
+	}
+	/* The next request on a kept-alive connection gets a deadline of its own. */
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci != NULL && (hc = ci->socket_context) != NULL) {
+		pthread_mutex_lock(&H.mu);
+		hc->deadline = util_mono_ms() + H.cfg->limits.request_timeout_ms;
+		pthread_mutex_unlock(&H.mu);
+	}
+}
+
+/* Track every connection from accept to close, for the whole-request deadline. */
+static void
+http_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct http_conn *hc;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		if ((ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)) == NULL)
+			return;
+		hc = util_xcalloc(1, sizeof(*hc));
+		hc->fd = ci->connect_fd;
+		http_client_addr(c, hc->addr, sizeof(hc->addr));
+		pthread_mutex_lock(&H.mu);
+		hc->deadline = util_mono_ms() + H.cfg->limits.request_timeout_ms;
+		hc->next = H.conns;
+		if (H.conns != NULL)
+			H.conns->prev = hc;
+		H.conns = hc;
+		pthread_mutex_unlock(&H.mu);
+		*socket_context = hc;
+		return;
+	}
+	if ((hc = *socket_context) == NULL)
+		return;
+	/* Unlinked before libmicrohttpd closes the fd, so the sweeper never touches a reused one. */
+	pthread_mutex_lock(&H.mu);
+	if (hc->prev != NULL)
+		hc->prev->next = hc->next;
+	else
+		H.conns = hc->next;
+	if (hc->next != NULL)
+		hc->next->prev = hc->prev;
+	pthread_mutex_unlock(&H.mu);
+	free(hc);
+	*socket_context = NULL;
+}
+
+/*
+ * Cut connections past their deadline: shutdown() makes libmicrohttpd see the end of
+ * the stream and close the connection itself, from its own thread.
+ */
+static void *
+http_sweep(void *arg)
+{
+	char cut[16][HTTP_ADDR_MAX];
+	struct http_conn *hc;
+	struct timespec ts;
+	int64_t now, wake;
+	size_t i, ncut;
+
+	(void)arg;
+	pthread_mutex_lock(&H.mu);
+	while (!H.stopping) {
+		now = util_mono_ms();
+		ncut = 0;
+		for (hc = H.conns; hc != NULL; hc = hc->next) {
+			if (hc->cut || now < hc->deadline)
+				continue;
+			shutdown(hc->fd, SHUT_RDWR);
+			hc->cut = 1;
+			if (ncut < sizeof(cut) / sizeof(cut[0]))
+				util_strlcpy(cut[ncut++], hc->addr, sizeof(cut[0]));
+		}
+		for (i = 0; i < HTTP_LOG_ADDRS; i++)
+			if (H.rl[i].start != 0 && now - H.rl[i].start >= HTTP_LOG_WINDOW_MS)
+				http_ratelog_flush(&H.rl[i]);
+		if (ncut > 0) {
+			/* http_log_reject takes the mutex itself */
+			pthread_mutex_unlock(&H.mu);
+			for (i = 0; i < ncut; i++)
+				http_log_reject(cut[i], "request not complete within"
+				    " request_timeout; connection closed");
+			pthread_mutex_lock(&H.mu);
+			continue;
+		}
+		wake = now + HTTP_SWEEP_MS;
+		ts.tv_sec = wake / 1000;
+		ts.tv_nsec = (wake % 1000) * 1000000;
+		pthread_cond_timedwait(&H.cv, &H.mu, &ts);
+	}
+	pthread_mutex_unlock(&H.mu);
+	return NULL;
+}
+
+/* libmicrohttpd's own messages, at debug level; they may quote the client's bytes. */
+static void
+http_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void
+http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512], safe[1024];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	util_sanitize(line, safe, sizeof(safe));
+	log_debug("http: %s", safe);
+}
+
+/* ---- start and stop ---- */
+
+static int
+http_bind_unix(const char *path, struct error *e)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (*path != '/' || util_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path))
+		return util_error(e, E_CONFIG, "listen: unix:%s: not an absolute path that"
+		    " fits a socket address", path);
+	/* Only a socket is replaced: a typo must not delete somebody's file. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return util_error(e, E_CONFIG, "listen: %s exists and is not a socket",
+			    path);
+		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+			if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+				close(fd);
+				return util_error(e, E_BUSY, "listen: something answers on %s",
+				    path);
+			}
+			close(fd);
+		}
+		if (unlink(path) != 0)
+			return util_error_sys(e, "listen: cannot remove stale socket %s", path);
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return util_error_sys(e, "listen: socket");
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		util_error_sys(e, "listen: cannot bind %s", path);
+		close(fd);
+		return E_SYS;
+	}
+	/* The reverse proxy runs as another user; what it forwards is signed anyway. */
+	if (chmod(path, 0666) != 0 || listen(fd, 128) != 0) {
+		util_error_sys(e, "listen: %s", path);
+		close(fd);
+		unlink(path);
+		return E_SYS;
+	}
+	util_strlcpy(H.unix_path, path, sizeof(H.unix_path));
+	return fd;
+}
+
+/* "host:port", "[v6]:port" or ":port"; returns the listening socket or an E_* code. */
+static int
+http_bind_inet(const char *spec, struct error *e)
+{
+	struct addrinfo hints, *ai = NULL;
+	char host[256];
+	const char *port, *close_br;
+	size_t hl;
+	int fd, one = 1, rc;
+
+	if (spec[0] == '[') {
+		if ((close_br = strchr(spec, ']')) == NULL || close_br[1] != ':')
+			return util_error(e, E_CONFIG, "listen: %s: expected [address]:port", spec);
+		hl = (size_t)(close_br - spec - 1);
+		port = close_br + 2;
+		spec++;
+	} else {
+		if ((port = strrchr(spec, ':')) == NULL)
+			return util_error(e, E_CONFIG, "listen: %s: expected host:port", spec);
+		hl = (size_t)(port - spec);
+		port++;
+	}
+	if (hl >= sizeof(host) || *port == '\0' || strspn(port, "0123456789") != strlen(port))
+		return util_error(e, E_CONFIG, "listen: %s: bad address or port", spec);
+	memcpy(host, spec, hl);
+	host[hl] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(hl > 0 ? host : NULL, port, &hints, &ai)) != 0)
+		return util_error(e, E_CONFIG, "listen: %s: %s", spec, gai_strerror(rc));
+	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		freeaddrinfo(ai);
+		return util_error_sys(e, "listen: socket");
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+		util_error_sys(e, "listen: cannot listen on %s", spec);
+		freeaddrinfo(ai);
+		close(fd);
+		return E_SYS;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static char *
+http_read_file(const char *path, size_t *len, struct error *e)
+{
+	char *buf;
+	ssize_t r;
+	size_t n = 0;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		util_error_sys(e, "%s", path);
+		return NULL;
+	}
+	buf = util_xmalloc(HTTP_TLS_FILE_MAX + 1);
+	while (n < HTTP_TLS_FILE_MAX && (r = read(fd, buf + n, HTTP_TLS_FILE_MAX - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			util_error_sys(e, "%s", path);
+			close(fd);
+			free(buf);
+			return NULL;
+		}
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*len = n;
+	return buf;
+}
+
+/* The key goes to guarded memory as a C string, which is what libmicrohttpd wants. */
+static int
+http_load_tls(const struct config *cfg, struct error *e)
+{
+	unsigned char *key;
+	size_t len;
+	int rc;
+
+	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+		return util_error(e, E_CONFIG, "tls_cert: this libmicrohttpd has no TLS support");
+	if ((H.tls_cert = http_read_file(cfg->tls_cert, &len, e)) == NULL)
+		return E_CONFIG;
+	if ((rc = config_read_secret(cfg->tls_key, &key, &len, e)) != E_OK)
+		return rc;
+	H.tls_key_size = len + 1;
+	if ((H.tls_key = sodium_malloc(H.tls_key_size)) == NULL) {
+		config_free_secret(key, len);
+		return util_error(e, E_NOMEM, "cannot allocate guarded memory");
+	}
+	memcpy(H.tls_key, key, len);
+	H.tls_key[len] = '\0';
+	config_free_secret(key, len);
+	return E_OK;
+}
+
+static int
+http_load_secrets(const struct config *cfg, struct error *e)
+{
+	struct http_site *s;
+	size_t i;
+	int rc;
+
+	H.sites = util_xcalloc(cfg->nsites, sizeof(*H.sites));
+	H.nsites = cfg->nsites;
+	for (i = 0; i < cfg->nsites; i++) {
+		s = &H.sites[i];
+		s->cfg = &cfg->sites[i];
+		if (s->cfg->secret_file == NULL)
+			continue;
+		if ((rc = config_read_secret(s->cfg->secret_file, &s->secret, &s->secret_len,
+		    e)) != E_OK)
+			return rc;
+		sodium_mprotect_readonly(s->secret);
+	}
+	return E_OK;
+}
+
+static void
+http_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < H.nsites; i++)
+		config_free_secret(H.sites[i].secret, H.sites[i].secret_len);
+	free(H.sites);
+	H.sites = NULL;
+	H.nsites = 0;
+	free(H.tls_cert);
+	H.tls_cert = NULL;
+	if (H.tls_key != NULL)
+		sodium_free(H.tls_key);
+	H.tls_key = NULL;
+	if (H.unix_path[0] != '\0')
+		unlink(H.unix_path);
+	H.unix_path[0] = '\0';
+}
+
+/*
+ * Secrets are read once, here: the listener is meant to end up in a process of its own
+ * that can no longer open files.
+ */
+int
+http_start(const struct config *cfg, struct error *e)
+{
+	const struct limits *l = &cfg->limits;
+	struct MHD_OptionItem tls[3];
+	pthread_condattr_t ca;
+	unsigned flags;
+	size_t pool;
+	int fd, rc;
+
+	memset(H.rl, 0, sizeof(H.rl));
+	H.cfg = cfg;
+	H.buffered = 0;
+	H.buffered_max = (size_t)l->max_body * 4 > HTTP_BODIES_MIN ?
+	    (size_t)l->max_body * 4 : HTTP_BODIES_MIN;
+	H.stopping = 0;
+	H.conns = NULL;
+	if (sodium_init() < 0)
+		return util_error(e, E_SYS, "cannot initialise libsodium");
+	if ((rc = http_load_secrets(cfg, e)) != E_OK)
+		goto fail;
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	if (cfg->tls_cert != NULL && cfg->tls_key != NULL) {
+		if ((rc = http_load_tls(cfg, e)) != E_OK)
+			goto fail;
+		flags |= MHD_USE_TLS;
+	}
+	if (strncmp(cfg->listen, "unix:", 5) == 0)
+		fd = http_bind_unix(cfg->listen + 5, e);
+	else
+		fd = http_bind_inet(cfg->listen, e);
+	if (fd < 0) {
+		rc = fd;
+		goto fail;
+	}
+	/*
+	 * libmicrohttpd answers 431 itself when the headers do not fit its per-connection
+	 * pool; the pool leaves room for its bookkeeping and the exact limit is checked
+	 * in http_begin.
+	 */
+	pool = (size_t)l->max_header + (size_t)l->max_header / 2 + 8192;
+	/* TLS options only with TLS: libmicrohttpd complains about them otherwise. */
+	memset(tls, 0, sizeof(tls));
+	tls[0].option = tls[1].option = tls[2].option = MHD_OPTION_END;
+	if (H.tls_cert != NULL) {
+		tls[0].option = MHD_OPTION_HTTPS_MEM_CERT;
+		tls[0].ptr_value = H.tls_cert;
+		tls[1].option = MHD_OPTION_HTTPS_MEM_KEY;
+		tls[1].ptr_value = H.tls_key;
+	}
+	H.daemon = MHD_start_daemon(flags, 0, NULL, NULL, http_access, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(l->max_connections < 2 ? 1 : 2),
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)l->max_connections,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)l->max_connections_per_ip,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)((l->request_timeout_ms + 999) / 1000),
+	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, NULL,
+	    MHD_OPTION_NOTIFY_CONNECTION, http_connection, NULL,
+	    MHD_OPTION_ARRAY, tls,
+	    MHD_OPTION_END);
+	if (H.daemon == NULL) {
+		close(fd);
+		rc = util_error(e, E_SYS, "cannot start the webhook listener on %s%s", cfg->listen,
+		    H.tls_cert != NULL ? " (is the TLS certificate and key valid?)" : "");
+		goto fail;
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&H.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&H.sweeper, NULL, http_sweep, NULL) != 0) {
+		MHD_stop_daemon(H.daemon);
+		H.daemon = NULL;
+		pthread_cond_destroy(&H.cv);
+		rc = util_error(e, E_SYS, "cannot start the listener's timer thread");
+		goto fail;
+	}
+	H.sweeping = 1;
+	metrics_init(cfg);
+	log_info("webhook listener on %s%s", cfg->listen, H.tls_cert != NULL ? " (TLS)" : "");
+	return E_OK;
+fail:
+	http_free();
+	return rc;
+}
+
+void
+http_stop(void)
+{
+	if (H.daemon == NULL)
+		return;
+	MHD_stop_daemon(H.daemon);
+	H.daemon = NULL;
+	if (H.sweeping) {
+		pthread_mutex_lock(&H.mu);
+		H.stopping = 1;
+		pthread_cond_signal(&H.cv);
+		pthread_mutex_unlock(&H.mu);
+		pthread_join(H.sweeper, NULL);
+		H.sweeping = 0;
+		pthread_cond_destroy(&H.cv);
+	}
+	http_free();
+}

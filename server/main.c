@@ -29,16 +29,16 @@ static const struct cmd cmds[] = {
 	    "validate the configuration and exit", 0, 0 },
 	{ "status", cmd_status, "status [SITE] [--json] [-c FILE | -s SOCKET]",
 	    "show every site, or one, as a table or JSON", 0, 1 },
-	{ "deploy", cmd_deploy, "deploy SITE [--wait] [-c FILE | -s SOCKET]",
-	    "deploy the tip of the site's branch now", 1, 1 },
-	{ "rollback", cmd_later, "rollback SITE [RELEASE]",
-	    "go back to the previous good release (not implemented yet)", 1, 2 },
-	{ "releases", cmd_later, "releases SITE [--json]",
-	    "list a site's releases (not implemented yet)", 1, 1 },
-	{ "pause", cmd_later, "pause SITE",
-	    "stop automatic deploys of a site (not implemented yet)", 1, 1 },
-	{ "resume", cmd_later, "resume SITE",
-	    "restart automatic deploys of a site (not implemented yet)", 1, 1 },
+	{ "deploy", cmd_deploy, "deploy SITE [--rev REV] [--wait]",
+	    "deploy the tip now, or pin commit REV (pauses automatic deploys)", 1, 1 },
+	{ "rollback", cmd_rollback, "rollback SITE [RELEASE]",
+	    "back to the previous good release, or RELEASE; pauses automatic deploys", 1, 2 },
+	{ "releases", cmd_releases, "releases SITE [--json]",
+	    "list a site's releases, marking current, bad and pinned", 1, 1 },
+	{ "pause", cmd_pause, "pause SITE",
+	    "stop automatic deploys of a site", 1, 1 },
+	{ "resume", cmd_pause, "resume SITE",
+	    "restart automatic deploys, skipping commits marked bad", 1, 1 },
 	{ "reload", cmd_later, "reload",
 	    "re-read the configuration (not implemented yet)", 0, 0 },
 	{ "demo", cmd_demo_entry, "demo [--dir DIR]",
@@ -59,6 +59,7 @@ usage(FILE *fp)
 	    "  -s, --socket PATH   control socket (default: control_socket from the config)\n"
 	    "      --json          machine-readable output\n"
 	    "      --wait          wait for the deploy to finish; exit 1 if it failed\n"
+	    "      --rev REV       deploy: the commit to pin (4 to 40 hex digits)\n"
 	    "      --dir DIR       demo: where to create the demo (default: a new temporary dir)\n"
 	    "  -h, --help          this help, or a command's help after the command\n"
 	    "  -V, --version       print the version\n"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "deployd.h"
 
@@ -24,6 +25,15 @@ struct sched_site {
 	enum phase		 phase;
 	int64_t			 next_poll;	/* monotonic ms; 0: polling off */
 	int64_t			 last_webhook_at;	/* unix ms */
+	int			 failures;	/* consecutive failed deploys, for backoff */
+	int64_t			 missed_check;	/* monotonic ms: judge a polled tip then */
+	int64_t			 missed_since;	/* unix ms: a webhook after this announced it */
+	char			 missed_commit[SHA_HEX];
+	int64_t			 missed_count;
+	int64_t			 last_missed_at;	/* unix ms */
+	char			 last_error[512];	/* of the last deploy, if it failed */
+	int64_t			 last_error_at;		/* unix seconds */
+	int			 paused;	/* mirrors state.json; automatic deploys skipped */
 	struct sched_site	*qnext;
 };
 
@@ -59,6 +69,33 @@ sched_find(const char *name)
 	return NULL;
 }
 
+/* Spread polls so a thousand sites do not fetch in the same second: +-10 %. */
+static int64_t
+sched_jitter(int64_t ms)
+{
+	int64_t span = ms / 5;
+
+	if (span <= 0)
+		return ms;
+	return ms - span / 2 + (int64_t)(random() % (span + 1));
+}
+
+/* After failures, wait twice as long each time, up to 16 polls or 15 minutes. */
+static int64_t
+sched_poll_delay(const struct sched_site *s)
+{
+	int64_t d = s->cfg->poll_ms, cap = s->cfg->poll_ms * 16;
+	int i;
+
+	if (cap > 15 * 60 * 1000)
+		cap = s->cfg->poll_ms > 15 * 60 * 1000 ? s->cfg->poll_ms : 15 * 60 * 1000;
+	for (i = 0; i < s->failures && d < cap; i++)
+		d *= 2;
+	if (d > cap)
+		d = cap;
+	return sched_jitter(d);
+}
+
 int
 sched_init(const struct config *cfg)
 {
@@ -68,9 +105,18 @@ sched_init(const struct config *cfg)
 	S.cfg = cfg;
 	S.nsites = cfg->nsites;
 	S.sites = util_xcalloc(cfg->nsites, sizeof(*S.sites));
-	for (i = 0; i < cfg->nsites; i++)
+	for (i = 0; i < cfg->nsites; i++) {
+		struct site_state st;
+		struct error e;
+
 		S.sites[i].cfg = &cfg->sites[i];
+		memset(&st, 0, sizeof(st));
+		if (state_load(cfg->state_dir, cfg->sites[i].name, &st, &e) == E_OK)
+			S.sites[i].paused = st.paused;
+		state_free(&st);
+	}
 	S.next_id = 1;
+	srandom((unsigned)(util_now_ms() ^ getpid()));
 	/* The poll timer waits on the monotonic clock, so clock jumps do not matter. */
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -102,19 +148,28 @@ sched_enqueue(struct sched_site *s)
 	pthread_cond_signal(&S.work);
 }
 
-/* Call with the mutex held. Coalesces: a newer request replaces a waiting one. */
+static int
+sched_automatic(const struct deploy_request *req)
+{
+	return req->action == ACT_DEPLOY && req->rev[0] == '\0' &&
+	    (req->trigger == TRIG_POLL || req->trigger == TRIG_WEBHOOK ||
+	    req->trigger == TRIG_STARTUP);
+}
+
+/*
+ * Call with the mutex held. Coalesces: a newer request replaces a waiting one, except
+ * that an automatic deploy never replaces what an operator asked for.
+ */
 static int64_t
 sched_request_locked(struct sched_site *s, const struct deploy_request *req)
 {
-	if (s->running) {
-		if (!s->pending)
+	if (s->running || s->queued) {
+		if (s->running && !s->pending) {
 			s->req_id = S.next_id++;
-		s->pending = 1;
-		s->req = *req;
-		return s->req_id;
-	}
-	if (s->queued) {
-		s->req = *req;
+			s->pending = 1;
+			s->req = *req;
+		} else if (!sched_automatic(req) || sched_automatic(&s->req))
+			s->req = *req;
 		return s->req_id;
 	}
 	s->req = *req;
@@ -167,6 +222,130 @@ sched_phase_cb(void *arg, enum phase phase, const char *commit)
 	pthread_mutex_unlock(&S.mu);
 }
 
+/* Run one job outside the mutex; everything that changes a site goes through here. */
+static void
+sched_run(struct sched_site *s, struct deploy_request *req, struct deploy_result *res)
+{
+	struct deploy_request next;
+	struct error e;
+	char reason[256];
+	int paused;
+
+	pthread_mutex_lock(&S.mu);
+	paused = s->paused;
+	pthread_mutex_unlock(&S.mu);
+	switch (req->action) {
+	case ACT_ROLLBACK:
+		if (rollback_run(S.cfg, s->cfg, req, res) == E_OK)
+			paused = 1;
+		break;
+	case ACT_PAUSE:
+	case ACT_RESUME:
+		res->rc = rollback_pause(S.cfg, s->cfg, req->action == ACT_PAUSE,
+		    "paused by `deployd pause`", &e);
+		if (res->rc != E_OK)
+			util_strlcpy(res->error, e.msg, sizeof(res->error));
+		else
+			paused = req->action == ACT_PAUSE;
+		break;
+	default:
+		if (paused && sched_automatic(req)) {
+			log_debug("site=%s %s deploy skipped: paused", s->cfg->name,
+			    util_trigger_name(req->trigger));
+			res->rc = E_OK;
+			break;
+		}
+		if (sched_automatic(req))
+			req->skip_bad = 1;
+		engine_deploy(S.cfg, s->cfg, req, res, sched_phase_cb, s);
+		/* A pinned revision holds until resume, like a rollback. */
+		if (res->rc == E_OK && req->rev[0] != '\0') {
+			snprintf(reason, sizeof(reason), "pinned to %.12s by `deployd deploy "
+			    "--rev`; automatic deploys paused until `deployd resume %s`",
+			    res->commit, s->cfg->name);
+			if (rollback_pause(S.cfg, s->cfg, 1, reason, &e) == E_OK)
+				paused = 1;
+		}
+		break;
+	}
+	pthread_mutex_lock(&S.mu);
+	s->paused = paused;
+	pthread_mutex_unlock(&S.mu);
+	/* Resuming catches up with the remote at once. */
+	if (req->action == ACT_RESUME && res->rc == E_OK) {
+		memset(&next, 0, sizeof(next));
+		next.trigger = TRIG_MANUAL;
+		next.skip_bad = 1;
+		pthread_mutex_lock(&S.mu);
+		s->pending = 1;
+		s->req = next;
+		s->req_id = S.next_id++;
+		pthread_mutex_unlock(&S.mu);
+	}
+}
+
+int
+sched_is_paused(const char *site)
+{
+	struct sched_site *s;
+	int paused = 0;
+
+	pthread_mutex_lock(&S.mu);
+	if ((s = sched_find(site)) != NULL)
+		paused = s->paused;
+	pthread_mutex_unlock(&S.mu);
+	return paused;
+}
+
+/* Call with the mutex held: backoff bookkeeping and the missed-webhook watch. */
+static void
+sched_after_deploy(struct sched_site *s, const struct deploy_request *req,
+    const struct deploy_result *res)
+{
+	int64_t now = util_mono_ms();
+
+	if (res->rc != E_OK) {
+		util_strlcpy(s->last_error, res->error[0] ? res->error : "deploy failed",
+		    sizeof(s->last_error));
+		s->last_error_at = util_now_ms() / 1000;
+		s->failures++;
+		if (s->cfg->poll_ms > 0)
+			s->next_poll = now + sched_poll_delay(s);
+		return;
+	}
+	s->last_error[0] = '\0';
+	s->last_error_at = 0;
+	if (s->failures > 0 && s->cfg->poll_ms > 0)
+		s->next_poll = now + sched_jitter(s->cfg->poll_ms);
+	s->failures = 0;
+	/*
+	 * A poll that found a new tip: a webhook should announce it within the grace
+	 * period around now. Judge that later, since the webhook may still be on its way.
+	 */
+	if (res->changed && req->trigger == TRIG_POLL && s->cfg->secret_file != NULL &&
+	    s->cfg->webhook_grace_ms > 0) {
+		s->missed_since = util_now_ms() - s->cfg->webhook_grace_ms;
+		s->missed_check = now + s->cfg->webhook_grace_ms;
+		util_strlcpy(s->missed_commit, res->commit, sizeof(s->missed_commit));
+		pthread_cond_signal(&S.timer);
+	}
+}
+
+/* Call with the mutex held, when a site's missed-webhook check is due. */
+static void
+sched_judge_missed(struct sched_site *s)
+{
+	s->missed_check = 0;
+	if (s->last_webhook_at >= s->missed_since)
+		return;
+	s->missed_count++;
+	s->last_missed_at = util_now_ms();
+	log_warn("site=%s commit=%.12s webhook missed: polling found this commit and no "
+	    "webhook announced it; check the webhook on the git host", s->cfg->name,
+	    s->missed_commit);
+	metrics_webhook_missed(s->cfg->name);
+}
+
 static void *
 sched_worker(void *arg)
 {
@@ -193,9 +372,17 @@ sched_worker(void *arg)
 		pthread_mutex_unlock(&S.mu);
 
 		memset(&res, 0, sizeof(res));
-		engine_deploy(S.cfg, s->cfg, &req, &res, sched_phase_cb, s);
+		sched_run(s, &req, &res);
+
+		if (req.action == ACT_DEPLOY || req.action == ACT_ROLLBACK)
+			metrics_deploy(s->cfg->name, res.rc == E_OK, res.duration_ms);
+		if (res.changed)
+			metrics_live(s->cfg->name, util_now_ms() / 1000);
+		if (res.rc != E_OK && req.trigger == TRIG_POLL)
+			metrics_poll_error(s->cfg->name);
 
 		pthread_mutex_lock(&S.mu);
+		sched_after_deploy(s, &req, &res);
 		s->running = 0;
 		s->phase = PHASE_IDLE;
 		s->done_id = id;
@@ -232,13 +419,19 @@ sched_timer(void *arg)
 		for (i = 0; i < S.nsites; i++) {
 			struct sched_site *s = &S.sites[i];
 
+			if (s->missed_check != 0) {
+				if (s->missed_check <= now)
+					sched_judge_missed(s);
+				else if (s->missed_check < next)
+					next = s->missed_check;
+			}
 			if (s->next_poll == 0)
 				continue;
 			if (s->next_poll <= now) {
 				/* A running or waiting deploy fetches anyway. */
 				if (!s->running && !s->queued)
 					sched_request_locked(s, &req);
-				s->next_poll = now + s->cfg->poll_ms;
+				s->next_poll = now + sched_poll_delay(s);
 			}
 			if (s->next_poll < next)
 				next = s->next_poll;
@@ -265,7 +458,7 @@ sched_start(void)
 	for (i = 0; i < S.nsites; i++) {
 		struct sched_site *s = &S.sites[i];
 
-		s->next_poll = s->cfg->poll_ms > 0 ? now + s->cfg->poll_ms : 0;
+		s->next_poll = s->cfg->poll_ms > 0 ? now + sched_jitter(s->cfg->poll_ms) : 0;
 		sched_request_locked(s, &req);
 	}
 	pthread_mutex_unlock(&S.mu);
@@ -336,8 +529,15 @@ sched_site_json_locked(struct sched_site *s)
 	memset(&st, 0, sizeof(st));
 	if (state_load(S.cfg->state_dir, s->cfg->name, &st, &e) != E_OK)
 		util_strlcpy(st.last_error, e.msg, sizeof(st.last_error));
+	/* A deploy can fail before the engine could record it (an unusable path). */
+	if (s->last_error[0] != '\0' && s->last_error_at >= st.last_error_at) {
+		util_strlcpy(st.last_error, s->last_error, sizeof(st.last_error));
+		st.last_error_at = s->last_error_at;
+	}
 	if (s->running)
-		state = util_phase_name(s->phase);
+		state = s->phase == PHASE_IDLE ? "starting" : util_phase_name(s->phase);
+	else if (st.paused)
+		state = "paused";
 	else if (st.last_error[0] != '\0')
 		state = "failed";
 	else
@@ -346,6 +546,8 @@ sched_site_json_locked(struct sched_site *s)
 	json_object_set_new(o, "name", json_string(s->cfg->name));
 	json_object_set_new(o, "state", json_string(state));
 	json_object_set_new(o, "paused", json_boolean(st.paused));
+	json_object_set_new(o, "pause_reason", sched_str_or_null(st.paused ?
+	    st.pause_reason : NULL));
 	json_object_set_new(o, "release", sched_str_or_null(st.release));
 	json_object_set_new(o, "commit", sched_str_or_null(st.applied));
 	json_object_set_new(o, "subject", sched_str_or_null(st.subject));
@@ -358,6 +560,9 @@ sched_site_json_locked(struct sched_site *s)
 	json_object_set_new(o, "last_error_at", sched_time_json(st.last_error_at));
 	wall = s->next_poll != 0 ? util_now_ms() + (s->next_poll - util_mono_ms()) : 0;
 	json_object_set_new(o, "next_poll_at", sched_time_json(wall / 1000));
+	json_object_set_new(o, "failures", json_integer(s->failures));
+	json_object_set_new(o, "webhooks_missed", json_integer(s->missed_count));
+	json_object_set_new(o, "last_missed_at", sched_time_json(s->last_missed_at / 1000));
 	json_object_set_new(o, "desired", sched_str_or_null(st.desired));
 	json_object_set_new(o, "attempted", sched_str_or_null(st.attempted));
 	json_object_set_new(o, "branch", sched_str_or_null(s->cfg->branch));

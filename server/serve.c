@@ -70,6 +70,23 @@ serve_lock_state(const struct config *cfg, int *fd, struct error *e)
 	return rc;
 }
 
+/* The live release's time per site, for /metrics from the first scrape on. */
+static void
+serve_live_metrics(const struct config *cfg)
+{
+	struct site_state st;
+	struct error e;
+	size_t i;
+
+	for (i = 0; i < cfg->nsites; i++) {
+		memset(&st, 0, sizeof(st));
+		if (state_load(cfg->state_dir, cfg->sites[i].name, &st, &e) == E_OK &&
+		    st.applied_at > 0)
+			metrics_live(cfg->sites[i].name, st.applied_at);
+		state_free(&st);
+	}
+}
+
 int
 serve_main(const char *config_file)
 {
@@ -105,10 +122,16 @@ serve_main(const char *config_file)
 		if (engine_recover(cfg, &cfg->sites[i], &e) != E_OK)
 			log_warn("site=%s recovery: %s", cfg->sites[i].name, e.msg);
 	}
+	metrics_init(cfg);
+	serve_live_metrics(cfg);
 	sched_init(cfg);
 	if (control_start(cfg, &e) != E_OK) {
 		log_error("%s", e.msg);
 		goto out_engine;
+	}
+	if (http_start(cfg, &e) != E_OK) {
+		log_error("%s", e.msg);
+		goto out_control;
 	}
 	if (sched_start() != E_OK) {
 		log_error("cannot start deploy workers");
@@ -133,12 +156,16 @@ serve_main(const char *config_file)
 		break;
 	}
 	rc = 0;
+	/* Stop taking webhooks first, then let deploys in flight finish. */
+	http_stop();
 	sched_stop();
 out_control:
+	http_stop();
 	control_stop();
 out_engine:
 	sched_stop();
 	sched_free();
+	metrics_free();
 	engine_shutdown();
 out:
 	if (lockfd >= 0)

@@ -1040,6 +1040,363 @@ t_engine_many_files(void **state)
 	close(pfd);
 }
 
+/* ---- hooks and shared paths ---- */
+
+static void
+set_argv(struct strv *sv, const char *script)
+{
+	util_strv_free(sv);
+	util_strv_push(sv, "/bin/sh");
+	util_strv_push(sv, "-c");
+	util_strv_push(sv, script);
+}
+
+static void
+clear_hooks(struct fixture *f)
+{
+	util_strv_free(&f->site.hooks.pre_activate);
+	util_strv_free(&f->site.hooks.post_activate);
+	util_strv_free(&f->site.hooks.on_failure);
+	util_strv_free(&f->site.shared);
+}
+
+/* The whole of a small file, NUL-terminated; "" if it does not exist. */
+static void
+slurp(const char *path, char *buf, size_t len)
+{
+	ssize_t n;
+	int fd;
+
+	buf[0] = '\0';
+	if ((fd = open(path, O_RDONLY)) < 0)
+		return;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+}
+
+static int
+deploy_trig(struct fixture *f, enum trigger trig, struct deploy_result *res)
+{
+	struct deploy_request req = { 0 };
+
+	req.trigger = trig;
+	return engine_deploy(&f->cfg, &f->site, &req, res, NULL, NULL);
+}
+
+/* pre_activate and post_activate: cwd, exactly the documented environment, output kept. */
+static void
+t_engine_hooks(void **state)
+{
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	const struct tfile v2[] = { TF("index.html", "v2\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct deploy_request req = { 0 };
+	struct phases ph = { { 0 }, 0 };
+	struct site_state st;
+	struct error e = { 0 };
+	char c1[SHA_HEX], c2[SHA_HEX], want[2048], got[2048], path[512], script[512];
+	int pfd;
+
+	snprintf(script, sizeof(script), "tr '\\000' '\\n' </proc/$$/environ | sort >built.env; "
+	    "pwd -P >built.cwd; echo building in \"$DEPLOYD_RELEASE\"; echo oops >&2");
+	set_argv(&f->site.hooks.pre_activate, script);
+	snprintf(script, sizeof(script), "tr '\\000' '\\n' </proc/$$/environ | sort >%s/post.env; "
+	    "readlink %s/current >%s/post.cur; echo reloaded", f->dir, f->path, f->dir);
+	set_argv(&f->site.hooks.post_activate, script);
+
+	commit_files(f->repo, "main", v1, 1, "one\n", 0, c1);
+	req.trigger = TRIG_WEBHOOK;
+	assert_int_equal(engine_deploy(&f->cfg, &f->site, &req, &res, on_phase, &ph), E_OK);
+	assert_int_equal(res.changed, 1);
+	/* fetch, write, pre_activate, activate, post_activate */
+	assert_int_equal(ph.n, 5);
+	assert_int_equal(ph.seen[2], PHASE_HOOK);
+	assert_int_equal(ph.seen[3], PHASE_ACTIVATING);
+	assert_int_equal(ph.seen[4], PHASE_HOOK);
+
+	/* What pre_activate wrote is part of the release. */
+	snprintf(path, sizeof(path), "%s/current/built.env", f->path);
+	slurp(path, got, sizeof(got));
+	snprintf(want, sizeof(want), "DEPLOYD_COMMIT=%s\nDEPLOYD_PREVIOUS_COMMIT=\n"
+	    "DEPLOYD_REF=refs/heads/main\nDEPLOYD_RELEASE=%s/releases/%s\nDEPLOYD_SITE=www\n"
+	    "PATH=/usr/local/bin:/usr/bin:/bin\n", c1, f->path, res.release);
+	assert_string_equal(got, want);
+	snprintf(path, sizeof(path), "%s/current/built.cwd", f->path);
+	slurp(path, got, sizeof(got));
+	snprintf(want, sizeof(want), "%s/releases/%s\n", f->path, res.release);
+	assert_string_equal(got, want);
+	/* post_activate runs after the swap. */
+	snprintf(path, sizeof(path), "%s/post.cur", f->dir);
+	slurp(path, got, sizeof(got));
+	snprintf(want, sizeof(want), "releases/%s\n", res.release);
+	assert_string_equal(got, want);
+
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_int_equal(st.nhistory, 1);
+	assert_int_equal(st.history[0].ok, 1);
+	assert_non_null(strstr(st.history[0].output, "[pre_activate]\nbuilding in /"));
+	assert_non_null(strstr(st.history[0].output, "oops\n"));
+	assert_non_null(strstr(st.history[0].output, "[post_activate]\nreloaded\n"));
+	state_free(&st);
+
+	/* The second deploy names the first commit as the previous one. */
+	commit_files(f->repo, "main", v2, 1, "two\n", 0, c2);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	snprintf(path, sizeof(path), "%s/post.env", f->dir);
+	slurp(path, got, sizeof(got));
+	snprintf(want, sizeof(want), "DEPLOYD_PREVIOUS_COMMIT=%s\n", c1);
+	assert_non_null(strstr(got, want));
+	assert_null(strstr(got, "DEPLOYD_ERROR"));
+	assert_null(strstr(got, "HOME="));
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "v2\n", 3, 0644);
+	close(pfd);
+	clear_hooks(f);
+}
+
+/* A failing or hanging pre_activate leaves current and the disk as they were. */
+static void
+t_engine_pre_activate_fails(void **state)
+{
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	const struct tfile v2[] = { TF("index.html", "v2\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct site_state st;
+	struct error e = { 0 };
+	char c1[SHA_HEX], c2[SHA_HEX], cur[RELEASE_NAME_MAX], after[RELEASE_NAME_MAX];
+	char got[2048], path[512], script[512];
+	int64_t t0;
+	int tmps, stat_;
+	pid_t gc;
+
+	commit_files(f->repo, "main", v1, 1, "one\n", 0, c1);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	current_of(f, cur, sizeof(cur));
+
+	set_argv(&f->site.hooks.pre_activate, "echo build broke; exit 3");
+	snprintf(script, sizeof(script), "printf '%%s|%%s' \"$DEPLOYD_ERROR\" "
+	    "\"$DEPLOYD_COMMIT\" >%s/failure.txt", f->dir);
+	set_argv(&f->site.hooks.on_failure, script);
+	commit_files(f->repo, "main", v2, 1, "two\n", 0, c2);
+	assert_int_equal(deploy(f, NULL, &res), E_INVAL);
+	assert_string_equal(res.error, "pre_activate hook failed (exit status 3)");
+	assert_int_equal(res.changed, 0);
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	assert_int_equal(count_releases(f, &tmps), 1);
+	assert_int_equal(tmps, 0);
+	snprintf(path, sizeof(path), "%s/failure.txt", f->dir);
+	slurp(path, got, sizeof(got));
+	snprintf(script, sizeof(script), "pre_activate hook failed (exit status 3)|%s", c2);
+	assert_string_equal(got, script);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.applied, c1);
+	assert_string_equal(st.last_error, "pre_activate hook failed (exit status 3)");
+	assert_int_equal(st.history[st.nhistory - 1].ok, 0);
+	assert_string_equal(st.history[st.nhistory - 1].release, "");
+	assert_non_null(strstr(st.history[st.nhistory - 1].output, "build broke"));
+	state_free(&st);
+
+	/* A poll failing the same way does not notify again. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_INVAL);
+	assert_int_not_equal(access(path, F_OK), 0);
+
+	/* A hook that hangs, with a child of its own, is killed with its group at the timeout. */
+	snprintf(script, sizeof(script), "sleep 60 & echo $! >%s/gc.pid; sleep 60", f->dir);
+	set_argv(&f->site.hooks.pre_activate, script);
+	f->site.hooks.timeout_ms = 500;
+	t0 = util_mono_ms();
+	assert_int_equal(deploy(f, NULL, &res), E_TIMEOUT);
+	assert_true(util_mono_ms() - t0 < 10000);
+	assert_string_equal(res.error, "pre_activate hook timed out after 1 s");
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	assert_int_equal(count_releases(f, &tmps), 1);
+	assert_int_equal(tmps, 0);
+	snprintf(path, sizeof(path), "%s/gc.pid", f->dir);
+	slurp(path, got, sizeof(got));
+	gc = (pid_t)atoi(got);
+	assert_true(gc > 0);
+	/* The grandchild was in the hook's group; it is gone (perhaps a zombie of init). */
+	{
+		char proc[64], st_line[512];
+
+		snprintf(proc, sizeof(proc), "/proc/%d/stat", (int)gc);
+		slurp(proc, st_line, sizeof(st_line));
+		assert_true(st_line[0] == '\0' || strstr(st_line, ") Z ") != NULL);
+	}
+	assert_int_equal(waitpid(-1, &stat_, WNOHANG), -1);
+
+	/* A command that does not exist. */
+	util_strv_free(&f->site.hooks.pre_activate);
+	util_strv_push(&f->site.hooks.pre_activate, "/nonexistent/build");
+	assert_int_not_equal(deploy(f, NULL, &res), E_OK);
+	assert_string_equal(res.error,
+	    "pre_activate hook /nonexistent/build: No such file or directory");
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	f->site.hooks.timeout_ms = 0;
+	clear_hooks(f);
+}
+
+/* post_activate fails: a failed deploy; with rollback_on_failure, current goes back. */
+static void
+t_engine_post_activate_fails(void **state)
+{
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	const struct tfile v2[] = { TF("index.html", "v2\n") };
+	const struct tfile v3[] = { TF("index.html", "v3\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct site_state st;
+	struct error e = { 0 };
+	char c1[SHA_HEX], c2[SHA_HEX], c3[SHA_HEX], r1[RELEASE_NAME_MAX];
+	char r2[RELEASE_NAME_MAX], cur[RELEASE_NAME_MAX];
+	int tmps, pfd;
+	size_t i;
+
+	commit_files(f->repo, "main", v1, 1, "one\n", 0, c1);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	util_strlcpy(r1, res.release, sizeof(r1));
+
+	/* Without rollback: the new release stays live, the deploy counts as failed. */
+	set_argv(&f->site.hooks.post_activate, "echo reload failed >&2; exit 1");
+	commit_files(f->repo, "main", v2, 1, "two\n", 0, c2);
+	assert_int_equal(deploy(f, NULL, &res), E_INVAL);
+	assert_string_equal(res.error, "post_activate hook failed (exit status 1)");
+	assert_int_equal(res.changed, 1);
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, res.release);
+	util_strlcpy(r2, cur, sizeof(r2));
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.applied, c2);
+	assert_string_equal(st.release, r2);
+	assert_string_equal(st.last_error, "post_activate hook failed (exit status 1)");
+	assert_int_equal(st.history[st.nhistory - 1].ok, 0);
+	assert_string_equal(st.history[st.nhistory - 1].release, r2);
+	assert_non_null(strstr(st.history[st.nhistory - 1].output, "reload failed"));
+	state_free(&st);
+	/* A poll finds that commit live; the failure still stands. */
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
+	assert_int_equal(res.changed, 0);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.last_error, "post_activate hook failed (exit status 1)");
+	state_free(&st);
+
+	/* With rollback: back to the release before, which is r2 now. */
+	f->site.rollback_on_failure = 1;
+	commit_files(f->repo, "main", v3, 1, "three\n", 0, c3);
+	assert_int_equal(deploy(f, NULL, &res), E_INVAL);
+	assert_int_equal(res.changed, 0);
+	assert_string_equal(res.release, r2);
+	assert_non_null(strstr(res.error, "post_activate hook failed (exit status 1); "
+	    "rolled back to "));
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, r2);
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "v2\n", 3, 0644);
+	close(pfd);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.applied, c2);
+	assert_string_equal(st.release, r2);
+	assert_string_equal(st.attempted, c3);
+	assert_non_null(strstr(st.last_error, "rolled back to"));
+	for (i = 0; i < st.nreleases; i++)
+		if (strncmp(st.releases[i].name + 17, c3, 12) == 0)
+			break;
+	assert_true(i < st.nreleases);
+	assert_int_equal(st.releases[i].bad, 1);	/* kept, for debugging */
+	state_free(&st);
+	assert_int_equal(count_releases(f, &tmps), 3);
+
+	/* The bad commit is not deployed again by a poll or a plain deploy. */
+	clear_hooks(f);
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
+	assert_int_equal(res.changed, 0);
+	assert_int_equal(deploy_trig(f, TRIG_WEBHOOK, &res), E_OK);
+	assert_int_equal(res.changed, 0);
+	current_of(f, cur, sizeof(cur));
+	assert_string_equal(cur, r2);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_non_null(strstr(st.last_error, "rolled back to"));
+	state_free(&st);
+	/* ...but deploy --rev does, on purpose. */
+	assert_int_equal(deploy(f, c3, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+
+	/* The very first deploy has nothing to roll back to. */
+	f->site.rollback_on_failure = 0;
+}
+
+/* Shared paths: linked relative to the release, created if missing, refused if in the repo. */
+static void
+t_engine_shared(void **state)
+{
+	const struct tfile v1[] = { TF("index.html", "v1\n"), TF("a/keep.txt", "k\n") };
+	const struct tfile bad[] = { TF("index.html", "v2\n"), TF("uploads/x", "x\n") };
+	const struct tfile bad2[] = { TF("index.html", "v3\n"), TF("a/b", "file\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	char c[SHA_HEX], cur[RELEASE_NAME_MAX], after[RELEASE_NAME_MAX], p[512];
+	struct stat sb;
+	int pfd, fd, tmps;
+
+	util_strv_push(&f->site.shared, "uploads");
+	util_strv_push(&f->site.shared, ".env");
+	util_strv_push(&f->site.shared, "a/b/c");
+	/* The admin made .env; deployd must not touch it. */
+	snprintf(p, sizeof(p), "%s/shared", f->path);
+	assert_int_equal(util_mkdir_p(p, 0755), E_OK);
+	snprintf(p, sizeof(p), "%s/shared/.env", f->path);
+	assert_true((fd = open(p, O_WRONLY | O_CREAT, 0600)) >= 0);
+	assert_int_equal(write(fd, "KEY=1\n", 6), 6);
+	close(fd);
+
+	commit_files(f->repo, "main", v1, 2, "one\n", 0, c);
+	set_argv(&f->site.hooks.pre_activate, "test -d uploads/ && test -f .env && "
+	    "test -d a/b/c && echo hi > uploads/from-hook");
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	pfd = open_path(f);
+	assert_link(pfd, "current/uploads", "../../shared/uploads");
+	assert_link(pfd, "current/.env", "../../shared/.env");
+	assert_link(pfd, "current/a/b/c", "../../../../shared/a/b/c");
+	assert_int_equal(fstatat(pfd, "current/a/b", &sb, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	assert_int_equal(sb.st_mode & 0777, 0755);
+	assert_file(pfd, "current/a/keep.txt", "k\n", 2, 0644);
+	assert_file(pfd, "shared/.env", "KEY=1\n", 6, 0600);
+	assert_file(pfd, "shared/uploads/from-hook", "hi\n", 3, 0644);
+	assert_int_equal(fstatat(pfd, "shared/a/b/c", &sb, 0), 0);
+	assert_true(S_ISDIR(sb.st_mode));
+	/* Through the links, from the web server's side. */
+	assert_file(pfd, "current/uploads/from-hook", "hi\n", 3, 0644);
+	close(pfd);
+	current_of(f, cur, sizeof(cur));
+
+	/* A repository that has a shared path itself. */
+	commit_files(f->repo, "main", bad, 2, "bad\n", 0, c);
+	assert_int_equal(deploy(f, NULL, &res), E_INVAL);
+	assert_string_equal(res.error, "repository contains shared path 'uploads'");
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	assert_int_equal(count_releases(f, &tmps), 1);
+	assert_int_equal(tmps, 0);
+	commit_files(f->repo, "main", bad2, 2, "bad2\n", 1, c);
+	assert_int_equal(deploy(f, NULL, &res), E_INVAL);
+	assert_string_equal(res.error,
+	    "repository contains 'a/b', which is in the way of shared path 'a/b/c'");
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	pfd = open_path(f);
+	assert_file(pfd, "shared/uploads/from-hook", "hi\n", 3, 0644);
+	close(pfd);
+	clear_hooks(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1066,6 +1423,10 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(t_engine_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_recover, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_many_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_hooks, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_pre_activate_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_post_activate_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_shared, setup, teardown),
 	};
 	int rc;
 

@@ -1,0 +1,75 @@
+#!/bin/bash
+# restart_recovery.sh: state survives a restart; start-up removes temporary releases and repairs a dangling current.
+# timeout: 150
+. "$(dirname "$0")/../lib.sh"
+
+make_repo "$TMP/src" || bail "make_repo failed"
+commit_file "$TMP/src" index.html "A" "A" || bail "commit failed"
+A=$(repo_head "$TMP/src")
+
+WWW=$TMP/www
+write_config "$TMP/deployd.yaml" "$(site_yaml www "$TMP/src.git" "$WWW" poll=1s)"
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
+wait_live "$WWW" "$A" 30 || bail "first deploy did not happen"
+commit_file "$TMP/src" index.html "B" "B" || bail "commit failed"
+B=$(repo_head "$TMP/src")
+wait_live "$WWW" "$B" 20 || bail "second deploy did not happen"
+wait_for "idle" 10 site_field_is www state idle
+before=$(status_json www)
+
+# 1. A plain restart: the same release, the same record, no new release.
+stop_daemon
+is "daemon exits 0 on SIGTERM" "$DAEMON_STATUS" 0
+listing=$(ls -A "$WWW/releases")
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
+sleep 2.5	# at least two polls
+after=$(status_json www)
+for f in release commit subject deployed_at trigger; do
+	is "after a restart, status $f is unchanged" "$(jq -r ".$f" <<<"$after")" "$(jq -r ".$f" <<<"$before")"
+done
+is "a restart with an unchanged tip creates no release" "$(ls -A "$WWW/releases")" "$listing"
+
+# 2. Debris of a crash: a temporary release, and current pointing at a release that is gone.
+stop_daemon
+relB=$(current_release "$WWW")
+relA=$(ls "$WWW/releases" | grep -- "-${A:0:12}\$")
+[ -n "$relA" ] && [ -n "$relB" ] || bail "expected releases of A and B, got: $(ls -A "$WWW/releases")"
+mkdir -p "$WWW/releases/.tmp-x/half/written"
+printf 'partial' >"$WWW/releases/.tmp-x/half/written/file"
+rm -rf "${WWW:?}/releases/$relB"
+check_not "set-up: current dangles" test -e "$WWW/current"
+
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
+if wait_for ".tmp-x to be removed" 5 test ! -e "$WWW/releases/.tmp-x"; then
+	ok "start-up removes the temporary release"
+else
+	fail "start-up removes the temporary release" "$(ls -A "$WWW/releases")"
+fi
+if wait_for "current to resolve" 5 test -d "$WWW/current"; then
+	ok "start-up repairs the dangling current"
+else
+	fail "start-up repairs the dangling current" "current -> $(readlink "$WWW/current")"
+fi
+# Whatever current names now must be a complete release of A or of B (redeployed).
+cc=$(current_commit "$WWW")
+case $cc in
+"${A:0:12}") check "current was repaired to the complete release of A" tree_matches "$WWW/current" "$TMP/src" "$A" ;;
+"${B:0:12}") check "current names a complete release of B" tree_matches "$WWW/current" "$TMP/src" "$B" ;;
+*) fail "current names a release of A or B" "current -> $(readlink "$WWW/current")" ;;
+esac
+check "the tip B is live again after recovery" wait_live "$WWW" "$B" 20
+check "B's new release is complete" tree_matches "$WWW/current" "$TMP/src" "$B"
+check "A's release was kept" test -d "$WWW/releases/$relA"
+is "no temporary release remains" "$(tmp_releases "$WWW")" ""
+
+# 3. current missing altogether, with good releases present.
+stop_daemon
+rm -f "$WWW/current"
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
+check "a missing current is recreated" wait_for "current" 10 test -d "$WWW/current"
+wait_live "$WWW" "$B" 10
+check "and names a complete release of the tip" current_matches "$WWW" "$TMP/src" "$B"
+
+stop_daemon
+is "daemon exits 0 on SIGTERM" "$DAEMON_STATUS" 0
+done_testing
