@@ -1,7 +1,6 @@
 /* knownhosts.c: check an SSH host key against a pinned known_hosts file (libgit2 does not). */
 #include <ctype.h>
 #include <errno.h>
-#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +59,30 @@ knownhosts_hashed_match(const char *entry, const char *name)
 	return memcmp(mac, want, 20) == 0;
 }
 
+/* OpenSSH's host patterns: only '*' and '?' are special ("[host]:port" is literal). */
+static int
+knownhosts_glob(const char *pat, const char *s)
+{
+	const char *star = NULL, *retry = NULL;
+
+	while (*s != '\0') {
+		if (*pat == '*') {
+			star = ++pat;
+			retry = s;
+		} else if (*pat == '?' || *pat == *s) {
+			pat++;
+			s++;
+		} else if (star != NULL) {
+			pat = star;
+			s = ++retry;
+		} else
+			return 0;
+	}
+	while (*pat == '*')
+		pat++;
+	return *pat == '\0';
+}
+
 /*
  * The hostnames field: comma-separated patterns (* and ?), "!" negates, and a negated match
  * wins over any other, as in OpenSSH's match_hostname. Names compare without case.
@@ -89,7 +112,7 @@ knownhosts_host_match(const char *field, const char *name)
 			for (i = 0; i < n; i++)
 				pat[i] = (char)tolower((unsigned char)p[i]);
 			pat[n] = '\0';
-			if (fnmatch(pat, lname, FNM_NOESCAPE) == 0) {
+			if (knownhosts_glob(pat, lname)) {
 				if (neg)
 					return 0;
 				found = 1;

@@ -146,6 +146,17 @@ client_socket(struct cli *cli, char **path)
 }
 
 /* GET or POST and parse the JSON answer; prints the error and returns the exit code. */
+static void
+client_print_errors(json_t *answer)
+{
+	json_t *errs = json_object_get(answer, "errors"), *v;
+	size_t i;
+
+	json_array_foreach(errs, i, v)
+		if (json_is_string(v))
+			fprintf(stderr, "%s\n", json_string_value(v));
+}
+
 static int
 client_call(struct cli *cli, const char *method, const char *path, const char *body,
     json_t **answer, int *status)
@@ -172,11 +183,12 @@ client_call(struct cli *cli, const char *method, const char *path, const char *b
 	if (*status >= 400) {
 		json_t *err = json_object_get(*answer, "error");
 
+		client_print_errors(*answer);
 		fprintf(stderr, "deployd: %s\n", json_is_string(err) ? json_string_value(err) :
 		    "request failed");
 		json_decref(*answer);
 		*answer = NULL;
-		return *status == 400 ? 2 : 1;
+		return *status == 400 || *status == 422 ? 2 : 1;
 	}
 	return 0;
 }
@@ -203,12 +215,13 @@ client_ago(const char *iso, char *buf, size_t len)
 		return;
 	}
 	t = timegm(&tm);
-	if (util_format_duration((int64_t)(time(NULL) - t) * 1000, d, sizeof(d)) == E_OK &&
-	    time(NULL) >= t)
-		snprintf(buf, len, "%s ago", d);
-	else if (time(NULL) < t && util_format_duration((int64_t)(t - time(NULL)) * 1000,
-	    d, sizeof(d)) == E_OK)
+	if (t > time(NULL) && util_format_duration((int64_t)(t - time(NULL)) * 1000, d,
+	    sizeof(d)) == E_OK)
 		snprintf(buf, len, "in %s", d);
+	else if (t == time(NULL))
+		util_strlcpy(buf, "now", len);
+	else if (util_format_duration((int64_t)(time(NULL) - t) * 1000, d, sizeof(d)) == E_OK)
+		snprintf(buf, len, "%s ago", d);
 	else
 		util_strlcpy(buf, iso, len);
 }
@@ -447,5 +460,18 @@ cmd_releases(struct cli *cli)
 		    client_str(r, "commit", "?"), when, marks);
 	}
 	json_decref(answer);
+	return 0;
+}
+
+int
+cmd_reload(struct cli *cli)
+{
+	json_t *answer;
+	int status, rc;
+
+	if ((rc = client_call(cli, "POST", "/v1/reload", "{}", &answer, &status)) != 0)
+		return rc;
+	json_decref(answer);
+	printf("deployd: reloading the configuration\n");
 	return 0;
 }

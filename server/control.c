@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -195,6 +196,38 @@ control_releases(struct MHD_Connection *c, const struct control_route *r, json_t
 	return MHD_HTTP_OK;
 }
 
+/* Check the new file here so the client sees the errors; the main thread applies it. */
+static int
+control_reload_req(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	struct strv errors = { NULL, 0 };
+	struct config *next;
+	json_t *arr;
+	size_t i;
+
+	control_log_peer(c, "reload", NULL);
+	if (config_load(control_cfg->file, &next, &errors) != E_OK) {
+		arr = json_array();
+		for (i = 0; i < errors.n; i++)
+			json_array_append_new(arr, json_string(errors.v[i]));
+		util_strv_free(&errors);
+		*answer = json_pack("{s:s,s:o}", "error", "the configuration has errors; "
+		    "the running one is unchanged", "errors", arr);
+		return MHD_HTTP_UNPROCESSABLE_CONTENT;
+	}
+	config_free(next);
+	kill(getpid(), SIGHUP);
+	*answer = json_pack("{s:b}", "reloading", 1);
+	return MHD_HTTP_ACCEPTED;
+}
+
+void
+control_reload(const struct config *cfg)
+{
+	control_cfg = cfg;
+}
+
 static int
 control_later(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
@@ -217,7 +250,7 @@ static const struct {
 	{ "POST", 1, "rollback", control_rollback },
 	{ "POST", 1, "pause", control_pause },
 	{ "POST", 1, "resume", control_pause },
-	{ "POST", 0, "reload", control_later },
+	{ "POST", 0, "reload", control_reload_req },
 };
 #define NROUTES (sizeof(control_routes) / sizeof(control_routes[0]))
 

@@ -479,6 +479,7 @@ int	 bitbucket_parse(const struct hook_input *, json_t *, struct hook_payload *,
 /* server/http.c: the webhook listener (POST /hooks/<site>, /healthz, /metrics) */
 int	 http_start(const struct config *, struct error *);
 void	 http_stop(void);
+void	 http_reload(const struct config *);	/* new sites and secrets, same listener */
 
 /* server/metrics.c: Prometheus counters; every function is thread-safe */
 void	 metrics_init(const struct config *);
@@ -494,6 +495,7 @@ char	*metrics_render(void);		/* malloc'd Prometheus text, NULL on failure */
 int	 sched_init(const struct config *);
 void	 sched_free(void);
 int	 sched_start(void);
+int	 sched_reload(const struct config *);
 void	 sched_stop(void);
 int	 sched_request(const char *site, const struct deploy_request *, int64_t *id);
 json_t	*sched_site_json(const char *site);
@@ -504,6 +506,7 @@ int	 sched_is_paused(const char *site);
 /* ---- server/control.c ---- */
 int	 control_start(const struct config *, struct error *);
 void	 control_stop(void);
+void	 control_reload(const struct config *);
 
 
 /* ---- server/serve.c ---- */
@@ -535,5 +538,6 @@ int	 cmd_deploy(struct cli *);
 int	 cmd_rollback(struct cli *);
 int	 cmd_pause(struct cli *);
 int	 cmd_releases(struct cli *);
+int	 cmd_reload(struct cli *);
 
 #endif

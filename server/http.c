@@ -186,15 +186,25 @@ http_log_reject(const char *addr, const char *fmt, ...)
 		log_warn("%s addr=%s", line, addr);
 }
 
+/* Site tables replaced by a reload stay allocated until stop: requests may hold a site. */
+static struct http_retired {
+	struct http_site	*sites;
+	size_t			 nsites;
+	struct http_retired	*next;
+} *http_retired;
+
 static struct http_site *
 http_site(const char *name)
 {
+	struct http_site *found = NULL;
 	size_t i;
 
+	pthread_mutex_lock(&H.mu);
 	for (i = 0; i < H.nsites; i++)
 		if (strcmp(H.sites[i].cfg->name, name) == 0)
-			return &H.sites[i];
-	return NULL;
+			found = &H.sites[i];
+	pthread_mutex_unlock(&H.mu);
+	return found;
 }
 
 static enum MHD_Result
@@ -421,7 +431,6 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	char addr[HTTP_ADDR_MAX], ref[HOOK_REF_MAX * 4 + 1], fwd[128];
 	const char *result, *v;
 	unsigned status;
-	enum MHD_Result ret;
 
 	http_client_addr(c, addr, sizeof(addr));
 	hh = util_xcalloc(1, sizeof(*hh));
@@ -460,8 +469,7 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	    strcmp(result, "ignored") == 0 ? res.reason : "", addr, fwd);
 	if (status >= 500)
 		return http_error(c, r, status, res.reason, NULL);
-	ret = http_json(c, r, status, http_answer(s->cfg->name, &res, result), NULL);
-	return ret;
+	return http_json(c, r, status, http_answer(s->cfg->name, &res, result), NULL);
 }
 
 /* ---- the request life cycle ---- */
@@ -883,38 +891,98 @@ http_load_tls(const struct config *cfg, struct error *e)
 	return E_OK;
 }
 
-static int
-http_load_secrets(const struct config *cfg, struct error *e)
+static void
+http_free_sites(struct http_site *sites, size_t n)
 {
-	struct http_site *s;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		config_free_secret(sites[i].secret, sites[i].secret_len);
+	free(sites);
+}
+
+static int
+http_build_sites(const struct config *cfg, struct http_site **out, struct error *e)
+{
+	struct http_site *sites, *s;
 	size_t i;
 	int rc;
 
-	H.sites = util_xcalloc(cfg->nsites, sizeof(*H.sites));
-	H.nsites = cfg->nsites;
+	sites = util_xcalloc(cfg->nsites, sizeof(*sites));
 	for (i = 0; i < cfg->nsites; i++) {
-		s = &H.sites[i];
+		s = &sites[i];
 		s->cfg = &cfg->sites[i];
 		if (s->cfg->secret_file == NULL)
 			continue;
 		if ((rc = config_read_secret(s->cfg->secret_file, &s->secret, &s->secret_len,
-		    e)) != E_OK)
+		    e)) != E_OK) {
+			http_free_sites(sites, cfg->nsites);
 			return rc;
+		}
 		sodium_mprotect_readonly(s->secret);
 	}
+	*out = sites;
 	return E_OK;
+}
+
+static int
+http_load_secrets(const struct config *cfg, struct error *e)
+{
+	int rc;
+
+	if ((rc = http_build_sites(cfg, &H.sites, e)) != E_OK)
+		return rc;
+	H.nsites = cfg->nsites;
+	return E_OK;
+}
+
+/* A reload: new sites and secrets (read afresh), the same listening socket. */
+void
+http_reload(const struct config *cfg)
+{
+	struct http_site *sites;
+	struct http_retired *old;
+	struct error e;
+	size_t i, j;
+
+	if (H.daemon == NULL)
+		return;
+	if (http_build_sites(cfg, &sites, &e) != E_OK) {
+		log_error("reload: %s; the listener keeps the old sites and secrets", e.msg);
+		return;
+	}
+	old = util_xcalloc(1, sizeof(*old));
+	pthread_mutex_lock(&H.mu);
+	/* Remembered deliveries carry over, so a redelivery across a reload is still seen. */
+	for (i = 0; i < cfg->nsites; i++)
+		for (j = 0; j < H.nsites; j++)
+			if (strcmp(H.sites[j].cfg->name, sites[i].cfg->name) == 0) {
+				memcpy(sites[i].seen, H.sites[j].seen, sizeof(sites[i].seen));
+				sites[i].seen_next = H.sites[j].seen_next;
+			}
+	old->sites = H.sites;
+	old->nsites = H.nsites;
+	old->next = http_retired;
+	http_retired = old;
+	H.sites = sites;
+	H.nsites = cfg->nsites;
+	H.cfg = cfg;
+	pthread_mutex_unlock(&H.mu);
 }
 
 static void
 http_free(void)
 {
-	size_t i;
+	struct http_retired *r;
 
-	for (i = 0; i < H.nsites; i++)
-		config_free_secret(H.sites[i].secret, H.sites[i].secret_len);
-	free(H.sites);
+	http_free_sites(H.sites, H.nsites);
 	H.sites = NULL;
 	H.nsites = 0;
+	while ((r = http_retired) != NULL) {
+		http_retired = r->next;
+		http_free_sites(r->sites, r->nsites);
+		free(r);
+	}
 	free(H.tls_cert);
 	H.tls_cert = NULL;
 	if (H.tls_key != NULL)

@@ -20,7 +20,6 @@ struct cmd {
 static int	cmd_serve(struct cli *);
 static int	cmd_check(struct cli *);
 static int	cmd_demo_entry(struct cli *);
-static int	cmd_later(struct cli *);
 
 static const struct cmd cmds[] = {
 	{ "serve", cmd_serve, "serve [-c FILE]",
@@ -39,8 +38,8 @@ static const struct cmd cmds[] = {
 	    "stop automatic deploys of a site", 1, 1 },
 	{ "resume", cmd_pause, "resume SITE",
 	    "restart automatic deploys, skipping commits marked bad", 1, 1 },
-	{ "reload", cmd_later, "reload",
-	    "re-read the configuration (not implemented yet)", 0, 0 },
+	{ "reload", cmd_reload, "reload",
+	    "re-read the configuration (same as SIGHUP); errors keep the old one", 0, 0 },
 	{ "demo", cmd_demo_entry, "demo [--dir DIR]",
 	    "run a self-contained local demo", 0, 0 },
 };
@@ -95,13 +94,6 @@ static int
 cmd_demo_entry(struct cli *cli)
 {
 	return demo_main(cli);
-}
-
-static int
-cmd_later(struct cli *cli)
-{
-	fprintf(stderr, "deployd %s: not implemented yet\n", cli->cmd);
-	return 2;
 }
 
 int

@@ -51,6 +51,7 @@ static struct {
 	pthread_t		 timer_thread;
 	int			 started;
 	int			 stopping;
+	int			 holding;	/* a reload waits: start no new job */
 	int64_t			 next_id;
 } S = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -68,6 +69,8 @@ sched_find(const char *name)
 			return &S.sites[i];
 	return NULL;
 }
+
+static void	sched_site_init(struct sched_site *, const struct site_config *, int64_t);
 
 /* Spread polls so a thousand sites do not fetch in the same second: +-10 %. */
 static int64_t
@@ -105,16 +108,8 @@ sched_init(const struct config *cfg)
 	S.cfg = cfg;
 	S.nsites = cfg->nsites;
 	S.sites = util_xcalloc(cfg->nsites, sizeof(*S.sites));
-	for (i = 0; i < cfg->nsites; i++) {
-		struct site_state st;
-		struct error e;
-
-		S.sites[i].cfg = &cfg->sites[i];
-		memset(&st, 0, sizeof(st));
-		if (state_load(cfg->state_dir, cfg->sites[i].name, &st, &e) == E_OK)
-			S.sites[i].paused = st.paused;
-		state_free(&st);
-	}
+	for (i = 0; i < cfg->nsites; i++)
+		sched_site_init(&S.sites[i], &cfg->sites[i], 0);
 	S.next_id = 1;
 	srandom((unsigned)(util_now_ms() ^ getpid()));
 	/* The poll timer waits on the monotonic clock, so clock jumps do not matter. */
@@ -357,7 +352,7 @@ sched_worker(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&S.mu);
 	for (;;) {
-		while (S.qhead == NULL && !S.stopping)
+		while ((S.qhead == NULL || S.holding) && !S.stopping)
 			pthread_cond_wait(&S.work, &S.mu);
 		if (S.stopping)
 			break;
@@ -471,6 +466,91 @@ sched_start(void)
 	if (pthread_create(&S.timer_thread, NULL, sched_timer, NULL) != 0)
 		return E_SYS;
 	S.started = 1;
+	return E_OK;
+}
+
+/* Call with the mutex held: a site as it starts, with its state and a start-up deploy. */
+static void
+sched_site_init(struct sched_site *s, const struct site_config *cfg, int64_t now)
+{
+	struct site_state st;
+	struct error e;
+
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+	memset(&st, 0, sizeof(st));
+	if (state_load(S.cfg->state_dir, cfg->name, &st, &e) == E_OK)
+		s->paused = st.paused;
+	state_free(&st);
+	s->next_poll = cfg->poll_ms > 0 ? now + sched_jitter(cfg->poll_ms) : 0;
+}
+
+/*
+ * Take a new configuration: wait until no job runs, then carry each site's runtime over by
+ * name. New sites deploy at once; removed sites are forgotten (their releases stay).
+ * Webhooks keep being answered meanwhile; their requests wait in the queue.
+ */
+int
+sched_reload(const struct config *cfg)
+{
+	struct deploy_request req;
+	struct sched_site *old, *ns;
+	size_t i, j, oldn, running;
+	int64_t now;
+
+	pthread_mutex_lock(&S.mu);
+	S.holding = 1;
+	for (;;) {
+		for (i = running = 0; i < S.nsites; i++)
+			running += S.sites[i].running;
+		if (running == 0 || S.stopping)
+			break;
+		log_info("reload waits for %zu deploy%s in flight", running,
+		    running == 1 ? "" : "s");
+		pthread_cond_wait(&S.done, &S.mu);
+	}
+	old = S.sites;
+	oldn = S.nsites;
+	ns = util_xcalloc(cfg->nsites, sizeof(*ns));
+	now = util_mono_ms();
+	S.cfg = cfg;
+	S.qhead = S.qtail = NULL;
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_STARTUP;
+	for (i = 0; i < cfg->nsites; i++) {
+		for (j = 0; j < oldn; j++)
+			if (strcmp(old[j].cfg->name, cfg->sites[i].name) == 0)
+				break;
+		if (j == oldn) {
+			sched_site_init(&ns[i], &cfg->sites[i], now);
+			continue;
+		}
+		ns[i] = old[j];
+		ns[i].cfg = &cfg->sites[i];
+		ns[i].qnext = NULL;
+		ns[i].queued = 0;
+		if (cfg->sites[i].poll_ms == 0)
+			ns[i].next_poll = 0;
+		else if (ns[i].next_poll == 0 || cfg->sites[i].poll_ms != old[j].cfg->poll_ms)
+			ns[i].next_poll = now + sched_jitter(cfg->sites[i].poll_ms);
+	}
+	S.sites = ns;
+	S.nsites = cfg->nsites;
+	/* Requests that were waiting keep waiting; new sites converge now. */
+	for (i = 0; i < cfg->nsites; i++) {
+		for (j = 0; j < oldn; j++)
+			if (strcmp(old[j].cfg->name, cfg->sites[i].name) == 0)
+				break;
+		if (j == oldn)
+			sched_request_locked(&ns[i], &req);
+		else if (old[j].queued)
+			sched_enqueue(&ns[i]);
+	}
+	free(old);
+	S.holding = 0;
+	pthread_cond_broadcast(&S.work);
+	pthread_cond_broadcast(&S.timer);
+	pthread_mutex_unlock(&S.mu);
 	return E_OK;
 }
 

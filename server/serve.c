@@ -87,10 +87,88 @@ serve_live_metrics(const struct config *cfg)
 	}
 }
 
+/* Keys that belong to listeners and files already open: changing them needs a restart. */
+static const char *
+serve_fixed_change(const struct config *a, const struct config *b)
+{
+	static const struct {
+		const char	*name;
+		size_t		 off;
+	} keys[] = {
+		{ "listen", offsetof(struct config, listen) },
+		{ "control_socket", offsetof(struct config, control_socket) },
+		{ "state_dir", offsetof(struct config, state_dir) },
+		{ "tls_cert", offsetof(struct config, tls_cert) },
+		{ "tls_key", offsetof(struct config, tls_key) },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const char *x = *(char *const *)((const char *)a + keys[i].off);
+		const char *y = *(char *const *)((const char *)b + keys[i].off);
+
+		if ((x == NULL) != (y == NULL) || (x != NULL && strcmp(x, y) != 0))
+			return keys[i].name;
+	}
+	if (a->max_parallel_deploys != b->max_parallel_deploys)
+		return "max_parallel_deploys";
+	if (memcmp(&a->limits, &b->limits, sizeof(a->limits)) != 0)
+		return "limits";
+	return NULL;
+}
+
+/*
+ * SIGHUP: a broken or unsupported new configuration leaves the running one untouched.
+ * Replaced configurations are kept until exit: a request in flight may still read them.
+ */
+static void
+serve_reload(const char *file, struct config **cfg, struct strv *retired)
+{
+	struct config *next;
+	struct strv errors = { NULL, 0 };
+	struct error e;
+	const char *fixed;
+	size_t i;
+
+	serve_notify("RELOADING=1");
+	if (config_load(file, &next, &errors) != E_OK) {
+		for (i = 0; i < errors.n; i++)
+			log_error("reload: %s", errors.v[i]);
+		log_error("reload: configuration has errors; still running the old one");
+		util_strv_free(&errors);
+		serve_notify("READY=1\nSTATUS=reload failed: configuration has errors");
+		return;
+	}
+	if ((fixed = serve_fixed_change(*cfg, next)) != NULL) {
+		log_error("reload: %s changed; restart deployd to apply it (still running "
+		    "the old configuration)", fixed);
+		config_free(next);
+		serve_notify("READY=1\nSTATUS=reload refused: restart needed");
+		return;
+	}
+	for (i = 0; i < next->nsites; i++)
+		if (config_site(*cfg, next->sites[i].name) == NULL &&
+		    engine_recover(next, &next->sites[i], &e) != E_OK)
+			log_warn("site=%s recovery: %s", next->sites[i].name, e.msg);
+	log_set_level(next->log_level);
+	metrics_init(next);
+	sched_reload(next);
+	http_reload(next);
+	control_reload(next);
+	/* The pointer goes into a list of strings only to be freed at exit. */
+	retired->v = util_xrealloc(retired->v, retired->n + 2, sizeof(*retired->v));
+	retired->v[retired->n++] = (char *)*cfg;
+	retired->v[retired->n] = NULL;
+	*cfg = next;
+	log_info("reloaded %s: %zu site%s", file, next->nsites, next->nsites == 1 ? "" : "s");
+	serve_notify("READY=1\nSTATUS=configuration reloaded");
+}
+
 int
 serve_main(const char *config_file)
 {
 	struct config *cfg = NULL;
+	struct strv retired = { NULL, 0 };
 	struct error e;
 	sigset_t set;
 	char status[128];
@@ -146,8 +224,7 @@ serve_main(const char *config_file)
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_warn("SIGHUP: configuration reload is not implemented yet; "
-			    "restart deployd to apply changes");
+			serve_reload(config_file, &cfg, &retired);
 			continue;
 		}
 		log_info("%s: stopping; deploys in flight finish first",
@@ -171,6 +248,9 @@ out:
 	if (lockfd >= 0)
 		lock_release(lockfd);
 	config_free(cfg);
+	for (i = 0; i < retired.n; i++)
+		config_free((struct config *)(void *)retired.v[i]);
+	free(retired.v);
 	log_info("stopped");
 	return rc;
 }
