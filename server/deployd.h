@@ -511,6 +511,7 @@ void	 control_reload(const struct config *);
 
 /* ---- server/serve.c ---- */
 int	 serve_main(const char *config_file);
+void	 serve_notify(const char *msg);	/* sd_notify(3) without libsystemd */
 
 /* ---- server/demo.c ---- */
 struct cli;

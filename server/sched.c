@@ -341,6 +341,22 @@ sched_judge_missed(struct sched_site *s)
 	metrics_webhook_missed(s->cfg->name);
 }
 
+/* `systemctl status deployd` shows the last deploy that did something. */
+static void
+sched_notify_status(const struct sched_site *s, const struct deploy_request *req,
+    const struct deploy_result *res)
+{
+	char msg[768], err[200];
+
+	util_sanitize(res->error, err, sizeof(err));
+	if (res->rc == E_OK)
+		snprintf(msg, sizeof(msg), "STATUS=%s: %.12s live (%s, %s)", s->cfg->name,
+		    res->commit, res->release, util_trigger_name(req->trigger));
+	else
+		snprintf(msg, sizeof(msg), "STATUS=%s: deploy failed: %s", s->cfg->name, err);
+	serve_notify(msg);
+}
+
 static void *
 sched_worker(void *arg)
 {
@@ -375,6 +391,9 @@ sched_worker(void *arg)
 			metrics_live(s->cfg->name, util_now_ms() / 1000);
 		if (res.rc != E_OK && req.trigger == TRIG_POLL)
 			metrics_poll_error(s->cfg->name);
+
+		if (res.changed || res.rc != E_OK)
+			sched_notify_status(s, &req, &res);
 
 		pthread_mutex_lock(&S.mu);
 		sched_after_deploy(s, &req, &res);

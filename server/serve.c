@@ -13,7 +13,7 @@
 #include "deployd.h"
 
 /* systemd's notify protocol is one datagram; no need for libsystemd. */
-static void
+void
 serve_notify(const char *msg)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
