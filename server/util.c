@@ -15,13 +15,15 @@
 
 #include "deployd.h"
 
-/* Durations: "90s", "5m", "2h", "1500ms", or "0" alone. */
-int
-util_parse_duration(const char *s, int64_t *ms)
+struct util_unit {
+	const char	*suffix;
+	int64_t		 mult;
+};
+
+/* A whole number followed by one of the units; no sign, no spaces, no overflow. */
+static int
+util_parse_units(const char *s, const struct util_unit *units, size_t n, int64_t *out)
 {
-	static const struct { const char *unit; int64_t mult; } units[] = {
-		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
-	};
 	char *end;
 	long long v;
 	size_t i;
@@ -32,46 +34,42 @@ util_parse_duration(const char *s, int64_t *ms)
 	v = strtoll(s, &end, 10);
 	if (errno != 0 || v < 0)
 		return E_INVAL;
-	if (*end == '\0')
-		return v == 0 ? (*ms = 0, E_OK) : E_INVAL;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit) == 0) {
+	for (i = 0; i < n; i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
 			if (v > INT64_MAX / units[i].mult)
 				return E_INVAL;
-			*ms = v * units[i].mult;
+			*out = v * units[i].mult;
 			return E_OK;
 		}
 	}
 	return E_INVAL;
 }
 
-/* Sizes: "25MiB", "16KiB", "1GiB", a plain byte count, or "0". */
+/* Durations: "90s", "5m", "2h", "1500ms", or "0" alone (a bare number would be ambiguous). */
+int
+util_parse_duration(const char *s, int64_t *ms)
+{
+	static const struct util_unit units[] = {
+		{ "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 },
+	};
+
+	if (s != NULL && strcmp(s, "0") == 0) {
+		*ms = 0;
+		return E_OK;
+	}
+	return util_parse_units(s, units, sizeof(units) / sizeof(units[0]), ms);
+}
+
+/* Sizes: "25MiB", "16KiB", "1GiB", or a plain byte count. */
 int
 util_parse_size(const char *s, int64_t *bytes)
 {
-	static const struct { const char *unit; int64_t mult; } units[] = {
+	static const struct util_unit units[] = {
 		{ "", 1 }, { "B", 1 }, { "KiB", 1024 }, { "MiB", 1024 * 1024 },
 		{ "GiB", 1024LL * 1024 * 1024 },
 	};
-	char *end;
-	long long v;
-	size_t i;
 
-	if (s == NULL || *s == '\0' || !isdigit((unsigned char)*s))
-		return E_INVAL;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || v < 0)
-		return E_INVAL;
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit) == 0) {
-			if (v > INT64_MAX / units[i].mult)
-				return E_INVAL;
-			*bytes = v * units[i].mult;
-			return E_OK;
-		}
-	}
-	return E_INVAL;
+	return util_parse_units(s, units, sizeof(units) / sizeof(units[0]), bytes);
 }
 
 int
