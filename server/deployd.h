@@ -261,6 +261,27 @@ int	 rollback_pause(const struct config *, const struct site_config *, int pause
 json_t	*rollback_releases_json(const struct config *, const struct site_config *,
 	    struct error *);
 
+/* ---- deploy/sshsig.c: SSH-signed commits (PROTOCOL.sshsig) and allowed_signers ---- */
+#define SSHSIG_NAMESPACE	"git"
+#define SSHSIG_ARMOR_MAX	(64 * 1024)	/* a larger signature is refused unparsed */
+#define SSHSIG_ALLOWED_MAX	(1024 * 1024)	/* largest allowed_signers file read */
+/* Who may sign: an allowed_signers file's text, and the namespace and date to check. */
+struct sshsig_policy {
+	const char	*file;		/* named in messages */
+	const char	*text;		/* the file's bytes; need not end in NUL */
+	size_t		 len;
+	const char	*ns;		/* the namespace a signature must carry */
+	int64_t		 when;		/* unix seconds, for valid-after and valid-before */
+};
+int	 sshsig_verify_commit(const char *cache_dir, const char *commit_hex,
+	    const char *allowed_signers, char *signer, size_t signerlen, struct error *);
+int	 sshsig_verify(const char *what, const char *armored, size_t len,
+	    const unsigned char *msg, size_t msglen, const struct sshsig_policy *,
+	    char *signer, size_t signerlen, struct error *);
+int	 sshsig_allowed(const char *what, const struct sshsig_policy *,
+	    const unsigned char *key, size_t keylen, char *signer, size_t signerlen,
+	    struct error *);
+
 /* ---- deploy/fetch.c ---- */
 #define FETCH_REF_MAX	256
 /* What the remote said: the commit to deploy and the ref it came from. */
@@ -272,6 +293,8 @@ int	 fetch_site(const struct config *, const struct site_config *,
 	    struct fetch_result *, struct error *);
 int	 fetch_remote_tip(const struct config *, const struct site_config *,
 	    struct fetch_result *, struct error *);	/* ls-remote only, no download */
+int	 fetch_site_fresh(const struct config *, const struct site_config *,
+	    struct fetch_result *, struct error *);	/* re-clone a damaged cache */
 int	 fetch_child_main(int argc, char **argv);	/* the "__fetch" helper process */
 #define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* default of site->fetch_timeout_ms */
 void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
@@ -344,6 +367,29 @@ int	 knownhosts_host_match(const char *field, const char *name);
 void	 knownhosts_name(const char *host, int port, char *buf, size_t len);
 void	 knownhosts_fingerprint(const unsigned char *key, size_t len, char *buf,
 	    size_t buflen);
+
+/* ---- deploy/submodule.c: submodules checked out into releases ---- */
+struct git_oid;
+struct git_repository;
+struct git_tree;
+struct submodule {
+	char		*name;
+	char		*path;
+	char		*url;
+};
+/* Make commit present in the bare repository dir, fetching it from url. */
+typedef int (*submodule_fetch_fn)(const char *url, const char *dir,
+	    const struct git_oid *commit, void *arg, struct error *);
+int	 submodule_parse(const char *text, size_t len, struct submodule **, size_t *n);
+void	 submodule_free(struct submodule *, size_t n);
+const struct submodule *submodule_find(const struct submodule *, size_t n, const char *path);
+char	*submodule_resolve_url(const char *base, const char *url);
+char	*submodule_dir(const char *cache_dir, const char *key);
+int	 submodule_read(struct git_repository *, const struct git_tree *,
+	    struct submodule **, size_t *n, struct error *);
+int	 submodule_fetch_all(struct git_repository *, const char *cache_dir,
+	    const struct git_oid *commit, const char *url, submodule_fetch_fn, void *arg,
+	    struct error *);
 
 /* ---- deploy/tags.c: `tags:` mode ---- */
 int	 tags_vercmp(const char *a, const char *b);
@@ -502,6 +548,8 @@ json_t	*sched_site_json(const char *site);
 json_t	*sched_sites_json(void);
 void	 sched_note_webhook(const char *site);
 int	 sched_is_paused(const char *site);
+enum { REQ_UNKNOWN, REQ_WAITING, REQ_OK, REQ_FAILED };
+int	 sched_request_state(const char *site, int64_t id, int *paused);
 
 /* ---- server/control.c ---- */
 int	 control_start(const struct config *, struct error *);

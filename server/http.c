@@ -304,28 +304,6 @@ http_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *va
 	return MHD_YES;
 }
 
-enum { HTTP_DEPLOY_UNKNOWN, HTTP_DEPLOY_LIVE };
-
-/*
- * What became of deploy `id`: waiting, running or succeeded (a repeat is a duplicate),
- * or failed or forgotten (a repeat rings again, since redelivery is how users retry).
- */
-static int
-http_deploy_state(json_t *st, int64_t id)
-{
-	json_t *d = json_object_get(st, "deploy");
-
-	if (id <= 0 || d == NULL)
-		return HTTP_DEPLOY_UNKNOWN;
-	if (json_integer_value(json_object_get(d, "running_id")) == id ||
-	    json_integer_value(json_object_get(d, "queued_id")) == id)
-		return HTTP_DEPLOY_LIVE;
-	if (json_integer_value(json_object_get(d, "done_id")) == id &&
-	    json_is_true(json_object_get(d, "done_ok")))
-		return HTTP_DEPLOY_LIVE;
-	return HTTP_DEPLOY_UNKNOWN;
-}
-
 static struct http_seen *
 http_seen_find(struct http_site *s, const struct hook_result *res)
 {
@@ -350,31 +328,28 @@ http_ring(struct http_site *s, struct hook_result *res, unsigned *status)
 	const char *name = s->cfg->name;
 	struct deploy_request req;
 	struct http_seen *seen;
-	json_t *st;
 	int64_t id = 0, prev = 0;
-	int rc;
+	int rc, paused = 0, state;
 
 	sched_note_webhook(name);
-	st = sched_site_json(name);
 	*status = MHD_HTTP_ACCEPTED;
-	if (json_is_true(json_object_get(st, "paused"))) {
-		json_decref(st);
-		res->queue = 0;
-		util_strlcpy(res->reason, "site paused", sizeof(res->reason));
-		return "ignored";
-	}
 	if (res->delivery[0] != '\0') {
 		pthread_mutex_lock(&H.mu);
 		if ((seen = http_seen_find(s, res)) != NULL)
 			prev = seen->id;
 		pthread_mutex_unlock(&H.mu);
-		if (prev > 0 && http_deploy_state(st, prev) == HTTP_DEPLOY_LIVE) {
-			json_decref(st);
-			res->queue = 0;
-			return "duplicate";
-		}
 	}
-	json_decref(st);
+	/* A repeat whose deploy waits, runs or succeeded is a duplicate; a failed one rings. */
+	state = sched_request_state(name, prev, &paused);
+	if (paused) {
+		res->queue = 0;
+		util_strlcpy(res->reason, "site paused", sizeof(res->reason));
+		return "ignored";
+	}
+	if (prev > 0 && (state == REQ_WAITING || state == REQ_OK)) {
+		res->queue = 0;
+		return "duplicate";
+	}
 
 	memset(&req, 0, sizeof(req));
 	req.trigger = TRIG_WEBHOOK;

@@ -34,6 +34,11 @@ struct sched_site {
 	char			 last_error[512];	/* of the last deploy, if it failed */
 	int64_t			 last_error_at;		/* unix seconds */
 	int			 paused;	/* mirrors state.json; automatic deploys skipped */
+	struct {
+		int64_t		 id;
+		int		 ok;
+	}			 recent[16];	/* outcomes of the last jobs, for duplicates */
+	size_t			 recent_next;
 	struct sched_site	*qnext;
 };
 
@@ -279,6 +284,32 @@ sched_run(struct sched_site *s, struct deploy_request *req, struct deploy_result
 	}
 }
 
+/*
+ * What became of request id, without touching the disk (the webhook path asks): waiting
+ * or running, done well, failed, or too old to know. *paused tells if the site is paused.
+ */
+int
+sched_request_state(const char *site, int64_t id, int *paused)
+{
+	struct sched_site *s;
+	int st = REQ_UNKNOWN;
+	size_t i;
+
+	pthread_mutex_lock(&S.mu);
+	if ((s = sched_find(site)) != NULL) {
+		*paused = s->paused;
+		if (id > 0 && (((s->queued || s->pending) && s->req_id == id) ||
+		    (s->running && s->run_id == id)))
+			st = REQ_WAITING;
+		for (i = 0; st == REQ_UNKNOWN && i < sizeof(s->recent) / sizeof(s->recent[0]);
+		    i++)
+			if (id > 0 && s->recent[i].id == id)
+				st = s->recent[i].ok ? REQ_OK : REQ_FAILED;
+	}
+	pthread_mutex_unlock(&S.mu);
+	return st;
+}
+
 int
 sched_is_paused(const char *site)
 {
@@ -401,6 +432,9 @@ sched_worker(void *arg)
 		s->phase = PHASE_IDLE;
 		s->done_id = id;
 		s->done_ok = res.rc == E_OK;
+		s->recent[s->recent_next].id = id;
+		s->recent[s->recent_next].ok = s->done_ok;
+		s->recent_next = (s->recent_next + 1) % (sizeof(s->recent) / sizeof(s->recent[0]));
 		s->done_changed = res.changed;
 		util_strlcpy(s->done_error, res.error, sizeof(s->done_error));
 		util_strlcpy(s->done_commit, res.commit, sizeof(s->done_commit));
