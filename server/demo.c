@@ -52,7 +52,7 @@ demo_free_port(void)
 
 /* The demo repository, made with libgit2 so the demo needs no git binary to start. */
 static int
-demo_make_repo(const char *dir)
+demo_make_repo(const char *dir, char head[SHA_HEX])
 {
 	git_repository_init_options opts;
 	git_repository *repo = NULL;
@@ -88,6 +88,7 @@ demo_make_repo(const char *dir)
 	    git_commit_create_v(&commit_id, repo, "HEAD", sig, sig, NULL,
 	    "First page of the demo site", tree, 0) != 0)
 		goto out;
+	git_oid_tostr(head, SHA_HEX, &commit_id);
 	rc = E_OK;
 out:
 	if (rc != E_OK)
@@ -101,16 +102,20 @@ out:
 	return rc;
 }
 
+/*
+ * A GitHub-style push. Its "after" stays the first commit: deployd treats a webhook as a
+ * doorbell and deploys what the branch says after a fetch, whatever the payload claims.
+ */
 static const char demo_payload[] =
     "{\"ref\":\"refs/heads/main\",\"before\":\"0000000000000000000000000000000000000000\","
-    "\"after\":\"0000000000000000000000000000000000000000\","
+    "\"after\":\"%s\","
     "\"repository\":{\"name\":\"demo\",\"full_name\":\"local/demo\"},"
     "\"pusher\":{\"name\":\"you\"},\"commits\":[]}\n";
 
 int
 demo_main(struct cli *cli)
 {
-	char dir[PATH_MAX], self[PATH_MAX], *p;
+	char dir[PATH_MAX], self[PATH_MAX], head[SHA_HEX], *p, *payload;
 	unsigned char key[16];
 	char secret[sizeof(key) * 2 + 2];
 	ssize_t n;
@@ -144,7 +149,7 @@ demo_main(struct cli *cli)
 
 	git_libgit2_init();
 	p = util_xasprintf("%s/repo", dir);
-	rc = demo_make_repo(p);
+	rc = demo_make_repo(p, head);
 	free(p);
 	git_libgit2_shutdown();
 	if (rc != E_OK)
@@ -161,7 +166,9 @@ demo_main(struct cli *cli)
 	if (rc != E_OK)
 		return 1;
 	p = util_xasprintf("%s/push.json", dir);
-	rc = demo_write(p, demo_payload, 0644);
+	payload = util_xasprintf(demo_payload, head);
+	rc = demo_write(p, payload, 0644);
+	free(payload);
 	free(p);
 	if (rc != E_OK)
 		return 1;
