@@ -215,7 +215,7 @@ rollback_time(int64_t secs)
 	return json_string(buf);
 }
 
-/* Every release directory on disk, oldest first, with what the state knows of it. */
+/* Every release directory on disk, newest first, with what the state knows of it. */
 json_t *
 rollback_releases_json(const struct config *cfg, const struct site_config *site,
     struct error *e)
@@ -257,7 +257,7 @@ rollback_releases_json(const struct config *cfg, const struct site_config *site,
 			json_object_set_new(o, "activated_at",
 			    rollback_time(rec ? rec->activated_at : 0));
 			json_object_set_new(o, "good", json_boolean(rec != NULL && !rec->bad));
-			json_array_append_new(arr, o);
+			json_array_insert_new(arr, 0, o);
 		}
 	}
 	util_strv_free(&names);
