@@ -226,6 +226,38 @@ engine_pick_name(struct engine_run *r, struct error *e)
 	return util_error(e, E_INVAL, "no free release name for %.12s", r->commit);
 }
 
+/*
+ * The fetch went well, yet an object of the commit does not read: the cache is damaged on disk
+ * (a bad sector, a full disk in the past, someone's cleanup). Clone afresh, once.
+ */
+static int
+engine_refetch(struct engine_run *r, struct error *e)
+{
+	struct fetch_result fr;
+	struct error fe = { 0 };
+	char clean[sizeof(e->msg)];
+	git_repository *repo = NULL;
+	git_commit *c = NULL;
+	git_oid oid;
+	int rc = E_OK;
+
+	util_sanitize(e->msg, clean, sizeof(clean));
+	log_warn("site=%s commit=%.12s the cache does not read (%s); cloning afresh",
+	    r->site->name, r->commit, clean);
+	if (util_rm_rf_at(r->releases_fd, r->tmpname) != E_OK)
+		return util_error_sys(e, "removing %s", r->tmpname);
+	if (fetch_site_fresh(r->cfg, r->site, &fr, &fe) != E_OK)
+		return util_error(e, fe.code, "the cache was damaged and cloning afresh failed: %s",
+		    fe.msg);
+	if (git_repository_open_ext(&repo, r->cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
+	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0 || git_oid_fromstr(&oid, r->commit) != 0 ||
+	    git_commit_lookup(&c, repo, &oid) != 0)
+		rc = util_error_git(e, "commit %.12s after cloning afresh", r->commit);
+	git_commit_free(c);
+	git_repository_free(repo);
+	return rc;
+}
+
 /* Write the release under its temporary name, make it durable, then give it its name. */
 static int
 engine_write(struct engine_run *r, struct error *e)
@@ -239,8 +271,11 @@ engine_write(struct engine_run *r, struct error *e)
 	if (util_rm_rf_at(r->releases_fd, r->tmpname) != E_OK)
 		return util_error_sys(e, "removing old %s", r->tmpname);
 	r->wrote = 1;
-	if ((rc = release_write(r->cache, r->commit, r->releases_fd, r->tmpname, &nfiles,
-	    e)) != E_OK)
+	rc = release_write(r->cache, r->commit, r->releases_fd, r->tmpname, &nfiles, e);
+	/* E_GIT: an object did not read; a refusal (E_INVAL) or a full disk is something else. */
+	if (rc == E_GIT && (rc = engine_refetch(r, e)) == E_OK)
+		rc = release_write(r->cache, r->commit, r->releases_fd, r->tmpname, &nfiles, e);
+	if (rc != E_OK)
 		return rc;
 	if ((rc = shared_link(r->site, r->releases_fd, r->tmpname, e)) != E_OK)
 		return rc;
@@ -586,7 +621,7 @@ engine_poll_check(struct engine_run *r, int *rcp, struct error *e)
 	return 0;
 }
 
-/* post_activate with the new release live; a failure is a failed deploy (see engine_post_failed). */
+/* post_activate, with the new release live; its failure is a failed deploy. */
 static int
 engine_post_activate(struct engine_run *r, struct error *e)
 {

@@ -44,6 +44,13 @@ extern char **environ;
 
 #define FETCH_OUT_MAX	1024	/* the child prints one short line */
 
+/* What the helper is asked to do. */
+enum fetch_mode {
+	FETCH_UPDATE,		/* fetch into the cache, cloning afresh if it is damaged */
+	FETCH_LS_REMOTE,	/* only ask the remote for its tip */
+	FETCH_FRESH,		/* clone afresh: the cache is known to be damaged */
+};
+
 static char fetch_exe[PATH_MAX] = "/proc/self/exe";
 static int64_t fetch_timeout_override;
 
@@ -174,7 +181,7 @@ fetch_parse_reply(char *out, int status, struct fetch_result *fr, struct error *
  * token needs no restart.
  */
 static void
-fetch_argv(const struct config *cfg, const struct site_config *site, int ls_remote,
+fetch_argv(const struct config *cfg, const struct site_config *site, enum fetch_mode mode,
     struct strv *av)
 {
 	const struct {
@@ -194,8 +201,10 @@ fetch_argv(const struct config *cfg, const struct site_config *site, int ls_remo
 
 	util_strv_push(av, fetch_exe);
 	util_strv_push(av, "__fetch");
-	if (ls_remote)
+	if (mode == FETCH_LS_REMOTE)
 		util_strv_push(av, "--ls-remote");
+	if (mode == FETCH_FRESH)
+		util_strv_push(av, "--fresh");
 	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		if (opts[i].value == NULL)
 			continue;
@@ -214,7 +223,7 @@ fetch_argv(const struct config *cfg, const struct site_config *site, int ls_remo
  * settings libgit2 keeps process-wide (the CA file) stay per site that way, too.
  */
 static int
-fetch_run(const struct config *cfg, const struct site_config *site, int ls_remote,
+fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_mode mode,
     struct fetch_result *fr, struct error *e)
 {
 	posix_spawn_file_actions_t fa;
@@ -237,7 +246,7 @@ fetch_run(const struct config *cfg, const struct site_config *site, int ls_remot
 	free(dir);
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return util_error_sys(e, "pipe");
-	fetch_argv(cfg, site, ls_remote, &av);
+	fetch_argv(cfg, site, mode, &av);
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -301,7 +310,7 @@ fetch_run(const struct config *cfg, const struct site_config *site, int ls_remot
 		if (timed_out)
 			fetch_reap(pid, 0, &status);
 		return util_error(e, E_TIMEOUT, "%s timed out after %lld s",
-		    ls_remote ? "checking the remote" : "fetch",
+		    mode == FETCH_LS_REMOTE ? "checking the remote" : "fetch",
 		    (long long)((limit + 999) / 1000));
 	}
 	return fetch_parse_reply(out, status, fr, e);
@@ -312,7 +321,15 @@ int
 fetch_site(const struct config *cfg, const struct site_config *site, struct fetch_result *fr,
     struct error *e)
 {
-	return fetch_run(cfg, site, 0, fr, e);
+	return fetch_run(cfg, site, FETCH_UPDATE, fr, e);
+}
+
+/* Clone the site afresh, replacing a cache found damaged after a fetch said it was fine. */
+int
+fetch_site_fresh(const struct config *cfg, const struct site_config *site,
+    struct fetch_result *fr, struct error *e)
+{
+	return fetch_run(cfg, site, FETCH_FRESH, fr, e);
 }
 
 /* Ask the remote what it would deploy now, without downloading anything (ls-remote). */
@@ -320,7 +337,7 @@ int
 fetch_remote_tip(const struct config *cfg, const struct site_config *site,
     struct fetch_result *fr, struct error *e)
 {
-	return fetch_run(cfg, site, 1, fr, e);
+	return fetch_run(cfg, site, FETCH_LS_REMOTE, fr, e);
 }
 
 /* ---- the child ---- */
@@ -328,6 +345,7 @@ fetch_remote_tip(const struct config *cfg, const struct site_config *site,
 /* What the child was asked to do (its command line). */
 struct fetch_opts {
 	int		 ls_remote;
+	int		 fresh;
 	const char	*branch;
 	const char	*tags;
 	const char	*ssh_key;
@@ -734,14 +752,139 @@ fetch_ls_remote(const struct fetch_opts *o, git_oid *tip, char *ref, size_t refl
 	return rc;
 }
 
+/*
+ * An anonymous remote without url.<base>.insteadOf rewriting: the configured URL is the one
+ * fetched. (libgit2 1.5.1 also leaks PCRE2 match data while applying insteadOf.)
+ */
+static int
+fetch_remote_new(git_repository *repo, const char *url, git_remote **remote)
+{
+	git_remote_create_options ropts;
+
+	git_remote_create_options_init(&ropts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
+	ropts.repository = repo;
+	ropts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
+	    GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
+	return git_remote_create_with_opts(remote, url, &ropts);
+}
+
+/* Download what refspecs name over the open connection, then update the refs. 0 or -1. */
+static int
+fetch_download(git_remote *remote, const git_strarray *refspecs,
+    const git_remote_callbacks *cbs)
+{
+	git_fetch_options fopts;
+	int grc;
+
+	git_fetch_options_init(&fopts, GIT_FETCH_OPTIONS_VERSION);
+	fopts.callbacks = *cbs;
+	fopts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+	fopts.update_fetchhead = 0;
+	fetch_lsan_disable();
+	grc = git_remote_download(remote, refspecs, &fopts);
+	fetch_lsan_enable();
+	git_remote_disconnect(remote);
+	if (grc != 0 || git_remote_update_tips(remote, cbs, 0, GIT_REMOTE_DOWNLOAD_TAGS_NONE,
+	    "deployd fetch") != 0)
+		return -1;
+	return 0;
+}
+
+/* One attempt at fetching every branch and tag of url into repo; then commit must be there. */
+static int
+fetch_module_once(git_repository *repo, const struct fetch_opts *o, const char *url,
+    const struct git_oid *commit, struct error *e)
+{
+	static const char *const specs[] = { "+refs/heads/*:refs/heads/*",
+	    "+refs/tags/*:refs/tags/*" };
+	git_strarray refspecs = { (char **)(uintptr_t)specs, 2 };
+	git_remote_callbacks cbs;
+	const git_remote_head **heads;
+	struct fetch_conn c;
+	git_remote *remote = NULL;
+	git_commit *cm = NULL;
+	size_t n;
+	int rc = E_OK;
+
+	fetch_conn_init(&c, o, url, &cbs);
+	if (fetch_remote_new(repo, url, &remote) != 0) {
+		rc = util_error_git(e, "submodule %s", c.shown);
+		goto out;
+	}
+	if (fetch_connect(remote, &c, &cbs, &heads, &n) != 0) {
+		rc = util_error(e, E_GIT, "submodule: %s", fetch_child_err);
+		goto out;
+	}
+	if (fetch_download(remote, &refspecs, &cbs) != 0) {
+		rc = c.why[0] != '\0' ? util_error(e, E_GIT, "submodule: %s", c.why) :
+		    util_error_git(e, "fetching submodule %s", c.shown);
+		goto out;
+	}
+	if (git_commit_lookup(&cm, repo, commit) != 0)
+		rc = util_error(e, E_NOTFOUND, "submodule %s: commit %s is not on any branch or "
+		    "tag there", c.shown, git_oid_tostr_s(commit));
+out:
+	git_commit_free(cm);
+	git_remote_free(remote);
+	return rc;
+}
+
+/*
+ * One submodule: make its pinned commit present in its own bare cache (dir), fetching every
+ * branch and tag of url with the site's credentials. A commit already there is immutable. A
+ * cache that still lacks it after a fetch may be damaged (its refs claim what its objects
+ * lack, so the server sends nothing): it gets one fresh start.
+ */
+static int
+fetch_module(const char *url, const char *dir, const struct git_oid *commit, void *arg,
+    struct error *e)
+{
+	const struct fetch_opts *o = arg;
+	git_repository *repo = NULL;
+	git_commit *cm = NULL;
+	char *parent, *slash;
+	int rc, attempt, fresh = 0;
+
+	parent = util_xstrdup(dir);
+	if ((slash = strrchr(parent, '/')) != NULL)
+		*slash = '\0';
+	if (util_mkdir_p(parent, 0700) != E_OK) {
+		rc = util_error_sys(e, "creating %s", parent);
+		free(parent);
+		return rc;
+	}
+	free(parent);
+	for (attempt = 0; attempt < 2; attempt++) {
+		if (repo == NULL && git_repository_open_ext(&repo, dir,
+		    GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL) != 0) {
+			util_rm_rf_at(AT_FDCWD, dir);
+			fresh = 1;
+			if (git_repository_init(&repo, dir, 1) != 0)
+				return util_error_git(e, "creating submodule cache %s", dir);
+		}
+		if (git_commit_lookup(&cm, repo, commit) == 0) {
+			rc = E_OK;
+			break;
+		}
+		rc = fetch_module_once(repo, o, url, commit, e);
+		if (rc == E_OK || fresh)
+			break;
+		fprintf(stderr, "deployd: submodule cache %s: %s; cloning afresh\n", dir, e->msg);
+		git_repository_free(repo);
+		repo = NULL;
+		util_rm_rf_at(AT_FDCWD, dir);
+	}
+	git_commit_free(cm);
+	git_repository_free(repo);
+	return rc;
+}
+
 /* One fetch into repo: connect, pick the ref, download it, peel it. -1: failed, *cache_err set. */
 static int
 fetch_once(git_repository *repo, const struct fetch_opts *o, git_oid *tip, char *ref,
     size_t reflen, int *cache_err)
 {
-	git_remote_create_options ropts;
 	git_remote_callbacks cbs;
-	git_fetch_options fopts;
 	const git_remote_head **heads;
 	struct fetch_conn c;
 	struct stat st;
@@ -751,8 +894,9 @@ fetch_once(git_repository *repo, const struct fetch_opts *o, git_oid *tip, char 
 	git_remote *remote = NULL;
 	git_object *obj = NULL, *peeled = NULL;
 	git_oid id, adv_peeled;
+	struct error se = { 0 };
 	size_t n;
-	int rc = -1, grc;
+	int rc = -1;
 
 	*cache_err = 0;
 	fetch_conn_init(&c, o, o->url, &cbs);
@@ -761,15 +905,7 @@ fetch_once(git_repository *repo, const struct fetch_opts *o, git_oid *tip, char 
 		fetch_child_fail("repository %s: %s", c.shown, strerror(errno));
 		return -1;
 	}
-	/*
-	 * An anonymous remote without url.<base>.insteadOf rewriting: the configured URL is the
-	 * one fetched. (libgit2 1.5.1 also leaks PCRE2 match data while applying insteadOf.)
-	 */
-	git_remote_create_options_init(&ropts, GIT_REMOTE_CREATE_OPTIONS_VERSION);
-	ropts.repository = repo;
-	ropts.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF |
-	    GIT_REMOTE_CREATE_SKIP_DEFAULT_FETCHSPEC;
-	if (git_remote_create_with_opts(&remote, o->url, &ropts) != 0) {
+	if (fetch_remote_new(repo, o->url, &remote) != 0) {
 		fetch_conn_fail(&c, "fetching");
 		goto out;
 	}
@@ -777,23 +913,9 @@ fetch_once(git_repository *repo, const struct fetch_opts *o, git_oid *tip, char 
 	    fetch_pick(o, repo, &c, heads, n, ref, reflen, &id, &adv_peeled) != 0)
 		goto out;
 	snprintf(spec, sizeof(spec), "+%s:%s", ref, ref);
-	git_fetch_options_init(&fopts, GIT_FETCH_OPTIONS_VERSION);
-	fopts.callbacks = cbs;
-	fopts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-	fopts.update_fetchhead = 0;
-	fetch_lsan_disable();
-	grc = git_remote_download(remote, &refspecs, &fopts);
-	fetch_lsan_enable();
-	if (grc != 0) {
+	if (fetch_download(remote, &refspecs, &cbs) != 0) {
 		*cache_err = fetch_cache_error();
 		fetch_conn_fail(&c, "fetching");
-		goto out;
-	}
-	git_remote_disconnect(remote);
-	if (git_remote_update_tips(remote, &cbs, 0, GIT_REMOTE_DOWNLOAD_TAGS_NONE,
-	    "deployd fetch") != 0) {
-		*cache_err = fetch_cache_error();
-		fetch_child_fail("updating %s in the cache: %s", ref, fetch_git_msg());
 		goto out;
 	}
 	/* An annotated tag peels to its commit; a branch tip must be one. */
@@ -805,6 +927,11 @@ fetch_once(git_repository *repo, const struct fetch_opts *o, git_oid *tip, char 
 		goto out;
 	}
 	git_oid_cpy(tip, git_object_id(peeled));
+	if (submodule_fetch_all(repo, o->cache, tip, o->url, fetch_module,
+	    (void *)(uintptr_t)o, &se) != E_OK) {
+		fetch_child_fail("%s", se.msg);
+		goto out;
+	}
 	rc = 0;
 out:
 	git_object_free(peeled);
@@ -841,6 +968,18 @@ fetch_reclone(const struct fetch_opts *o, git_oid *tip, char *ref, size_t reflen
 		util_rm_rf_at(AT_FDCWD, fresh);
 	free(fresh);
 	return rc;
+}
+
+/* The submodule caches beside cache (state_dir/<site>/modules), for a fresh start. */
+static void
+fetch_drop_modules(const char *cache)
+{
+	const char *slash = strrchr(cache, '/');
+	char *dir = slash != NULL ? util_xasprintf("%.*s/modules", (int)(slash - cache), cache) :
+	    util_xstrdup("modules");
+
+	util_rm_rf_at(AT_FDCWD, dir);
+	free(dir);
 }
 
 /* Where the system's CA bundle lives (Debian, then Fedora); ca_file is trusted in addition. */
@@ -926,6 +1065,10 @@ fetch_child_args(int argc, char **argv, struct fetch_opts *o)
 			o->ls_remote = 1;
 			continue;
 		}
+		if (strcmp(argv[i], "--fresh") == 0) {
+			o->fresh = 1;
+			continue;
+		}
 		for (j = 0; j < sizeof(opts) / sizeof(opts[0]); j++)
 			if (strcmp(argv[i], opts[j].flag) == 0 && i + 1 < argc)
 				break;
@@ -941,9 +1084,9 @@ fetch_child_args(int argc, char **argv, struct fetch_opts *o)
 }
 
 /*
- * "deployd __fetch [--ls-remote] (--branch B | --tags GLOB) [--ssh-key F] [--known-hosts F]
- * [--token-file F] [--token-user U] [--ca-file F] -- CACHE URL": prints "ok <commit> <ref>" or
- * "error <message>"; exits 0 or 1.
+ * "deployd __fetch [--ls-remote | --fresh] (--branch B | --tags GLOB) [--ssh-key F]
+ * [--known-hosts F] [--token-file F] [--token-user U] [--ca-file F] -- CACHE URL": prints
+ * "ok <commit> <ref>" or "error <message>"; exits 0 or 1.
  */
 int
 fetch_child_main(int argc, char **argv)
@@ -955,7 +1098,8 @@ fetch_child_main(int argc, char **argv)
 	int cache_err = 0, rc = 1, port;
 
 	if (fetch_child_args(argc, argv, &o) != 0) {
-		printf("error usage: deployd __fetch [--ls-remote] (--branch B | --tags GLOB) "
+		printf("error usage: deployd __fetch [--ls-remote | --fresh] "
+		    "(--branch B | --tags GLOB) "
 		    "[--ssh-key F] [--known-hosts F] [--token-file F] [--token-user U] "
 		    "[--ca-file F] -- CACHE URL\n");
 		fflush(stdout);
@@ -979,6 +1123,11 @@ fetch_child_main(int argc, char **argv)
 		;
 	else if (o.ls_remote) {
 		if (fetch_ls_remote(&o, &tip, ref, sizeof(ref)) == 0)
+			rc = 0;
+	} else if (o.fresh) {
+		fprintf(stderr, "deployd: cloning %s afresh\n", o.cache);
+		fetch_drop_modules(o.cache);
+		if (fetch_reclone(&o, &tip, ref, sizeof(ref)) == 0)
 			rc = 0;
 	} else if (fetch_open_cache(o.cache, &repo) == 0) {
 		if (fetch_once(repo, &o, &tip, ref, sizeof(ref), &cache_err) == 0)

@@ -1,4 +1,4 @@
-/* hookrun.c: run one deploy hook: an argv without a shell, a fixed environment, a deadline, bounded output. */
+/* hookrun.c: run a deploy hook: argv, no shell, a fixed environment, a deadline, capped output. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

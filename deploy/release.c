@@ -17,13 +17,78 @@
 
 #define RELEASE_TMP_PREFIX ".tmp-"
 
-/* What one release_write carries down the tree. */
+/* What one release_write carries down the tree (and into submodules). */
 struct release_walk {
-	git_repository	*repo;
+	git_repository	*repo;		/* the repository of the tree being written */
+	const git_tree	*top;		/* its top tree, which has its .gitmodules */
+	struct submodule *mods;		/* read from there at the first gitlink */
+	size_t		 nmods;
+	int		 mods_read;
+	char		 key[PATH_MAX];	/* its submodule key, "" for the site's repo */
+	size_t		 root;		/* where its paths start in path */
+	const char	*cache_dir;
 	char		 path[PATH_MAX];	/* path inside the release, for messages */
 	size_t		 nfiles;
 	struct error	*e;
 };
+
+static int release_write_tree(struct release_walk *, const git_tree *, int);
+
+/*
+ * A gitlink: the pinned commit's tree, from the submodule's cache (fetched with the site's
+ * credentials by the fetch helper), written into the directory, submodules and all.
+ */
+static int
+release_write_module(struct release_walk *w, const git_tree_entry *te, int fd)
+{
+	struct release_walk saved = *w;
+	const struct submodule *sm;
+	git_repository *sub = NULL;
+	git_commit *c = NULL;
+	git_tree *tree = NULL;
+	char *dir = NULL, *key;
+	int rc;
+
+	if (!w->mods_read) {
+		if ((rc = submodule_read(w->repo, w->top, &w->mods, &w->nmods, w->e)) != E_OK)
+			return rc;
+		w->mods_read = 1;
+	}
+	if ((sm = submodule_find(w->mods, w->nmods, w->path + w->root)) == NULL)
+		return util_error(w->e, E_INVAL, "submodule at '%s' has no url in .gitmodules",
+		    w->path);
+	key = w->key[0] != '\0' ? util_xasprintf("%s/%s", w->key, sm->name) :
+	    util_xstrdup(sm->name);
+	dir = submodule_dir(w->cache_dir, key);
+	/* E_GIT: the engine then clones afresh, which fetches the submodules again. */
+	if (git_repository_open_ext(&sub, dir, GIT_REPOSITORY_OPEN_NO_SEARCH |
+	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0 ||
+	    git_commit_lookup(&c, sub, git_tree_entry_id(te)) != 0 ||
+	    git_commit_tree(&tree, c) != 0) {
+		rc = util_error_git(w->e, "submodule '%s' at %s: commit %.12s", sm->name,
+		    w->path, git_oid_tostr_s(git_tree_entry_id(te)));
+		goto out;
+	}
+	w->repo = sub;
+	w->top = tree;
+	w->mods = NULL;
+	w->nmods = 0;
+	w->mods_read = 0;
+	util_strlcpy(w->key, key, sizeof(w->key));
+	w->root = strlen(w->path) + 1;
+	rc = release_write_tree(w, tree, fd);
+	submodule_free(w->mods, w->nmods);
+	saved.nfiles = w->nfiles;
+	util_strlcpy(saved.path, w->path, sizeof(saved.path));
+	*w = saved;
+out:
+	git_tree_free(tree);
+	git_commit_free(c);
+	git_repository_free(sub);
+	free(dir);
+	free(key);
+	return rc;
+}
 
 static int
 release_is_hex(const char *s, size_t n)
@@ -239,9 +304,10 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd)
 			w->nfiles++;
 			break;
 		case GIT_FILEMODE_COMMIT:
-			/* A submodule: an empty directory until submodules are checked out. */
-			if ((rc = release_make_dir(w, dirfd, name, &fd)) == E_OK)
+			if ((rc = release_make_dir(w, dirfd, name, &fd)) == E_OK) {
+				rc = release_write_module(w, te, fd);
 				close(fd);
+			}
 			break;
 		default:
 			rc = util_error(w->e, E_INVAL, "%s: unknown file mode %o", w->path,
@@ -283,9 +349,12 @@ release_write(const char *cache_dir, const char *commit, int releases_fd,
 		goto out;
 	}
 	w->repo = repo;
+	w->top = tree;
+	w->cache_dir = cache_dir;
 	if ((rc = release_make_dir(w, releases_fd, tmpname, &fd)) != E_OK)
 		goto out;
 	rc = release_write_tree(w, tree, fd);
+	submodule_free(w->mods, w->nmods);
 	if (nfiles != NULL)
 		*nfiles = w->nfiles;
 out:

@@ -12,8 +12,9 @@
 #           make_big_repo WORK N | repo_head WORK | push_work WORK [-f]
 # Config:   free_port | site_yaml NAME REPO PATH [key=value...] | write_config FILE [SITE_YAML...]
 # Daemon:   start_daemon CONFIG | stop_daemon | kill9_daemon | daemon_running | dctl ARGS...
-#           status_json [SITE] | site_field SITE JQ_FIELD
-# Releases: current_commit PATH | current_release PATH | current_is PATH COMMIT | wait_live PATH COMMIT SECS
+#           status_json [SITE] | site_field SITE JQ_FIELD | site_field_is SITE FIELD VALUE | has_error SITE
+# Releases: current_commit PATH | current_release PATH | current_is PATH COMMIT | current_of PATH COMMIT...
+#           wait_live PATH COMMIT SECS
 #           tree_matches DIR WORK COMMIT | current_matches PATH WORK COMMIT | release_count PATH
 #           tmp_releases PATH | no_tmp_releases PATH | $ISO_RE $RELEASE_RE | iso_to_epoch TIME
 #
@@ -174,8 +175,20 @@ at_exit() {
 	AT_EXIT+=("$(printf '%q ' "$@")")
 }
 
+# The start time of PID (clock ticks since boot), so a reused PID is never mistaken for ours.
+pid_start() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	set -- $stat
+	echo "${20}"
+}
+
+# track_pid PID: stop PID when the script ends (if it is still the same process).
 track_pid() {
-	PIDS+=("$1")
+	local st
+	st=$(pid_start "$1") || return 0
+	PIDS+=("$1:$st")
 }
 
 # spawn LOG CMD...: run CMD in the background with output to LOG; PID in LAST_PID.
@@ -223,10 +236,10 @@ _lib_cleanup() {
 		for c in $(child_pids "$pid"); do track_pid "$c"; done
 	done
 	for pid in "${PIDS[@]}"; do
-		stop_pid "$pid" 5
+		[ "$(pid_start "${pid%%:*}")" = "${pid#*:}" ] && stop_pid "${pid%%:*}" 5
 	done
 	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null
+		wait "${pid%%:*}" 2>/dev/null
 	done
 	for ((i = ${#AT_EXIT[@]} - 1; i >= 0; i--)); do
 		eval "${AT_EXIT[i]}" >/dev/null 2>&1
@@ -565,4 +578,22 @@ iso_to_epoch() {
 # no_tmp_releases PATH: no .tmp-* in PATH/releases (for wait_for: re-evaluated on each try).
 no_tmp_releases() {
 	[ -z "$(tmp_releases "$1")" ]
+}
+
+# current_of PATH COMMIT...: print the one of COMMITs (full ids) that PATH/current names.
+current_of() {
+	local path=$1 cc c
+	shift
+	cc=$(current_commit "$path") || return 1
+	for c in "$@"; do
+		[ "${c:0:12}" = "$cc" ] && { echo "$c"; return 0; }
+	done
+	return 1
+}
+
+# has_error SITE: status shows a last_error for SITE.
+has_error() {
+	local e
+	e=$(site_field "$1" last_error) || return 1
+	[ -n "$e" ] && [ "$e" != null ]
 }

@@ -7,12 +7,6 @@ make_repo "$TMP/src" || bail "make_repo failed"
 commit_file "$TMP/src" index.html "hello" "hello" || bail "commit failed"
 H=$(repo_head "$TMP/src")
 
-has_error() {
-	local e
-	e=$(site_field "$1" last_error) || return 1
-	[ -n "$e" ] && [ "$e" != null ]
-}
-
 # expect_clean_failure SITE PATH WANT_LISTING ERE: error shown, no current, PATH holds only WANT.
 expect_clean_failure() {
 	local s=$1 p=$2 want=$3 ere=$4 err

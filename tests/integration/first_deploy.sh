@@ -59,7 +59,11 @@ is "every released file and directory is readable by others" "$unreadable" ""
 check "the state file exists and is JSON" jq -e . "$TMP/state/www/state.json"
 check "the repository cache is a bare repository" git --git-dir="$TMP/state/www/cache.git" rev-parse --is-bare-repository
 
-js=$(status_json www)
+# The site polls every second, so catch a snapshot between polls (while polling it is "fetching").
+idle_snapshot() {
+	js=$(status_json www) && [ "$(jq -r .state <<<"$js")" = idle ]
+}
+wait_for "an idle status snapshot" 10 idle_snapshot
 check "status --json www is valid JSON" jq -e . <<<"$js"
 is "status: name" "$(jq -r .name <<<"$js")" www
 is "status: state is idle" "$(jq -r .state <<<"$js")" idle
@@ -78,8 +82,10 @@ like "status: trigger of a first deploy is startup or poll" "$(jq -r .trigger <<
 is "status: last_error is null" "$(jq -r .last_error <<<"$js")" null
 is "status: last_webhook_at is null" "$(jq -r .last_webhook_at <<<"$js")" null
 
-plain=$(dctl status)
-row=$(printf '%s\n' "$plain" | awk '$1 == "www"')
+idle_row() {
+	row=$(dctl status | awk '$1 == "www"') && [[ $row =~ ^www\ +idle\  ]]
+}
+wait_for "an idle row" 10 idle_row
 like "plain status: the row shows the site idle" "$row" '^www +idle '
 like "plain status: the row shows the commit" "$row" " ${H:0:7}"
 

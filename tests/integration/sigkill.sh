@@ -14,16 +14,6 @@ start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
 wait_live "$WWW" "${ALL[0]}" 90 || bail "first deploy did not happen"
 check "first release of 2,000 files matches" tree_matches "$WWW/current" "$TMP/src" "${ALL[0]}"
 
-# The full commit id whose 12-hex prefix current names, if it is one of ours.
-commit_of_current() {
-	local cc c
-	cc=$(current_commit "$WWW") || return 1
-	for c in "${ALL[@]}"; do
-		[ "${c:0:12}" = "$cc" ] && { echo "$c"; return 0; }
-	done
-	return 1
-}
-
 # A new commit touching many files, so writing it takes a while.
 new_commit() {
 	local i=$1 f
@@ -42,7 +32,7 @@ check_current() {
 		fail "$when: current resolves" "current -> $(readlink "$WWW/current")"
 		return
 	fi
-	if c=$(commit_of_current); then
+	if c=$(current_of "$WWW" "${ALL[@]}"); then
 		check "$when: current (${c:0:12}) matches that commit exactly" tree_matches "$WWW/current" "$TMP/src" "$c"
 	else
 		fail "$when: current names one of the pushed commits" "current -> $(readlink "$WWW/current")"

@@ -12,15 +12,6 @@ write_config "$TMP/deployd.yaml" "$(site_yaml www "$TMP/src.git" "$WWW" poll=1s 
 start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
 wait_live "$WWW" "${ALL[0]}" 90 || bail "first deploy did not happen"
 
-commit_of_current() {
-	local cc c
-	cc=$(current_commit "$WWW") || return 1
-	for c in "${ALL[@]}"; do
-		[ "${c:0:12}" = "$cc" ] && { echo "$c"; return 0; }
-	done
-	return 1
-}
-
 # Every file changes, so the new release has to be written in full.
 rewrite_all() {
 	local i=$1 f
@@ -51,7 +42,7 @@ for i in 1 2 3 4; do
 		fail "$how: exit within ${STOP_BOUND}s" "took $took ms"
 	fi
 	is "$how: no temporary release left (finished or cleaned away)" "$(tmp_releases "$WWW")" ""
-	if c=$(commit_of_current); then
+	if c=$(current_of "$WWW" "${ALL[@]}"); then
 		check "$how: current (${c:0:12}) is a complete release" tree_matches "$WWW/current" "$TMP/src" "$c"
 	else
 		fail "$how: current names one of the pushed commits" "current -> $(readlink "$WWW/current")"

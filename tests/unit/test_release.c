@@ -109,7 +109,8 @@ commit_files(git_repository *repo, const char *branch, const struct tfile *files
 		ie.path = files[i].path;
 		ie.mode = files[i].mode;
 		if (files[i].mode == GIT_FILEMODE_COMMIT)
-			assert_int_equal(git_oid_fromstr(&ie.id, C1), 0);
+			assert_int_equal(git_oid_fromstr(&ie.id, files[i].len == 40 ?
+			    files[i].data : C1), 0);
 		else
 			assert_int_equal(git_blob_create_from_buffer(&ie.id, repo,
 			    files[i].data, files[i].len), 0);
@@ -278,7 +279,6 @@ t_write(void **state)
 		TF("empty.txt", ""),
 		TL("link", "index.html"),
 		TL("a/up", "../index.html"),
-		{ "vendor/lib", NULL, 0, GIT_FILEMODE_COMMIT },
 	};
 	struct fixture *f = *state;
 	struct error e = { 0 };
@@ -308,10 +308,7 @@ t_write(void **state)
 	assert_int_equal(fstatat(d, "a/b", &st, 0), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0755);
-	assert_int_equal(fstatat(d, "vendor/lib", &st, AT_SYMLINK_NOFOLLOW), 0);
-	assert_true(S_ISDIR(st.st_mode));
 	assert_false(exists_at(d, ".git"));
-	assert_false(exists_at(d, "vendor/lib/.git"));
 	close(d);
 
 	/* The target exists already, a bad id, and a commit the cache does not have. */
@@ -1397,6 +1394,315 @@ t_engine_shared(void **state)
 	clear_hooks(f);
 }
 
+/* ---- polls, tags ---- */
+
+/* Route the fetch helper through a script that logs its arguments. */
+static void
+log_fetches(struct fixture *f, char *logpath, size_t len)
+{
+	char script[256], self[512];
+	const char *bin = getenv("DEPLOYD_BIN");
+	ssize_t n;
+	FILE *fp;
+
+	if (bin == NULL || *bin == '\0') {
+		n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+		assert_true(n > 0);
+		self[n] = '\0';
+		bin = self;
+	}
+	snprintf(logpath, len, "%s/fetches.log", f->dir);
+	snprintf(script, sizeof(script), "%s/fetch-wrapper.sh", f->dir);
+	assert_non_null(fp = fopen(script, "w"));
+	fprintf(fp, "#!/bin/sh\necho \"$*\" >>%s\nexec %s \"$@\"\n", logpath, bin);
+	fclose(fp);
+	assert_int_equal(chmod(script, 0755), 0);
+	fetch_set_exe(script);
+}
+
+static int
+count_lines(const char *path, const char *needle, int with)
+{
+	char line[1024];
+	FILE *fp = fopen(path, "r");
+	int n = 0;
+
+	if (fp == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if ((strstr(line, needle) != NULL) == with)
+			n++;
+	fclose(fp);
+	return n;
+}
+
+/* A poll asks the remote for its tip first, and fetches only when it moved. */
+static void
+t_engine_poll_check(void **state)
+{
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	const struct tfile v2[] = { TF("index.html", "v2\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct site_state st;
+	struct error e = { 0 };
+	git_reference *ref;
+	char c1[SHA_HEX], c2[SHA_HEX], log[256], cur[RELEASE_NAME_MAX], after[RELEASE_NAME_MAX];
+
+	commit_files(f->repo, "main", v1, 1, "one\n", 0, c1);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	log_fetches(f, log, sizeof(log));
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
+	assert_int_equal(res.changed, 0);
+	assert_string_equal(res.commit, c1);
+	assert_int_equal(count_lines(log, "--ls-remote", 1), 1);
+	assert_int_equal(count_lines(log, "--ls-remote", 0), 0);	/* no fetch */
+
+	commit_files(f->repo, "main", v2, 1, "two\n", 0, c2);
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c2);
+	assert_int_equal(count_lines(log, "--ls-remote", 1), 2);
+	assert_int_equal(count_lines(log, "--ls-remote", 0), 1);
+	assert_int_equal(count_lines(log, "--branch main -- ", 1), 3);
+	current_of(f, cur, sizeof(cur));
+
+	/* The tracked branch is deleted on the remote: current stays, and status says so. */
+	assert_int_equal(git_reference_lookup(&ref, f->repo, "refs/heads/main"), 0);
+	assert_int_equal(git_reference_delete(ref), 0);
+	git_reference_free(ref);
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_GIT);
+	snprintf(log, sizeof(log), "branch 'main' no longer exists on %s; current release kept",
+	    f->src);
+	assert_string_equal(res.error, log);
+	assert_int_equal(deploy_trig(f, TRIG_WEBHOOK, &res), E_GIT);
+	assert_string_equal(res.error, log);
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	assert_int_equal(state_load(f->state_dir, "www", &st, &e), E_OK);
+	assert_string_equal(st.last_error, log);
+	assert_string_equal(st.applied, c2);
+	state_free(&st);
+}
+
+/* Create a lightweight or an annotated tag on a commit. */
+static void
+tag(git_repository *repo, const char *name, const char *commit, int annotated)
+{
+	git_object *obj;
+	git_signature *sig;
+	git_oid oid;
+
+	assert_int_equal(git_revparse_single(&obj, repo, commit), 0);
+	if (annotated) {
+		assert_int_equal(git_signature_new(&sig, "T", "t@example.org", 1795646609, 0), 0);
+		assert_int_equal(git_tag_create(&oid, repo, name, obj, sig, "release\n", 1), 0);
+		git_signature_free(sig);
+	} else
+		assert_int_equal(git_tag_create_lightweight(&oid, repo, name, obj, 1), 0);
+	git_object_free(obj);
+}
+
+/* tags: "v*": the highest version goes live, annotated tags peel to their commit. */
+static void
+t_engine_tags(void **state)
+{
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	const struct tfile v2[] = { TF("index.html", "v2\n") };
+	const struct tfile v3[] = { TF("index.html", "v3\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	char c1[SHA_HEX], c2[SHA_HEX], c3[SHA_HEX], path[512], got[2048], log[256];
+	int pfd, before, tmps;
+
+	commit_files(f->repo, "main", v1, 1, "one\n", 0, c1);
+	commit_files(f->repo, "main", v2, 1, "two\n", 0, c2);
+	commit_files(f->repo, "main", v3, 1, "three\n", 0, c3);
+	f->site.branch = NULL;
+	f->site.tags = (char *)(uintptr_t)"v*";
+
+	assert_int_equal(deploy(f, NULL, &res), E_GIT);
+	snprintf(got, sizeof(got), "no tag matching 'v*' on %s", f->src);
+	assert_string_equal(res.error, got);
+
+	tag(f->repo, "v1.9", c1, 0);
+	tag(f->repo, "v1.10", c2, 1);	/* annotated, and the highest version */
+	tag(f->repo, "release-9", c3, 0);	/* does not match */
+	snprintf(path, sizeof(path), "tr '\\000' '\\n' </proc/$$/environ | grep REF "
+	    ">%s/ref.txt", f->dir);
+	set_argv(&f->site.hooks.pre_activate, path);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	assert_string_equal(res.commit, c2);
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "v2\n", 3, 0644);
+	close(pfd);
+	snprintf(path, sizeof(path), "%s/ref.txt", f->dir);
+	slurp(path, got, sizeof(got));
+	assert_string_equal(got, "DEPLOYD_REF=refs/tags/v1.10\n");
+
+	/* A poll with no new tag fetches nothing and deploys nothing. */
+	log_fetches(f, log, sizeof(log));
+	before = (int)count_releases(f, &tmps);
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
+	assert_int_equal(res.changed, 0);
+	assert_int_equal((int)count_releases(f, &tmps), before);
+	assert_int_equal(count_lines(log, "--ls-remote", 0), 0);
+
+	/* A higher tag on an older commit still wins: versions, not dates, decide. */
+	tag(f->repo, "v2.0", c1, 1);
+	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	assert_string_equal(res.commit, c1);
+	slurp(path, got, sizeof(got));
+	assert_string_equal(got, "DEPLOYD_REF=refs/tags/v2.0\n");
+	assert_int_equal(count_lines(log, "--tags v* ", 1), 3);
+	clear_hooks(f);
+	f->site.tags = NULL;
+	f->site.branch = (char *)(uintptr_t)"main";
+}
+
+/* ---- submodules ---- */
+
+/* A bare repository beside the source, with one commit on main. */
+static git_repository *
+side_repo(struct fixture *f, const char *name)
+{
+	git_repository *repo;
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s.git", f->dir, name);
+	assert_int_equal(git_repository_init(&repo, path, 1), 0);
+	return repo;
+}
+
+/* Submodules (and theirs) are checked out into the release from their own caches. */
+static void
+t_engine_submodules(void **state)
+{
+	struct fixture *f = *state;
+	struct deploy_result res;
+	git_repository *lib = side_repo(f, "lib"), *deep = side_repo(f, "deep");
+	char d1[SHA_HEX], l1[SHA_HEX], l2[SHA_HEX], c[SHA_HEX], cur[RELEASE_NAME_MAX];
+	char after[RELEASE_NAME_MAX], p[512];
+	struct stat sb;
+	int pfd, tmps;
+
+	{
+		const struct tfile dv[] = { TF("deep.txt", "deep\n") };
+
+		commit_files(deep, "main", dv, 1, "deep\n", 0, d1);
+	}
+	{
+		const struct tfile lv[] = {
+			TF(".gitmodules",
+			    "[submodule \"deep\"]\n\tpath = deep\n\turl = ../deep.git\n"),
+			TF("lib.txt", "lib 1\n"),
+			{ "deep", d1, 40, GIT_FILEMODE_COMMIT },
+		};
+
+		commit_files(lib, "main", lv, 3, "lib 1\n", 0, l1);
+	}
+	{
+		const struct tfile sv[] = {
+			TF(".gitmodules", "# vendored\n[submodule \"vendor/lib\"]\n"
+			    "\tpath = vendor/lib\n\turl = ../lib.git\n[core]\n\tx = y\n"),
+			TF("index.html", "site\n"),
+			{ "vendor/lib", l1, 40, GIT_FILEMODE_COMMIT },
+		};
+
+		commit_files(f->repo, "main", sv, 3, "with lib\n", 0, c);
+	}
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	pfd = open_path(f);
+	assert_file(pfd, "current/index.html", "site\n", 5, 0644);
+	assert_file(pfd, "current/vendor/lib/lib.txt", "lib 1\n", 6, 0644);
+	assert_file(pfd, "current/vendor/lib/deep/deep.txt", "deep\n", 5, 0644);
+	assert_false(exists_at(pfd, "current/vendor/lib/.git"));
+	close(pfd);
+	snprintf(p, sizeof(p), "%s/www/modules/vendor%%2flib.git", f->state_dir);
+	assert_int_equal(stat(p, &sb), 0);
+	snprintf(p, sizeof(p), "%s/www/modules/vendor%%2flib%%2fdeep.git", f->state_dir);
+	assert_int_equal(stat(p, &sb), 0);
+
+	/* The submodule moves on; the superproject pins the new commit. */
+	{
+		const struct tfile lv[] = {
+			TF(".gitmodules",
+			    "[submodule \"deep\"]\n\tpath = deep\n\turl = ../deep.git\n"),
+			TF("lib.txt", "lib 2\n"),
+			{ "deep", d1, 40, GIT_FILEMODE_COMMIT },
+		};
+		const struct tfile sv[] = {
+			TF(".gitmodules", "[submodule \"vendor/lib\"]\n\tpath = vendor/lib\n"
+			    "\turl = ../lib.git\n"),
+			TF("index.html", "site\n"),
+			{ "vendor/lib", l2, 40, GIT_FILEMODE_COMMIT },
+		};
+
+		commit_files(lib, "main", lv, 3, "lib 2\n", 0, l2);
+		commit_files(f->repo, "main", sv, 3, "bump lib\n", 0, c);
+	}
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	assert_int_equal(res.changed, 1);
+	pfd = open_path(f);
+	assert_file(pfd, "current/vendor/lib/lib.txt", "lib 2\n", 6, 0644);
+	close(pfd);
+	current_of(f, cur, sizeof(cur));
+
+	/* A gitlink that .gitmodules does not describe. */
+	{
+		const struct tfile sv[] = {
+			TF("index.html", "site\n"),
+			{ "orphan", l2, 40, GIT_FILEMODE_COMMIT },
+		};
+
+		commit_files(f->repo, "main", sv, 2, "orphan\n", 0, c);
+	}
+	assert_int_not_equal(deploy(f, NULL, &res), E_OK);
+	assert_string_equal(res.error, "submodule at 'orphan' has no url in .gitmodules");
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+
+	/* A pinned commit the submodule's remote does not have. */
+	{
+		const struct tfile sv[] = {
+			TF(".gitmodules",
+			    "[submodule \"lib\"]\n\tpath = lib\n\turl = ../lib.git\n"),
+			{ "lib", C1, 40, GIT_FILEMODE_COMMIT },
+		};
+
+		commit_files(f->repo, "main", sv, 2, "bad pin\n", 0, c);
+	}
+	assert_int_not_equal(deploy(f, NULL, &res), E_OK);
+	assert_non_null(strstr(res.error, "commit " C1 " is not on any branch or tag there"));
+	current_of(f, after, sizeof(after));
+	assert_string_equal(after, cur);
+	assert_int_equal(count_releases(f, &tmps), 2);
+	assert_int_equal(tmps, 0);
+
+	/* A damaged submodule cache is noticed when writing, and everything is fetched again. */
+	{
+		const struct tfile sv[] = {
+			TF(".gitmodules", "[submodule \"vendor/lib\"]\n\tpath = vendor/lib\n"
+			    "\turl = ../lib.git\n"),
+			TF("index.html", "site again\n"),
+			{ "vendor/lib", l2, 40, GIT_FILEMODE_COMMIT },
+		};
+
+		commit_files(f->repo, "main", sv, 3, "again\n", 0, c);
+	}
+	snprintf(p, sizeof(p), "%s/www/modules/vendor%%2flib.git/objects", f->state_dir);
+	assert_int_equal(util_rm_rf_at(AT_FDCWD, p), E_OK);
+	assert_int_equal(mkdir(p, 0755), 0);
+	assert_int_equal(deploy(f, NULL, &res), E_OK);
+	pfd = open_path(f);
+	assert_file(pfd, "current/vendor/lib/lib.txt", "lib 2\n", 6, 0644);
+	assert_file(pfd, "current/index.html", "site again\n", 11, 0644);
+	close(pfd);
+	git_repository_free(lib);
+	git_repository_free(deep);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1427,6 +1733,9 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(t_engine_pre_activate_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_post_activate_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_poll_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_tags, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_engine_submodules, setup, teardown),
 	};
 	int rc;
 

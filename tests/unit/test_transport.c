@@ -1,4 +1,4 @@
-/* test_transport.c: pinned SSH host keys, SSH URL parsing, and the version order of tags. */
+/* test_transport.c: pinned SSH host keys, SSH URL parsing, version order of tags, .gitmodules. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -262,6 +262,92 @@ t_tags_pick(void **state)
 	assert_false(tags_match("v*", "x1"));
 }
 
+static void
+t_gitmodules_parse(void **state)
+{
+	static const char text[] =
+	    "# a comment\n"
+	    "[submodule \"lib\"]\n"
+	    "\tpath = vendor/lib/\n"
+	    "\turl = ../lib.git\r\n"
+	    "\tbranch = main\n"
+	    "[submodule \"with space\"]\n"
+	    "  Path = \"a b\"\n"
+	    "  URL=https://example.org/x.git ; trailing\n"
+	    "[core]\n"
+	    "\tpath = not/a/submodule\n"
+	    "[submodule \"nourl\"]\n"
+	    "\tpath = nourl\n";
+	struct submodule *m;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(submodule_parse(text, sizeof(text) - 1, &m, &n), E_OK);
+	assert_int_equal(n, 2);
+	assert_string_equal(m[0].name, "lib");
+	assert_string_equal(m[0].path, "vendor/lib");
+	assert_string_equal(m[0].url, "../lib.git");
+	assert_string_equal(m[1].name, "with space");
+	assert_string_equal(m[1].path, "a b");
+	assert_string_equal(m[1].url, "https://example.org/x.git ; trailing");
+	assert_non_null(submodule_find(m, n, "a b"));
+	assert_null(submodule_find(m, n, "nourl"));
+	submodule_free(m, n);
+	assert_int_equal(submodule_parse("[submodule broken\n", 18, &m, &n), E_INVAL);
+	assert_int_equal(n, 0);
+	assert_int_equal(submodule_parse("", 0, &m, &n), E_OK);
+	assert_int_equal(n, 0);
+	submodule_free(m, n);
+}
+
+static void
+t_submodule_url(void **state)
+{
+	static const struct {
+		const char	*base;
+		const char	*url;
+		const char	*want;
+	} cases[] = {
+		{ "https://h/org/site.git", "../lib.git", "https://h/org/lib.git" },
+		{ "https://h/org/site.git/", "../../other/lib.git", "https://h/other/lib.git" },
+		{ "https://h/org/site.git", "../../../lib.git", "https://h/lib.git" },
+		{ "https://h/org/site.git", "./sub", "https://h/org/site.git/sub" },
+		{ "ssh://git@h:2222/srv/site.git", "../lib.git", "ssh://git@h:2222/srv/lib.git" },
+		{ "git@github.com:acme/site.git", "../lib.git", "git@github.com:acme/lib.git" },
+		{ "git@github.com:site.git", "../lib.git", "git@github.com:lib.git" },
+		{ "/srv/git/site.git", "../lib.git", "/srv/git/lib.git" },
+		{ "/srv/git/site.git", "https://x/y.git", "https://x/y.git" },
+		{ "file:///srv/git/site.git", "../lib.git", "file:///srv/git/lib.git" },
+	};
+	size_t i;
+	char *got;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		got = submodule_resolve_url(cases[i].base, cases[i].url);
+		assert_string_equal(got, cases[i].want);
+		free(got);
+	}
+}
+
+static void
+t_submodule_dir(void **state)
+{
+	char *d;
+
+	(void)state;
+	d = submodule_dir("/var/lib/deployd/www/cache.git", "vendor/lib");
+	assert_string_equal(d, "/var/lib/deployd/www/modules/vendor%2flib.git");
+	free(d);
+	/* Names from a repository cannot climb out of modules/. */
+	d = submodule_dir("/s/www/cache.git", "../../etc");
+	assert_string_equal(d, "/s/www/modules/%2e.%2f..%2fetc.git");
+	free(d);
+	d = submodule_dir("/s/www/cache.git", ".hidden");
+	assert_string_equal(d, "/s/www/modules/%2ehidden.git");
+	free(d);
+}
+
 int
 main(void)
 {
@@ -273,6 +359,9 @@ main(void)
 		cmocka_unit_test(t_url_ssh),
 		cmocka_unit_test(t_vercmp),
 		cmocka_unit_test(t_tags_pick),
+		cmocka_unit_test(t_gitmodules_parse),
+		cmocka_unit_test(t_submodule_url),
+		cmocka_unit_test(t_submodule_dir),
 	};
 
 	if (sodium_init() < 0)
