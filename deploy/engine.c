@@ -702,6 +702,15 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 	}
 
 	util_strlcpy(r->st.attempted, r->commit, sizeof(r->st.attempted));
+	/* With allowed_signers, only a commit SSH-signed by a listed key may go live. */
+	if (site->allowed_signers != NULL) {
+		char signer[256];
+
+		if ((rc = sshsig_verify_commit(r->cache, r->commit, site->allowed_signers,
+		    signer, sizeof(signer), &e)) != E_OK)
+			goto fail;
+		log_info("site=%s commit=%.12s signed by %s", site->name, r->commit, signer);
+	}
 	engine_phase(cb, cbarg, PHASE_WRITING, r->commit);
 	if ((rc = engine_write(r, &e)) != E_OK)
 		goto fail;
