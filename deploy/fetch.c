@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1097,6 +1098,10 @@ fetch_child_main(int argc, char **argv)
 	git_oid tip;
 	int cache_err = 0, rc = 1, port;
 
+	/* A fetch must not outlive a daemon killed with SIGKILL: it would race the next one. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() == 1)
+		return 1;
 	if (fetch_child_args(argc, argv, &o) != 0) {
 		printf("error usage: deployd __fetch [--ls-remote | --fresh] "
 		    "(--branch B | --tags GLOB) "

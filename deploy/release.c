@@ -41,7 +41,7 @@ static int release_write_tree(struct release_walk *, const git_tree *, int);
 static int
 release_write_module(struct release_walk *w, const git_tree_entry *te, int fd)
 {
-	struct release_walk saved = *w;
+	struct release_walk saved;
 	const struct submodule *sm;
 	git_repository *sub = NULL;
 	git_commit *c = NULL;
@@ -54,6 +54,7 @@ release_write_module(struct release_walk *w, const git_tree_entry *te, int fd)
 			return rc;
 		w->mods_read = 1;
 	}
+	saved = *w;
 	if ((sm = submodule_find(w->mods, w->nmods, w->path + w->root)) == NULL)
 		return util_error(w->e, E_INVAL, "submodule at '%s' has no url in .gitmodules",
 		    w->path);
@@ -246,8 +247,19 @@ release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
 {
 	int fd;
 
-	if (mkdirat(dirfd, name, 0700) != 0)
-		return util_error_sys(w->e, "creating %s", w->path);
+	/* At the root, w->path is still empty: name the temporary release by its full path. */
+	if (mkdirat(dirfd, name, 0700) != 0) {
+		char link[64], dir[PATH_MAX];
+		ssize_t n;
+
+		if (w->path[0] != '\0')
+			return util_error_sys(w->e, "creating %s", w->path);
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
+		if ((n = readlink(link, dir, sizeof(dir) - 1)) < 0)
+			n = 0;
+		dir[n] = '\0';
+		return util_error_sys(w->e, "creating %s/%s", n > 0 ? dir : "releases", name);
+	}
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return util_error_sys(w->e, "opening %s", w->path);
