@@ -19,7 +19,8 @@
  * listener's own request_timeout cuts it. Most mutations shorten or lengthen a body, so
  * fuzz_http_complete() first makes the request complete: the head is terminated and a
  * Content-Length up to the input limit is set to the length of the body that follows.
- * Larger values stay, so 413 is still reached; chunked bodies stay as they are.
+ * Larger values stay, so 413 is still reached. Chunked bodies stay as they are, and a
+ * short request_timeout bounds what a cut one costs.
  */
 
 #define FUZZ_HTTP_CL_MAX 65536
@@ -50,7 +51,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (asprintf(&file, "%s/deployd.yaml", dir) < 0 ||
 	    asprintf(&yaml, "listen: unix:%s\ncontrol_socket: %s/ctl.sock\n"
 	    "state_dir: %s/state\nlog_level: error\n"
-	    "limits:\n  max_body: 64KiB\n  max_header: 8KiB\n  request_timeout: 1s\n"
+	    "limits:\n  max_body: 64KiB\n  max_header: 8KiB\n  request_timeout: 200ms\n"
 	    "sites:\n"
 	    "  - name: www\n    repo: %s/none.git\n    path: %s/www\n    branch: main\n"
 	    "    secret_file: %s\n"

@@ -959,6 +959,17 @@ t_engine_timeout(void **state)
 	/* The child was reaped: no zombie is left for anyone. */
 	assert_int_equal(waitpid(-1, &st, WNOHANG), -1);
 	assert_int_equal(errno, ECHILD);
+
+	/* The site's own fetch_timeout is the deadline when no test override is set. */
+	fetch_set_timeout_ms(0);
+	f->site.fetch_timeout_ms = 1500;
+	t0 = util_mono_ms();
+	assert_int_equal(deploy(f, NULL, &res), E_TIMEOUT);
+	assert_true(util_mono_ms() - t0 >= 1400);
+	assert_true(util_mono_ms() - t0 < 6000);
+	assert_non_null(strstr(res.error, "fetch timed out after 2 s"));
+	assert_int_equal(waitpid(-1, &st, WNOHANG), -1);
+	f->site.fetch_timeout_ms = 0;
 }
 
 static void

@@ -53,6 +53,9 @@ write_file(const char *path, const char *text)
 }
 
 /* Every field gets a value no other field has, so a swapped or dropped field shows. */
+/* Hook output as the history keeps it: UTF-8, quotes, newlines. */
+#define HOOK_OUT "[pre_activate]\nnpm ERR! caf\xc3\xa9 \"quoted\"\n"
+
 static void
 fill(struct site_state *st)
 {
@@ -93,6 +96,7 @@ fill(struct site_state *st)
 	h.ok = 0;
 	util_strlcpy(h.commit, "5555555555555555555555555555555555555555", sizeof(h.commit));
 	util_strlcpy(h.error, "writing a/b: No space left on device", sizeof(h.error));
+	util_strlcpy(h.output, HOOK_OUT, sizeof(h.output));
 	state_add_history(st, &h);
 	memset(&h, 0, sizeof(h));
 	h.id = 41;
@@ -149,6 +153,9 @@ t_round_trip(void **state)
 	assert_int_equal(b.history[0].ok, 0);
 	assert_string_equal(b.history[0].error, a.history[0].error);
 	assert_string_equal(b.history[0].commit, a.history[0].commit);
+	/* Hook output (valid UTF-8, quotes and newlines) survives the JSON file. */
+	assert_string_equal(b.history[0].output, HOOK_OUT);
+	assert_string_equal(b.history[1].output, "");
 	assert_int_equal(b.history[1].id, 41);
 	assert_int_equal(b.history[1].trigger, TRIG_WEBHOOK);
 	assert_string_equal(b.history[1].provider, "gitea");

@@ -1,0 +1,232 @@
+#!/bin/bash
+# crash-campaign.sh: SIGKILL the daemon at random instants of real deploys, restart it, and prove after every kill that current is one commit's complete tree.
+#
+# usage: tests/crash-campaign.sh DEPLOYD_BIN [KILLS]      (default 50 kills)
+#
+# A repository of CRASH_FILES (2,000) files; the daemon polls every second, keeps 3 releases
+# (so every deploy prunes) and runs a pre_activate hook, so a kill can land in the poll,
+# the fetch child, the write of the release, the hook, the rename, the swap, the state save
+# or the prune. Each round pushes a commit that rewrites a fifth of the files, adds and
+# removes some and flips an executable bit; half the rounds also ask for a deploy at once.
+# After a random 0-N ms it SIGKILLs the daemon, restarts it and, once `deployd status`
+# answers (recovery has run), checks:
+#   - current resolves to a release named after one of the pushed commits, and that release
+#     matches `git archive` of that commit exactly: paths, bytes (git blob ids), symlink
+#     targets and executable bits, with no set-id bit and every file world-readable (the
+#     daemon is frozen with SIGSTOP meanwhile, so a deploy it starts cannot change the tree);
+#   - no temporary release of the killed daemon survived the restart (each is marked before
+#     the restart, so a new deploy's .tmp-* is not mistaken for it);
+#   - state.json is intact JSON.
+# At the end the newest commit must go live. Output is TAP (tests/lib.sh), one line per kill,
+# then "kills=N violations=M" with the phases the kills landed in.
+#
+# Environment: CRASH_FILES (2000), CRASH_MAX_DELAY_MS (default: twice a measured deploy),
+# CRASH_TIME_LIMIT (seconds; stop starting new kills after it, 0 = none), CRASH_SEED (for
+# $RANDOM), CRASH_HOOK (0 to run without the pre_activate hook).
+
+if [ -n "${1:-}" ]; then
+	DEPLOYD_BIN=$(realpath -e "$1") || { echo "Bail out! no such binary: $1"; exit 1; }
+	export DEPLOYD_BIN
+fi
+KILLS=${2:-50}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case $KILLS in ''|*[!0-9]*) bail "usage: tests/crash-campaign.sh DEPLOYD_BIN [KILLS]" ;; esac
+FILES=${CRASH_FILES:-2000}
+LIMIT=${CRASH_TIME_LIMIT:-0}
+RANDOM=${CRASH_SEED:-$$}
+MARK=.crash-campaign-killed
+T0=$SECONDS
+
+make_repo "$TMP/src" || bail "make_repo failed"
+make_big_repo "$TMP/src" "$FILES" || bail "make_big_repo failed"
+ALL=("$(repo_head "$TMP/src")")
+WWW=$TMP/www
+extra=()
+[ "${CRASH_HOOK:-1}" != 0 ] && extra+=('hooks={pre_activate: [/bin/sleep, "0.05"], timeout: 30s}')
+CFG_LOG_LEVEL=info write_config "$TMP/deployd.yaml" \
+	"$(site_yaml www "$TMP/src.git" "$WWW" poll=1s keep=3 "${extra[@]}")"
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
+wait_live "$WWW" "${ALL[0]}" 120 || bail "the first deploy did not happen"
+check "the first release of $FILES files matches its commit" \
+	tree_matches "$WWW/current" "$TMP/src" "${ALL[0]}" || bail "the first release is wrong"
+
+# manifest DIR: one sorted line per entry: path, type, and for a file its owner-exec bit and
+# git blob id (so bytes are compared), for a symlink its target. Much faster than diff -r on
+# 2,000 files, and as exact. Unsafe modes (set-id bits, not world-readable) are listed too.
+cat >"$TMP/manifest.py" <<'EOF'
+import hashlib, os, stat, sys
+root = sys.argv[1]
+out = []
+for d, dirs, files in os.walk(root):
+    for n in dirs + files:
+        p = os.path.join(d, n)
+        rel = os.path.relpath(p, root)
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            out.append("%s\tlink\t%s" % (rel, os.readlink(p)))
+        elif stat.S_ISDIR(st.st_mode):
+            out.append("%s\tdir" % rel)
+        elif stat.S_ISREG(st.st_mode):
+            with open(p, "rb") as f:
+                data = f.read()
+            h = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            x = "755" if st.st_mode & stat.S_IXUSR else "644"
+            out.append("%s\tfile\t%s\t%s" % (rel, x, h))
+            if st.st_mode & (stat.S_ISUID | stat.S_ISGID) or not st.st_mode & stat.S_IROTH:
+                out.append("%s\tUNSAFE-MODE\t%o" % (rel, st.st_mode & 0o7777))
+        else:
+            out.append("%s\tother\t%o" % (rel, st.st_mode))
+out.sort()
+print("\n".join(out))
+EOF
+
+# commit_manifest COMMIT: the manifest of `git archive COMMIT`, made once per commit.
+commit_manifest() {
+	local m=$TMP/manifests/$1 x
+	if [ ! -f "$m" ]; then
+		mkdir -p "$TMP/manifests"
+		x=$(mktemp -d "$TMP/archive.XXXXXX") || return 1
+		git_q -C "$TMP/src" archive --format=tar "$1" | tar -x -C "$x" &&
+			python3 "$TMP/manifest.py" "$x" >"$m.new" && mv "$m.new" "$m"
+		rm -rf "$x"
+	fi
+	cat "$m"
+}
+
+# release_matches DIR COMMIT: DIR holds exactly COMMIT's tree; the differences otherwise.
+release_matches() {
+	local got want
+	got=$(python3 "$TMP/manifest.py" "$(realpath -e "$1")") || return 1
+	want=$(commit_manifest "$2") || { echo "cannot archive $2"; return 1; }
+	if [ "$got" != "$want" ]; then
+		diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") | head -n 20 |
+			sed 's/^</commit: /; s/^>/release:/'
+		return 1
+	fi
+	return 0
+}
+
+# new_commit I: rewrite a fifth of the files, add one, remove one, flip an executable
+# bit, and now and then retarget the symlink; commit and push.
+new_commit() {
+	local i=$1 f x
+	for f in $(cd "$TMP/src" && git ls-files 'site/d*' | awk -v s="$i" 'NR % 5 == s % 5'); do
+		printf 'rewritten in round %d\n' "$i" >>"$TMP/src/$f"
+	done
+	printf 'round %d\n' "$i" >"$TMP/src/site/round-$i.txt"
+	[ "$i" -gt 3 ] && git_q -C "$TMP/src" rm -q --ignore-unmatch "site/round-$((i - 3)).txt"
+	x=$TMP/src/site/d$((i % 10))/e$((i % 7))/f$(( (i % 10) + 10 * (i % 7) )).html
+	if [ -f "$x" ]; then
+		if [ -x "$x" ]; then chmod -x "$x"; else chmod +x "$x"; fi
+	fi
+	[ $((i % 7)) -eq 0 ] && ln -sfn "round-$i.txt" "$TMP/src/site/index.html"
+	git_q -C "$TMP/src" add -A && git_q -C "$TMP/src" commit -q -m "round $i" &&
+		push_work "$TMP/src"
+}
+
+# Calibrate: how long does one update take from the push to the swap?
+new_commit 0 || bail "commit failed"
+ALL+=("$(repo_head "$TMP/src")")
+t=$(now_ms)
+dctl deploy www >/dev/null 2>&1
+wait_live "$WWW" "${ALL[-1]}" 120 || bail "the calibration deploy did not happen"
+DEPLOY_MS=$(( $(now_ms) - t ))
+# The fast check agrees with lib.sh's diff-based one, and it can fail.
+check "the manifest check accepts the release of its commit" release_matches "$WWW/current" "${ALL[-1]}"
+check_not "the manifest check refuses the release of another commit" \
+	release_matches "$WWW/current" "${ALL[0]}"
+check "lib.sh's tree_matches agrees" tree_matches "$WWW/current" "$TMP/src" "${ALL[-1]}"
+MAXD=${CRASH_MAX_DELAY_MS:-$(( DEPLOY_MS * 2 > 600 ? DEPLOY_MS * 2 : 600 ))}
+diag "an update of $FILES files takes ${DEPLOY_MS} ms; kills land 0-${MAXD} ms after the push"
+
+violations=0
+kills=0
+declare -A phases=()
+
+violation() {
+	violations=$((violations + 1))
+	fail "$@"
+}
+
+for ((k = 1; k <= KILLS; k++)); do
+	if [ "$LIMIT" -gt 0 ] && [ $((SECONDS - T0)) -ge "$LIMIT" ]; then
+		diag "time limit of ${LIMIT}s reached after $kills kills"
+		break
+	fi
+	new_commit "$k" || bail "commit $k failed"
+	ALL+=("$(repo_head "$TMP/src")")
+	how=poll
+	if [ $((RANDOM % 2)) -eq 0 ]; then
+		how=request
+		dctl deploy www >/dev/null 2>&1
+	fi
+	d=$(( (RANDOM * 32768 + RANDOM) % (MAXD + 1) ))
+	sleep "$(printf '%d.%03d' $((d / 1000)) $((d % 1000)))"
+	phase=$("$DEPLOYD_BIN" status www --json -c "$DAEMON_CONFIG" 2>/dev/null | jq -r .state 2>/dev/null)
+	kill9_daemon
+	kills=$((kills + 1))
+	phase=${phase:-unknown}
+	phases[$phase]=$(( ${phases[$phase]:-0} + 1 ))
+
+	# Before the restart: what the crash left. current must already be whole (the swap is
+	# one rename); leftovers get a mark so the restart must remove exactly them.
+	before=$(current_commit "$WWW" 2>/dev/null)
+	tmps=$(tmp_releases "$WWW")
+	for t in $tmps; do
+		: >"$WWW/releases/$t/$MARK" 2>/dev/null
+	done
+	problems=()
+	jq -e . "$TMP/state/www/state.json" >/dev/null 2>&1 ||
+		problems+=("state.json is not intact JSON after the kill")
+
+	if ! start_daemon "$TMP/deployd.yaml"; then
+		violation "kill $k: the daemon restarts" "$(tail -n 20 "$TMP/daemon.log")"
+		bail "the daemon does not restart after kill $k"
+	fi
+	# Recovery ran before the control socket answered. Freeze the daemon while its tree is
+	# checked: a deploy or prune it starts meanwhile must not change what is being read.
+	kill -STOP "$DAEMON_PID"
+	left=$(find "$WWW/releases" -mindepth 2 -maxdepth 2 -name "$MARK" -printf '%h\n' 2>/dev/null)
+	[ -n "$left" ] && problems+=("temporary release(s) of the killed daemon survived: $left")
+	if ! c=$(current_of "$WWW" "${ALL[@]}"); then
+		problems+=("current -> $(readlink "$WWW/current" 2>&1) names none of the pushed commits")
+	elif ! out=$(release_matches "$WWW/current" "$c" 2>&1); then
+		problems+=("current (${c:0:12}) does not match that commit's tree" "$out")
+	fi
+	kill -CONT "$DAEMON_PID"
+	what="kill $k after ${d} ms ($how, phase $phase; current ${before:-none}, temporary: ${tmps:-none})"
+	if [ ${#problems[@]} -eq 0 ]; then
+		ok "$what: after the restart current is ${c:0:12}, complete and exact"
+	else
+		violation "$what" "${problems[@]}"
+	fi
+done
+
+summary=""
+for p in "${!phases[@]}"; do
+	summary="$summary $p=${phases[$p]}"
+done
+diag "kills by the phase status showed just before:$summary"
+
+if wait_live "$WWW" "${ALL[-1]}" 120; then
+	ok "the newest commit goes live after the last kill"
+else
+	violation "the newest commit goes live after the last kill" "current -> $(readlink "$WWW/current")"
+fi
+if out=$(release_matches "$WWW/current" "${ALL[-1]}" 2>&1); then
+	ok "the newest release matches its commit exactly"
+else
+	violation "the newest release matches its commit exactly" "$out"
+fi
+wait_for "the site to be idle" 30 site_field_is www state idle
+if wait_for "no temporary release" 10 no_tmp_releases "$WWW"; then
+	ok "no temporary release at the end"
+else
+	violation "no temporary release at the end" "$(tmp_releases "$WWW")"
+fi
+[ "$kills" -ge "$KILLS" ] || fail "all $KILLS kills happened within the time limit" "only $kills"
+stop_daemon
+is "the daemon exits 0 on SIGTERM at the end" "$DAEMON_STATUS" 0
+echo "# kills=$kills violations=$violations time=$((SECONDS - T0))s"
+done_testing
