@@ -125,6 +125,13 @@ provider_hexval(int c)
 	return -1;	/* hosts send lowercase; anything else is not their signature */
 }
 
+/* Percent-escapes may use either case; "| 0x20" alone would also let control bytes in. */
+static int
+provider_pct_hexval(unsigned char c)
+{
+	return provider_hexval(c >= 'A' && c <= 'F' ? c + ('a' - 'A') : c);
+}
+
 /*
  * Check a hex MAC of data with the site's secret. Returns 0 on a match, else E_INVAL
  * with a reason naming the header `what`, never the expected MAC or the key.
@@ -194,8 +201,8 @@ provider_form_payload(const unsigned char *body, size_t len, unsigned char **out
 			buf[n++] = *v;
 		} else {
 			if (amp - v < 3 ||
-			    (hi = provider_hexval(v[1] | 0x20)) < 0 ||
-			    (lo = provider_hexval(v[2] | 0x20)) < 0) {
+			    (hi = provider_pct_hexval(v[1])) < 0 ||
+			    (lo = provider_pct_hexval(v[2])) < 0) {
 				free(buf);
 				return E_INVAL;
 			}

@@ -70,10 +70,11 @@ is "json www: last_error_at" "$(jq -r .last_error_at <<<"$w")" null
 np=$(jq -r .next_poll_at <<<"$w")
 if [[ $np =~ $ISO_RE ]]; then
 	d=$(( $(iso_to_epoch "$np") - $(date -u +%s) ))
-	if [ "$d" -ge 0 ] && [ "$d" -le 31 ]; then
-		ok "json www: next_poll_at is within the 30 s poll interval (${d}s ahead)"
+	# Polls are spread by +-10 % jitter: 30 s means 27 to 33 s.
+	if [ "$d" -ge 0 ] && [ "$d" -le 34 ]; then
+		ok "json www: next_poll_at is within the 30 s poll interval and its jitter (${d}s ahead)"
 	else
-		fail "json www: next_poll_at is within the 30 s poll interval" "$np is ${d}s from now"
+		fail "json www: next_poll_at is within the 30 s poll interval and its jitter" "$np is ${d}s from now"
 	fi
 else
 	fail "json www: next_poll_at is an ISO time" "got '$np'"
