@@ -35,6 +35,8 @@ int	 fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len,
 void	 fuzz_util_die(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2), noreturn));
 int	 fuzz_util_verbose(void);
+const char *fuzz_util_whsec(void);
+struct config *fuzz_util_serve_config(const char *dir, const char *yaml);
 void	 fuzz_util_check_status(const char *what, int status, const int *allowed);
 
 #endif

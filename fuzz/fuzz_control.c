@@ -22,39 +22,28 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct strv errors = { NULL, 0 };
 	struct config *cfg;
 	struct error e;
-	char *dir, *file, *yaml, *sub;
+	char *dir, *yaml, *sub;
 
 	(void)argc;
 	(void)argv;
 	signal(SIGHUP, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-	log_init(LOG_LVL_ERROR, 0);
 	dir = fuzz_util_tmpdir("control");
 	snprintf(fuzz_control_sock, sizeof(fuzz_control_sock), "%s/ctl.sock", dir);
 	if (asprintf(&sub, "%s/www/releases", dir) < 0 || util_mkdir_p(sub, 0755) != E_OK)
 		abort();
 	free(sub);
-	if (asprintf(&file, "%s/deployd.yaml", dir) < 0 ||
-	    asprintf(&yaml, "listen: 127.0.0.1:9\ncontrol_socket: %s\nstate_dir: %s/state\n"
+	if (asprintf(&yaml, "listen: 127.0.0.1:9\ncontrol_socket: %s\nstate_dir: %s/state\n"
 	    "log_level: error\nsites:\n"
 	    "  - name: www\n    repo: %s/none.git\n    path: %s/www\n    branch: main\n"
 	    "  - name: blog\n    repo: file:///nonexistent\n    path: %s/blog\n"
 	    "    tags: \"v*\"\n    poll: 0\n",
 	    fuzz_control_sock, dir, dir, dir, dir) < 0)
 		abort();
-	fuzz_util_write(file, yaml, strlen(yaml), 0644);
-	if (config_load(file, &cfg, &errors) != E_OK) {
-		fprintf(stderr, "fuzz_control: %s\n", errors.n > 0 ? errors.v[0] : "bad config");
-		abort();
-	}
-	if (sched_init(cfg) != E_OK || control_start(cfg, &e) != E_OK) {
-		fprintf(stderr, "fuzz_control: %s\n", e.msg);
-		abort();
-	}
-	free(file);
+	cfg = fuzz_util_serve_config(dir, yaml);
+	if (control_start(cfg, &e) != E_OK)
+		fuzz_util_die("control_start: %s", e.msg);
 	free(yaml);
 	free(dir);
 	return 0;	/* cfg stays for the whole run */

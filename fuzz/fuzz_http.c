@@ -1,5 +1,4 @@
 /* fuzz_http.c: libFuzzer target: raw HTTP requests to the webhook listener (server/http.c) on a Unix socket. */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,22 +33,18 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct strv errors = { NULL, 0 };
 	struct config *cfg;
 	struct error e;
-	char *dir, *file, *yaml, *secret;
+	char *dir, *yaml, *secret;
 
 	(void)argc;
 	(void)argv;
-	signal(SIGPIPE, SIG_IGN);
-	log_init(LOG_LVL_ERROR, 0);
 	dir = fuzz_util_tmpdir("http");
 	snprintf(fuzz_http_sock, sizeof(fuzz_http_sock), "%s/hooks.sock", dir);
 	if (asprintf(&secret, "%s/www.secret", dir) < 0)
 		abort();
 	fuzz_util_write(secret, FUZZ_SECRET "\n", strlen(FUZZ_SECRET) + 1, 0600);
-	if (asprintf(&file, "%s/deployd.yaml", dir) < 0 ||
-	    asprintf(&yaml, "listen: unix:%s\ncontrol_socket: %s/ctl.sock\n"
+	if (asprintf(&yaml, "listen: unix:%s\ncontrol_socket: %s/ctl.sock\n"
 	    "state_dir: %s/state\nlog_level: error\n"
 	    "limits:\n  max_body: 64KiB\n  max_header: 8KiB\n  request_timeout: 200ms\n"
 	    "sites:\n"
@@ -60,17 +55,10 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    "  - name: open\n    repo: %s/none.git\n    path: %s/open\n    branch: main\n",
 	    fuzz_http_sock, dir, dir, dir, dir, secret, dir, dir, secret, dir, dir) < 0)
 		abort();
-	fuzz_util_write(file, yaml, strlen(yaml), 0644);
-	if (config_load(file, &cfg, &errors) != E_OK) {
-		fprintf(stderr, "fuzz_http: %s\n", errors.n > 0 ? errors.v[0] : "bad config");
-		abort();
-	}
-	if (sched_init(cfg) != E_OK || http_start(cfg, &e) != E_OK) {
-		fprintf(stderr, "fuzz_http: %s\n", e.msg);
-		abort();
-	}
+	cfg = fuzz_util_serve_config(dir, yaml);
+	if (http_start(cfg, &e) != E_OK)
+		fuzz_util_die("http_start: %s", e.msg);
 	free(secret);
-	free(file);
 	free(yaml);
 	free(dir);
 	return 0;	/* cfg stays for the whole run */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "fuzz.h"
 
@@ -195,8 +198,10 @@ fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len, char *resp
 			    "request ended", FUZZ_EXCHANGE_MS);
 		pfd.fd = fd;
 		pfd.events = POLLIN;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+		if ((n = poll(&pfd, 1, (int)left)) < 0 && errno != EINTR)
 			break;
+		if (n <= 0)
+			continue;	/* timed out or interrupted: the deadline decides */
 		if (got + 1 < resplen)
 			n = read(fd, resp + got, resplen - 1 - got);
 		else
@@ -214,6 +219,46 @@ fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len, char *resp
 	if (strncmp(resp, "HTTP/1.", 7) == 0 && strlen(resp) >= 12)
 		status = atoi(resp + 9);
 	return status;
+}
+
+/* The site's secret as GitLab's signing key: "whsec_" and the base64 of FUZZ_SECRET. */
+const char *
+fuzz_util_whsec(void)
+{
+	static char key[128];
+
+	if (key[0] == '\0') {
+		if (sodium_init() < 0)
+			abort();
+		memcpy(key, "whsec_", 6);
+		sodium_bin2base64(key + 6, sizeof(key) - 6, (const unsigned char *)FUZZ_SECRET,
+		    strlen(FUZZ_SECRET), sodium_base64_VARIANT_ORIGINAL);
+	}
+	return key;
+}
+
+/*
+ * For the targets that start a server: DIR/deployd.yaml holds yaml, loaded as the daemon
+ * would, and the scheduler is initialised but not started (requests queue, nothing runs).
+ */
+struct config *
+fuzz_util_serve_config(const char *dir, const char *yaml)
+{
+	struct strv errors = { NULL, 0 };
+	struct config *cfg;
+	char *file;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_init(LOG_LVL_ERROR, 0);
+	if (asprintf(&file, "%s/deployd.yaml", dir) < 0)
+		abort();
+	fuzz_util_write(file, yaml, strlen(yaml), 0644);
+	if (config_load(file, &cfg, &errors) != E_OK)
+		fuzz_util_die("the harness's config: %s", errors.n > 0 ? errors.v[0] : "?");
+	if (sched_init(cfg) != E_OK)
+		fuzz_util_die("sched_init failed");
+	free(file);
+	return cfg;
 }
 
 /* FUZZ_VERBOSE=1 makes the targets print each verdict, to check the seeds by hand. */

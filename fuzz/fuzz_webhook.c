@@ -17,8 +17,6 @@
  * o = the site accepts only github and gitlab, z = no timestamp tolerance.
  */
 
-static char fuzz_whsec[128];
-
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -27,12 +25,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	if (sodium_init() < 0)
-		abort();
-	memcpy(fuzz_whsec, "whsec_", 6);
-	sodium_bin2base64(fuzz_whsec + 6, sizeof(fuzz_whsec) - 6,
-	    (const unsigned char *)FUZZ_SECRET, strlen(FUZZ_SECRET),
-	    sodium_base64_VARIANT_ORIGINAL);
+	fuzz_util_whsec();
 	log_init(LOG_LVL_ERROR, 0);
 	return 0;
 }
@@ -196,7 +189,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		site.branch = (char *)(uintptr_t)"main";
 	site.allow_sha1 = strchr(f.directives, '1') != NULL;
 	if (strchr(f.directives, 'w') != NULL)
-		secret = fuzz_whsec;
+		secret = fuzz_util_whsec();
 	if (strchr(f.directives, 'o') != NULL)
 		site.providers = PROV_GITHUB | PROV_GITLAB;
 	if (strchr(f.directives, 'z') != NULL)

@@ -42,8 +42,6 @@ static const struct {
 #define FUZZ_WEBHOOK_ID "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
 #define FUZZ_TS		"1764064790"
 
-static char fuzz_whsec[128];
-
 int	LLVMFuzzerInitialize(int *, char ***);
 int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -52,12 +50,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	if (sodium_init() < 0)
-		abort();
-	memcpy(fuzz_whsec, "whsec_", 6);
-	sodium_bin2base64(fuzz_whsec + 6, sizeof(fuzz_whsec) - 6,
-	    (const unsigned char *)FUZZ_SECRET, strlen(FUZZ_SECRET),
-	    sodium_base64_VARIANT_ORIGINAL);
+	fuzz_util_whsec();
 	log_init(LOG_LVL_ERROR, 0);
 	return 0;
 }
@@ -177,7 +170,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			h[n++].value = FUZZ_SECRET;
 			break;
 		}
-		secret = fuzz_whsec;
+		secret = fuzz_util_whsec();
 		mlen = strlen(FUZZ_WEBHOOK_ID "." FUZZ_TS ".") + blen;
 		msg = malloc(mlen);
 		memcpy(msg, FUZZ_WEBHOOK_ID "." FUZZ_TS ".", mlen - blen);

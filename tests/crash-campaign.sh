@@ -6,7 +6,7 @@
 # A repository of CRASH_FILES (2,000) files; the daemon polls every second, keeps 3 releases
 # (so every deploy prunes) and runs a pre_activate hook, so a kill can land in the poll,
 # the fetch child, the write of the release, the hook, the rename, the swap, the state save
-# or the prune. Each round pushes a commit that rewrites a fifth of the files, adds and
+# or the prune. Each round pushes a commit that rewrites a tenth of the files, adds and
 # removes some and flips an executable bit; half the rounds also ask for a deploy at once.
 # After a random 0-N ms it SIGKILLs the daemon, restarts it and, once `deployd status`
 # answers (recovery has run), checks:
@@ -20,7 +20,7 @@
 # At the end the newest commit must go live. Output is TAP (tests/lib.sh), one line per kill,
 # then "kills=N violations=M" with the phases the kills landed in.
 #
-# Environment: CRASH_FILES (2000), CRASH_MAX_DELAY_MS (default: twice a measured deploy),
+# Environment: CRASH_FILES (2000), CRASH_MAX_DELAY_MS (default: 1.5 times a measured deploy),
 # CRASH_TIME_LIMIT (seconds; stop starting new kills after it, 0 = none), CRASH_SEED (for
 # $RANDOM), CRASH_HOOK (0 to run without the pre_activate hook).
 
@@ -55,41 +55,58 @@ check "the first release of $FILES files matches its commit" \
 # git blob id (so bytes are compared), for a symlink its target. Much faster than diff -r on
 # 2,000 files, and as exact. Unsafe modes (set-id bits, not world-readable) are listed too.
 cat >"$TMP/manifest.py" <<'EOF'
-import hashlib, os, stat, sys
-root = sys.argv[1]
+import hashlib, os, stat, sys, tarfile
+
+def blob(data):
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
 out = []
-for d, dirs, files in os.walk(root):
-    for n in dirs + files:
-        p = os.path.join(d, n)
-        rel = os.path.relpath(p, root)
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode):
-            out.append("%s\tlink\t%s" % (rel, os.readlink(p)))
-        elif stat.S_ISDIR(st.st_mode):
-            out.append("%s\tdir" % rel)
-        elif stat.S_ISREG(st.st_mode):
-            with open(p, "rb") as f:
-                data = f.read()
-            h = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-            x = "755" if st.st_mode & stat.S_IXUSR else "644"
-            out.append("%s\tfile\t%s\t%s" % (rel, x, h))
-            if st.st_mode & (stat.S_ISUID | stat.S_ISGID) or not st.st_mode & stat.S_IROTH:
-                out.append("%s\tUNSAFE-MODE\t%o" % (rel, st.st_mode & 0o7777))
-        else:
-            out.append("%s\tother\t%o" % (rel, st.st_mode))
+if sys.argv[1] == "-":
+    # a `git archive` tar on stdin, read in place of extracting it
+    with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as t:
+        for m in t:
+            rel = m.name.rstrip("/")
+            if m.issym():
+                out.append("%s\tlink\t%s" % (rel, m.linkname))
+            elif m.isdir():
+                out.append("%s\tdir" % rel)
+            elif m.isreg():
+                x = "755" if m.mode & stat.S_IXUSR else "644"
+                out.append("%s\tfile\t%s\t%s" % (rel, x, blob(t.extractfile(m).read())))
+            else:
+                out.append("%s\tother" % rel)
+else:
+    root = sys.argv[1]
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                out.append("%s\tlink\t%s" % (rel, os.readlink(p)))
+            elif stat.S_ISDIR(st.st_mode):
+                out.append("%s\tdir" % rel)
+            elif stat.S_ISREG(st.st_mode):
+                with open(p, "rb") as f:
+                    h = blob(f.read())
+                x = "755" if st.st_mode & stat.S_IXUSR else "644"
+                out.append("%s\tfile\t%s\t%s" % (rel, x, h))
+                if st.st_mode & (stat.S_ISUID | stat.S_ISGID) or not st.st_mode & stat.S_IROTH:
+                    out.append("%s\tUNSAFE-MODE\t%o" % (rel, st.st_mode & 0o7777))
+            else:
+                out.append("%s\tother" % rel)
 out.sort()
 print("\n".join(out))
 EOF
 
 # commit_manifest COMMIT: the manifest of `git archive COMMIT`, made once per commit.
 commit_manifest() {
-	local m=$TMP/manifests/$1 x
+	local m=$TMP/manifests/$1 part
 	if [ ! -f "$m" ]; then
 		mkdir -p "$TMP/manifests"
-		x=$(mktemp -d "$TMP/archive.XXXXXX") || return 1
-		git_q -C "$TMP/src" archive --format=tar "$1" | tar -x -C "$x" &&
-			python3 "$TMP/manifest.py" "$x" >"$m.new" && mv "$m.new" "$m"
-		rm -rf "$x"
+		part=$m.$BASHPID	# two callers may build it at once
+		git_q -C "$TMP/src" archive --format=tar "$1" |
+			python3 "$TMP/manifest.py" - >"$part" && mv "$part" "$m" || return 1
 	fi
 	cat "$m"
 }
@@ -107,11 +124,11 @@ release_matches() {
 	return 0
 }
 
-# new_commit I: rewrite a fifth of the files, add one, remove one, flip an executable
+# new_commit I: rewrite a tenth of the files, add one, remove one, flip an executable
 # bit, and now and then retarget the symlink; commit and push.
 new_commit() {
 	local i=$1 f x
-	for f in $(cd "$TMP/src" && git ls-files 'site/d*' | awk -v s="$i" 'NR % 5 == s % 5'); do
+	for f in $(cd "$TMP/src" && git ls-files 'site/d*' | awk -v s="$i" 'NR % 10 == s % 10'); do
 		printf 'rewritten in round %d\n' "$i" >>"$TMP/src/$f"
 	done
 	printf 'round %d\n' "$i" >"$TMP/src/site/round-$i.txt"
@@ -137,7 +154,7 @@ check "the manifest check accepts the release of its commit" release_matches "$W
 check_not "the manifest check refuses the release of another commit" \
 	release_matches "$WWW/current" "${ALL[0]}"
 check "lib.sh's tree_matches agrees" tree_matches "$WWW/current" "$TMP/src" "${ALL[-1]}"
-MAXD=${CRASH_MAX_DELAY_MS:-$(( DEPLOY_MS * 2 > 600 ? DEPLOY_MS * 2 : 600 ))}
+MAXD=${CRASH_MAX_DELAY_MS:-$(( DEPLOY_MS * 3 / 2 > 600 ? DEPLOY_MS * 3 / 2 : 600 ))}
 diag "an update of $FILES files takes ${DEPLOY_MS} ms; kills land 0-${MAXD} ms after the push"
 
 violations=0
@@ -156,6 +173,7 @@ for ((k = 1; k <= KILLS; k++)); do
 	fi
 	new_commit "$k" || bail "commit $k failed"
 	ALL+=("$(repo_head "$TMP/src")")
+	commit_manifest "${ALL[-1]}" >/dev/null 2>&1 &	# ready by the time it is needed
 	how=poll
 	if [ $((RANDOM % 2)) -eq 0 ]; then
 		how=request

@@ -5,5 +5,5 @@
 # Every kill is followed by a restart and an exact check of current against the commit's
 # tree; see tests/crash-campaign.sh for what is checked and for long runs
 # (tests/crash-campaign.sh DEPLOYD_BIN 500). CRASH_KILLS overrides the count here.
-export CRASH_TIME_LIMIT=${CRASH_TIME_LIMIT:-270}
+export CRASH_TIME_LIMIT=${CRASH_TIME_LIMIT:-240}
 exec bash "$(dirname "$0")/../crash-campaign.sh" "$DEPLOYD_BIN" "${CRASH_KILLS:-50}"

@@ -4,9 +4,9 @@
 #
 # A first deploy, an update found by polling, a signed GitHub webhook (with a deploy after
 # it), status and releases over the control socket, then SIGTERM. valgrind runs with
-# --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99; the fetch helper
-# is a separate exec (--trace-children=no), so only the daemon itself is checked. Without
-# valgrind this fails: it is part of the suite.
+# --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99
+# --trace-children=no; the fetch helper, a separate exec, gets a valgrind of its own with
+# the same options. Without valgrind this fails: it is part of the suite.
 . "$(dirname "$0")/../lib.sh"
 
 if ! command -v valgrind >/dev/null 2>&1; then
@@ -19,10 +19,53 @@ if ldd "$DEPLOYD_BIN" 2>/dev/null | grep -q 'libasan'; then
 	done_testing
 fi
 
+# The fetch helper is spawned as /proc/self/exe, which under valgrind is valgrind's own
+# tool binary ("You cannot run '/proc/self/exe' directly"). A preloaded shim points that
+# one path at the real binary; the helper then runs natively (--trace-children=no).
+cat >"$TMP/selfexe.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+    const posix_spawnattr_t *, char *const[], char *const[]);
+
+int
+posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+    const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	spawn_fn real = (spawn_fn)dlsym(RTLD_NEXT, "posix_spawn");
+	const char *exe = getenv("SELFEXE_REAL");
+
+	if (exe != NULL && strcmp(path, "/proc/self/exe") == 0)
+		path = exe;
+	return real(pid, path, fa, attr, argv, envp);
+}
+EOF
+gcc -shared -fPIC -o "$TMP/selfexe.so" "$TMP/selfexe.c" -ldl || bail "cannot build the spawn shim"
+# The helper is checked too, each run in a log of its own.
+cat >"$TMP/helper" <<EOF
+#!/bin/sh
+exec valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite \\
+	--show-leak-kinds=definite --error-exitcode=99 --num-callers=30 \\
+	--log-file="$TMP/valgrind-helper.%p.log" "$DEPLOYD_BIN" "\$@"
+EOF
+chmod 755 "$TMP/helper"
+export SELFEXE_REAL=$TMP/helper
+
 VG_LOG=$TMP/valgrind.log
-DAEMON_PREFIX=(valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite
-	--show-leak-kinds=definite --error-exitcode=99 --trace-children=no --num-callers=30
-	--log-file="$VG_LOG")
+VG_OPTS=(--tool=memcheck --leak-check=full --errors-for-leak-kinds=definite
+	--show-leak-kinds=definite --error-exitcode=99 --trace-children=no --num-callers=30)
+
+# The checks below can fail: the same options on a program that leaks give status 99.
+printf '#include <stdlib.h>\n#include <string.h>\nint main(void) { char *p = malloc(64);\n memset(p, 1, 64); p = 0; return p != 0; }\n' >"$TMP/leak.c"
+gcc -O0 -o "$TMP/leak" "$TMP/leak.c" || bail "cannot build the leak probe"
+valgrind "${VG_OPTS[@]}" --log-file="$TMP/probe.log" "$TMP/leak"
+is "valgrind reports a definite leak with status 99 (the probe)" "$?" 99
+like "and the report names it" "$(grep 'definitely lost' "$TMP/probe.log")" 'definitely lost: 64 bytes'
+DAEMON_PREFIX=(env LD_PRELOAD="$TMP/selfexe.so" valgrind "${VG_OPTS[@]}" --log-file="$VG_LOG")
 DAEMON_START_TIMEOUT=90
 DAEMON_STOP_TIMEOUT=90
 
@@ -92,6 +135,19 @@ is "the daemon exits 0 on SIGTERM under valgrind (99: valgrind found errors)" "$
 if [ ! -s "$VG_LOG" ]; then
 	fail "valgrind wrote its report" "no $VG_LOG"
 	done_testing
+fi
+helpers=("$TMP"/valgrind-helper.*.log)
+if [ -f "${helpers[0]}" ]; then
+	ok "the fetch helper ran under valgrind too (${#helpers[@]} runs)"
+	bad=$(grep -L 'ERROR SUMMARY: 0 errors' "${helpers[@]}")
+	if [ -z "$bad" ]; then
+		ok "valgrind: no error or definite leak in any fetch helper run"
+	else
+		fail "valgrind: no error or definite leak in any fetch helper run" \
+			"$(head -n 60 $(head -n 1 <<<"$bad"))"
+	fi
+else
+	fail "the fetch helper ran under valgrind too" "no $TMP/valgrind-helper.*.log"
 fi
 summary=$(grep -E 'ERROR SUMMARY|definitely lost|indirectly lost|possibly lost|still reachable' "$VG_LOG")
 diag "$summary"
