@@ -271,10 +271,12 @@ engine_write(struct engine_run *r, struct error *e)
 	if (util_rm_rf_at(r->releases_fd, r->tmpname) != E_OK)
 		return util_error_sys(e, "removing old %s", r->tmpname);
 	r->wrote = 1;
-	rc = release_write(r->cache, r->commit, r->releases_fd, r->tmpname, &nfiles, e);
+	rc = release_write_checked(r->cache, r->commit, r->releases_fd, r->tmpname,
+	    r->site->allow_external_symlinks, &nfiles, e);
 	/* E_GIT: an object did not read; a refusal (E_INVAL) or a full disk is something else. */
 	if (rc == E_GIT && (rc = engine_refetch(r, e)) == E_OK)
-		rc = release_write(r->cache, r->commit, r->releases_fd, r->tmpname, &nfiles, e);
+		rc = release_write_checked(r->cache, r->commit, r->releases_fd, r->tmpname,
+		    r->site->allow_external_symlinks, &nfiles, e);
 	if (rc != E_OK)
 		return rc;
 	if ((rc = shared_link(r->site, r->releases_fd, r->tmpname, e)) != E_OK)

@@ -29,6 +29,7 @@ struct release_walk {
 	const char	*cache_dir;
 	char		 path[PATH_MAX];	/* path inside the release, for messages */
 	size_t		 nfiles;
+	int		 allow_external;	/* symlinks may point outside the release */
 	struct error	*e;
 };
 
@@ -225,6 +226,35 @@ release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob
 	return E_OK;
 }
 
+/*
+ * Does a link at path (relative to the release root) with this target leave the release?
+ * Absolute targets always do; relative ones do when their ".." climb above the root.
+ */
+int
+release_link_escapes(const char *path, const char *target)
+{
+	const char *p, *seg;
+	long depth = 0;
+	size_t n;
+
+	if (*target == '/')
+		return 1;
+	for (p = path; *p != '\0'; p++)
+		if (*p == '/')
+			depth++;	/* the link's directory is depth levels below the root */
+	for (seg = target; *seg != '\0'; seg += n + (seg[n] == '/')) {
+		n = strcspn(seg, "/");
+		if (n == 0 || (n == 1 && seg[0] == '.'))
+			continue;
+		if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+			if (--depth < 0)
+				return 1;
+		} else
+			depth++;
+	}
+	return 0;
+}
+
 static int
 release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob *blob)
 {
@@ -236,6 +266,9 @@ release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob
 		return util_error(w->e, E_INVAL, "%s: bad symlink target", w->path);
 	memcpy(target, data, len);
 	target[len] = '\0';
+	if (!w->allow_external && release_link_escapes(w->path, target))
+		return util_error(w->e, E_INVAL, "%s: symlink to '%s' points outside the "
+		    "release (set allow_external_symlinks: true to allow it)", w->path, target);
 	if (symlinkat(target, dirfd, name) != 0)
 		return util_error_sys(w->e, "writing %s", w->path);
 	return E_OK;
@@ -336,6 +369,14 @@ int
 release_write(const char *cache_dir, const char *commit, int releases_fd,
     const char *tmpname, size_t *nfiles, struct error *e)
 {
+	return release_write_checked(cache_dir, commit, releases_fd, tmpname, 1, nfiles, e);
+}
+
+/* The same, refusing symlinks that leave the release unless allow_external is set. */
+int
+release_write_checked(const char *cache_dir, const char *commit, int releases_fd,
+    const char *tmpname, int allow_external, size_t *nfiles, struct error *e)
+{
 	struct release_walk *w;
 	git_repository *repo = NULL;
 	git_commit *c = NULL;
@@ -347,6 +388,7 @@ release_write(const char *cache_dir, const char *commit, int releases_fd,
 		*nfiles = 0;
 	w = util_xcalloc(1, sizeof(*w));
 	w->e = e;
+	w->allow_external = allow_external;
 	if (git_oid_fromstr(&oid, commit) != 0) {
 		rc = util_error(e, E_INVAL, "bad commit id '%s'", commit);
 		goto out;

@@ -307,6 +307,9 @@ int	 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len);
 int	 release_parse_name(const char *name, int64_t *unix_secs, char commit12[13]);
 int	 release_write(const char *cache_dir, const char *commit, int releases_fd,
 	    const char *tmpname, size_t *nfiles, struct error *);
+int	 release_write_checked(const char *cache_dir, const char *commit, int releases_fd,
+	    const char *tmpname, int allow_external, size_t *nfiles, struct error *);
+int	 release_link_escapes(const char *path, const char *target);
 int	 release_cleanup_tmp(int releases_fd);	/* number removed, or E_SYS */
 int	 release_prune(int releases_fd, struct site_state *, int64_t keep,
 	    const char *current, struct error *);

@@ -1714,10 +1714,32 @@ t_engine_submodules(void **state)
 	git_repository_free(deep);
 }
 
+/* Which symlink targets leave the release: the check behind allow_external_symlinks. */
+static void
+t_link_escapes(void **st)
+{
+	static const struct { const char *path, *target; int escapes; } cases[] = {
+		{ "link", "index.html", 0 }, { "link", "./a/b", 0 },
+		{ "a/link", "../index.html", 0 }, { "a/b/link", "../../x", 0 },
+		{ "a/link", "../../etc/passwd", 1 }, { "link", "..", 1 },
+		{ "link", "/etc/passwd", 1 }, { "a/b/link", "../c/../../..", 1 },
+		{ "a/link", "b/../../x", 0 }, { "a/link", "b/../../../x", 1 },
+		{ "link", ".", 0 }, { "a/link", "..//x", 0 }, { "link", "x/../..", 1 },
+	};
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (release_link_escapes(cases[i].path, cases[i].target) != cases[i].escapes)
+			fail_msg("%s -> %s: expected escapes=%d", cases[i].path, cases[i].target,
+			    cases[i].escapes);
+}
+
 int
 main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_link_escapes),
 		cmocka_unit_test(t_name),
 		cmocka_unit_test(t_parse_bad),
 		cmocka_unit_test_setup_teardown(t_write, setup, teardown),
