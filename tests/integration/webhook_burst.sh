@@ -19,6 +19,8 @@ chmod 600 "$TMP/secret"
 # The pre_activate hook makes every deploy take six seconds, so the burst lands during one
 # even on a loaded machine.
 CFG_LISTEN=127.0.0.1:$(free_port)
+# 50 deliveries at once from one address: above the default per-address limit of 32.
+CFG_EXTRA=$'limits:\n  max_connections_per_ip: 100'
 write_config "$TMP/deployd.yaml" \
 	"$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0 secret_file="$TMP/secret" keep=20 \
 		'hooks={pre_activate: [/bin/sleep, "6"], timeout: 30s}')"
