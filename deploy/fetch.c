@@ -450,8 +450,16 @@ fetch_url_ssh(const char *url, char *host, size_t hlen, int *port)
 		colon = memchr(p, ':', (size_t)(end - p));
 		snprintf(host, hlen, "%.*s", (int)((colon != NULL ? colon : end) - p), p);
 	}
-	if (colon != NULL && colon < end && *colon == ':' && colon + 1 < end)
-		*port = atoi(colon + 1);
+	if (colon != NULL && colon < end && *colon == ':' && colon + 1 < end) {
+		char *num_end;
+		long v;
+
+		errno = 0;
+		v = strtol(colon + 1, &num_end, 10);
+		/* A port that is not a number up to the path keeps the default; ssh will say why. */
+		if (errno == 0 && num_end == end && v > 0 && v <= 65535)
+			*port = (int)v;
+	}
 	return 1;
 }
 
