@@ -185,23 +185,6 @@ release_unsafe_name(const char *name)
 }
 
 static int
-release_write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int
 release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob *blob,
     mode_t mode)
 {
@@ -216,7 +199,7 @@ release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob
 	if (fd < 0)
 		return util_error_sys(w->e, "writing %s", w->path);
 	/* fchmod, not the open mode, so the umask cannot take away the world-read bit. */
-	if (release_write_all(fd, data, len) != 0 || fchmod(fd, mode) != 0) {
+	if (util_write_all(fd, data, len) != E_OK || fchmod(fd, mode) != 0) {
 		util_error_sys(w->e, "writing %s", w->path);
 		close(fd);
 		return E_SYS;

@@ -201,20 +201,6 @@ rollback_pause(const struct config *cfg, const struct site_config *site, int pau
 	return rc;
 }
 
-static json_t *
-rollback_time(int64_t secs)
-{
-	char buf[32];
-	time_t t = (time_t)secs;
-	struct tm tm;
-
-	if (secs <= 0)
-		return json_null();
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
-}
-
 /* Every release directory on disk, newest first, with what the state knows of it. */
 json_t *
 rollback_releases_json(const struct config *cfg, const struct site_config *site,
@@ -253,9 +239,9 @@ rollback_releases_json(const struct config *cfg, const struct site_config *site,
 			    "current", strcmp(cur, names.v[i]) == 0,
 			    "bad", rec != NULL && rec->bad,
 			    "pinned", strcmp(cur, names.v[i]) == 0 && st.paused);
-			json_object_set_new(o, "created_at", rollback_time(secs));
+			json_object_set_new(o, "created_at", util_json_time(secs));
 			json_object_set_new(o, "activated_at",
-			    rollback_time(rec ? rec->activated_at : 0));
+			    util_json_time(rec ? rec->activated_at : 0));
 			json_object_set_new(o, "good", json_boolean(rec != NULL && !rec->bad));
 			json_array_insert_new(arr, 0, o);
 		}

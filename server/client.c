@@ -14,23 +14,6 @@
 #define CLIENT_RESP_MAX (16 * 1024 * 1024)
 #define CLIENT_TIMEOUT_MS 30000
 
-static int
-client_write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return E_SYS;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return E_OK;
-}
-
 /* One request per connection (Connection: close), so the answer ends at EOF. */
 int
 client_request(const char *socket_path, const char *method, const char *path,
@@ -66,7 +49,7 @@ client_request(const char *socket_path, const char *method, const char *path,
 	req = util_xasprintf("%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
 	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", method, path,
 	    body ? strlen(body) : 0, body ? body : "");
-	rc = client_write_all(fd, req, strlen(req));
+	rc = util_write_all(fd, req, strlen(req));
 	free(req);
 	if (rc != E_OK) {
 		close(fd);
@@ -444,17 +427,14 @@ cmd_releases(struct cli *cli)
 	arr = json_object_get(answer, "releases");
 	printf("%-32s %-12s %-20s %s\n", "RELEASE", "COMMIT", "ACTIVATED", "MARKS");
 	json_array_foreach(arr, i, r) {
-		char marks[64] = "";
+		char marks[64];
+		int bad = json_is_true(json_object_get(r, "bad"));
 
-		if (json_is_true(json_object_get(r, "current")))
-			strcat(marks, "current ");
-		if (json_is_true(json_object_get(r, "bad")))
-			strcat(marks, "bad ");
-		if (json_is_true(json_object_get(r, "pinned")))
-			strcat(marks, "pinned ");
-		if (!json_is_true(json_object_get(r, "good")) &&
-		    !json_is_true(json_object_get(r, "bad")))
-			strcat(marks, "unrecorded ");
+		snprintf(marks, sizeof(marks), "%s%s%s%s",
+		    json_is_true(json_object_get(r, "current")) ? "current " : "",
+		    bad ? "bad " : "",
+		    json_is_true(json_object_get(r, "pinned")) ? "pinned " : "",
+		    !json_is_true(json_object_get(r, "good")) && !bad ? "unrecorded " : "");
 		util_strlcpy(when, client_str(r, "activated_at", "-"), sizeof(when));
 		printf("%-32s %-12.12s %-20s %s\n", client_str(r, "name", "?"),
 		    client_str(r, "commit", "?"), when, marks);

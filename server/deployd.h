@@ -227,6 +227,8 @@ int	 util_error_git(struct error *, const char *fmt, ...)
 void	 util_strv_push(struct strv *, const char *);
 void	 util_strv_free(struct strv *);
 int	 util_mkdir_p(const char *path, mode_t mode);
+int	 util_write_all(int fd, const void *buf, size_t len);
+json_t	*util_json_time(int64_t unix_secs);
 int	 util_write_file_atomic(const char *path, const void *buf, size_t len,
 	    mode_t mode, struct error *);
 int	 util_rm_rf_at(int dirfd, const char *name);

@@ -630,20 +630,6 @@ sched_stop(void)
 }
 
 static json_t *
-sched_time_json(int64_t unix_secs)
-{
-	char buf[32];
-	time_t t = (time_t)unix_secs;
-	struct tm tm;
-
-	if (unix_secs <= 0)
-		return json_null();
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
-}
-
-static json_t *
 sched_str_or_null(const char *s)
 {
 	return s != NULL && *s != '\0' ? json_string(s) : json_null();
@@ -685,17 +671,17 @@ sched_site_json_locked(struct sched_site *s)
 	json_object_set_new(o, "commit", sched_str_or_null(st.applied));
 	json_object_set_new(o, "subject", sched_str_or_null(st.subject));
 	json_object_set_new(o, "author", sched_str_or_null(st.author));
-	json_object_set_new(o, "deployed_at", sched_time_json(st.applied_at));
+	json_object_set_new(o, "deployed_at", util_json_time(st.applied_at));
 	json_object_set_new(o, "trigger", st.applied[0] != '\0' ?
 	    json_string(util_trigger_name(st.trigger)) : json_null());
-	json_object_set_new(o, "last_webhook_at", sched_time_json(s->last_webhook_at / 1000));
+	json_object_set_new(o, "last_webhook_at", util_json_time(s->last_webhook_at / 1000));
 	json_object_set_new(o, "last_error", sched_str_or_null(st.last_error));
-	json_object_set_new(o, "last_error_at", sched_time_json(st.last_error_at));
+	json_object_set_new(o, "last_error_at", util_json_time(st.last_error_at));
 	wall = s->next_poll != 0 ? util_now_ms() + (s->next_poll - util_mono_ms()) : 0;
-	json_object_set_new(o, "next_poll_at", sched_time_json(wall / 1000));
+	json_object_set_new(o, "next_poll_at", util_json_time(wall / 1000));
 	json_object_set_new(o, "failures", json_integer(s->failures));
 	json_object_set_new(o, "webhooks_missed", json_integer(s->missed_count));
-	json_object_set_new(o, "last_missed_at", sched_time_json(s->last_missed_at / 1000));
+	json_object_set_new(o, "last_missed_at", util_json_time(s->last_missed_at / 1000));
 	json_object_set_new(o, "desired", sched_str_or_null(st.desired));
 	json_object_set_new(o, "attempted", sched_str_or_null(st.attempted));
 	json_object_set_new(o, "branch", sched_str_or_null(s->cfg->branch));

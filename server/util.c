@@ -294,13 +294,47 @@ util_mkdir_p(const char *path, mode_t mode)
 	return E_OK;
 }
 
+/* write(2) until done, through short writes and EINTR. */
+int
+util_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return E_SYS;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return E_OK;
+}
+
+/* A unix time as the ISO-8601 UTC string every JSON answer uses; null for none. */
+json_t *
+util_json_time(int64_t unix_secs)
+{
+	char buf[32];
+	time_t t = (time_t)unix_secs;
+	struct tm tm;
+
+	if (unix_secs <= 0)
+		return json_null();
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
 /* Write a whole file so that a crash leaves either the old or the new content. */
 int
 util_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mode,
     struct error *e)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX];
-	const char *p = buf;
 	char *slash;
 	int fd, dfd, rc = E_SYS;
 
@@ -308,17 +342,9 @@ util_write_file_atomic(const char *path, const void *buf, size_t len, mode_t mod
 		return util_error(e, E_INVAL, "%s: path too long", path);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0)
 		return util_error_sys(e, "%s", tmp);
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			util_error_sys(e, "write %s", tmp);
-			goto fail;
-		}
-		p += n;
-		len -= (size_t)n;
+	if (util_write_all(fd, buf, len) != E_OK) {
+		util_error_sys(e, "write %s", tmp);
+		goto fail;
 	}
 	if (fsync(fd) != 0) {
 		util_error_sys(e, "fsync %s", tmp);
