@@ -783,6 +783,93 @@ engine_pick_good(int releases_fd, const struct site_state *st, char *name, size_
 	return found;
 }
 
+/* The full id, subject and author of the commit a release name's 12 digits abbreviate. */
+static int
+engine_commit_of(const char *cache, const char *c12, char *commit, char *subject,
+    size_t sublen, char *author, size_t authlen)
+{
+	const git_signature *sig;
+	git_repository *repo = NULL;
+	git_commit *c = NULL;
+	git_oid oid;
+	char *who;
+	int rc = E_NOTFOUND;
+
+	if (git_repository_open_ext(&repo, cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
+	    GIT_REPOSITORY_OPEN_BARE, NULL) == 0 && git_oid_fromstrn(&oid, c12, 12) == 0 &&
+	    git_commit_lookup_prefix(&c, repo, &oid, 12) == 0) {
+		git_oid_tostr(commit, SHA_HEX, git_commit_id(c));
+		engine_copy_line(subject, git_commit_message(c) ? git_commit_message(c) : "",
+		    sublen);
+		sig = git_commit_author(c);
+		who = util_xasprintf("%s <%s>", sig->name ? sig->name : "",
+		    sig->email ? sig->email : "");
+		engine_copy_line(author, who, authlen);
+		free(who);
+		rc = E_OK;
+	}
+	git_commit_free(c);
+	git_repository_free(repo);
+	return rc;
+}
+
+/*
+ * A crash between the swap and the state save leaves `current` naming a release that
+ * state.json does not record as live. The link is the truth: record it, so that status tells
+ * what is live and the next prune counts from it instead of deleting around it.
+ */
+static void
+engine_adopt(const struct config *cfg, const struct site_config *site, int path_fd,
+    int releases_fd, struct site_state *st)
+{
+	struct release_rec rec = { 0 };
+	struct error se = { 0 };
+	struct stat sb;
+	char cur[RELEASE_NAME_MAX], c12[13];
+	int64_t secs;
+	char *cache;
+	size_t i;
+	int known = 0;
+
+	if (swap_read_current(path_fd, cur, sizeof(cur)) != E_OK ||
+	    release_parse_name(cur, &secs, c12) != E_OK ||
+	    fstatat(releases_fd, cur, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(sb.st_mode) ||
+	    strcmp(st->release, cur) == 0)
+		return;
+	for (i = 0; i < st->nreleases; i++)
+		if (strcmp(st->releases[i].name, cur) == 0) {
+			util_strlcpy(rec.commit, st->releases[i].commit, sizeof(rec.commit));
+			known = 1;
+		}
+	cache = fetch_cache_path(cfg, site);
+	if (engine_commit_of(cache, c12, st->applied, st->subject, sizeof(st->subject),
+	    st->author, sizeof(st->author)) != E_OK) {
+		if (!known) {
+			log_warn("site=%s current names releases/%s, which the state does not "
+			    "record and whose commit is not in the cache; left as it is",
+			    site->name, cur);
+			free(cache);
+			return;
+		}
+		util_strlcpy(st->applied, rec.commit, sizeof(st->applied));
+		st->subject[0] = st->author[0] = '\0';
+	}
+	free(cache);
+	log_warn("site=%s current names releases/%s (commit %.12s) but the state said %s: "
+	    "the daemon stopped between the swap and saving state; recording it as live",
+	    site->name, cur, st->applied, st->release[0] != '\0' ? st->release : "none");
+	util_strlcpy(st->release, cur, sizeof(st->release));
+	st->applied_at = secs;
+	if (!known) {
+		util_strlcpy(rec.name, cur, sizeof(rec.name));
+		util_strlcpy(rec.commit, st->applied, sizeof(rec.commit));
+		rec.activated_at = secs;
+		state_add_release(st, &rec);
+	}
+	if (state_save(cfg->state_dir, site->name, st, &se) != E_OK)
+		log_error("site=%s saving state: %s", site->name, se.msg);
+}
+
 /* At start-up: drop unfinished releases and a half-made link, and repair a missing `current`. */
 int
 engine_recover(const struct config *cfg, const struct site_config *site, struct error *e)
@@ -811,8 +898,11 @@ engine_recover(const struct config *cfg, const struct site_config *site, struct 
 	if ((n = release_cleanup_tmp(releases_fd)) > 0)
 		log_info("site=%s removed %d unfinished release(s)", site->name, n);
 
-	if (fstatat(path_fd, "current", &sb, 0) == 0)
-		goto out;	/* current resolves: nothing to repair */
+	if (fstatat(path_fd, "current", &sb, 0) == 0) {
+		if (state_load(cfg->state_dir, site->name, &st, &se) == E_OK)
+			engine_adopt(cfg, site, path_fd, releases_fd, &st);
+		goto out;	/* current resolves: no link to repair */
+	}
 	what = fstatat(path_fd, "current", &sb, AT_SYMLINK_NOFOLLOW) == 0 ? "dangling" :
 	    "missing";
 	if (swap_read_current(path_fd, cur, sizeof(cur)) != E_OK)

@@ -186,9 +186,13 @@ pid_start() {
 
 # track_pid PID: stop PID when the script ends (if it is still the same process).
 track_pid() {
-	local st
+	local st p live=()
 	st=$(pid_start "$1") || return 0
-	PIDS+=("$1:$st")
+	# Forget processes that are gone, so long loops (crash campaigns) keep the list short.
+	for p in "${PIDS[@]}"; do
+		[ "$(pid_start "${p%%:*}")" = "${p#*:}" ] && live+=("$p")
+	done
+	PIDS=("${live[@]}" "$1:$st")
 }
 
 # spawn LOG CMD...: run CMD in the background with output to LOG; PID in LAST_PID.

@@ -70,6 +70,38 @@ check "a missing current is recreated" wait_for "current" 10 test -d "$WWW/curre
 wait_live "$WWW" "$B" 10
 check "and names a complete release of the tip" current_matches "$WWW" "$TMP/src" "$B"
 
+# 4. A crash between the swap and the state save: current names a release the state does not
+# record. The link is the truth: the restart adopts it instead of deploying the commit again,
+# and the prune counts from it, so the release before it stays as the rollback target.
+stop_daemon
+cp "$TMP/state/www/state.json" "$TMP/state-before-C.json"
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
+commit_file "$TMP/src" index.html "C" "C" || bail "commit failed"
+C=$(repo_head "$TMP/src")
+wait_live "$WWW" "$C" 20 || bail "C did not go live"
+wait_for "idle" 10 site_field_is www state idle
+stop_daemon
+relC=$(current_release "$WWW")
+cp "$TMP/state-before-C.json" "$TMP/state/www/state.json"
+nrel=$(release_count "$WWW")
+write_config "$TMP/deployd.yaml" "$(site_yaml www "$TMP/src.git" "$WWW" poll=1s keep=2)"
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
+sleep 2.5	# at least two polls
+is "status reports the adopted commit" "$(site_field www commit)" "$C"
+is "status reports the adopted release" "$(site_field www release)" "$relC"
+is "state.json records the adopted release" "$(jq -r .release "$TMP/state/www/state.json")" "$relC"
+is "the live commit is not deployed a second time" "$(release_count "$WWW")" "$nrel"
+like "the log says why" "$(cat "$TMP/daemon.log")" "recording it as live"
+commit_file "$TMP/src" index.html "D" "D" || bail "commit failed"
+D=$(repo_head "$TMP/src")
+check "the next commit goes live" wait_live "$WWW" "$D" 20
+wait_for "idle" 10 site_field_is www state idle
+check "keep=2 keeps the adopted release as the previous one" test -d "$WWW/releases/$relC"
+is "and prunes down to two releases" "$(release_count "$WWW")" 2
+dctl rollback www >/dev/null 2>&1
+check "rollback goes back to the adopted release" wait_for "rollback" 20 current_is "$WWW" "$C"
+check "which is C's complete tree" current_matches "$WWW" "$TMP/src" "$C"
+
 stop_daemon
 is "daemon exits 0 on SIGTERM" "$DAEMON_STATUS" 0
 done_testing
