@@ -60,7 +60,17 @@ static void
 engine_phase(engine_phase_cb cb, void *arg, enum phase phase, const char *commit)
 {
 	if (cb != NULL)
-		cb(arg, phase, commit);
+		cb(arg, phase, commit, NULL);
+}
+
+/* The fetch helper's download progress, passed on to whoever watches the deploy. */
+static void
+engine_fetch_progress(void *arg, const struct deploy_progress *p)
+{
+	struct engine_run *r = arg;
+
+	if (r->cb != NULL)
+		r->cb(r->cbarg, PHASE_FETCHING, NULL, p);
 }
 
 /*
@@ -687,7 +697,7 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 			goto fail;
 		goto out;
 	}
-	if ((rc = fetch_site(cfg, site, &r->fr, &e)) != E_OK)
+	if ((rc = fetch_site(cfg, site, &r->fr, engine_fetch_progress, r, &e)) != E_OK)
 		goto fail;
 	dirty = strcmp(r->st.desired, r->fr.tip) != 0;
 	/* A poll that finds the same tip says so only at debug level. */

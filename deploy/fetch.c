@@ -223,16 +223,75 @@ fetch_argv(const struct config *cfg, const struct site_config *site, enum fetch_
  * a child (this binary's "__fetch" subcommand) that we can kill at a deadline. Per-site
  * settings libgit2 keeps process-wide (the CA file) stay per site that way, too.
  */
+/*
+ * The child's stdout is a stream of lines: "progress OBJECTS TOTAL BYTES" while it downloads,
+ * then one reply line. Progress goes to fn; the first other line is kept as the reply.
+ */
+struct fetch_reader {
+	char		 buf[FETCH_OUT_MAX + 1];
+	size_t		 len;
+	char		 reply[FETCH_OUT_MAX + 1];
+	int		 have_reply;
+	int		 skipping;	/* the current line overflowed buf: drop it */
+	fetch_progress_fn fn;
+	void		*arg;
+};
+
+static void
+fetch_reader_line(struct fetch_reader *rd, char *line)
+{
+	struct deploy_progress p = { 0 };
+	long long objs, total, bytes;
+
+	if (strncmp(line, "progress ", 9) == 0) {
+		if (rd->fn != NULL && sscanf(line + 9, "%lld %lld %lld", &objs, &total,
+		    &bytes) == 3 && objs >= 0 && total >= 0 && bytes >= 0) {
+			p.objects = objs;
+			p.objects_total = total;
+			p.bytes = bytes;
+			rd->fn(rd->arg, &p);
+		}
+		return;
+	}
+	if (!rd->have_reply) {
+		util_strlcpy(rd->reply, line, sizeof(rd->reply));
+		rd->have_reply = 1;
+	}
+}
+
+static void
+fetch_reader_feed(struct fetch_reader *rd, const char *data, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (data[i] == '\n') {
+			rd->buf[rd->len] = '\0';
+			if (!rd->skipping)
+				fetch_reader_line(rd, rd->buf);
+			rd->len = 0;
+			rd->skipping = 0;
+		} else if (rd->len < FETCH_OUT_MAX)
+			rd->buf[rd->len++] = data[i];
+		else
+			rd->skipping = 1;
+	}
+}
+
+/*
+ * libgit2 1.5.1 has no server timeout and a stalled read fires no callback, so the fetch runs in
+ * a child (this binary's "__fetch" subcommand) that we can kill at a deadline. Per-site
+ * settings libgit2 keeps process-wide (the CA file) stay per site that way, too.
+ */
 static int
 fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_mode mode,
-    struct fetch_result *fr, struct error *e)
+    fetch_progress_fn fn, void *arg, struct fetch_result *fr, struct error *e)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	struct strv av = { 0 };
-	char out[FETCH_OUT_MAX + 1];
+	struct fetch_reader *rd;
 	char *dir;
-	size_t outlen = 0;
 	int64_t deadline, limit = fetch_timeout_ms(site);
 	int p[2], status = 0, rc, timed_out = 0;
 	pid_t pid;
@@ -265,10 +324,14 @@ fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_m
 		return util_error_sys(e, "starting fetch helper %s", fetch_exe);
 	}
 
+	rd = util_xcalloc(1, sizeof(*rd));
+	rd->fn = fn;
+	rd->arg = arg;
 	deadline = util_mono_ms() + limit;
 	for (;;) {
 		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
 		int64_t left = deadline - util_mono_ms();
+		char chunk[4096];
 		ssize_t n;
 		int r;
 
@@ -285,25 +348,22 @@ fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_m
 		}
 		if (r == 0)
 			continue;
-		if (outlen < FETCH_OUT_MAX)
-			n = read(p[0], out + outlen, FETCH_OUT_MAX - outlen);
-		else {
-			char sink[256];	/* more than one line: drain it, keep the first */
-
-			n = read(p[0], sink, sizeof(sink));
-			if (n > 0)
-				continue;
-		}
+		n = read(p[0], chunk, sizeof(chunk));
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (n <= 0)
 			break;
-		outlen += (size_t)n;
+		fetch_reader_feed(rd, chunk, (size_t)n);
 	}
 	close(p[0]);
-	out[outlen] = '\0';
+	/* A reply cut off by the child's death has no newline: it still explains. */
+	if (!rd->have_reply && rd->len > 0 && !rd->skipping) {
+		rd->buf[rd->len] = '\0';
+		fetch_reader_line(rd, rd->buf);
+	}
 	/* After EOF the child only has to exit; it gets the rest of the deadline to do so. */
 	if (rc != E_OK || timed_out || fetch_reap(pid, deadline, &status) == E_TIMEOUT) {
+		free(rd);
 		if (rc != E_OK) {
 			fetch_reap(pid, 0, &status);
 			return rc;
@@ -314,15 +374,17 @@ fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_m
 		    mode == FETCH_LS_REMOTE ? "checking the remote" : "fetch",
 		    (long long)((limit + 999) / 1000));
 	}
-	return fetch_parse_reply(out, status, fr, e);
+	rc = fetch_parse_reply(rd->reply, status, fr, e);
+	free(rd);
+	return rc;
 }
 
 /* Fetch the tracked branch, or the highest matching tag, into the cache. */
 int
 fetch_site(const struct config *cfg, const struct site_config *site, struct fetch_result *fr,
-    struct error *e)
+    fetch_progress_fn fn, void *arg, struct error *e)
 {
-	return fetch_run(cfg, site, FETCH_UPDATE, fr, e);
+	return fetch_run(cfg, site, FETCH_UPDATE, fn, arg, fr, e);
 }
 
 /* Clone the site afresh, replacing a cache found damaged after a fetch said it was fine. */
@@ -330,7 +392,7 @@ int
 fetch_site_fresh(const struct config *cfg, const struct site_config *site,
     struct fetch_result *fr, struct error *e)
 {
-	return fetch_run(cfg, site, FETCH_FRESH, fr, e);
+	return fetch_run(cfg, site, FETCH_FRESH, NULL, NULL, fr, e);
 }
 
 /* Ask the remote what it would deploy now, without downloading anything (ls-remote). */
@@ -338,7 +400,7 @@ int
 fetch_remote_tip(const struct config *cfg, const struct site_config *site,
     struct fetch_result *fr, struct error *e)
 {
-	return fetch_run(cfg, site, FETCH_LS_REMOTE, fr, e);
+	return fetch_run(cfg, site, FETCH_LS_REMOTE, NULL, NULL, fr, e);
 }
 
 /* ---- the child ---- */
@@ -600,6 +662,26 @@ fetch_cert_cb(git_cert *cert, int valid, const char *host, void *payload)
 	return 0;
 }
 
+/*
+ * The parent shows how the download goes (deploy --wait, the events stream): a line at most
+ * every 100 ms, and the last one when every object has arrived.
+ */
+static int
+fetch_progress_cb(const git_indexer_progress *st, void *payload)
+{
+	static int64_t last;
+	int64_t now = util_mono_ms();
+
+	(void)payload;
+	if (now - last < 100 && st->received_objects != st->total_objects)
+		return 0;
+	last = now;
+	printf("progress %u %u %zu\n", st->received_objects, st->total_objects,
+	    st->received_bytes);
+	fflush(stdout);
+	return 0;
+}
+
 static void
 fetch_conn_init(struct fetch_conn *c, const struct fetch_opts *o, const char *url,
     git_remote_callbacks *cbs)
@@ -612,6 +694,7 @@ fetch_conn_init(struct fetch_conn *c, const struct fetch_opts *o, const char *ur
 	git_remote_init_callbacks(cbs, GIT_REMOTE_CALLBACKS_VERSION);
 	cbs->credentials = fetch_cred_cb;
 	cbs->certificate_check = fetch_cert_cb;
+	cbs->transfer_progress = fetch_progress_cb;
 	cbs->payload = c;
 }
 

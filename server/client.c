@@ -14,18 +14,13 @@
 #define CLIENT_RESP_MAX (16 * 1024 * 1024)
 #define CLIENT_TIMEOUT_MS 30000
 
-/* One request per connection (Connection: close), so the answer ends at EOF. */
-int
-client_request(const char *socket_path, const char *method, const char *path,
-    const char *body, int *status, char **resp, struct error *e)
+/* Connect to the control socket, saying plainly why not: no daemon, or no permission. */
+static int
+client_connect(const char *socket_path, struct error *e)
 {
 	struct sockaddr_un sun;
-	struct pollfd pfd;
-	char *req, *buf = NULL, *hdr_end;
-	size_t len = 0, cap = 0;
-	int fd, rc;
+	int fd;
 
-	*resp = NULL;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (util_strlcpy(sun.sun_path, socket_path, sizeof(sun.sun_path)) >=
@@ -46,6 +41,22 @@ client_request(const char *socket_path, const char *method, const char *path,
 		errno = err;
 		return util_error_sys(e, "cannot connect to %s", socket_path);
 	}
+	return fd;
+}
+
+/* One request per connection (Connection: close), so the answer ends at EOF. */
+int
+client_request(const char *socket_path, const char *method, const char *path,
+    const char *body, int *status, char **resp, struct error *e)
+{
+	struct pollfd pfd;
+	char *req, *buf = NULL, *hdr_end;
+	size_t len = 0, cap = 0;
+	int fd, rc;
+
+	*resp = NULL;
+	if ((fd = client_connect(socket_path, e)) < 0)
+		return fd;
 	req = util_xasprintf("%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
 	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", method, path,
 	    body ? strlen(body) : 0, body ? body : "");
@@ -212,18 +223,22 @@ client_ago(const char *iso, char *buf, size_t len)
 static void
 client_status_row(json_t *s)
 {
-	char deployed[48], next[48], commit[13], err[80];
+	char deployed[48], next[48], commit[13], err[80], trig[32];
 	const char *c = client_str(s, "commit", "-");
+	const char *prov = client_str(s, "trigger_provider", NULL);
 	json_t *paused = json_object_get(s, "paused");
 
 	util_strlcpy(commit, c, sizeof(commit));
+	/* "webhook:github": the JSON has the delivery id too. */
+	snprintf(trig, sizeof(trig), "%s%s%s", client_str(s, "trigger", "-"),
+	    prov != NULL ? ":" : "", prov != NULL ? prov : "");
 	client_ago(client_str(s, "deployed_at", NULL), deployed, sizeof(deployed));
 	client_ago(client_str(s, "next_poll_at", NULL), next, sizeof(next));
 	util_sanitize(client_str(s, "last_error", "-"), err, sizeof(err));
-	printf("%-16s %-10s %-12s %-30s %-12s %-8s %-10s %s\n",
+	printf("%-16s %-10s %-12s %-30s %-12s %-17s %-10s %s\n",
 	    client_str(s, "name", "?"),
 	    json_is_true(paused) ? "paused" : client_str(s, "state", "?"), commit,
-	    client_str(s, "release", "-"), deployed, client_str(s, "trigger", "-"), next, err);
+	    client_str(s, "release", "-"), deployed, trig, next, err);
 }
 
 int
@@ -252,7 +267,7 @@ cmd_status(struct cli *cli)
 		json_decref(answer);
 		return 0;
 	}
-	printf("%-16s %-10s %-12s %-30s %-12s %-8s %-10s %s\n", "SITE", "STATE", "COMMIT",
+	printf("%-16s %-10s %-12s %-30s %-12s %-17s %-10s %s\n", "SITE", "STATE", "COMMIT",
 	    "RELEASE", "DEPLOYED", "TRIGGER", "NEXT-POLL", "LAST-ERROR");
 	if (cli->nargs == 1)
 		client_status_row(answer);
@@ -275,65 +290,261 @@ cmd_status(struct cli *cli)
 	return 0;
 }
 
+/* 1536 as "1.5 KiB": progress lines stay short. */
+static void
+client_bytes(int64_t n, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%lld B", (long long)n);
+	else
+		snprintf(buf, len, "%.1f %s", v, units[u]);
+}
+
+static int64_t
+client_int(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+/* "fetching 120/400 objects, 1.2 MiB" or "writing 800/2000 files", from an event's progress. */
+static void
+client_progress(const char *state, json_t *p, int bar, char *buf, size_t len)
+{
+	int64_t done = 0, total = 0;
+	char size[32], meter[24] = "";
+	const char *what = NULL;
+	int i, fill;
+
+	if (strcmp(state, "fetching") == 0 && client_int(p, "objects_total") > 0) {
+		done = client_int(p, "objects");
+		total = client_int(p, "objects_total");
+		what = "objects";
+	} else if (strcmp(state, "writing") == 0 && client_int(p, "files_total") > 0) {
+		done = client_int(p, "files");
+		total = client_int(p, "files_total");
+		what = "files";
+	}
+	if (what == NULL) {
+		util_strlcpy(buf, state, len);
+		return;
+	}
+	if (bar) {
+		fill = (int)(done * 20 / total);
+		meter[0] = '[';
+		for (i = 0; i < 20; i++)
+			meter[i + 1] = i < fill ? '#' : '.';
+		meter[21] = ']';
+		meter[22] = ' ';
+		meter[23] = '\0';
+	}
+	client_bytes(client_int(p, "bytes"), size, sizeof(size));
+	if (strcmp(what, "objects") == 0)
+		snprintf(buf, len, "%s %s%lld/%lld objects, %s", state, meter, (long long)done,
+		    (long long)total, size);
+	else
+		snprintf(buf, len, "%s %s%lld/%lld files", state, meter, (long long)done,
+		    (long long)total);
+}
+
+/* The step's count is full: its last progress line is always worth a line. */
+static int
+client_complete(const char *state, json_t *p)
+{
+	if (strcmp(state, "fetching") == 0)
+		return client_int(p, "objects_total") > 0 &&
+		    client_int(p, "objects") == client_int(p, "objects_total");
+	if (strcmp(state, "writing") == 0)
+		return client_int(p, "files_total") > 0 &&
+		    client_int(p, "files") == client_int(p, "files_total");
+	return 0;
+}
+
+/* The outcome of job id, once an event says it is done; returns the exit code. */
+static int
+client_outcome(const char *site, const char *what, json_t *ev)
+{
+	const char *commit = client_str(ev, "done_commit", "?");
+
+	if (!json_is_true(json_object_get(ev, "done_ok"))) {
+		fprintf(stderr, "%s: %s failed: %s\n", site, what,
+		    client_str(ev, "done_error", "unknown error"));
+		return 1;
+	}
+	if (strcmp(what, "deploy") != 0 && strcmp(what, "rollback") != 0)
+		printf("%s: %s done\n", site, what);
+	else if (json_is_true(json_object_get(ev, "done_changed")))
+		printf("%s: %s %.12s is live as %s\n", site,
+		    strcmp(what, "rollback") == 0 ? "rolled back;" : "deployed;", commit,
+		    client_str(ev, "done_release", "?"));
+	else if (json_is_true(json_object_get(ev, "paused")) && commit[0] == '?')
+		printf("%s: paused, nothing deployed (`deployd resume %s` resumes)\n", site, site);
+	else
+		printf("%s: already up to date at %.12s\n", site, commit);
+	return 0;
+}
+
+/* What the --wait display remembers between events. */
+struct client_watch {
+	const char	*site;
+	int64_t		 id;
+	int		 tty;
+	int64_t		 start;		/* monotonic ms */
+	int64_t		 last_line;	/* monotonic ms of the last progress line */
+	char		 state[32];
+	char		 shown[160];	/* the last progress line printed */
+};
+
 /*
- * Wait until the daemon has finished the job that answers request id, showing each phase
- * as it changes: one rewritten line on a terminal, plain lines otherwise.
+ * One event of the stream. On a terminal: one line rewritten in place with a progress bar.
+ * Otherwise: a line per state, progress lines at most once a second, and each step's last.
+ */
+static void
+client_show(struct client_watch *w, json_t *ev)
+{
+	char text[160], el[32];
+	const char *state;
+	json_t *p = json_object_get(ev, "progress");
+	int64_t now = util_mono_ms();
+
+	state = client_int(ev, "running_id") == w->id ? client_str(ev, "state", "?") :
+	    "queued";
+	client_progress(state, p, w->tty, text, sizeof(text));
+	if (w->tty) {
+		util_format_duration(now - w->start, el, sizeof(el));
+		printf("\r\033[K%s: %s ... %s", w->site, text, el);
+		fflush(stdout);
+	} else if (strcmp(state, w->state) != 0 || (strcmp(text, w->shown) != 0 &&
+	    (now - w->last_line >= 1000 || client_complete(state, p)))) {
+		printf("%s: %s\n", w->site, text);
+		fflush(stdout);
+		util_strlcpy(w->shown, text, sizeof(w->shown));
+		w->last_line = now;
+	}
+	util_strlcpy(w->state, state, sizeof(w->state));
+}
+
+/* Read the status line and headers of the events stream; 0 if it is a 200. */
+static int
+client_stream_head(int fd, char *buf, size_t cap, size_t *len, size_t *body,
+    struct error *e)
+{
+	char *end;
+	int status;
+	ssize_t n;
+
+	*len = 0;
+	for (;;) {
+		if ((n = read(fd, buf + *len, cap - 1 - *len)) < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return util_error(e, E_INVAL, "the daemon closed the events stream");
+		*len += (size_t)n;
+		buf[*len] = '\0';
+		if ((end = strstr(buf, "\r\n\r\n")) != NULL)
+			break;
+		if (*len >= cap - 1)
+			return util_error(e, E_INVAL, "malformed answer from deployd");
+	}
+	*body = (size_t)(end + 4 - buf);
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		return util_error(e, E_INVAL, "malformed answer from deployd");
+	if (status != 200)
+		return util_error(e, E_INVAL, "the daemon refused the events stream (HTTP %d)",
+		    status);
+	return E_OK;
+}
+
+/*
+ * Follow the site's events stream until the job that answers request id is done. HTTP/1.0,
+ * so the stream comes unchunked and ends at EOF; the daemon sends a line at least every 10 s.
  */
 static int
 client_wait(struct cli *cli, const char *site, int64_t id, const char *what)
 {
-	char path[128], last[64] = "";
-	json_t *answer, *d;
-	int status, rc, tty = isatty(STDOUT_FILENO);
-	int64_t start = util_mono_ms();
-	struct timespec ts = { 0, 100 * 1000 * 1000 };
+	struct client_watch w = { .site = site, .id = id, .tty = isatty(STDOUT_FILENO) };
+	struct pollfd pfd;
+	struct error e;
+	char buf[65536], *nl, *req, *sock;
+	size_t len = 0, off = 0;
+	json_t *ev;
+	int fd, rc = -1;
 
-	snprintf(path, sizeof(path), "/v1/sites/%s", site);
-	for (;;) {
-		const char *state;
-		char el[32];
-
-		if ((rc = client_call(cli, "GET", path, NULL, &answer, &status)) != 0)
-			return rc;
-		d = json_object_get(answer, "deploy");
-		if (json_integer_value(json_object_get(d, "done_id")) >= id) {
-			int ok = json_is_true(json_object_get(d, "done_ok"));
-			const char *commit = client_str(d, "done_commit", "?");
-
-			if (tty && last[0] != '\0')
-				printf("\r\033[K");
-			if (!ok)
-				fprintf(stderr, "%s: %s failed: %s\n", site, what,
-				    client_str(d, "done_error", "unknown error"));
-			else if (strcmp(what, "deploy") != 0 && strcmp(what, "rollback") != 0)
-				printf("%s: %s done\n", site, what);
-			else if (json_is_true(json_object_get(d, "done_changed")))
-				printf("%s: %s %.12s is live as %s\n", site,
-				    strcmp(what, "rollback") == 0 ? "rolled back;" : "deployed;",
-				    commit, client_str(answer, "release", "?"));
-			else if (json_is_true(json_object_get(answer, "paused")) &&
-			    commit[0] == '?')
-				printf("%s: paused, nothing deployed (%s)\n", site,
-				    client_str(answer, "pause_reason", "paused"));
-			else
-				printf("%s: already up to date at %.12s\n", site, commit);
-			json_decref(answer);
-			return ok ? 0 : 1;
-		}
-		state = json_integer_value(json_object_get(d, "running_id")) == id ?
-		    client_str(answer, "state", "?") : "queued";
-		if (strcmp(state, last) != 0 || tty) {
-			util_format_duration(util_mono_ms() - start, el, sizeof(el));
-			if (tty)
-				printf("\r\033[K%s: %s ... %s", site, state, el);
-			else if (strcmp(state, last) != 0)
-				printf("%s: %s\n", site, state);
-			fflush(stdout);
-			util_strlcpy(last, state, sizeof(last));
-		}
-		json_decref(answer);
-		nanosleep(&ts, NULL);
+	w.start = util_mono_ms();
+	if (client_socket(cli, &sock) != E_OK)
+		return 2;
+	fd = client_connect(sock, &e);
+	free(sock);
+	if (fd < 0) {
+		fprintf(stderr, "deployd: %s\n", e.msg);
+		return 1;
 	}
+	req = util_xasprintf("GET /v1/sites/%s/events?id=%lld HTTP/1.0\r\nHost: localhost"
+	    "\r\n\r\n", site, (long long)id);
+	if (util_write_all(fd, req, strlen(req)) != E_OK ||
+	    client_stream_head(fd, buf, sizeof(buf), &len, &off, &e) != E_OK) {
+		free(req);
+		close(fd);
+		fprintf(stderr, "deployd: %s\n", e.msg[0] ? e.msg : "cannot follow the deploy");
+		return 1;
+	}
+	free(req);
+	memmove(buf, buf + off, len - off);
+	len -= off;
+	while (rc < 0) {
+		ssize_t n;
+
+		while (rc < 0 && (nl = memchr(buf, '\n', len)) != NULL) {
+			*nl = '\0';
+			if ((ev = json_loads(buf, 0, NULL)) != NULL) {
+				if (json_object_get(ev, "error") != NULL) {
+					fprintf(stderr, "%s: %s\n", site,
+					    client_str(ev, "error", "?"));
+					rc = 1;
+				} else if (client_int(ev, "done_id") >= id) {
+					if (w.tty && w.state[0] != '\0')
+						printf("\r\033[K");
+					rc = client_outcome(site, what, ev);
+				} else
+					client_show(&w, ev);
+				json_decref(ev);
+			}
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		}
+		if (rc >= 0)
+			break;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		if ((n = poll(&pfd, 1, CLIENT_TIMEOUT_MS)) == 0) {
+			fprintf(stderr, "\ndeployd: no word from the daemon for %d s\n",
+			    CLIENT_TIMEOUT_MS / 1000);
+			rc = 1;
+			break;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (len >= sizeof(buf) - 1)
+			len = 0;	/* a line longer than any event: not ours, drop it */
+		if ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "%s%s: the daemon stopped before the %s finished\n",
+			    w.tty && w.state[0] != '\0' ? "\n" : "", site, what);
+			rc = 1;
+			break;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	return rc;
 }
 
 /* POST a job for SITE, then report it or wait for it. */

@@ -13,6 +13,10 @@
 #include "deployd.h"
 
 #define CONTROL_BODY_MAX (64 * 1024)
+#define CONTROL_HEARTBEAT_MS 10000
+/* What a route returns when it queued its own response (a stream), or failed to. */
+#define CONTROL_QUEUED	0
+#define CONTROL_FAILED	(-1)
 
 /* One request being received. */
 struct control_req {
@@ -33,6 +37,7 @@ typedef int (*control_fn)(struct MHD_Connection *, const struct control_route *,
 static struct MHD_Daemon *control_daemon;
 static const struct config *control_cfg;
 static char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static volatile int control_stopping;
 
 static json_t *
 control_unknown_site(const char *site)
@@ -228,12 +233,120 @@ control_reload(const struct config *cfg)
 	control_cfg = cfg;
 }
 
+/* One events stream: JSON lines, each a snapshot of the site's jobs when they moved on. */
+struct control_events {
+	char		 site[128];
+	int64_t		 seq;
+	int64_t		 until_id;	/* >0: end once the job with this id is done */
+	int64_t		 last_sent;	/* monotonic ms */
+	char		*line;
+	size_t		 len, off;
+	int		 last;		/* the line being sent is the last one */
+};
+
+static void
+control_events_free(void *cls)
+{
+	struct control_events *ev = cls;
+
+	free(ev->line);
+	free(ev);
+}
+
+/*
+ * Runs in the connection's own thread (thread-per-connection), so it may block: it waits for
+ * the site to move on, a second at a time so that a stopping daemon is noticed, and sends a
+ * heartbeat line every CONTROL_HEARTBEAT_MS so that idle streams are not timed out.
+ */
+static ssize_t
+control_events_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct control_events *ev = cls;
+	json_t *o = NULL;
+	int64_t prev;
+	size_t n;
+	int rc;
+
+	(void)pos;
+	while (ev->off >= ev->len) {
+		if (ev->last)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (control_stopping)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		prev = ev->seq;
+		rc = sched_site_event(ev->site, &ev->seq, ev->line == NULL ? 0 : 1000, &o);
+		if (rc == E_NOTFOUND)
+			o = json_pack("{s:s,s:s}", "site", ev->site, "error",
+			    "the site is no longer configured");
+		if (rc != E_OK)
+			ev->last = 1;
+		if (o == NULL)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (rc == E_OK && ev->seq == prev && ev->line != NULL &&
+		    util_mono_ms() - ev->last_sent < CONTROL_HEARTBEAT_MS) {
+			json_decref(o);
+			continue;
+		}
+		if (ev->until_id > 0 && json_integer_value(json_object_get(o, "done_id")) >=
+		    ev->until_id)
+			ev->last = 1;
+		free(ev->line);
+		ev->line = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		if (ev->line == NULL)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		ev->len = strlen(ev->line);
+		ev->line[ev->len++] = '\n';	/* json_dumps' NUL becomes the newline */
+		ev->off = 0;
+		ev->last_sent = util_mono_ms();
+	}
+	n = ev->len - ev->off < max ? ev->len - ev->off : max;
+	memcpy(buf, ev->line + ev->off, n);
+	ev->off += n;
+	return (ssize_t)n;
+}
+
+/* GET /v1/sites/<site>/events[?id=N]: a stream of JSON lines; with id, it ends when job N is. */
 static int
-control_later(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+control_events(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
 {
-	*answer = json_pack("{s:s}", "error", "not implemented yet");
-	return MHD_HTTP_NOT_IMPLEMENTED;
+	struct control_events *ev;
+	struct MHD_Response *resp;
+	const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id");
+	char *end;
+	json_t *probe;
+	enum MHD_Result ret;
+
+	if ((probe = sched_site_json(r->site)) == NULL) {
+		*answer = control_unknown_site(r->site);
+		return MHD_HTTP_NOT_FOUND;
+	}
+	json_decref(probe);
+	ev = util_xcalloc(1, sizeof(*ev));
+	ev->seq = -1;
+	util_strlcpy(ev->site, r->site, sizeof(ev->site));
+	if (id != NULL) {
+		errno = 0;
+		ev->until_id = strtoll(id, &end, 10);
+		if (errno != 0 || end == id || *end != '\0' || ev->until_id <= 0) {
+			free(ev);
+			*answer = json_pack("{s:s}", "error", "id must be a positive integer");
+			return MHD_HTTP_BAD_REQUEST;
+		}
+	}
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, control_events_read,
+	    ev, control_events_free);
+	if (resp == NULL) {
+		free(ev);
+		*answer = json_pack("{s:s}", "error", "cannot start the stream");
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+	MHD_add_response_header(resp, "Content-Type", "application/x-ndjson");
+	ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	*answer = NULL;
+	return ret == MHD_YES ? CONTROL_QUEUED : CONTROL_FAILED;
 }
 
 static const struct {
@@ -246,7 +359,7 @@ static const struct {
 	{ "GET", 1, NULL, control_show },
 	{ "POST", 1, "deploy", control_deploy },
 	{ "GET", 1, "releases", control_releases },
-	{ "GET", 1, "events", control_later },
+	{ "GET", 1, "events", control_events },
 	{ "POST", 1, "rollback", control_rollback },
 	{ "POST", 1, "pause", control_pause },
 	{ "POST", 1, "resume", control_pause },
@@ -358,6 +471,8 @@ control_handler(void *cls, struct MHD_Connection *c, const char *url, const char
 			continue;
 		status = control_routes[i].fn(c, &r, body, &answer);
 		json_decref(body);
+		if (status == CONTROL_QUEUED || status == CONTROL_FAILED)
+			return status == CONTROL_QUEUED ? MHD_YES : MHD_NO;
 		return control_reply(c, status, answer);
 	}
 	json_decref(body);
@@ -436,7 +551,10 @@ control_start(const struct config *cfg, struct error *e)
 	if ((fd = control_bind(cfg->control_socket, e)) < 0)
 		return fd;
 	control_cfg = cfg;
-	control_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL,
+	/* A thread per connection: an events stream blocks its own thread, nobody else's. */
+	control_stopping = 0;
+	control_daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
+	    MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL,
 	    0, NULL, NULL, control_handler, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_NOTIFY_COMPLETED, control_completed, NULL,
@@ -459,6 +577,7 @@ control_stop(void)
 {
 	if (control_daemon == NULL)
 		return;
+	control_stopping = 1;
 	MHD_stop_daemon(control_daemon);
 	control_daemon = NULL;
 	unlink(control_path);

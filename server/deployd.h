@@ -144,8 +144,18 @@ struct deploy_result {
 	int64_t		duration_ms;
 };
 
-/* Called by the engine as a deploy moves on; may be NULL. */
-typedef void (*engine_phase_cb)(void *arg, enum phase phase, const char *commit);
+/* How far a deploy has got: for `deploy --wait` and the events stream. */
+struct deploy_progress {
+	int64_t		objects;	/* received from the remote */
+	int64_t		objects_total;
+	int64_t		bytes;		/* received from the remote */
+	int64_t		files;		/* written into the release so far */
+	int64_t		files_total;	/* 0: not known yet */
+};
+
+/* Called by the engine as a deploy moves on (progress NULL: a new phase); may be NULL. */
+typedef void (*engine_phase_cb)(void *arg, enum phase phase, const char *commit,
+    const struct deploy_progress *progress);
 
 /* ---- per-site state file (state_dir/<site>/state.json) ---- */
 
@@ -291,8 +301,9 @@ struct fetch_result {
 	char		tip[SHA_HEX];
 	char		ref[FETCH_REF_MAX];	/* refs/heads/<branch> or refs/tags/<tag> */
 };
+typedef void (*fetch_progress_fn)(void *arg, const struct deploy_progress *);
 int	 fetch_site(const struct config *, const struct site_config *,
-	    struct fetch_result *, struct error *);
+	    struct fetch_result *, fetch_progress_fn, void *, struct error *);
 int	 fetch_remote_tip(const struct config *, const struct site_config *,
 	    struct fetch_result *, struct error *);	/* ls-remote only, no download */
 int	 fetch_site_fresh(const struct config *, const struct site_config *,
@@ -555,6 +566,7 @@ void	 sched_note_webhook(const char *site);
 int	 sched_is_paused(const char *site);
 enum { REQ_UNKNOWN, REQ_WAITING, REQ_OK, REQ_FAILED };
 int	 sched_request_state(const char *site, int64_t id, int *paused);
+int	 sched_site_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out);
 
 /* ---- server/control.c ---- */
 int	 control_start(const struct config *, struct error *);

@@ -21,8 +21,12 @@ struct sched_site {
 	int			 done_ok;
 	char			 done_error[512];
 	char			 done_commit[SHA_HEX];
+	char			 done_release[RELEASE_NAME_MAX];
 	int			 done_changed;
 	enum phase		 phase;
+	char			 run_commit[SHA_HEX];	/* what the running deploy writes */
+	struct deploy_progress	 progress;	/* of the running deploy */
+	int64_t			 seq;		/* S.seq when the deploy last moved on */
 	int64_t			 next_poll;	/* monotonic ms; 0: polling off */
 	int64_t			 last_webhook_at;	/* unix ms */
 	int			 failures;	/* consecutive failed deploys, for backoff */
@@ -47,6 +51,8 @@ static struct {
 	pthread_cond_t		 work;		/* the run queue changed, or stop */
 	pthread_cond_t		 timer;		/* the poll schedule changed, or stop */
 	pthread_cond_t		 done;		/* a deploy finished */
+	pthread_cond_t		 event;		/* a site's seq moved on, or stop */
+	int64_t			 seq;
 	const struct config	*cfg;
 	struct sched_site	*sites;
 	size_t			 nsites;
@@ -121,6 +127,7 @@ sched_init(const struct config *cfg)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&S.timer, &ca);
+	pthread_cond_init(&S.event, &ca);
 	pthread_condattr_destroy(&ca);
 	return E_OK;
 }
@@ -132,6 +139,15 @@ sched_free(void)
 	S.sites = NULL;
 	S.nsites = 0;
 	pthread_cond_destroy(&S.timer);
+	pthread_cond_destroy(&S.event);
+}
+
+/* Call with the mutex held: wake whoever watches the site's events. */
+static void
+sched_moved(struct sched_site *s)
+{
+	s->seq = ++S.seq;
+	pthread_cond_broadcast(&S.event);
 }
 
 /* Call with the mutex held. */
@@ -145,6 +161,7 @@ sched_enqueue(struct sched_site *s)
 	else
 		S.qhead = s;
 	S.qtail = s;
+	sched_moved(s);
 	pthread_cond_signal(&S.work);
 }
 
@@ -212,13 +229,24 @@ sched_note_webhook(const char *site)
 }
 
 static void
-sched_phase_cb(void *arg, enum phase phase, const char *commit)
+sched_phase_cb(void *arg, enum phase phase, const char *commit,
+    const struct deploy_progress *progress)
 {
 	struct sched_site *s = arg;
 
-	(void)commit;
 	pthread_mutex_lock(&S.mu);
 	s->phase = phase;
+	if (commit != NULL)
+		util_strlcpy(s->run_commit, commit, sizeof(s->run_commit));
+	if (progress != NULL && phase == PHASE_FETCHING) {
+		s->progress.objects = progress->objects;
+		s->progress.objects_total = progress->objects_total;
+		s->progress.bytes = progress->bytes;
+	} else if (progress != NULL) {
+		s->progress.files = progress->files;
+		s->progress.files_total = progress->files_total;
+	}
+	sched_moved(s);
 	pthread_mutex_unlock(&S.mu);
 }
 
@@ -411,6 +439,9 @@ sched_worker(void *arg)
 		s->running = 1;
 		s->run_id = id = s->req_id;
 		req = s->req;
+		s->run_commit[0] = '\0';
+		memset(&s->progress, 0, sizeof(s->progress));
+		sched_moved(s);
 		pthread_mutex_unlock(&S.mu);
 
 		memset(&res, 0, sizeof(res));
@@ -438,6 +469,9 @@ sched_worker(void *arg)
 		s->done_changed = res.changed;
 		util_strlcpy(s->done_error, res.error, sizeof(s->done_error));
 		util_strlcpy(s->done_commit, res.commit, sizeof(s->done_commit));
+		util_strlcpy(s->done_release, res.changed ? res.release : "",
+		    sizeof(s->done_release));
+		sched_moved(s);
 		if (s->pending && !S.stopping) {
 			s->pending = 0;
 			sched_enqueue(s);
@@ -618,6 +652,7 @@ sched_stop(void)
 	pthread_cond_broadcast(&S.work);
 	pthread_cond_broadcast(&S.timer);
 	pthread_cond_broadcast(&S.done);
+	pthread_cond_broadcast(&S.event);
 	pthread_mutex_unlock(&S.mu);
 	if (!S.started)
 		return;
@@ -639,11 +674,13 @@ sched_str_or_null(const char *s)
 static json_t *
 sched_site_json_locked(struct sched_site *s)
 {
+	const struct history_rec *h;
 	struct site_state st;
 	struct error e;
 	json_t *o, *d;
 	const char *state;
 	int64_t wall;
+	size_t i;
 
 	memset(&st, 0, sizeof(st));
 	if (state_load(S.cfg->state_dir, s->cfg->name, &st, &e) != E_OK)
@@ -674,6 +711,14 @@ sched_site_json_locked(struct sched_site *s)
 	json_object_set_new(o, "deployed_at", util_json_time(st.applied_at));
 	json_object_set_new(o, "trigger", st.applied[0] != '\0' ?
 	    json_string(util_trigger_name(st.trigger)) : json_null());
+	/* A webhook's provider and delivery id, from the history entry that made it live. */
+	for (h = NULL, i = st.nhistory; i-- > 0 && h == NULL;)
+		if (st.history[i].ok && strcmp(st.history[i].release, st.release) == 0)
+			h = &st.history[i];
+	json_object_set_new(o, "trigger_provider", sched_str_or_null(h != NULL ?
+	    h->provider : NULL));
+	json_object_set_new(o, "trigger_delivery", sched_str_or_null(h != NULL ?
+	    h->delivery : NULL));
 	json_object_set_new(o, "last_webhook_at", util_json_time(s->last_webhook_at / 1000));
 	json_object_set_new(o, "last_error", sched_str_or_null(st.last_error));
 	json_object_set_new(o, "last_error_at", util_json_time(st.last_error_at));
@@ -726,4 +771,77 @@ sched_sites_json(void)
 		json_array_append_new(arr, sched_site_json_locked(&S.sites[i]));
 	pthread_mutex_unlock(&S.mu);
 	return arr;
+}
+
+/* Call with the mutex held: where the site's jobs stand, from memory only. */
+static json_t *
+sched_event_json_locked(const struct sched_site *s)
+{
+	const struct deploy_progress *p = &s->progress;
+	const char *state;
+	json_t *o;
+
+	if (s->running)
+		state = s->phase == PHASE_IDLE ? "starting" : util_phase_name(s->phase);
+	else if (s->queued || s->pending)
+		state = "queued";
+	else
+		state = "idle";
+	o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "site", s->cfg->name, "seq",
+	    (json_int_t)s->seq, "state", state,
+	    "running_id", (json_int_t)(s->running ? s->run_id : 0),
+	    "queued_id", (json_int_t)(s->queued || s->pending ? s->req_id : 0),
+	    "done_id", (json_int_t)s->done_id);
+	json_object_set_new(o, "commit", sched_str_or_null(s->running ? s->run_commit : NULL));
+	json_object_set_new(o, "done_ok", json_boolean(s->done_ok));
+	json_object_set_new(o, "done_changed", json_boolean(s->done_changed));
+	json_object_set_new(o, "done_commit", sched_str_or_null(s->done_commit));
+	json_object_set_new(o, "done_release", sched_str_or_null(s->done_release));
+	json_object_set_new(o, "done_error", sched_str_or_null(s->done_error));
+	json_object_set_new(o, "paused", json_boolean(s->paused));
+	json_object_set_new(o, "progress", s->running ? json_pack("{s:I,s:I,s:I,s:I,s:I}",
+	    "objects", (json_int_t)p->objects, "objects_total", (json_int_t)p->objects_total,
+	    "bytes", (json_int_t)p->bytes, "files", (json_int_t)p->files,
+	    "files_total", (json_int_t)p->files_total) : json_null());
+	return o;
+}
+
+/*
+ * The events stream: wait up to timeout_ms for the site's jobs to move on from *seq, then
+ * describe them (also when nothing moved, as a heartbeat). E_NOTFOUND: no such site (any
+ * more); E_STOPPED: the daemon is stopping, and *out is the site's last word.
+ */
+int
+sched_site_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out)
+{
+	struct sched_site *s;
+	struct timespec ts;
+	int64_t until = util_mono_ms() + timeout_ms;
+	int rc = E_OK;
+
+	*out = NULL;
+	pthread_mutex_lock(&S.mu);
+	for (;;) {
+		if ((s = sched_find(site)) == NULL) {
+			rc = E_NOTFOUND;
+			break;
+		}
+		/* Stopping lets a deploy in flight finish: its watchers see how it ends. */
+		if (S.stopping && !s->running) {
+			*seq = s->seq;
+			*out = sched_event_json_locked(s);
+			rc = E_STOPPED;
+			break;
+		}
+		if (s->seq != *seq || util_mono_ms() >= until) {
+			*seq = s->seq;
+			*out = sched_event_json_locked(s);
+			break;
+		}
+		ts.tv_sec = (time_t)(until / 1000);
+		ts.tv_nsec = (long)(until % 1000) * 1000000;
+		pthread_cond_timedwait(&S.event, &S.mu, &ts);
+	}
+	pthread_mutex_unlock(&S.mu);
+	return rc;
 }

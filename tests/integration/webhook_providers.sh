@@ -72,12 +72,17 @@ jq -cj --arg a "$H" '.after = $a' "$FIX/github-push.json" >"$TMP/gh.json"
 size=$(stat -c %s "$TMP/gh.json")
 [ "$size" -gt 7000 ] && ok "the GitHub payload is realistic ($size bytes)" ||
 	fail "the GitHub payload is realistic" "$size bytes"
+GHID=$(cat /proc/sys/kernel/random/uuid)
 st=$(post www "$TMP/gh.json" "Content-Type: application/json" "X-GitHub-Event: push" \
-	"X-GitHub-Delivery: $(cat /proc/sys/kernel/random/uuid)" "User-Agent: GitHub-Hookshot/1a2b3c" \
+	"X-GitHub-Delivery: $GHID" "User-Agent: GitHub-Hookshot/1a2b3c" \
 	"X-Hub-Signature: sha1=$(openssl dgst -sha1 -hmac "$SECRET" -r <"$TMP/gh.json" | cut -d' ' -f1)" \
 	"X-Hub-Signature-256: sha256=$(hmac256 "$SECRET" "$TMP/gh.json")")
 delivered "github json" www "$st"
 is "github json: the answer names the provider" "$(jq -r .provider "$TMP/resp")" github
+is "status: the trigger is the webhook" "$(site_field www trigger)" webhook
+is "status: with its provider" "$(site_field www trigger_provider)" github
+is "status: and its delivery id" "$(site_field www trigger_delivery)" "$GHID"
+like "plain status: the trigger column names the provider" "$(dctl status www)" "^www .* webhook:github "
 
 next_commit
 jq -cj --arg a "$H" '.after = $a' "$FIX/github-push.json" >"$TMP/gh.json"
