@@ -171,7 +171,7 @@ fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len, char *resp
 	ssize_t n;
 	long deadline;
 	int fd, status = 0;
-	char drain[4096];
+	char drain[4096], *hdr;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -214,6 +214,10 @@ fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len, char *resp
 			got += (size_t)n;
 			resp[got] = '\0';
 		}
+		/* An events stream never ends by itself: its first line is answer enough. */
+		if ((hdr = strstr(resp, "\r\n\r\n")) != NULL && strchr(hdr + 4, '\n') != NULL &&
+		    memmem(resp, (size_t)(hdr - resp), "application/x-ndjson", 20) != NULL)
+			break;
 	}
 	close(fd);
 	if (strncmp(resp, "HTTP/1.", 7) == 0 && strlen(resp) >= 12)
