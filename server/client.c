@@ -220,8 +220,10 @@ client_ago(const char *iso, char *buf, size_t len)
 		util_strlcpy(buf, iso, len);
 }
 
+/* One table row; the name column is as wide as the longest name, so 50 sites line up. */
+#define CLIENT_ROW "%-*s %-10s %-12s %-30s %-12s %-17s %-10s %s\n"
 static void
-client_status_row(json_t *s)
+client_status_row(json_t *s, int namew)
 {
 	char deployed[48], next[48], commit[13], err[80], trig[32];
 	const char *c = client_str(s, "commit", "-");
@@ -235,8 +237,7 @@ client_status_row(json_t *s)
 	client_ago(client_str(s, "deployed_at", NULL), deployed, sizeof(deployed));
 	client_ago(client_str(s, "next_poll_at", NULL), next, sizeof(next));
 	util_sanitize(client_str(s, "last_error", "-"), err, sizeof(err));
-	printf("%-16s %-10s %-12s %-30s %-12s %-17s %-10s %s\n",
-	    client_str(s, "name", "?"),
+	printf(CLIENT_ROW, namew, client_str(s, "name", "?"),
 	    json_is_true(paused) ? "paused" : client_str(s, "state", "?"), commit,
 	    client_str(s, "release", "-"), deployed, trig, next, err);
 }
@@ -247,7 +248,7 @@ cmd_status(struct cli *cli)
 	json_t *answer, *sites, *s;
 	char path[128];
 	size_t i;
-	int status, rc;
+	int status, rc, namew = 8;
 
 	if (cli->nargs == 1) {
 		if (!util_valid_site_name(cli->args[0])) {
@@ -267,15 +268,19 @@ cmd_status(struct cli *cli)
 		json_decref(answer);
 		return 0;
 	}
-	printf("%-16s %-10s %-12s %-30s %-12s %-17s %-10s %s\n", "SITE", "STATE", "COMMIT",
-	    "RELEASE", "DEPLOYED", "TRIGGER", "NEXT-POLL", "LAST-ERROR");
-	if (cli->nargs == 1)
-		client_status_row(answer);
-	else {
-		sites = json_object_get(answer, "sites");
-		json_array_foreach(sites, i, s)
-			client_status_row(s);
-	}
+	if (cli->nargs == 1) {
+		sites = json_array();
+		json_array_append(sites, answer);
+	} else
+		sites = json_incref(json_object_get(answer, "sites"));
+	json_array_foreach(sites, i, s)
+		if ((int)strlen(client_str(s, "name", "?")) > namew)
+			namew = (int)strlen(client_str(s, "name", "?"));
+	printf(CLIENT_ROW, namew, "SITE", "STATE", "COMMIT", "RELEASE", "DEPLOYED", "TRIGGER",
+	    "NEXT-POLL", "LAST-ERROR");
+	json_array_foreach(sites, i, s)
+		client_status_row(s, namew);
+	json_decref(sites);
 	if (cli->nargs == 1) {
 		const char *subject = client_str(answer, "subject", NULL);
 

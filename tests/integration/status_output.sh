@@ -1,6 +1,6 @@
 #!/bin/bash
 # status_output.sh: `deployd status` as a table and as JSON, for all sites and for one; errors and exit codes.
-# timeout: 120
+# timeout: 200
 . "$(dirname "$0")/../lib.sh"
 
 make_repo "$TMP/src" || bail "make_repo failed"
@@ -98,5 +98,31 @@ is "daemon not running: exit 1" "$?" 1
 like "daemon not running: a clear message" "$out" '[Nn]ot running|[Cc]onnect|[Nn]o such file|refused|unreachable'
 out=$(dctl status --json 2>/dev/null)
 is "daemon not running: nothing on stdout for --json" "$out" ""
+
+# ---- 50 sites: the table stays one line per site, aligned, with a long name ----
+sites=()
+for ((i = 1; i <= 49; i++)); do
+	sites+=("$(site_yaml "s$i" "$TMP/src.git" "$TMP/many/s$i" poll=0)")
+done
+LONG=a-rather-long-site-name-for-the-status-table
+sites+=("$(site_yaml "$LONG" "$TMP/src.git" "$TMP/many/long" poll=0)")
+write_config "$TMP/deployd.yaml" "${sites[@]}"
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not start with 50 sites"
+check "all 50 sites go live" wait_for "50 sites live" 90 \
+	eval '[ "$(find "$TMP/many" -maxdepth 2 -name current | wc -l)" -eq 50 ]'
+wait_for "all idle" 30 eval '[ "$(status_json | jq "[.sites[] | select(.state == \"idle\")] | length")" -eq 50 ]'
+plain=$(dctl status)
+is "50 sites: a header and 50 rows" "$(printf '%s\n' "$plain" | grep -c .)" 51
+bad=""
+for h in STATE COMMIT RELEASE DEPLOYED TRIGGER; do
+	col=$(printf '%s\n' "$plain" | head -n 1 | grep -bo "$h" | head -n 1 | cut -d: -f1)
+	bad+=$(printf '%s\n' "$plain" | tail -n +2 | awk -v c="$col" -v h="$h" \
+		'substr($0, c + 1, 1) == " " || substr($0, c, 1) != " " { print h ": " $0 }')
+done
+is "50 sites: every column lines up with the header, past the long name" "$bad" ""
+widest=$(printf '%s\n' "$plain" | awk '{ if (length($0) > w) w = length($0) } END { print w }')
+check "50 sites: rows stay within 160 columns ($widest)" test "$widest" -le 160
+like "50 sites: the long name is shown whole" "$plain" "^$LONG +idle "
+stop_daemon
 
 done_testing
