@@ -700,7 +700,7 @@ fetch_conn_init(struct fetch_conn *c, const struct fetch_opts *o, const char *ur
 
 /* Open the bare cache, or create it; a cache that does not even open is re-created. */
 static int
-fetch_open_cache(const char *dir, git_repository **repo)
+fetch_open_cache(const char *dir, const char *url, git_repository **repo)
 {
 	struct stat st;
 
@@ -719,6 +719,7 @@ fetch_open_cache(const char *dir, git_repository **repo)
 		fetch_child_fail("creating cache %s: %s", dir, fetch_git_msg());
 		return -1;
 	}
+	seed_local(*repo, url);
 	return 0;
 }
 
@@ -1225,9 +1226,10 @@ fetch_child_main(int argc, char **argv)
 		fetch_drop_modules(o.cache);
 		if (fetch_reclone(&o, &tip, ref, sizeof(ref)) == 0)
 			rc = 0;
-	} else if (fetch_open_cache(o.cache, &repo) == 0) {
+	} else if (fetch_open_cache(o.cache, o.url, &repo) == 0) {
 		if (fetch_once(repo, &o, &tip, ref, sizeof(ref), &cache_err) == 0)
 			rc = 0;
+		seed_drop(repo);
 		git_repository_free(repo);
 		if (rc != 0 && cache_err) {
 			fprintf(stderr, "deployd: fetch into %s failed in the cache (%s); "

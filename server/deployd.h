@@ -407,6 +407,10 @@ int	 submodule_fetch_all(struct git_repository *, const char *cache_dir,
 	    const struct git_oid *commit, const char *url, submodule_fetch_fn, void *arg,
 	    struct error *);
 
+/* ---- deploy/seed.c: a first cache of a local repository copies its object files ---- */
+int	 seed_local(struct git_repository *cache, const char *url);
+void	 seed_drop(struct git_repository *cache);
+
 /* ---- deploy/tags.c: `tags:` mode ---- */
 int	 tags_vercmp(const char *a, const char *b);
 int	 tags_match(const char *glob, const char *name);

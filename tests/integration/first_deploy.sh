@@ -97,4 +97,26 @@ fi
 is "current is unchanged after the daemon stopped" "$(readlink "$WWW/current")" "$target"
 check_not "the control socket is gone after stop" test -S "$TMP/deployd.sock"
 
+# The first cache of a local repository starts from a copy of its object files (seed.c):
+# copies, not links, complete, and with no seed refs left behind.
+CACHE=$TMP/state/www/cache.git
+check "the cache is a sound repository" git -C "$CACHE" fsck --no-dangling
+is "the cache has the branch at the tip" "$(git -C "$CACHE" rev-parse refs/heads/main)" "$H"
+is "no seed refs are left in the cache" "$(git -C "$CACHE" for-each-ref refs/deployd-seed/)" ""
+shared=0
+copied=0
+missing=0
+for f in $(cd "$TMP/src.git/objects" && find . -type f \( -path './??/*' -o -path './pack/*' \)); do
+	if [ ! -f "$CACHE/objects/$f" ]; then
+		missing=$((missing + 1))
+		continue
+	fi
+	copied=$((copied + 1))
+	[ "$(stat -c %i "$TMP/src.git/objects/$f")" = "$(stat -c %i "$CACHE/objects/$f")" ] &&
+		shared=$((shared + 1))
+done
+check "the source's object files were copied as they are, not re-packed ($copied)" \
+	test "$missing" -eq 0 -a "$copied" -gt 0
+is "no object file is shared with the source (copies, not hard links)" "$shared" 0
+
 done_testing
