@@ -219,11 +219,6 @@ fetch_argv(const struct config *cfg, const struct site_config *site, enum fetch_
 }
 
 /*
- * libgit2 1.5.1 has no server timeout and a stalled read fires no callback, so the fetch runs in
- * a child (this binary's "__fetch" subcommand) that we can kill at a deadline. Per-site
- * settings libgit2 keeps process-wide (the CA file) stay per site that way, too.
- */
-/*
  * The child's stdout is a stream of lines: "progress OBJECTS TOTAL BYTES" while it downloads,
  * then one reply line. Progress goes to fn; the first other line is kept as the reply.
  */
@@ -379,6 +374,158 @@ fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_m
 	return rc;
 }
 
+/*
+ * Polls ask the remote for its tip every minute or so, for every site. Starting a helper for
+ * each costs ~10 ms of CPU (this binary's libraries load and initialise), which for a thousand
+ * sites would be a quarter of a core. So each worker thread keeps one helper running
+ * (`__fetch --serve`) and hands it ls-remote requests, one at a time, each under a deadline:
+ * a helper that misses one is killed and the next poll starts another.
+ */
+struct fetch_helper {
+	pid_t		 pid;
+	int		 in;		/* its stdin: requests */
+	int		 out;		/* its stdout: one reply line each */
+};
+static __thread struct fetch_helper fetch_helper_self = { 0, -1, -1 };
+
+static void
+fetch_helper_close(struct fetch_helper *h, int kill_it)
+{
+	int status;
+
+	if (h->in >= 0)
+		close(h->in);
+	if (h->out >= 0)
+		close(h->out);
+	h->in = h->out = -1;
+	if (h->pid > 0) {
+		if (kill_it) {
+			kill(-h->pid, SIGKILL);
+			kill(h->pid, SIGKILL);
+		}
+		fetch_reap(h->pid, util_mono_ms() + 1000, &status);
+	}
+	h->pid = 0;
+}
+
+static int
+fetch_helper_start(struct fetch_helper *h, struct error *e)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	char a1[] = "__fetch", a2[] = "--serve";
+	char *av[] = { fetch_exe, a1, a2, NULL };
+	int req[2], rep[2], rc;
+
+	if (pipe2(req, O_CLOEXEC) != 0)
+		return util_error_sys(e, "pipe");
+	if (pipe2(rep, O_CLOEXEC) != 0) {
+		close(req[0]);
+		close(req[1]);
+		return util_error_sys(e, "pipe");
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, req[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, rep[1], 1);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+	fetch_spawn_attr(&attr);
+	rc = posix_spawn(&h->pid, fetch_exe, &fa, &attr, av, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(req[0]);
+	close(rep[1]);
+	h->in = req[1];
+	h->out = rep[0];
+	if (rc != 0) {
+		h->pid = 0;
+		fetch_helper_close(h, 0);
+		errno = rc;
+		return util_error_sys(e, "starting fetch helper %s", fetch_exe);
+	}
+	return E_OK;
+}
+
+/* One request: the helper's arguments after "__fetch", each ending in NUL, then an empty one. */
+static int
+fetch_helper_ask(struct fetch_helper *h, const struct strv *av, int64_t deadline,
+    struct fetch_reader *rd, struct error *e)
+{
+	char *req = NULL;
+	size_t len = 0, i, n;
+	int rc = E_OK;
+
+	for (i = 2; i < av->n; i++) {
+		n = strlen(av->v[i]) + 1;
+		req = util_xrealloc(req, len + n + 1, 1);
+		memcpy(req + len, av->v[i], n);
+		len += n;
+	}
+	req = util_xrealloc(req, len + 1, 1);
+	req[len++] = '\0';
+	if (util_write_all(h->in, req, len) != E_OK)
+		rc = util_error_sys(e, "writing to the fetch helper");
+	free(req);
+	while (rc == E_OK && !rd->have_reply) {
+		struct pollfd pfd = { .fd = h->out, .events = POLLIN };
+		int64_t left = deadline - util_mono_ms();
+		char chunk[1024];
+		ssize_t got;
+		int r;
+
+		if (left <= 0)
+			return E_TIMEOUT;
+		if ((r = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left)) < 0 &&
+		    errno != EINTR)
+			return util_error_sys(e, "poll");
+		if (r <= 0)
+			continue;
+		if ((got = read(h->out, chunk, sizeof(chunk))) < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return util_error(e, E_GIT, "the fetch helper %s stopped", fetch_exe);
+		fetch_reader_feed(rd, chunk, (size_t)got);
+	}
+	return rc;
+}
+
+/* ls-remote through this thread's helper, started if need be. */
+static int
+fetch_ls_remote_served(const struct config *cfg, const struct site_config *site,
+    struct fetch_result *fr, struct error *e)
+{
+	struct fetch_helper *h = &fetch_helper_self;
+	struct fetch_reader *rd;
+	struct strv av = { 0 };
+	int64_t limit = fetch_timeout_ms(site), deadline = util_mono_ms() + limit;
+	int rc = E_OK, attempt, fresh;
+
+	memset(fr, 0, sizeof(*fr));
+	fetch_argv(cfg, site, FETCH_LS_REMOTE, &av);
+	rd = util_xcalloc(1, sizeof(*rd));
+	/* A helper that died since the last poll (OOM killer, a hand) gets one replacement. */
+	for (attempt = 0; attempt < 2; attempt++) {
+		fresh = h->pid <= 0;
+		if (fresh && (rc = fetch_helper_start(h, e)) != E_OK)
+			break;
+		rc = fetch_helper_ask(h, &av, deadline, rd, e);
+		if (rc == E_OK || rc == E_TIMEOUT || fresh)
+			break;
+		fetch_helper_close(h, 1);
+		memset(rd, 0, sizeof(*rd));
+	}
+	util_strv_free(&av);
+	if (rc == E_OK)
+		rc = fetch_parse_reply(rd->reply, 0, fr, e);
+	else {
+		fetch_helper_close(h, 1);
+		if (rc == E_TIMEOUT)
+			util_error(e, E_TIMEOUT, "checking the remote timed out after %lld s",
+			    (long long)((limit + 999) / 1000));
+	}
+	free(rd);
+	return rc;
+}
+
 /* Fetch the tracked branch, or the highest matching tag, into the cache. */
 int
 fetch_site(const struct config *cfg, const struct site_config *site, struct fetch_result *fr,
@@ -400,6 +547,9 @@ int
 fetch_remote_tip(const struct config *cfg, const struct site_config *site,
     struct fetch_result *fr, struct error *e)
 {
+	/* A CA file is a process-wide libgit2 setting: such sites keep a helper each time. */
+	if (site->ca_file == NULL)
+		return fetch_ls_remote_served(cfg, site, fr, e);
 	return fetch_run(cfg, site, FETCH_LS_REMOTE, NULL, NULL, fr, e);
 }
 
@@ -407,6 +557,7 @@ fetch_remote_tip(const struct config *cfg, const struct site_config *site,
 
 /* What the child was asked to do (its command line). */
 struct fetch_opts {
+	int		 serve;
 	int		 ls_remote;
 	int		 fresh;
 	const char	*branch;
@@ -1158,6 +1309,10 @@ fetch_child_args(int argc, char **argv, struct fetch_opts *o)
 			o->ls_remote = 1;
 			continue;
 		}
+		if (strcmp(argv[i], "--serve") == 0 && argc == 3) {
+			o->serve = 1;
+			return 0;
+		}
 		if (strcmp(argv[i], "--fresh") == 0) {
 			o->fresh = 1;
 			continue;
@@ -1176,6 +1331,98 @@ fetch_child_args(int argc, char **argv, struct fetch_opts *o)
 	return 0;
 }
 
+/* What one request does; 0 or -1 with fetch_child_err set. */
+static int
+fetch_child_run(const struct fetch_opts *o, git_oid *tip, char *ref, size_t reflen)
+{
+	git_repository *repo = NULL;
+	char host[256], shown[512];
+	int cache_err = 0, rc = -1, port;
+
+	ref[0] = '\0';
+	fetch_child_err[0] = '\0';
+	fetch_redact_url(o->url, shown, sizeof(shown));
+	if (fetch_url_ssh(o->url, host, sizeof(host), &port) && o->known_hosts == NULL)
+		fetch_child_fail("%s is an SSH remote but known_hosts is not set; deployd never "
+		    "trusts a host key on first use (ssh-keyscan -p %d %s > FILE)", shown, port,
+		    host);
+	else if (o->ca_file != NULL && fetch_child_ca(o->ca_file) != 0)
+		;
+	else if (o->ls_remote) {
+		if (fetch_ls_remote(o, tip, ref, reflen) == 0)
+			rc = 0;
+	} else if (o->fresh) {
+		fprintf(stderr, "deployd: cloning %s afresh\n", o->cache);
+		fetch_drop_modules(o->cache);
+		if (fetch_reclone(o, tip, ref, reflen) == 0)
+			rc = 0;
+	} else if (fetch_open_cache(o->cache, o->url, &repo) == 0) {
+		if (fetch_once(repo, o, tip, ref, reflen, &cache_err) == 0)
+			rc = 0;
+		seed_drop(repo);
+		git_repository_free(repo);
+		if (rc != 0 && cache_err) {
+			fprintf(stderr, "deployd: fetch into %s failed in the cache (%s); "
+			    "cloning afresh\n", o->cache, fetch_child_err);
+			if (fetch_reclone(o, tip, ref, reflen) == 0)
+				rc = 0;
+		}
+	}
+	return rc;
+}
+
+static void
+fetch_child_reply(int rc, const git_oid *tip, const char *ref)
+{
+	if (rc == 0)
+		printf("ok %s %s\n", git_oid_tostr_s(tip), ref);
+	else
+		printf("error %s\n", fetch_child_err[0] ? fetch_child_err : "fetch failed");
+	fflush(stdout);
+}
+
+/*
+ * `__fetch --serve`: answer ls-remote requests from stdin until it closes. A request is the
+ * one-shot helper's arguments (after "__fetch"), each ending in NUL, then an empty one; the
+ * answer is the same one line. Only ls-remote without a CA file is served: other requests
+ * change process-wide state.
+ */
+static int
+fetch_child_serve(char *exe)
+{
+	struct fetch_opts o;
+	struct strv args = { 0 };
+	char *field = NULL, ref[FETCH_REF_MAX];
+	size_t cap = 0;
+	ssize_t n;
+	git_oid tip;
+	int rc;
+
+	memset(&tip, 0, sizeof(tip));
+	util_strv_push(&args, exe);
+	util_strv_push(&args, "__fetch");
+	while ((n = getdelim(&field, &cap, '\0', stdin)) > 0) {
+		if (n > 1 || field[0] != '\0') {
+			util_strv_push(&args, field);
+			continue;
+		}
+		if (fetch_child_args((int)args.n, args.v, &o) != 0 || !o.ls_remote ||
+		    o.ca_file != NULL || o.serve) {
+			fetch_child_fail("usage: a served request is ls-remote without a CA file");
+			rc = -1;
+		} else
+			rc = fetch_child_run(&o, &tip, ref, sizeof(ref));
+		fetch_child_reply(rc, &tip, ref);
+		while (args.n > 2)
+			free(args.v[--args.n]);
+		args.v[args.n] = NULL;
+	}
+	free(field);
+	util_strv_free(&args);
+	git_libgit2_shutdown();
+	return 0;
+}
+
 /*
  * "deployd __fetch [--ls-remote | --fresh] (--branch B | --tags GLOB) [--ssh-key F]
  * [--known-hosts F] [--token-file F] [--token-user U] [--ca-file F] -- CACHE URL": prints
@@ -1185,10 +1432,9 @@ int
 fetch_child_main(int argc, char **argv)
 {
 	struct fetch_opts o;
-	git_repository *repo = NULL;
-	char ref[FETCH_REF_MAX], host[256], shown[512];
+	char ref[FETCH_REF_MAX];
 	git_oid tip;
-	int cache_err = 0, rc = 1, port;
+	int rc;
 
 	/* A fetch must not outlive a daemon killed with SIGKILL: it would race the next one. */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -1210,40 +1456,10 @@ fetch_child_main(int argc, char **argv)
 	git_libgit2_init();
 	/* The source may be a local repository owned by another user: it is trusted config. */
 	git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
-	ref[0] = '\0';
-	fetch_redact_url(o.url, shown, sizeof(shown));
-	if (fetch_url_ssh(o.url, host, sizeof(host), &port) && o.known_hosts == NULL)
-		fetch_child_fail("%s is an SSH remote but known_hosts is not set; deployd never "
-		    "trusts a host key on first use (ssh-keyscan -p %d %s > FILE)", shown, port,
-		    host);
-	else if (o.ca_file != NULL && fetch_child_ca(o.ca_file) != 0)
-		;
-	else if (o.ls_remote) {
-		if (fetch_ls_remote(&o, &tip, ref, sizeof(ref)) == 0)
-			rc = 0;
-	} else if (o.fresh) {
-		fprintf(stderr, "deployd: cloning %s afresh\n", o.cache);
-		fetch_drop_modules(o.cache);
-		if (fetch_reclone(&o, &tip, ref, sizeof(ref)) == 0)
-			rc = 0;
-	} else if (fetch_open_cache(o.cache, o.url, &repo) == 0) {
-		if (fetch_once(repo, &o, &tip, ref, sizeof(ref), &cache_err) == 0)
-			rc = 0;
-		seed_drop(repo);
-		git_repository_free(repo);
-		if (rc != 0 && cache_err) {
-			fprintf(stderr, "deployd: fetch into %s failed in the cache (%s); "
-			    "cloning afresh\n", o.cache, fetch_child_err);
-			if (fetch_reclone(&o, &tip, ref, sizeof(ref)) == 0)
-				rc = 0;
-		}
-	}
-	if (rc == 0)
-		printf("ok %s %s\n", git_oid_tostr_s(&tip), ref);
-	if (rc != 0)
-		printf("error %s\n", fetch_child_err[0] ? fetch_child_err : "fetch failed");
+	if (o.serve)
+		return fetch_child_serve(argv[0]);
+	rc = fetch_child_run(&o, &tip, ref, sizeof(ref));
+	fetch_child_reply(rc, &tip, ref);
 	git_libgit2_shutdown();
-	if (fflush(stdout) != 0)
-		rc = 1;
-	return rc;
+	return rc != 0 || ferror(stdout) ? 1 : 0;
 }
