@@ -308,12 +308,13 @@ int	 fetch_remote_tip(const struct config *, const struct site_config *,
 	    struct fetch_result *, struct error *);	/* ls-remote only, no download */
 int	 fetch_site_fresh(const struct config *, const struct site_config *,
 	    struct fetch_result *, struct error *);	/* re-clone a damaged cache */
-int	 fetch_child_main(int argc, char **argv);	/* the "__fetch" helper process */
+int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
 #define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* default of site->fetch_timeout_ms */
 void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
+void	 fetch_stop_helper(void);		/* the calling thread's poll helper exits */
 void	 fetch_set_timeout_ms(int64_t ms);	/* >0 overrides fetch_timeout; for tests */
 char	*fetch_cache_path(const struct config *, const struct site_config *);
-int	 fetch_url_ssh(const char *url, char *host, size_t hostlen, int *port);
+int	 fetcher_url_ssh(const char *url, char *host, size_t hostlen, int *port);
 
 /* ---- deploy/release.c ---- */
 int	 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len);

@@ -117,7 +117,7 @@ main(int argc, char **argv)
 
 	/* The fetch helper is deployd re-executing itself; it has its own arguments. */
 	if (argc >= 2 && strcmp(argv[1], "__fetch") == 0)
-		return fetch_child_main(argc, argv);
+		return fetcher_main(argc, argv);
 
 	memset(&cli, 0, sizeof(cli));
 	cli.config = DEFAULT_CONFIG;

@@ -479,6 +479,7 @@ sched_worker(void *arg)
 		pthread_cond_broadcast(&S.done);
 	}
 	pthread_mutex_unlock(&S.mu);
+	fetch_stop_helper();
 	return NULL;
 }
 

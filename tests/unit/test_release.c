@@ -582,11 +582,14 @@ struct phases {
 };
 
 static void
-on_phase(void *arg, enum phase phase, const char *commit)
+on_phase(void *arg, enum phase phase, const char *commit,
+    const struct deploy_progress *progress)
 {
 	struct phases *p = arg;
 
 	(void)commit;
+	if (progress != NULL)
+		return;		/* progress within a phase, not a new one */
 	if (p->n < 8)
 		p->seen[p->n++] = (int)phase;
 }
@@ -1237,6 +1240,7 @@ t_engine_pre_activate_fails(void **state)
 		slurp(proc, st_line, sizeof(st_line));
 		assert_true(st_line[0] == '\0' || strstr(st_line, ") Z ") != NULL);
 	}
+	fetch_stop_helper();	/* this thread's poll helper is a child too */
 	assert_int_equal(waitpid(-1, &stat_, WNOHANG), -1);
 
 	/* A command that does not exist. */
@@ -1466,16 +1470,17 @@ t_engine_poll_check(void **state)
 	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
 	assert_int_equal(res.changed, 0);
 	assert_string_equal(res.commit, c1);
-	assert_int_equal(count_lines(log, "--ls-remote", 1), 1);
-	assert_int_equal(count_lines(log, "--ls-remote", 0), 0);	/* no fetch */
+	/* Polls ask a long-lived helper (__fetch --serve); a fetch starts a helper of its own. */
+	assert_int_equal(count_lines(log, "--serve", 1), 1);
+	assert_int_equal(count_lines(log, "--serve", 0), 0);	/* no fetch */
 
 	commit_files(f->repo, "main", v2, 1, "two\n", 0, c2);
 	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
 	assert_int_equal(res.changed, 1);
 	assert_string_equal(res.commit, c2);
-	assert_int_equal(count_lines(log, "--ls-remote", 1), 2);
-	assert_int_equal(count_lines(log, "--ls-remote", 0), 1);
-	assert_int_equal(count_lines(log, "--branch main -- ", 1), 3);
+	assert_int_equal(count_lines(log, "--serve", 1), 1);	/* the same helper asked */
+	assert_int_equal(count_lines(log, "--serve", 0), 1);
+	assert_int_equal(count_lines(log, "--branch main -- ", 1), 1);
 	current_of(f, cur, sizeof(cur));
 
 	/* The tracked branch is deleted on the remote: current stays, and status says so. */
@@ -1557,7 +1562,7 @@ t_engine_tags(void **state)
 	assert_int_equal(deploy_trig(f, TRIG_POLL, &res), E_OK);
 	assert_int_equal(res.changed, 0);
 	assert_int_equal((int)count_releases(f, &tmps), before);
-	assert_int_equal(count_lines(log, "--ls-remote", 0), 0);
+	assert_int_equal(count_lines(log, "--serve", 0), 0);
 
 	/* A higher tag on an older commit still wins: versions, not dates, decide. */
 	tag(f->repo, "v2.0", c1, 1);
@@ -1566,7 +1571,7 @@ t_engine_tags(void **state)
 	assert_string_equal(res.commit, c1);
 	slurp(path, got, sizeof(got));
 	assert_string_equal(got, "DEPLOYD_REF=refs/tags/v2.0\n");
-	assert_int_equal(count_lines(log, "--tags v* ", 1), 3);
+	assert_int_equal(count_lines(log, "--tags v* ", 1), 1);
 	clear_hooks(f);
 	f->site.tags = NULL;
 	f->site.branch = (char *)(uintptr_t)"main";
@@ -1774,7 +1779,7 @@ main(int argc, char **argv)
 
 	/* This program is its own fetch helper: fetch_site runs /proc/self/exe __fetch .... */
 	if (argc > 1 && strcmp(argv[1], "__fetch") == 0)
-		return fetch_child_main(argc, argv);
+		return fetcher_main(argc, argv);
 	log_init(getenv("TEST_VERBOSE") != NULL ? LOG_LVL_DEBUG : LOG_LVL_WARN, 0);
 	/* DEPLOYD_BIN=.../deployd fetches through the real binary's __fetch instead. */
 	fetch_set_exe(getenv("DEPLOYD_BIN"));
