@@ -612,7 +612,6 @@ fetcher_once(git_repository *repo, const struct fetcher_opts *o, git_oid *tip, c
 	git_remote_callbacks cbs;
 	const git_remote_head **heads;
 	struct fetcher_conn c;
-	struct stat st;
 	char spec[2 * FETCH_REF_MAX + 2];
 	char *specs[1] = { spec };
 	git_strarray refspecs = { specs, 1 };
@@ -625,11 +624,6 @@ fetcher_once(git_repository *repo, const struct fetcher_opts *o, git_oid *tip, c
 
 	*cache_err = 0;
 	fetcher_conn_init(&c, o, o->url, &cbs);
-	/* libgit2 calls a missing local path an "unsupported URL protocol"; say what it is. */
-	if (o->url[0] == '/' && stat(o->url, &st) != 0) {
-		fetcher_fail("repository %s: %s", c.shown, strerror(errno));
-		return -1;
-	}
 	if (fetcher_remote_new(repo, o->url, &remote) != 0) {
 		fetcher_conn_fail(&c, "fetching");
 		goto out;
@@ -817,6 +811,7 @@ static int
 fetcher_run(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t reflen)
 {
 	git_repository *repo = NULL;
+	struct stat st;
 	char host[256], shown[512];
 	int cache_err = 0, rc = -1, port;
 
@@ -827,6 +822,9 @@ fetcher_run(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t reflen
 		fetcher_fail("%s is an SSH remote but known_hosts is not set; deployd never "
 		    "trusts a host key on first use (ssh-keyscan -p %d %s > FILE)", shown, port,
 		    host);
+	else if (o->url[0] == '/' && stat(o->url, &st) != 0)
+		/* libgit2 calls a missing local path an "unsupported URL protocol". */
+		fetcher_fail("repository %s: %s", shown, strerror(errno));
 	else if (o->ca_file != NULL && fetcher_ca(o->ca_file) != 0)
 		;
 	else if (o->ls_remote) {
