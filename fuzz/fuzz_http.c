@@ -8,9 +8,10 @@
 
 /*
  * The internet-facing path end to end: libmicrohttpd, routing, the limits, header
- * collection, provider_handle and the answer. http_start() listens on "unix:" in a temp
- * dir; each input is one client connection. The scheduler is real but not started, so a
- * verified push only queues. Sites: www (branch main), blog (tags v*, github only) and
+ * collection, provider_handle and the answer, with the daemon's side (privsep_handle) in
+ * the same process. http_start() listens on "unix:" in a temp dir; each input is one
+ * client connection. The scheduler is real but not started, so a verified push only
+ * queues. Sites: www (branch main), blog (tags v*, github only) and
  * open (no secret_file).
  *
  * libmicrohttpd 0.9.75 in epoll mode (the listener's MHD_USE_AUTO) does not notice
@@ -35,7 +36,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct config *cfg;
 	struct error e;
-	char *dir, *yaml, *secret;
+	char *dir, *yaml, *secret, unix_path[256];
+	int fd;
 
 	(void)argc;
 	(void)argv;
@@ -56,7 +58,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    fuzz_http_sock, dir, dir, dir, dir, secret, dir, dir, secret, dir, dir) < 0)
 		abort();
 	cfg = fuzz_util_serve_config(dir, yaml);
-	if (http_start(cfg, &e) != E_OK)
+	/* In one process: the listener's records go straight to the daemon's side. */
+	privsep_init(cfg);
+	metrics_init(cfg);
+	if ((fd = bind_listen(cfg->listen, unix_path, sizeof(unix_path), &e)) < 0 ||
+	    http_load(cfg, &e) != E_OK || http_start(fd, &e) != E_OK)
 		fuzz_util_die("http_start: %s", e.msg);
 	free(secret);
 	free(yaml);

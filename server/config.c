@@ -161,6 +161,8 @@ static const struct key global_keys[] = {
 	    "certificate for HTTPS on the listener"),
 	GK("tls_key", K_SECRET, tls_key, NULL, 0, 0, NULL,
 	    "private key for HTTPS on the listener"),
+	GK("listener_user", K_STR, listener_user, "nobody", 0, 0, NULL,
+	    "user the webhook listener process runs as when deployd starts as root"),
 	{ "sites", K_SITES, offsetof(struct config, sites), NULL, 0, 0, NULL, 0, NULL,
 	    "the sites to deploy" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }

@@ -110,6 +110,7 @@ struct config {
 	struct limits	 limits;
 	char		*tls_cert;
 	char		*tls_key;
+	char		*listener_user;	/* the listener's user when started as root */
 	struct site_config *sites;
 	size_t		 nsites;
 };
@@ -543,10 +544,72 @@ int	 bitbucket_detect(const struct hook_request *);
 int	 bitbucket_verify(const struct hook_input *, char *, size_t);
 int	 bitbucket_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
 
+/* server/bind.c: the webhook listener's socket, bound by the daemon */
+int	 bind_listen(const char *listen, char *unix_path, size_t len, struct error *);
+
 /* server/http.c: the webhook listener (POST /hooks/<site>, /healthz, /metrics) */
-int	 http_start(const struct config *, struct error *);
+int	 http_load(const struct config *, struct error *);	/* secrets, TLS key */
+int	 http_start(int listen_fd, struct error *);
+void	 http_quiesce(void);		/* stop accepting */
+int	 http_drain(int64_t timeout_ms);	/* wait for requests in flight */
 void	 http_stop(void);
-void	 http_reload(const struct config *);	/* new sites and secrets, same listener */
+
+/*
+ * server/privsep.c and server/listener.c: the listener process and the daemon talk in
+ * fixed-size records over a SOCK_SEQPACKET socketpair: one request, one reply.
+ */
+enum privsep_type {
+	PS_READY = 1,	/* the listener is confined and serving */
+	PS_PUSH,	/* a verified push to a site's tracked ref */
+	PS_COUNT,	/* a webhook's metric result; the one record without a reply */
+	PS_METRICS,	/* send the Prometheus text */
+	PS_QUIESCED,	/* the listener accepts no more connections */
+};
+enum privsep_answer {
+	PS_OK = 0,
+	PS_QUEUED,
+	PS_DUPLICATE,
+	PS_PAUSED,
+	PS_UNAVAILABLE,	/* the deploy could not be queued */
+	PS_STOPPING,	/* the daemon is shutting down */
+	PS_UNKNOWN,	/* no such site (any more) */
+	PS_REFUSED,	/* a malformed record */
+};
+#define PRIVSEP_SITE_MAX	65
+#define PRIVSEP_METRICS_MAX	(4 * 1024 * 1024)
+#define PRIVSEP_CHUNK		(32 * 1024)	/* metrics text travels in records this big */
+struct privsep_msg {
+	uint32_t	type;		/* enum privsep_type */
+	uint32_t	seq;		/* echoed in the reply */
+	char		site[PRIVSEP_SITE_MAX];
+	char		provider[16];
+	char		delivery[HOOK_DELIVERY_MAX];
+	char		ref[HOOK_REF_MAX];
+	char		after[SHA_HEX];
+	char		result[32];	/* PS_COUNT */
+};
+struct privsep_reply {
+	uint32_t	seq;
+	uint32_t	answer;		/* enum privsep_answer */
+	uint32_t	len;		/* PS_METRICS: bytes of text in the records that follow */
+};
+void	 privsep_init(const struct config *);	/* the daemon's side, no process */
+int	 privsep_start(const struct config *, struct error *);
+int	 privsep_reload(const struct config *);
+void	 privsep_stop(void);
+int	 privsep_handle(const struct privsep_msg *, struct privsep_reply *, char **text);
+
+/* server/listener.c: the listener process ("deployd __listen") and its side of the channel */
+int	 listener_main(int argc, char **argv);
+int	 listener_ask(const struct privsep_msg *, struct privsep_reply *, char **text);
+
+/* server/sandbox.c: the listener's confinement */
+struct sandbox_opts {
+	const char	*user;		/* dropped to when running as root */
+	int		 no_seccomp;	/* DEPLOYD_SANDBOX_NO_SECCOMP=1: for valgrind only */
+	int		 pdeathsig;	/* re-armed after the change of user; 0: none */
+};
+int	 sandbox_apply(const struct sandbox_opts *, struct error *);
 
 /* server/metrics.c: Prometheus counters; every function is thread-safe */
 void	 metrics_init(const struct config *);

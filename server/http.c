@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,7 +16,6 @@
 
 #include "deployd.h"
 
-#define HTTP_SEEN_MAX		256	/* delivery ids remembered per site */
 #define HTTP_HEADERS_MAX	128	/* headers handed to the providers; more are ignored */
 #define HTTP_LOG_BURST		5	/* refusals logged one by one, per address and window */
 #define HTTP_LOG_WINDOW_MS	10000
@@ -28,19 +25,10 @@
 #define HTTP_TLS_FILE_MAX	(1024 * 1024)
 #define HTTP_BODIES_MIN		(64 * 1024 * 1024)	/* see http_reserve */
 
-/* A delivery id we answered, and the deploy it asked for. */
-struct http_seen {
-	char		provider[16];
-	char		delivery[HOOK_DELIVERY_MAX];
-	int64_t		id;
-};
-
 struct http_site {
 	const struct site_config *cfg;
 	unsigned char	*secret;	/* guarded memory, read-only; NULL: no secret_file */
 	size_t		 secret_len;
-	struct http_seen seen[HTTP_SEEN_MAX];
-	size_t		 seen_next;
 };
 
 /*
@@ -72,7 +60,7 @@ struct http_ratelog {
 };
 
 static struct {
-	pthread_mutex_t		 mu;	/* conns, seen rings, ratelog */
+	pthread_mutex_t		 mu;	/* conns, ratelog, buffered */
 	pthread_cond_t		 cv;
 	const struct config	*cfg;
 	struct MHD_Daemon	*daemon;
@@ -83,7 +71,6 @@ static struct {
 	pthread_t		 sweeper;
 	int			 sweeping;
 	int			 stopping;
-	char			 unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char			*tls_cert;
 	char			*tls_key;	/* guarded memory */
 	size_t			 tls_key_size;
@@ -186,25 +173,31 @@ http_log_reject(const char *addr, const char *fmt, ...)
 		log_warn("%s addr=%s", line, addr);
 }
 
-/* Site tables replaced by a reload stay allocated until stop: requests may hold a site. */
-static struct http_retired {
-	struct http_site	*sites;
-	size_t			 nsites;
-	struct http_retired	*next;
-} *http_retired;
-
+/* The site table is fixed for the life of a listener: a reload starts a new listener. */
 static struct http_site *
 http_site(const char *name)
 {
-	struct http_site *found = NULL;
 	size_t i;
 
-	pthread_mutex_lock(&H.mu);
 	for (i = 0; i < H.nsites; i++)
 		if (strcmp(H.sites[i].cfg->name, name) == 0)
-			found = &H.sites[i];
-	pthread_mutex_unlock(&H.mu);
-	return found;
+			return &H.sites[i];
+	return NULL;
+}
+
+/* A webhook's metric result, counted by the daemon (which serves /metrics); no reply. */
+static void
+http_count(const char *site, const char *provider, const char *result)
+{
+	struct privsep_msg m;
+	struct privsep_reply a;
+
+	memset(&m, 0, sizeof(m));
+	m.type = PS_COUNT;
+	util_strlcpy(m.site, site, sizeof(m.site));
+	util_strlcpy(m.provider, provider != NULL ? provider : "", sizeof(m.provider));
+	util_strlcpy(m.result, result, sizeof(m.result));
+	listener_ask(&m, &a, NULL);
 }
 
 static enum MHD_Result
@@ -265,11 +258,18 @@ http_healthz(struct MHD_Connection *c, struct http_req *r)
 static enum MHD_Result
 http_metrics(struct MHD_Connection *c, struct http_req *r)
 {
-	char *text = metrics_render();
+	struct privsep_msg m;
+	struct privsep_reply a;
 	enum MHD_Result ret;
+	char *text = NULL;
 
-	if (text == NULL)
-		return http_error(c, r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	memset(&m, 0, sizeof(m));
+	m.type = PS_METRICS;
+	if (listener_ask(&m, &a, &text) != E_OK || a.answer != PS_OK || text == NULL) {
+		free(text);
+		return http_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "metrics unavailable",
+		    NULL);
+	}
 	ret = http_respond(c, r, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
 	    text, NULL);
 	free(text);
@@ -304,76 +304,56 @@ http_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *va
 	return MHD_YES;
 }
 
-static struct http_seen *
-http_seen_find(struct http_site *s, const struct hook_result *res)
-{
-	size_t i;
-
-	for (i = 0; i < HTTP_SEEN_MAX; i++)
-		if (s->seen[i].delivery[0] != '\0' &&
-		    strcmp(s->seen[i].delivery, res->delivery) == 0 &&
-		    strcmp(s->seen[i].provider, res->provider) == 0)
-			return &s->seen[i];
-	return NULL;
-}
+/* How the daemon's answer to a verified push becomes the webhook's answer. */
+static const struct {
+	uint32_t	 answer;
+	unsigned	 status;
+	const char	*result;	/* the metric result */
+	const char	*reason;	/* for "ignored" and 503 */
+} http_push_answers[] = {
+	{ PS_QUEUED, MHD_HTTP_ACCEPTED, "queued", "" },
+	{ PS_DUPLICATE, MHD_HTTP_ACCEPTED, "duplicate", "" },
+	{ PS_PAUSED, MHD_HTTP_ACCEPTED, "ignored", "site paused" },
+	{ PS_STOPPING, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "shutting down" },
+	{ PS_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+	    "cannot queue the deploy" },
+};
 
 /*
- * A verified push to the tracked ref: ring the doorbell, unless the site is paused or
- * this delivery already rang for a deploy that is waiting, running or succeeded.
- * Returns the metric result and fills *status.
+ * A verified push to the tracked ref: the daemon rings the doorbell, unless the site
+ * is paused or this delivery already rang for a deploy that is waiting, running or
+ * succeeded. Returns the metric result and fills *status.
  */
 static const char *
 http_ring(struct http_site *s, struct hook_result *res, unsigned *status)
 {
-	const char *name = s->cfg->name;
-	struct deploy_request req;
-	struct http_seen *seen;
-	int64_t id = 0, prev = 0;
-	int rc, paused = 0, state;
+	struct privsep_msg m;
+	struct privsep_reply a;
+	size_t i;
 
-	sched_note_webhook(name);
-	*status = MHD_HTTP_ACCEPTED;
-	if (res->delivery[0] != '\0') {
-		pthread_mutex_lock(&H.mu);
-		if ((seen = http_seen_find(s, res)) != NULL)
-			prev = seen->id;
-		pthread_mutex_unlock(&H.mu);
+	memset(&m, 0, sizeof(m));
+	m.type = PS_PUSH;
+	util_strlcpy(m.site, s->cfg->name, sizeof(m.site));
+	util_strlcpy(m.provider, res->provider, sizeof(m.provider));
+	util_strlcpy(m.delivery, res->delivery, sizeof(m.delivery));
+	util_strlcpy(m.ref, res->ref, sizeof(m.ref));
+	util_strlcpy(m.after, res->after, sizeof(m.after));
+	if (listener_ask(&m, &a, NULL) != E_OK)
+		a.answer = PS_UNAVAILABLE;
+	res->queue = 0;
+	for (i = 0; i < sizeof(http_push_answers) / sizeof(http_push_answers[0]); i++) {
+		if (http_push_answers[i].answer != a.answer)
+			continue;
+		*status = http_push_answers[i].status;
+		res->queue = a.answer == PS_QUEUED;
+		if (http_push_answers[i].reason[0] != '\0')
+			util_strlcpy(res->reason, http_push_answers[i].reason,
+			    sizeof(res->reason));
+		return http_push_answers[i].result;
 	}
-	/* A repeat whose deploy waits, runs or succeeded is a duplicate; a failed one rings. */
-	state = sched_request_state(name, prev, &paused);
-	if (paused) {
-		res->queue = 0;
-		util_strlcpy(res->reason, "site paused", sizeof(res->reason));
-		return "ignored";
-	}
-	if (prev > 0 && (state == REQ_WAITING || state == REQ_OK)) {
-		res->queue = 0;
-		return "duplicate";
-	}
-
-	memset(&req, 0, sizeof(req));
-	req.trigger = TRIG_WEBHOOK;
-	util_strlcpy(req.provider, res->provider, sizeof(req.provider));
-	util_strlcpy(req.delivery, res->delivery, sizeof(req.delivery));
-	if ((rc = sched_request(name, &req, &id)) != E_OK) {
-		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
-		res->queue = 0;
-		util_strlcpy(res->reason, rc == E_STOPPED ? "shutting down" :
-		    "cannot queue the deploy", sizeof(res->reason));
-		return "unavailable";
-	}
-	if (res->delivery[0] != '\0') {
-		pthread_mutex_lock(&H.mu);
-		if ((seen = http_seen_find(s, res)) == NULL) {
-			seen = &s->seen[s->seen_next];
-			s->seen_next = (s->seen_next + 1) % HTTP_SEEN_MAX;
-			util_strlcpy(seen->provider, res->provider, sizeof(seen->provider));
-			util_strlcpy(seen->delivery, res->delivery, sizeof(seen->delivery));
-		}
-		seen->id = id;
-		pthread_mutex_unlock(&H.mu);
-	}
-	return "queued";
+	*status = MHD_HTTP_SERVICE_UNAVAILABLE;
+	util_strlcpy(res->reason, "cannot queue the deploy", sizeof(res->reason));
+	return "unavailable";
 }
 
 static json_t *
@@ -424,17 +404,19 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	free(hh);
 
 	if (status >= 400) {
-		metrics_webhook(s->cfg->name, res.provider, http_result_name(status));
+		http_count(s->cfg->name, res.provider, http_result_name(status));
 		http_log_reject(addr, "webhook site=%s provider=%s delivery=%s refused %u: %s"
 		    " forwarded=%s", s->cfg->name, res.provider[0] != '\0' ? res.provider : "-",
 		    res.delivery[0] != '\0' ? res.delivery : "-", status, res.reason, fwd);
 		return http_error(c, r, status, res.reason, NULL);
 	}
-	if (res.queue)
+	/* The daemon counts the pushes it answered itself. */
+	if (res.queue) {
 		result = http_ring(s, &res, &status);
-	else
+	} else {
 		result = status == MHD_HTTP_OK ? "ping" : "ignored";
-	metrics_webhook(s->cfg->name, res.provider, result);
+		http_count(s->cfg->name, res.provider, result);
+	}
 	util_sanitize(res.ref, ref, sizeof(ref));
 	log_info("webhook site=%s provider=%s event=%s delivery=%s ref=%s after=%s %s%s%s"
 	    " addr=%s forwarded=%s", s->cfg->name, res.provider, res.event[0] ? res.event : "-",
@@ -512,7 +494,7 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 	}
 	if (strcmp(method, "POST") != 0) {
 		util_sanitize(method, safe, sizeof(safe));
-		metrics_webhook(r->site->cfg->name, NULL, "method_not_allowed");
+		http_count(r->site->cfg->name, NULL, "method_not_allowed");
 		/* A proxy's redirect turns POST into GET, and the body is lost on the way. */
 		http_log_reject(addr, "webhook site=%s: method %s, not POST (a redirect on the"
 		    " way?)", r->site->cfg->name, safe);
@@ -520,7 +502,7 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 		    "POST");
 	}
 	if (r->site->secret == NULL) {
-		metrics_webhook(r->site->cfg->name, NULL, "forbidden");
+		http_count(r->site->cfg->name, NULL, "forbidden");
 		http_log_reject(addr, "webhook site=%s: the site has no secret_file",
 		    r->site->cfg->name);
 		return http_error(c, r, MHD_HTTP_FORBIDDEN,
@@ -531,7 +513,7 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 		errno = 0;
 		n = strtoull(cl, &end, 10);
 		if (errno != 0 || end == cl || n > (unsigned long long)H.cfg->limits.max_body) {
-			metrics_webhook(r->site->cfg->name, NULL, "too_large");
+			http_count(r->site->cfg->name, NULL, "too_large");
 			http_log_reject(addr, "webhook site=%s: Content-Length %s over max_body",
 			    r->site->cfg->name, errno != 0 ? "(huge)" : cl);
 			return http_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
@@ -568,7 +550,7 @@ http_access(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		if (r->len + n > (size_t)H.cfg->limits.max_body) {
 			/* A chunked body cannot be answered mid-way: close the connection. */
 			http_client_addr(c, addr, sizeof(addr));
-			metrics_webhook(r->site->cfg->name, NULL, "too_large");
+			http_count(r->site->cfg->name, NULL, "too_large");
 			http_log_reject(addr, "webhook site=%s: body over max_body; connection"
 			    " closed", r->site->cfg->name);
 			return MHD_NO;
@@ -715,102 +697,6 @@ http_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start and stop ---- */
 
-static int
-http_bind_unix(const char *path, struct error *e)
-{
-	struct sockaddr_un sun;
-	struct stat st;
-	int fd;
-
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (*path != '/' || util_strlcpy(sun.sun_path, path, sizeof(sun.sun_path)) >=
-	    sizeof(sun.sun_path))
-		return util_error(e, E_CONFIG, "listen: unix:%s: not an absolute path that"
-		    " fits a socket address", path);
-	/* Only a socket is replaced: a typo must not delete somebody's file. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return util_error(e, E_CONFIG, "listen: %s exists and is not a socket",
-			    path);
-		if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
-			if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-				close(fd);
-				return util_error(e, E_BUSY, "listen: something answers on %s",
-				    path);
-			}
-			close(fd);
-		}
-		if (unlink(path) != 0)
-			return util_error_sys(e, "listen: cannot remove stale socket %s", path);
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return util_error_sys(e, "listen: socket");
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		util_error_sys(e, "listen: cannot bind %s", path);
-		close(fd);
-		return E_SYS;
-	}
-	/* The reverse proxy runs as another user; what it forwards is signed anyway. */
-	if (chmod(path, 0666) != 0 || listen(fd, 128) != 0) {
-		util_error_sys(e, "listen: %s", path);
-		close(fd);
-		unlink(path);
-		return E_SYS;
-	}
-	util_strlcpy(H.unix_path, path, sizeof(H.unix_path));
-	return fd;
-}
-
-/* "host:port", "[v6]:port" or ":port"; returns the listening socket or an E_* code. */
-static int
-http_bind_inet(const char *spec, struct error *e)
-{
-	struct addrinfo hints, *ai = NULL;
-	char host[256];
-	const char *port, *close_br;
-	size_t hl;
-	int fd, one = 1, rc;
-
-	if (spec[0] == '[') {
-		if ((close_br = strchr(spec, ']')) == NULL || close_br[1] != ':')
-			return util_error(e, E_CONFIG, "listen: %s: expected [address]:port", spec);
-		hl = (size_t)(close_br - spec - 1);
-		port = close_br + 2;
-		spec++;
-	} else {
-		if ((port = strrchr(spec, ':')) == NULL)
-			return util_error(e, E_CONFIG, "listen: %s: expected host:port", spec);
-		hl = (size_t)(port - spec);
-		port++;
-	}
-	if (hl >= sizeof(host) || *port == '\0' || strspn(port, "0123456789") != strlen(port))
-		return util_error(e, E_CONFIG, "listen: %s: bad address or port", spec);
-	memcpy(host, spec, hl);
-	host[hl] = '\0';
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if ((rc = getaddrinfo(hl > 0 ? host : NULL, port, &hints, &ai)) != 0)
-		return util_error(e, E_CONFIG, "listen: %s: %s", spec, gai_strerror(rc));
-	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-		freeaddrinfo(ai);
-		return util_error_sys(e, "listen: socket");
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ai->ai_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
-		util_error_sys(e, "listen: cannot listen on %s", spec);
-		freeaddrinfo(ai);
-		close(fd);
-		return E_SYS;
-	}
-	freeaddrinfo(ai);
-	return fd;
-}
-
 static char *
 http_read_file(const char *path, size_t *len, struct error *e)
 {
@@ -900,113 +786,66 @@ http_build_sites(const struct config *cfg, struct http_site **out, struct error 
 	return E_OK;
 }
 
-static int
-http_load_secrets(const struct config *cfg, struct error *e)
-{
-	int rc;
-
-	if ((rc = http_build_sites(cfg, &H.sites, e)) != E_OK)
-		return rc;
-	H.nsites = cfg->nsites;
-	return E_OK;
-}
-
-/* A reload: new sites and secrets (read afresh), the same listening socket. */
-void
-http_reload(const struct config *cfg)
-{
-	struct http_site *sites;
-	struct http_retired *old;
-	struct error e;
-	size_t i, j;
-
-	if (H.daemon == NULL)
-		return;
-	if (http_build_sites(cfg, &sites, &e) != E_OK) {
-		log_error("reload: %s; the listener keeps the old sites and secrets", e.msg);
-		return;
-	}
-	old = util_xcalloc(1, sizeof(*old));
-	pthread_mutex_lock(&H.mu);
-	/* Remembered deliveries carry over, so a redelivery across a reload is still seen. */
-	for (i = 0; i < cfg->nsites; i++)
-		for (j = 0; j < H.nsites; j++)
-			if (strcmp(H.sites[j].cfg->name, sites[i].cfg->name) == 0) {
-				memcpy(sites[i].seen, H.sites[j].seen, sizeof(sites[i].seen));
-				sites[i].seen_next = H.sites[j].seen_next;
-			}
-	old->sites = H.sites;
-	old->nsites = H.nsites;
-	old->next = http_retired;
-	http_retired = old;
-	H.sites = sites;
-	H.nsites = cfg->nsites;
-	H.cfg = cfg;
-	pthread_mutex_unlock(&H.mu);
-}
-
 static void
 http_free(void)
 {
-	struct http_retired *r;
-
 	http_free_sites(H.sites, H.nsites);
 	H.sites = NULL;
 	H.nsites = 0;
-	while ((r = http_retired) != NULL) {
-		http_retired = r->next;
-		http_free_sites(r->sites, r->nsites);
-		free(r);
-	}
 	free(H.tls_cert);
 	H.tls_cert = NULL;
 	if (H.tls_key != NULL)
 		sodium_free(H.tls_key);
 	H.tls_key = NULL;
-	if (H.unix_path[0] != '\0')
-		unlink(H.unix_path);
-	H.unix_path[0] = '\0';
 }
 
 /*
- * Secrets are read once, here: the listener is meant to end up in a process of its own
- * that can no longer open files.
+ * Secrets and the TLS key are read once, here, before the listener process confines
+ * itself and can no longer open files. http_start then serves.
  */
 int
-http_start(const struct config *cfg, struct error *e)
+http_load(const struct config *cfg, struct error *e)
 {
+	int rc;
+
+	memset(H.rl, 0, sizeof(H.rl));
+	H.cfg = cfg;
+	H.buffered = 0;
+	H.buffered_max = (size_t)cfg->limits.max_body * 4 > HTTP_BODIES_MIN ?
+	    (size_t)cfg->limits.max_body * 4 : HTTP_BODIES_MIN;
+	H.stopping = 0;
+	H.conns = NULL;
+	if (sodium_init() < 0)
+		return util_error(e, E_SYS, "cannot initialise libsodium");
+	if ((rc = http_build_sites(cfg, &H.sites, e)) != E_OK)
+		goto fail;
+	H.nsites = cfg->nsites;
+	if (cfg->tls_cert != NULL && cfg->tls_key != NULL &&
+	    (rc = http_load_tls(cfg, e)) != E_OK)
+		goto fail;
+	return E_OK;
+fail:
+	http_free();
+	return rc;
+}
+
+/* listen_fd is the daemon's socket, shared with the listener before and after this one. */
+int
+http_start(int listen_fd, struct error *e)
+{
+	const struct config *cfg = H.cfg;
 	const struct limits *l = &cfg->limits;
 	struct MHD_OptionItem tls[3];
 	pthread_condattr_t ca;
 	unsigned flags;
 	size_t pool;
-	int fd, rc;
+	int rc;
 
-	memset(H.rl, 0, sizeof(H.rl));
-	H.cfg = cfg;
-	H.buffered = 0;
-	H.buffered_max = (size_t)l->max_body * 4 > HTTP_BODIES_MIN ?
-	    (size_t)l->max_body * 4 : HTTP_BODIES_MIN;
-	H.stopping = 0;
-	H.conns = NULL;
-	if (sodium_init() < 0)
-		return util_error(e, E_SYS, "cannot initialise libsodium");
-	if ((rc = http_load_secrets(cfg, e)) != E_OK)
-		goto fail;
-	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
-	if (cfg->tls_cert != NULL && cfg->tls_key != NULL) {
-		if ((rc = http_load_tls(cfg, e)) != E_OK)
-			goto fail;
+	/* ITC: MHD_quiesce_daemon needs it to wake the polling threads. */
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
+	    MHD_USE_ITC;
+	if (H.tls_cert != NULL)
 		flags |= MHD_USE_TLS;
-	}
-	if (strncmp(cfg->listen, "unix:", 5) == 0)
-		fd = http_bind_unix(cfg->listen + 5, e);
-	else
-		fd = http_bind_inet(cfg->listen, e);
-	if (fd < 0) {
-		rc = fd;
-		goto fail;
-	}
 	/*
 	 * libmicrohttpd answers 431 itself when the headers do not fit its per-connection
 	 * pool; the pool leaves room for its bookkeeping and the exact limit is checked
@@ -1024,7 +863,7 @@ http_start(const struct config *cfg, struct error *e)
 	}
 	H.daemon = MHD_start_daemon(flags, 0, NULL, NULL, http_access, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
-	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(l->max_connections < 2 ? 1 : 2),
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)l->max_connections,
@@ -1035,7 +874,6 @@ http_start(const struct config *cfg, struct error *e)
 	    MHD_OPTION_ARRAY, tls,
 	    MHD_OPTION_END);
 	if (H.daemon == NULL) {
-		close(fd);
 		rc = util_error(e, E_SYS, "cannot start the webhook listener on %s%s", cfg->listen,
 		    H.tls_cert != NULL ? " (is the TLS certificate and key valid?)" : "");
 		goto fail;
@@ -1052,19 +890,52 @@ http_start(const struct config *cfg, struct error *e)
 		goto fail;
 	}
 	H.sweeping = 1;
-	metrics_init(cfg);
-	log_info("webhook listener on %s%s", cfg->listen, H.tls_cert != NULL ? " (TLS)" : "");
+	log_debug("webhook listener serving, confined");
 	return E_OK;
 fail:
 	http_free();
 	return rc;
 }
 
+/* Stop accepting: another listener takes the connections from now on. */
+void
+http_quiesce(void)
+{
+	/* The socket is the daemon's: libmicrohttpd leaves it open once quiesced. */
+	if (H.daemon != NULL)
+		MHD_quiesce_daemon(H.daemon);
+}
+
+/* Wait, at most timeout_ms, for the requests in flight; returns the connections left. */
+int
+http_drain(int64_t timeout_ms)
+{
+	int64_t deadline = util_mono_ms() + timeout_ms;
+	struct timespec ts = { 0, 20 * 1000000 };
+	struct http_conn *hc;
+	int left;
+
+	if (H.daemon == NULL)
+		return 0;
+	for (;;) {
+		left = 0;
+		pthread_mutex_lock(&H.mu);
+		for (hc = H.conns; hc != NULL; hc = hc->next)
+			left++;
+		pthread_mutex_unlock(&H.mu);
+		if (left == 0 || util_mono_ms() >= deadline)
+			return left;
+		nanosleep(&ts, NULL);
+	}
+}
+
 void
 http_stop(void)
 {
-	if (H.daemon == NULL)
+	if (H.daemon == NULL) {
+		http_free();	/* loaded, never started */
 		return;
+	}
 	MHD_stop_daemon(H.daemon);
 	H.daemon = NULL;
 	if (H.sweeping) {

@@ -118,6 +118,9 @@ main(int argc, char **argv)
 	/* The fetch helper is deployd re-executing itself; it has its own arguments. */
 	if (argc >= 2 && strcmp(argv[1], "__fetch") == 0)
 		return fetcher_main(argc, argv);
+	/* So is the webhook listener process. */
+	if (argc >= 2 && strcmp(argv[1], "__listen") == 0)
+		return listener_main(argc, argv);
 
 	memset(&cli, 0, sizeof(cli));
 	cli.config = DEFAULT_CONFIG;

@@ -153,7 +153,7 @@ serve_reload(const char *file, struct config **cfg, struct strv *retired)
 	log_set_level(next->log_level);
 	metrics_init(next);
 	sched_reload(next);
-	http_reload(next);
+	privsep_reload(next);
 	control_reload(next);
 	/* The pointer goes into a list of strings only to be freed at exit. */
 	retired->v = util_xrealloc(retired->v, retired->n + 2, sizeof(*retired->v));
@@ -207,7 +207,7 @@ serve_main(const char *config_file)
 		log_error("%s", e.msg);
 		goto out_engine;
 	}
-	if (http_start(cfg, &e) != E_OK) {
+	if (privsep_start(cfg, &e) != E_OK) {
 		log_error("%s", e.msg);
 		goto out_control;
 	}
@@ -234,10 +234,10 @@ serve_main(const char *config_file)
 	}
 	rc = 0;
 	/* Stop taking webhooks first, then let deploys in flight finish. */
-	http_stop();
+	privsep_stop();
 	sched_stop();
 out_control:
-	http_stop();
+	privsep_stop();
 	control_stop();
 out_engine:
 	sched_stop();

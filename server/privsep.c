@@ -1,0 +1,787 @@
+/* privsep.c: the daemon's side of the listener process: spawn, answer, hand over on reload, respawn. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deployd.h"
+
+#define PRIVSEP_EXE		"/proc/self/exe"
+#define PRIVSEP_SEEN_MAX	256	/* delivery ids remembered per site */
+#define PRIVSEP_READY_MS	30000	/* a new listener has this long to start serving */
+#define PRIVSEP_QUIESCE_MS	5000	/* an old one, to stop accepting */
+#define PRIVSEP_REAP_MS		2000	/* a listener that closed the channel, to exit */
+#define PRIVSEP_BACKOFF_MIN	100	/* first respawn delay; doubles to the max */
+#define PRIVSEP_BACKOFF_MAX	10000
+#define PRIVSEP_STABLE_MS	30000	/* a listener up this long resets the backoff */
+#define PRIVSEP_SEND_MS		2000	/* a listener that does not read its replies is killed */
+#define PRIVSEP_FD_MIN		10	/* our copies stay clear of the child's fds 3 and 4 */
+
+/* A delivery id the daemon answered, and the deploy it asked for. */
+struct privsep_seen {
+	char		provider[16];
+	char		delivery[HOOK_DELIVERY_MAX];
+	int64_t		id;
+};
+
+struct privsep_ring {
+	char		site[PRIVSEP_SITE_MAX];
+	struct privsep_seen seen[PRIVSEP_SEEN_MAX];
+	size_t		next;
+};
+
+enum privsep_state { CH_STARTING, CH_SERVING, CH_RETIRING };
+
+/* One listener process. Only the loop thread frees one; others look it up by pid. */
+struct privsep_child {
+	pid_t		 pid;
+	int		 fd;		/* our end of the channel; -1 once closed */
+	int		 state;		/* enum privsep_state */
+	int		 quiesced;
+	int64_t		 started;	/* monotonic ms */
+	int64_t		 closed;	/* monotonic ms the channel closed; 0: open */
+	struct privsep_child *next;
+};
+
+static struct {
+	pthread_mutex_t		 mu;	/* everything below */
+	pthread_cond_t		 cv;	/* a child changed state or went away */
+	const struct config	*cfg;
+	struct privsep_ring	*rings;
+	size_t			 nrings;
+	int			 listen_fd;
+	char			 unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct privsep_child	*children;
+	pid_t			 current;	/* the listener to respawn if it dies; 0: none */
+	int64_t			 respawn_at;	/* monotonic ms; 0: none due */
+	int64_t			 backoff;
+	int			 wake[2];
+	pthread_t		 thread;
+	int			 running;
+	int			 started;	/* a first listener served: respawn from now on */
+	int			 stopping;
+} P = { .mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake = { -1, -1 } };
+
+/* ---- the messages ---- */
+
+static int
+privsep_terminated(const char *s, size_t size)
+{
+	return memchr(s, '\0', size) != NULL;
+}
+
+/* Printable ASCII only: these end up in logs and deploy history. */
+static int
+privsep_printable(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (*s < 0x21 || *s > 0x7e)
+			return 0;
+	return 1;
+}
+
+static int
+privsep_hex40(const char *s)
+{
+	return s[0] == '\0' || (strlen(s) == 40 && strspn(s, "0123456789abcdef") == 40);
+}
+
+/* A record from the listener is untrusted: every field is checked before use. */
+static int
+privsep_valid(const struct privsep_msg *m)
+{
+	if (!privsep_terminated(m->site, sizeof(m->site)) ||
+	    !privsep_terminated(m->provider, sizeof(m->provider)) ||
+	    !privsep_terminated(m->delivery, sizeof(m->delivery)) ||
+	    !privsep_terminated(m->ref, sizeof(m->ref)) ||
+	    !privsep_terminated(m->after, sizeof(m->after)) ||
+	    !privsep_terminated(m->result, sizeof(m->result)))
+		return 0;
+	if (m->type != PS_PUSH && m->type != PS_COUNT)
+		return m->type == PS_METRICS;
+	if (!util_valid_site_name(m->site) ||
+	    (m->provider[0] != '\0' && provider_bit(m->provider) == 0))
+		return 0;
+	if (m->type == PS_COUNT)
+		return m->result[0] != '\0' &&
+		    strspn(m->result, "abcdefghijklmnopqrstuvwxyz_") == strlen(m->result);
+	return m->provider[0] != '\0' && privsep_printable(m->delivery) &&
+	    privsep_printable(m->ref) && privsep_hex40(m->after);
+}
+
+/* Call with the mutex held. */
+static struct privsep_ring *
+privsep_ring(const char *site)
+{
+	size_t i;
+
+	for (i = 0; i < P.nrings; i++)
+		if (strcmp(P.rings[i].site, site) == 0)
+			return &P.rings[i];
+	return NULL;
+}
+
+/* Call with the mutex held. */
+static struct privsep_seen *
+privsep_seen_find(struct privsep_ring *r, const struct privsep_msg *m)
+{
+	size_t i;
+
+	for (i = 0; i < PRIVSEP_SEEN_MAX; i++)
+		if (r->seen[i].delivery[0] != '\0' &&
+		    strcmp(r->seen[i].delivery, m->delivery) == 0 &&
+		    strcmp(r->seen[i].provider, m->provider) == 0)
+			return &r->seen[i];
+	return NULL;
+}
+
+/*
+ * A verified push to the tracked ref: ring the doorbell, unless the site is paused or
+ * this delivery already rang for a deploy that is waiting, running or succeeded.
+ */
+static uint32_t
+privsep_push(const struct privsep_msg *m)
+{
+	struct deploy_request req;
+	struct privsep_ring *r;
+	struct privsep_seen *seen;
+	int64_t id = 0, prev = 0;
+	int rc, paused = 0, state;
+
+	sched_note_webhook(m->site);
+	if (m->delivery[0] != '\0') {
+		pthread_mutex_lock(&P.mu);
+		if ((r = privsep_ring(m->site)) != NULL && (seen = privsep_seen_find(r, m)) != NULL)
+			prev = seen->id;
+		pthread_mutex_unlock(&P.mu);
+	}
+	/* A repeat whose deploy waits, runs or succeeded is a duplicate; a failed one rings. */
+	state = sched_request_state(m->site, prev, &paused);
+	if (paused)
+		return PS_PAUSED;
+	if (prev > 0 && (state == REQ_WAITING || state == REQ_OK))
+		return PS_DUPLICATE;
+
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_WEBHOOK;
+	util_strlcpy(req.provider, m->provider, sizeof(req.provider));
+	util_strlcpy(req.delivery, m->delivery, sizeof(req.delivery));
+	if ((rc = sched_request(m->site, &req, &id)) != E_OK)
+		return rc == E_STOPPED ? PS_STOPPING : rc == E_NOTFOUND ? PS_UNKNOWN :
+		    PS_UNAVAILABLE;
+	if (m->delivery[0] != '\0') {
+		pthread_mutex_lock(&P.mu);
+		if ((r = privsep_ring(m->site)) != NULL) {
+			if ((seen = privsep_seen_find(r, m)) == NULL) {
+				seen = &r->seen[r->next];
+				r->next = (r->next + 1) % PRIVSEP_SEEN_MAX;
+				util_strlcpy(seen->provider, m->provider, sizeof(seen->provider));
+				util_strlcpy(seen->delivery, m->delivery, sizeof(seen->delivery));
+			}
+			seen->id = id;
+		}
+		pthread_mutex_unlock(&P.mu);
+	}
+	return PS_QUEUED;
+}
+
+/* The metric result of a push, by the answer. */
+static const char *
+privsep_result(uint32_t answer)
+{
+	static const char *const names[] = {
+		[PS_QUEUED] = "queued",
+		[PS_DUPLICATE] = "duplicate",
+		[PS_PAUSED] = "ignored",
+	};
+
+	if (answer < sizeof(names) / sizeof(names[0]) && names[answer] != NULL)
+		return names[answer];
+	return "unavailable";
+}
+
+/*
+ * Answer one record. *text gets the metrics text for PS_METRICS (malloc'd; a->len is
+ * its length). PS_READY and PS_QUIESCED concern the sender and are handled by the loop.
+ */
+int
+privsep_handle(const struct privsep_msg *m, struct privsep_reply *a, char **text)
+{
+	int known;
+	size_t len;
+
+	memset(a, 0, sizeof(*a));
+	a->seq = m->seq;
+	if (text != NULL)
+		*text = NULL;
+	if (!privsep_valid(m)) {
+		a->answer = PS_REFUSED;
+		return E_INVAL;
+	}
+	if (m->type == PS_PUSH || m->type == PS_COUNT) {
+		pthread_mutex_lock(&P.mu);
+		known = P.cfg != NULL && config_site(P.cfg, m->site) != NULL;
+		pthread_mutex_unlock(&P.mu);
+		if (!known) {
+			a->answer = PS_UNKNOWN;
+			return E_OK;
+		}
+	}
+	switch (m->type) {
+	case PS_PUSH:
+		a->answer = privsep_push(m);
+		metrics_webhook(m->site, m->provider, privsep_result(a->answer));
+		break;
+	case PS_COUNT:
+		metrics_webhook(m->site, m->provider[0] != '\0' ? m->provider : NULL, m->result);
+		break;
+	case PS_METRICS:
+		if (text == NULL || (*text = metrics_render()) == NULL ||
+		    (len = strlen(*text)) > PRIVSEP_METRICS_MAX) {
+			if (text != NULL) {
+				free(*text);
+				*text = NULL;
+			}
+			a->answer = PS_UNAVAILABLE;
+			break;
+		}
+		a->len = (uint32_t)len;
+		break;
+	default:
+		break;
+	}
+	return E_OK;
+}
+
+/* The delivery rings follow the sites; remembered deliveries carry over a reload. */
+static void
+privsep_rings(const struct config *cfg)
+{
+	struct privsep_ring *rings, *old;
+	size_t i;
+
+	rings = util_xcalloc(cfg->nsites > 0 ? cfg->nsites : 1, sizeof(*rings));
+	pthread_mutex_lock(&P.mu);
+	for (i = 0; i < cfg->nsites; i++) {
+		if ((old = privsep_ring(cfg->sites[i].name)) != NULL)
+			memcpy(&rings[i], old, sizeof(rings[i]));
+		util_strlcpy(rings[i].site, cfg->sites[i].name, sizeof(rings[i].site));
+	}
+	free(P.rings);
+	P.rings = rings;
+	P.nrings = cfg->nsites;
+	P.cfg = cfg;
+	pthread_mutex_unlock(&P.mu);
+}
+
+void
+privsep_init(const struct config *cfg)
+{
+	privsep_rings(cfg);
+}
+
+/* ---- the listener processes ---- */
+
+static void
+privsep_wake(void)
+{
+	char c = 0;
+
+	if (P.wake[1] >= 0 && write(P.wake[1], &c, 1) < 0 && errno != EAGAIN)
+		log_debug("privsep: wake: %s", strerror(errno));
+}
+
+/* Call with the mutex held. */
+static struct privsep_child *
+privsep_find(pid_t pid)
+{
+	struct privsep_child *ch;
+
+	for (ch = P.children; ch != NULL; ch = ch->next)
+		if (ch->pid == pid)
+			return ch;
+	return NULL;
+}
+
+/*
+ * "deployd __listen CONFIG" with the listening socket as fd 3 and its end of the channel
+ * as fd 4; nothing else is inherited. Call with the mutex held. Returns the pid, or 0.
+ */
+static pid_t
+privsep_spawn(const char *file)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	struct privsep_child *ch;
+	char a0[] = "deployd", a1[] = "__listen", *a2 = util_xstrdup(file);
+	char *argv[] = { a0, a1, a2, NULL };
+	extern char **environ;
+	struct timeval tv = { PRIVSEP_SEND_MS / 1000, 0 };
+	sigset_t mask, dfl;
+	int sv[2], theirs, rc;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+		log_error("webhook listener: socketpair: %s", strerror(errno));
+		free(a2);
+		return 0;
+	}
+	theirs = fcntl(sv[1], F_DUPFD_CLOEXEC, PRIVSEP_FD_MIN);
+	close(sv[1]);
+	if (theirs < 0) {
+		log_error("webhook listener: dup: %s", strerror(errno));
+		close(sv[0]);
+		free(a2);
+		return 0;
+	}
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, P.listen_fd, 3);
+	posix_spawn_file_actions_adddup2(&fa, theirs, 4);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+	/* The listener waits for SIGTERM with sigwait: it starts with it blocked. */
+	posix_spawnattr_init(&attr);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawnattr_setsigmask(&attr, &mask);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	rc = posix_spawn(&pid, PRIVSEP_EXE, &fa, &attr, argv, environ);
+	free(a2);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(theirs);
+	if (rc != 0) {
+		log_error("webhook listener: cannot start %s: %s", PRIVSEP_EXE, strerror(rc));
+		close(sv[0]);
+		return 0;
+	}
+	ch = util_xcalloc(1, sizeof(*ch));
+	ch->pid = pid;
+	ch->fd = sv[0];
+	ch->state = CH_STARTING;
+	ch->started = util_mono_ms();
+	ch->next = P.children;
+	P.children = ch;
+	log_debug("webhook listener started, pid %ld", (long)pid);
+	privsep_wake();
+	return pid;
+}
+
+/* Send a reply, and the metrics text after it in records of at most PRIVSEP_CHUNK. */
+static int
+privsep_send(int fd, const struct privsep_reply *a, const char *text)
+{
+	size_t off, n;
+
+	if (send(fd, a, sizeof(*a), MSG_NOSIGNAL) != (ssize_t)sizeof(*a))
+		return E_SYS;
+	for (off = 0; text != NULL && off < a->len; off += n) {
+		n = a->len - off < PRIVSEP_CHUNK ? a->len - off : PRIVSEP_CHUNK;
+		if (send(fd, text + off, n, MSG_NOSIGNAL) != (ssize_t)n)
+			return E_SYS;
+	}
+	return E_OK;
+}
+
+/* One record from a listener. Returns E_OK, or E_SYS when the channel is done. */
+static int
+privsep_serve(struct privsep_child *ch)
+{
+	struct privsep_msg m;
+	struct privsep_reply a;
+	char *text = NULL;
+	ssize_t n;
+	int rc;
+
+	n = recv(ch->fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return E_OK;
+	if (n <= 0)
+		return E_SYS;
+	if (n != (ssize_t)sizeof(m)) {
+		log_error("webhook listener pid %ld sent a malformed record; stopping it",
+		    (long)ch->pid);
+		return E_INVAL;
+	}
+	if (m.type == PS_READY || m.type == PS_QUIESCED) {
+		memset(&a, 0, sizeof(a));
+		a.seq = m.seq;
+		pthread_mutex_lock(&P.mu);
+		if (m.type == PS_READY && ch->state == CH_STARTING)
+			ch->state = CH_SERVING;
+		if (m.type == PS_QUIESCED)
+			ch->quiesced = 1;
+		pthread_cond_broadcast(&P.cv);
+		pthread_mutex_unlock(&P.mu);
+	} else if (privsep_handle(&m, &a, &text) != E_OK) {
+		log_error("webhook listener pid %ld sent an invalid record; stopping it",
+		    (long)ch->pid);
+		return E_INVAL;
+	}
+	if (m.type == PS_COUNT)
+		return E_OK;
+	rc = privsep_send(ch->fd, &a, text);
+	free(text);
+	return rc;
+}
+
+static void
+privsep_describe(int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
+		    strsignal(WTERMSIG(status)));
+	else
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+/* Call with the mutex held: a listener is gone; respawn it if it was the current one. */
+static void
+privsep_reaped(struct privsep_child *ch, int status)
+{
+	struct privsep_child **pp;
+	char how[96];
+	int64_t now = util_mono_ms();
+
+	privsep_describe(status, how, sizeof(how));
+	if (ch->pid == P.current && P.started && !P.stopping) {
+		if (now - ch->started >= PRIVSEP_STABLE_MS)
+			P.backoff = PRIVSEP_BACKOFF_MIN;
+		log_error("webhook listener pid %ld %s; restarting it in %lld ms",
+		    (long)ch->pid, how, (long long)P.backoff);
+		P.respawn_at = now + P.backoff;
+		P.backoff = P.backoff * 2 > PRIVSEP_BACKOFF_MAX ? PRIVSEP_BACKOFF_MAX :
+		    P.backoff * 2;
+		P.current = 0;
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		log_debug("webhook listener pid %ld exited", (long)ch->pid);
+	} else {
+		log_warn("webhook listener pid %ld %s", (long)ch->pid, how);
+	}
+	if (ch->fd >= 0)
+		close(ch->fd);
+	for (pp = &P.children; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == ch) {
+			*pp = ch->next;
+			break;
+		}
+	free(ch);
+	pthread_cond_broadcast(&P.cv);
+}
+
+/* Call with the mutex held: reap listeners whose channel closed; kill the slow ones. */
+static void
+privsep_reap(void)
+{
+	struct privsep_child *ch, *next;
+	int status;
+	pid_t r;
+
+	for (ch = P.children; ch != NULL; ch = next) {
+		next = ch->next;
+		if (ch->closed == 0)
+			continue;
+		while ((r = waitpid(ch->pid, &status, WNOHANG)) < 0 && errno == EINTR)
+			;
+		if (r == ch->pid || (r < 0 && errno == ECHILD)) {
+			privsep_reaped(ch, r == ch->pid ? status : 0);
+			continue;
+		}
+		/* A listener that closes the channel and lives on is not a listener. */
+		if (util_mono_ms() - ch->closed > PRIVSEP_REAP_MS)
+			kill(ch->pid, SIGKILL);
+	}
+}
+
+/* Call with the mutex held. */
+static void
+privsep_close(struct privsep_child *ch)
+{
+	if (ch->fd >= 0)
+		close(ch->fd);
+	ch->fd = -1;
+	ch->closed = util_mono_ms();
+	kill(ch->pid, SIGTERM);
+}
+
+/* The one thread that reads every listener's records, reaps and respawns them. */
+static void *
+privsep_loop(void *arg)
+{
+	struct pollfd pfd[16];
+	struct privsep_child *ch, *who[16];
+	int64_t now, wait;
+	char buf[64];
+	size_t n, i;
+	int timeout;
+
+	(void)arg;
+	pthread_mutex_lock(&P.mu);
+	for (;;) {
+		privsep_reap();
+		now = util_mono_ms();
+		if (P.respawn_at != 0 && now >= P.respawn_at && !P.stopping) {
+			P.respawn_at = 0;
+			if ((P.current = privsep_spawn(P.cfg->file)) == 0)
+				P.respawn_at = now + PRIVSEP_BACKOFF_MAX;
+		}
+		if (P.stopping && P.children == NULL)
+			break;
+		pfd[0].fd = P.wake[0];
+		pfd[0].events = POLLIN;
+		n = 1;
+		wait = 1000;
+		for (ch = P.children; ch != NULL; ch = ch->next) {
+			if (ch->fd < 0) {
+				wait = 50;
+				continue;
+			}
+			if (n < sizeof(pfd) / sizeof(pfd[0])) {
+				pfd[n].fd = ch->fd;
+				pfd[n].events = POLLIN;
+				who[n++] = ch;
+			}
+		}
+		if (P.respawn_at != 0 && P.respawn_at - now < wait)
+			wait = P.respawn_at - now;
+		timeout = wait < 0 ? 0 : (int)wait;
+		pthread_mutex_unlock(&P.mu);
+		poll(pfd, n, timeout);
+		if (pfd[0].revents & POLLIN)
+			while (read(P.wake[0], buf, sizeof(buf)) > 0)
+				;
+		/* Records are served without the mutex; only this thread frees children. */
+		for (i = 1; i < n; i++) {
+			if (pfd[i].revents == 0)
+				continue;
+			if (privsep_serve(who[i]) != E_OK) {
+				pthread_mutex_lock(&P.mu);
+				privsep_close(who[i]);
+				pthread_mutex_unlock(&P.mu);
+			}
+		}
+		pthread_mutex_lock(&P.mu);
+	}
+	pthread_mutex_unlock(&P.mu);
+	return NULL;
+}
+
+/*
+ * Call with the mutex held: wait until the listener pid serves (E_OK), has gone away
+ * (E_SYS) or has not said a word by the deadline (E_TIMEOUT).
+ */
+static int
+privsep_wait_serving(pid_t pid, int64_t timeout_ms)
+{
+	int64_t deadline = util_mono_ms() + timeout_ms, left;
+	struct privsep_child *ch;
+	struct timespec ts;
+
+	for (;;) {
+		if ((ch = privsep_find(pid)) == NULL || ch->closed != 0)
+			return E_SYS;
+		if (ch->state == CH_SERVING)
+			return E_OK;
+		if ((left = deadline - util_mono_ms()) <= 0)
+			return E_TIMEOUT;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(left / 1000);
+		ts.tv_nsec += (long)(left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&P.cv, &P.mu, &ts);
+	}
+}
+
+/* Call with the mutex held: until pid quiesced or went away, at most timeout_ms. */
+static void
+privsep_wait_quiesced(pid_t pid, int64_t timeout_ms)
+{
+	int64_t deadline = util_mono_ms() + timeout_ms, left;
+	struct privsep_child *ch;
+	struct timespec ts;
+
+	while ((ch = privsep_find(pid)) != NULL && !ch->quiesced && ch->closed == 0 &&
+	    (left = deadline - util_mono_ms()) > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(left / 1000) + 1;
+		pthread_cond_timedwait(&P.cv, &P.mu, &ts);
+	}
+}
+
+/*
+ * Bind the listening socket, start the loop and the first listener, and wait until it
+ * serves: a listener that cannot start (say, an unreadable secret) stops the daemon,
+ * as it always did.
+ */
+int
+privsep_start(const struct config *cfg, struct error *e)
+{
+	pthread_condattr_t ca;
+	pid_t pid;
+	int fd, rc;
+
+	privsep_rings(cfg);
+	if ((fd = bind_listen(cfg->listen, P.unix_path, sizeof(P.unix_path), e)) < 0)
+		return fd;
+	P.listen_fd = fcntl(fd, F_DUPFD_CLOEXEC, PRIVSEP_FD_MIN);
+	close(fd);
+	if (P.listen_fd < 0 || pipe2(P.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+		rc = util_error_sys(e, "webhook listener");
+		privsep_stop();
+		return rc;
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&P.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	P.backoff = PRIVSEP_BACKOFF_MIN;
+	P.stopping = 0;
+	pthread_mutex_lock(&P.mu);
+	if ((pid = privsep_spawn(cfg->file)) == 0) {
+		pthread_mutex_unlock(&P.mu);
+		privsep_stop();
+		return util_error(e, E_SYS, "cannot start the webhook listener process");
+	}
+	P.current = pid;
+	if (pthread_create(&P.thread, NULL, privsep_loop, NULL) != 0) {
+		pthread_mutex_unlock(&P.mu);
+		privsep_stop();
+		return util_error(e, E_SYS, "cannot start the listener supervisor thread");
+	}
+	P.running = 1;
+	rc = privsep_wait_serving(pid, PRIVSEP_READY_MS);
+	P.started = rc == E_OK;
+	pthread_mutex_unlock(&P.mu);
+	if (rc != E_OK) {
+		privsep_stop();
+		return util_error(e, E_CONFIG, "the webhook listener on %s did not start%s",
+		    cfg->listen, rc == E_TIMEOUT ? " in time" : " (see the errors above)");
+	}
+	log_info("webhook listener on %s (process %ld)%s", cfg->listen, (long)pid,
+	    cfg->tls_cert != NULL ? " (TLS)" : "");
+	return E_OK;
+}
+
+/*
+ * A reload starts a listener with the new configuration on the same socket; once it
+ * serves, the old one stops accepting and finishes its requests. If the new one cannot
+ * start, the old one goes on with the old sites and secrets. Connections are never
+ * refused meanwhile: the socket stays open, and both accept from it for a moment.
+ */
+int
+privsep_reload(const struct config *cfg)
+{
+	struct privsep_child *ch;
+	pid_t pid, old;
+	int rc;
+
+	if (!P.running)
+		return E_OK;
+	privsep_rings(cfg);
+	pthread_mutex_lock(&P.mu);
+	if ((pid = privsep_spawn(cfg->file)) == 0) {
+		pthread_mutex_unlock(&P.mu);
+		log_error("reload: the listener keeps the old sites and secrets");
+		return E_SYS;
+	}
+	if ((rc = privsep_wait_serving(pid, PRIVSEP_READY_MS)) != E_OK) {
+		if ((ch = privsep_find(pid)) != NULL) {
+			ch->state = CH_RETIRING;
+			kill(pid, SIGKILL);
+		}
+		pthread_mutex_unlock(&P.mu);
+		log_error("reload: the new webhook listener did not start; the listener keeps"
+		    " the old sites and secrets");
+		return rc;
+	}
+	old = P.current;
+	P.current = pid;
+	P.respawn_at = 0;
+	if (old != 0 && (ch = privsep_find(old)) != NULL) {
+		ch->state = CH_RETIRING;
+		kill(old, SIGTERM);
+		privsep_wait_quiesced(old, PRIVSEP_QUIESCE_MS);
+	}
+	pthread_mutex_unlock(&P.mu);
+	log_info("webhook listener reloaded (process %ld)", (long)pid);
+	return E_OK;
+}
+
+/* Every listener finishes its requests and exits; then the socket goes. */
+void
+privsep_stop(void)
+{
+	struct privsep_child *ch;
+	int64_t deadline;
+	struct timespec ts = { 0, 50 * 1000000 };
+	int grace;
+
+	if (!P.running) {
+		/* Only a listener spawned before the supervisor thread failed to start. */
+		while ((ch = P.children) != NULL) {
+			P.children = ch->next;
+			kill(ch->pid, SIGKILL);
+			waitpid(ch->pid, NULL, 0);
+			close(ch->fd);
+			free(ch);
+		}
+	} else {
+		grace = P.cfg != NULL ? (int)P.cfg->limits.request_timeout_ms + 2000 : 5000;
+		pthread_mutex_lock(&P.mu);
+		P.stopping = 1;
+		P.current = 0;
+		for (ch = P.children; ch != NULL; ch = ch->next)
+			kill(ch->pid, SIGTERM);
+		privsep_wake();
+		pthread_mutex_unlock(&P.mu);
+		deadline = util_mono_ms() + grace;
+		for (;;) {
+			pthread_mutex_lock(&P.mu);
+			if (P.children == NULL || util_mono_ms() >= deadline) {
+				for (ch = P.children; ch != NULL; ch = ch->next)
+					kill(ch->pid, SIGKILL);
+				pthread_mutex_unlock(&P.mu);
+				break;
+			}
+			pthread_mutex_unlock(&P.mu);
+			nanosleep(&ts, NULL);
+		}
+		pthread_join(P.thread, NULL);
+		P.running = 0;
+		P.started = 0;
+		pthread_cond_destroy(&P.cv);
+	}
+	if (P.listen_fd >= 0)
+		close(P.listen_fd);
+	P.listen_fd = -1;
+	if (P.unix_path[0] != '\0')
+		unlink(P.unix_path);
+	P.unix_path[0] = '\0';
+	if (P.wake[0] >= 0) {
+		close(P.wake[0]);
+		close(P.wake[1]);
+	}
+	P.wake[0] = P.wake[1] = -1;
+	free(P.rings);
+	P.rings = NULL;
+	P.nrings = 0;
+	P.cfg = NULL;
+}
