@@ -168,6 +168,8 @@ DAEMON_CONFIG=
 DAEMON_PREFIX=()
 DAEMON_START_TIMEOUT=${DAEMON_START_TIMEOUT:-15}
 DAEMON_STOP_TIMEOUT=${DAEMON_STOP_TIMEOUT:-20}
+# Bounds on answer times are multiplied by this (quickstart sets 3 for the sanitizer build).
+TIME_SCALE=${TIME_SCALE:-1}
 
 # at_exit CMD...: run CMD when the script ends, after its processes are stopped (e.g. umount).
 AT_EXIT=()
