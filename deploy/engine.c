@@ -35,6 +35,8 @@ struct engine_run {
 	char			  author[128];
 	char			  name[RELEASE_NAME_MAX];
 	char			  tmpname[RELEASE_NAME_MAX + 8];
+	struct release_stats	  stats;	/* of the release written */
+	int64_t			  written_ns;	/* its stamp, for the next deploy's reuse */
 	int			  wrote;	/* tmpname exists */
 	int			  renamed;	/* name exists but is not live */
 	int			  live;
@@ -268,12 +270,41 @@ engine_refetch(struct engine_run *r, struct error *e)
 	return rc;
 }
 
+/*
+ * The release files may be reused from: the one `current` names, if state knows its commit and
+ * when it was written (releases written by older versions have no stamp and are not used).
+ */
+static void
+engine_base(struct engine_run *r, struct release_opts *o)
+{
+	char cur[RELEASE_NAME_MAX];
+	size_t i;
+
+	memset(o, 0, sizeof(*o));
+	o->allow_external = r->site->allow_external_symlinks;
+	o->reuse = r->site->reuse;
+	/* design.md: a build hook could write into files shared with older releases. */
+	o->auto_hardlink = r->site->hooks.pre_activate.n == 0;
+	if (swap_read_current(r->path_fd, cur, sizeof(cur)) != E_OK)
+		return;
+	for (i = 0; i < r->st.nreleases; i++) {
+		const struct release_rec *rec = &r->st.releases[i];
+
+		if (strcmp(rec->name, cur) != 0 || rec->written_ns <= 0)
+			continue;
+		o->base = rec->name;
+		o->base_commit = rec->commit;
+		o->base_written_ns = rec->written_ns;
+	}
+}
+
 /* Write the release under its temporary name, make it durable, then give it its name. */
 static int
 engine_write(struct engine_run *r, struct error *e)
 {
 	int64_t t = util_mono_ms();
-	size_t nfiles = 0;
+	struct release_opts o;
+	struct release_stats *s = &r->stats;
 	int rc;
 
 	if ((rc = engine_pick_name(r, e)) != E_OK)
@@ -281,12 +312,12 @@ engine_write(struct engine_run *r, struct error *e)
 	if (util_rm_rf_at(r->releases_fd, r->tmpname) != E_OK)
 		return util_error_sys(e, "removing old %s", r->tmpname);
 	r->wrote = 1;
-	rc = release_write_checked(r->cache, r->commit, r->releases_fd, r->tmpname,
-	    r->site->allow_external_symlinks, &nfiles, e);
+	engine_base(r, &o);
+	rc = release_write_incr(r->cache, r->commit, r->releases_fd, r->tmpname, &o, s, e);
 	/* E_GIT: an object did not read; a refusal (E_INVAL) or a full disk is something else. */
 	if (rc == E_GIT && (rc = engine_refetch(r, e)) == E_OK)
-		rc = release_write_checked(r->cache, r->commit, r->releases_fd, r->tmpname,
-		    r->site->allow_external_symlinks, &nfiles, e);
+		rc = release_write_incr(r->cache, r->commit, r->releases_fd, r->tmpname, &o, s,
+		    e);
 	if (rc != E_OK)
 		return rc;
 	if ((rc = shared_link(r->site, r->releases_fd, r->tmpname, e)) != E_OK)
@@ -296,14 +327,22 @@ engine_write(struct engine_run *r, struct error *e)
 	/* One syncfs is far cheaper than an fsync per file, and makes the whole tree durable. */
 	if (syncfs(r->releases_fd) != 0)
 		return util_error_sys(e, "syncing %s", r->tmpname);
+	release_settle(r->releases_fd, r->tmpname);
 	if (renameat(r->releases_fd, r->tmpname, r->releases_fd, r->name) != 0)
 		return util_error_sys(e, "renaming %s", r->tmpname);
 	r->wrote = 0;
 	r->renamed = 1;
+	/* Before any hook runs: what changes in the release from now on is not reused. */
+	r->written_ns = release_stamp(r->releases_fd, r->name);
 	if (fsync(r->releases_fd) != 0)
 		return util_error_sys(e, "fsync %s/releases", r->site->path);
-	log_info("site=%s commit=%.12s wrote release %s (%zu files) in %lld ms", r->site->name,
-	    r->commit, r->name, nfiles, (long long)(util_mono_ms() - t));
+	r->res->files_written = (int64_t)s->written;
+	r->res->files_reused = (int64_t)s->reused;
+	util_strlcpy(r->res->reuse, s->method, sizeof(r->res->reuse));
+	log_info("site=%s commit=%.12s wrote release %s (%zu files: %zu written, %zu reused "
+	    "by %s%s%s) in %lld ms", r->site->name, r->commit, r->name, s->nfiles, s->written,
+	    s->reused, s->method, o.base != NULL ? " from " : "", o.base != NULL ? o.base : "",
+	    (long long)(util_mono_ms() - t));
 	return E_OK;
 }
 
@@ -474,6 +513,11 @@ engine_record(struct engine_run *r, struct error *e)
 	util_strlcpy(rec.name, r->name, sizeof(rec.name));
 	util_strlcpy(rec.commit, r->commit, sizeof(rec.commit));
 	rec.activated_at = r->st.applied_at;
+	rec.written_ns = r->written_ns;
+	rec.files_written = (int64_t)r->stats.written;
+	rec.files_reused = (int64_t)r->stats.reused;
+	util_strlcpy(rec.reuse, r->stats.method != NULL ? r->stats.method : "",
+	    sizeof(rec.reuse));
 	state_add_release(&r->st, &rec);
 	before = r->st.nreleases;
 	if (release_prune(r->releases_fd, &r->st, r->site->keep, r->name, &pe) != E_OK)

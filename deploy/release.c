@@ -1,13 +1,17 @@
 /* release.c: name, write, list and prune the release directories under <path>/releases. */
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fs.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,24 +33,34 @@ struct release_walk {
 	const char	*cache_dir;
 	char		 path[PATH_MAX];	/* path inside the release, for messages */
 	size_t		 nfiles;
+	size_t		 nwritten;
+	size_t		 nreused;
 	int		 allow_external;	/* symlinks may point outside the release */
+	int		 method;	/* enum reuse_mode in effect, never REUSE_AUTO */
+	int		 readonly;	/* files are written 0444/0555: hard links share them */
+	int64_t		 base_ns;	/* base files changed at or after this are not reused */
+	git_odb		*odb;		/* repo's, for blob sizes */
 	struct error	*e;
 };
 
-static int release_write_tree(struct release_walk *, const git_tree *, int);
+static int release_write_tree(struct release_walk *, const git_tree *, int, const git_tree *,
+    int);
 
 /*
  * A gitlink: the pinned commit's tree, from the submodule's cache (fetched with the site's
  * credentials by the fetch helper), written into the directory, submodules and all.
  */
 static int
-release_write_module(struct release_walk *w, const git_tree_entry *te, int fd)
+release_write_module(struct release_walk *w, const git_tree_entry *te, int fd,
+    const git_tree_entry *oe, int basefd)
 {
 	struct release_walk saved;
 	const struct submodule *sm;
 	git_repository *sub = NULL;
-	git_commit *c = NULL;
-	git_tree *tree = NULL;
+	git_commit *c = NULL, *oc = NULL;
+	git_tree *tree = NULL, *otree = NULL;
+	const git_tree *old = NULL;
+	git_odb *odb = NULL;
 	char *dir = NULL, *key;
 	int rc;
 
@@ -66,24 +80,38 @@ release_write_module(struct release_walk *w, const git_tree_entry *te, int fd)
 	if (git_repository_open_ext(&sub, dir, GIT_REPOSITORY_OPEN_NO_SEARCH |
 	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0 ||
 	    git_commit_lookup(&c, sub, git_tree_entry_id(te)) != 0 ||
-	    git_commit_tree(&tree, c) != 0) {
+	    git_commit_tree(&tree, c) != 0 || git_repository_odb(&odb, sub) != 0) {
 		rc = util_error_git(w->e, "submodule '%s' at %s: commit %.12s", sm->name,
 		    w->path, git_oid_tostr_s(git_tree_entry_id(te)));
 		goto out;
 	}
+	/* The previous release's commit of the submodule, if the cache still has it. */
+	if (oe != NULL && basefd >= 0) {
+		if (git_oid_equal(git_tree_entry_id(oe), git_tree_entry_id(te)))
+			old = tree;
+		else if (git_commit_lookup(&oc, sub, git_tree_entry_id(oe)) == 0 &&
+		    git_commit_tree(&otree, oc) == 0)
+			old = otree;
+	}
 	w->repo = sub;
+	w->odb = odb;
 	w->top = tree;
 	w->mods = NULL;
 	w->nmods = 0;
 	w->mods_read = 0;
 	util_strlcpy(w->key, key, sizeof(w->key));
 	w->root = strlen(w->path) + 1;
-	rc = release_write_tree(w, tree, fd);
+	rc = release_write_tree(w, tree, fd, old, old != NULL ? basefd : -1);
 	submodule_free(w->mods, w->nmods);
 	saved.nfiles = w->nfiles;
+	saved.nwritten = w->nwritten;
+	saved.nreused = w->nreused;
 	util_strlcpy(saved.path, w->path, sizeof(saved.path));
 	*w = saved;
 out:
+	git_odb_free(odb);
+	git_tree_free(otree);
+	git_commit_free(oc);
 	git_tree_free(tree);
 	git_commit_free(c);
 	git_repository_free(sub);
@@ -257,6 +285,23 @@ release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob
 	return E_OK;
 }
 
+/* A directory's path for messages, from its descriptor; "releases" if it cannot be read. */
+static const char *
+release_fd_path(int fd, char *buf, size_t len)
+{
+	char link[64];
+	ssize_t n;
+	int saved = errno;	/* for the util_error_sys this is an argument of */
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, len - 1);
+	errno = saved;
+	if (n <= 0)
+		return "releases";
+	buf[n] = '\0';
+	return buf;
+}
+
 /* mkdirat then open it: the new directory's fd is what the subtree is written through. */
 static int
 release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
@@ -265,16 +310,12 @@ release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
 
 	/* At the root, w->path is still empty: name the temporary release by its full path. */
 	if (mkdirat(dirfd, name, 0700) != 0) {
-		char link[64], dir[PATH_MAX];
-		ssize_t n;
+		char dir[PATH_MAX];
 
 		if (w->path[0] != '\0')
 			return util_error_sys(w->e, "creating %s", w->path);
-		snprintf(link, sizeof(link), "/proc/self/fd/%d", dirfd);
-		if ((n = readlink(link, dir, sizeof(dir) - 1)) < 0)
-			n = 0;
-		dir[n] = '\0';
-		return util_error_sys(w->e, "creating %s/%s", n > 0 ? dir : "releases", name);
+		return util_error_sys(w->e, "creating %s/%s", release_fd_path(dirfd, dir,
+		    sizeof(dir)), name);
 	}
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
@@ -288,19 +329,212 @@ release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
 	return E_OK;
 }
 
+/*
+ * Is the previous release's file, as stat says, still what deployd wrote there? Its type, its
+ * git mode (or the read-only variant of it) and the blob's size must match, and it must not
+ * have changed since that release got its name. Writable files are judged by ctime, which a
+ * hook cannot set back. Read-only files are hard links shared by several releases, and linking
+ * or pruning any of them moves the ctime, so they are judged by mtime: editing one in place
+ * needs a chmod first, which the exact mode check catches unless it is undone.
+ */
 static int
-release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd)
+release_base_ok(const struct release_walk *w, const struct stat *sb, mode_t want,
+    int64_t size)
+{
+	mode_t perm = sb->st_mode & 07777;
+	const struct timespec *t;
+
+	if (!S_ISREG(sb->st_mode) || (int64_t)sb->st_size != size)
+		return 0;
+	if (perm == want)
+		t = &sb->st_ctim;
+	else if (perm == (want & ~(mode_t)0222))
+		t = &sb->st_mtim;
+	else
+		return 0;
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec < w->base_ns;
+}
+
+/* Copy size bytes from in to out: in the kernel if it can, else through a buffer. */
+static int
+release_copy(int in, int out, int64_t size)
+{
+	char buf[65536];
+	int64_t done = 0;
+	ssize_t n, m, o;
+
+	while (done < size) {
+		n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
+		if (n <= 0)
+			break;
+		done += n;
+	}
+	if (done < size && lseek(in, done, SEEK_SET) == done &&
+	    lseek(out, done, SEEK_SET) == done) {
+		while (done < size && (n = read(in, buf, sizeof(buf))) > 0) {
+			for (o = 0; o < n; o += m)
+				if ((m = write(out, buf + o, (size_t)(n - o))) <= 0)
+					return E_SYS;
+			done += n;
+		}
+	}
+	return done == size ? E_OK : E_SYS;
+}
+
+/* A reflink or a copy of the base's file, as a new file of the release with its own mode. */
+static int
+release_reuse_copy(struct release_walk *w, int basefd, int dirfd, const char *name,
+    mode_t want, int64_t size)
+{
+	struct stat sb;
+	int in, out, rc = E_OK;
+
+	/* O_NONBLOCK: a FIFO put there by a hook must not hang the deploy. */
+	in = openat(basefd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (in < 0)
+		return 1;
+	if (fstat(in, &sb) != 0 || !release_base_ok(w, &sb, want, size)) {
+		close(in);
+		return 1;
+	}
+	out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (out < 0) {
+		close(in);
+		return util_error_sys(w->e, "writing %s", w->path);
+	}
+	if (w->method != REUSE_REFLINK || ioctl(out, FICLONE, in) != 0)
+		rc = release_copy(in, out, size);
+	if (rc != E_OK || fchmod(out, w->readonly ? want & ~(mode_t)0222 : want) != 0)
+		rc = util_error_sys(w->e, "copying %s from the previous release", w->path);
+	close(in);
+	if (close(out) != 0 && rc == E_OK)
+		rc = util_error_sys(w->e, "writing %s", w->path);
+	return rc;
+}
+
+/*
+ * A hard link to the base's file. It is checked after linking, on the new name, which nothing
+ * else can swap; linkat without AT_SYMLINK_FOLLOW never links through a symlink.
+ */
+static int
+release_reuse_link(struct release_walk *w, int basefd, int dirfd, const char *name,
+    mode_t want, int64_t size)
+{
+	struct stat sb;
+
+	/*
+	 * Only a read-only file is linked; a writable one is copied, read-only. Linking and then
+	 * unlinking a file that fails the check would still move its ctime.
+	 */
+	if (fstatat(basefd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || (sb.st_mode & 07777) !=
+	    (want & ~(mode_t)0222))
+		return release_reuse_copy(w, basefd, dirfd, name, want, size);
+	if (linkat(basefd, name, dirfd, name, 0) != 0) {
+		if (errno == ENOENT || errno == EMLINK || errno == EPERM)
+			return release_reuse_copy(w, basefd, dirfd, name, want, size);
+		return util_error_sys(w->e, "linking %s from the previous release", w->path);
+	}
+	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+		return util_error_sys(w->e, "%s", w->path);
+	if ((sb.st_mode & 07777) == (want & ~(mode_t)0222) && release_base_ok(w, &sb, want,
+	    size))
+		return E_OK;
+	if (unlinkat(dirfd, name, 0) != 0)
+		return util_error_sys(w->e, "removing %s", w->path);
+	return 1;
+}
+
+/* A symlink of the base, if unchanged: its target is checked again, not trusted. */
+static int
+release_reuse_symlink(struct release_walk *w, int basefd, int dirfd, const char *name,
+    int64_t size)
+{
+	char target[PATH_MAX];
+	struct stat sb;
+	ssize_t n;
+
+	if (fstatat(basefd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(sb.st_mode) ||
+	    (int64_t)sb.st_size != size || (int64_t)sb.st_ctim.tv_sec * 1000000000 +
+	    sb.st_ctim.tv_nsec >= w->base_ns)
+		return 1;
+	if ((n = readlinkat(basefd, name, target, sizeof(target))) != size ||
+	    (size_t)n >= sizeof(target))
+		return 1;
+	target[n] = '\0';
+	if (strlen(target) != (size_t)n || (!w->allow_external &&
+	    release_link_escapes(w->path, target)))
+		return 1;	/* written from the blob, where the refusal is explained */
+	if (symlinkat(target, dirfd, name) != 0)
+		return util_error_sys(w->e, "writing %s", w->path);
+	return E_OK;
+}
+
+/*
+ * The same blob with the same mode was at this path in the base: share or copy the base's
+ * file. 1 means it cannot be reused (gone, changed since), and the blob is written instead.
+ */
+static int
+release_reuse(struct release_walk *w, int basefd, int dirfd, const char *name,
+    const git_tree_entry *te)
+{
+	git_filemode_t mode = git_tree_entry_filemode(te);
+	git_object_t type;
+	size_t size;
+
+	/* The LFS refusal reads the blob; .gitattributes is small. */
+	if (strcmp(name, ".gitattributes") == 0)
+		return 1;
+	if (git_odb_read_header(&size, &type, w->odb, git_tree_entry_id(te)) != 0)
+		return util_error_git(w->e, "reading %s", w->path);
+	if (type != GIT_OBJECT_BLOB || size > INT64_MAX)
+		return 1;
+	if (mode == GIT_FILEMODE_LINK)
+		return release_reuse_symlink(w, basefd, dirfd, name, (int64_t)size);
+	if (w->method == REUSE_HARDLINK)
+		return release_reuse_link(w, basefd, dirfd, name,
+		    mode == GIT_FILEMODE_BLOB ? 0644 : 0755, (int64_t)size);
+	return release_reuse_copy(w, basefd, dirfd, name, mode == GIT_FILEMODE_BLOB ? 0644 :
+	    0755, (int64_t)size);
+}
+
+/* A file or symlink from its blob. */
+static int
+release_write_entry(struct release_walk *w, int dirfd, const char *name,
+    const git_tree_entry *te)
+{
+	git_filemode_t mode = git_tree_entry_filemode(te);
+	git_blob *blob = NULL;
+	int rc;
+
+	if (git_blob_lookup(&blob, w->repo, git_tree_entry_id(te)) != 0)
+		return util_error_git(w->e, "reading %s", w->path);
+	if (mode == GIT_FILEMODE_LINK)
+		rc = release_write_link(w, dirfd, name, blob);
+	else
+		rc = release_write_blob(w, dirfd, name, blob, (mode == GIT_FILEMODE_BLOB ? 0644 :
+		    0755) & (w->readonly ? ~(mode_t)0222 : ~(mode_t)0));
+	git_blob_free(blob);
+	return rc;
+}
+
+/*
+ * Write tree into dirfd. old is the tree at the same path in the base release, whose directory
+ * is basefd (or NULL and -1): entries with the same id and mode there are reused, not written.
+ */
+static int
+release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, const git_tree *old,
+    int basefd)
 {
 	size_t i, n = git_tree_entrycount(tree), base = strlen(w->path);
 	int rc = E_OK;
 
 	for (i = 0; i < n && rc == E_OK; i++) {
-		const git_tree_entry *te = git_tree_entry_byindex(tree, i);
+		const git_tree_entry *te = git_tree_entry_byindex(tree, i), *oe = NULL;
 		const char *name = git_tree_entry_name(te);
 		git_filemode_t mode = git_tree_entry_filemode(te);
-		git_blob *blob = NULL;
-		git_tree *sub = NULL;
-		int fd;
+		const git_tree *oldsub = NULL;
+		git_tree *sub = NULL, *osub = NULL;
+		int fd, subbase = -1;
 
 		if (release_unsafe_name(name))
 			return util_error(w->e, E_INVAL, "refusing tree entry '%s' in %s",
@@ -308,32 +542,55 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd)
 		if ((size_t)snprintf(w->path + base, sizeof(w->path) - base, "%s%s",
 		    base > 0 ? "/" : "", name) >= sizeof(w->path) - base)
 			return util_error(w->e, E_INVAL, "%s...: path too long", w->path);
+		/* An unchanged subtree is compared with itself: no search per entry. */
+		if (old == tree)
+			oe = te;
+		else if (old != NULL)
+			oe = git_tree_entry_byname(old, name);
+		if (oe != NULL && git_tree_entry_filemode(oe) != mode)
+			oe = NULL;
 		switch (mode) {
 		case GIT_FILEMODE_TREE:
 			if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(te)) != 0)
 				return util_error_git(w->e, "reading %s", w->path);
+			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
+			    git_tree_entry_id(te)))
+				oldsub = sub;
+			else if (oe != NULL && git_tree_lookup(&osub, w->repo,
+			    git_tree_entry_id(oe)) == 0)
+				oldsub = osub;
+			if (oldsub != NULL && (subbase = openat(basefd, name, O_RDONLY |
+			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+				oldsub = NULL;
 			if ((rc = release_make_dir(w, dirfd, name, &fd)) == E_OK) {
-				rc = release_write_tree(w, sub, fd);
+				rc = release_write_tree(w, sub, fd, oldsub, subbase);
 				close(fd);
 			}
+			git_tree_free(osub);
 			git_tree_free(sub);
 			break;
 		case GIT_FILEMODE_BLOB:
 		case GIT_FILEMODE_BLOB_EXECUTABLE:
 		case GIT_FILEMODE_LINK:
-			if (git_blob_lookup(&blob, w->repo, git_tree_entry_id(te)) != 0)
-				return util_error_git(w->e, "reading %s", w->path);
-			if (mode == GIT_FILEMODE_LINK)
-				rc = release_write_link(w, dirfd, name, blob);
-			else
-				rc = release_write_blob(w, dirfd, name, blob,
-				    mode == GIT_FILEMODE_BLOB ? 0644 : 0755);
-			git_blob_free(blob);
+			rc = 1;
+			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
+			    git_tree_entry_id(te)))
+				rc = release_reuse(w, basefd, dirfd, name, te);
+			if (rc == E_OK)
+				w->nreused++;
+			else if (rc == 1) {
+				rc = release_write_entry(w, dirfd, name, te);
+				w->nwritten++;
+			}
 			w->nfiles++;
 			break;
 		case GIT_FILEMODE_COMMIT:
+			if (oe != NULL)
+				subbase = openat(basefd, name, O_RDONLY | O_DIRECTORY |
+				    O_NOFOLLOW | O_CLOEXEC);
 			if ((rc = release_make_dir(w, dirfd, name, &fd)) == E_OK) {
-				rc = release_write_module(w, te, fd);
+				rc = release_write_module(w, te, fd, subbase >= 0 ? oe : NULL,
+				    subbase);
 				close(fd);
 			}
 			break;
@@ -342,9 +599,122 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd)
 			    (unsigned)mode);
 			break;
 		}
+		if (subbase >= 0)
+			close(subbase);
 		w->path[base] = '\0';
 	}
 	return rc;
+}
+
+#define RELEASE_CAN_REFLINK	1u
+#define RELEASE_CAN_HARDLINK	2u
+#define RELEASE_NCAPS		16
+
+/* What each file system holding releases can do, by device: probed once per process. */
+static struct {
+	dev_t		dev;
+	unsigned	caps;
+} release_caps[RELEASE_NCAPS];
+static size_t release_ncaps;
+static pthread_mutex_t release_caps_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Try FICLONE and linkat once in dirfd, an empty new release on the file system in question. */
+static int
+release_probe(int dirfd, unsigned *caps)
+{
+	static const char *const names[] = { ".deployd-probe-a", ".deployd-probe-b",
+	    ".deployd-probe-c" };
+	struct stat sb;
+	size_t i;
+	int a, b, rc = E_OK, saved;
+
+	*caps = 0;
+	if (fstat(dirfd, &sb) != 0)
+		return E_SYS;
+	pthread_mutex_lock(&release_caps_mu);
+	for (i = 0; i < release_ncaps && i < RELEASE_NCAPS; i++)
+		if (release_caps[i].dev == sb.st_dev) {
+			*caps = release_caps[i].caps;
+			pthread_mutex_unlock(&release_caps_mu);
+			return E_OK;
+		}
+	pthread_mutex_unlock(&release_caps_mu);
+	a = openat(dirfd, names[0], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	b = openat(dirfd, names[1], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (a < 0 || b < 0 || util_write_all(a, "deployd\n", 8) != E_OK)
+		rc = E_SYS;
+	else {
+		if (ioctl(b, FICLONE, a) == 0)
+			*caps |= RELEASE_CAN_REFLINK;
+		if (linkat(dirfd, names[0], dirfd, names[2], 0) == 0)
+			*caps |= RELEASE_CAN_HARDLINK;
+	}
+	saved = errno;
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		unlinkat(dirfd, names[i], 0);
+	if (rc != E_OK) {
+		errno = saved;
+		return rc;
+	}
+	pthread_mutex_lock(&release_caps_mu);
+	release_caps[release_ncaps % RELEASE_NCAPS].dev = sb.st_dev;
+	release_caps[release_ncaps % RELEASE_NCAPS].caps = *caps;
+	release_ncaps++;
+	pthread_mutex_unlock(&release_caps_mu);
+	log_debug("releases on device %lu: reflinks %s, hard links %s",
+	    (unsigned long)sb.st_dev, *caps & RELEASE_CAN_REFLINK ? "yes" : "no",
+	    *caps & RELEASE_CAN_HARDLINK ? "yes" : "no");
+	return E_OK;
+}
+
+static const char *const release_method_names[] = {
+	[REUSE_AUTO] = "auto",
+	[REUSE_REFLINK] = "reflink",
+	[REUSE_HARDLINK] = "hardlink",
+	[REUSE_COPY] = "copy",
+};
+
+/* The fixed mode of a site, if its file system can do it; auto's choice otherwise. */
+static int
+release_method(struct release_walk *w, const struct release_opts *o, int fd, int releases_fd)
+{
+	static const struct {
+		int		 mode;
+		unsigned	 cap;
+		const char	*what;
+	} need[] = {
+		{ REUSE_REFLINK, RELEASE_CAN_REFLINK, "reflinks (FICLONE)" },
+		{ REUSE_HARDLINK, RELEASE_CAN_HARDLINK, "hard links" },
+	};
+	char dir[PATH_MAX];
+	unsigned caps = 0;
+	size_t i;
+
+	/* auto goes on with copies (a full disk then fails the write, which says so). */
+	if (o->reuse != REUSE_COPY && release_probe(fd, &caps) != E_OK &&
+	    o->reuse != REUSE_AUTO)
+		return util_error_sys(w->e, "probing %s", release_fd_path(releases_fd, dir,
+		    sizeof(dir)));
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+		if (o->reuse == need[i].mode && !(caps & need[i].cap))
+			return util_error(w->e, E_CONFIG, "reuse: %s, but the file system of "
+			    "%s cannot make %s; set reuse: auto or copy",
+			    release_method_names[o->reuse], release_fd_path(releases_fd, dir,
+			    sizeof(dir)), need[i].what);
+	if (o->reuse != REUSE_AUTO)
+		w->method = o->reuse;
+	else if (caps & RELEASE_CAN_REFLINK)
+		w->method = REUSE_REFLINK;
+	else if ((caps & RELEASE_CAN_HARDLINK) && o->auto_hardlink)
+		w->method = REUSE_HARDLINK;
+	else
+		w->method = REUSE_COPY;
+	w->readonly = w->method == REUSE_HARDLINK;
+	return E_OK;
 }
 
 /* Write the commit's tree as releases_fd/tmpname, a new directory; the caller renames it. */
@@ -360,24 +730,45 @@ int
 release_write_checked(const char *cache_dir, const char *commit, int releases_fd,
     const char *tmpname, int allow_external, size_t *nfiles, struct error *e)
 {
+	struct release_opts o = { 0 };
+	struct release_stats st;
+	int rc;
+
+	o.allow_external = allow_external;
+	o.reuse = REUSE_COPY;
+	rc = release_write_incr(cache_dir, commit, releases_fd, tmpname, &o, &st, e);
+	if (nfiles != NULL)
+		*nfiles = st.nfiles;
+	return rc;
+}
+
+/*
+ * The same, reusing what o->base (the live release) has unchanged: only the blobs that differ
+ * between its commit and this one are read and written. The base is never written to.
+ */
+int
+release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
+    const char *tmpname, const struct release_opts *o, struct release_stats *stats,
+    struct error *e)
+{
 	struct release_walk *w;
 	git_repository *repo = NULL;
-	git_commit *c = NULL;
-	git_tree *tree = NULL;
-	git_oid oid;
-	int fd = -1, rc;
+	git_commit *c = NULL, *oc = NULL;
+	git_tree *tree = NULL, *otree = NULL;
+	git_oid oid, ooid;
+	int fd = -1, basefd = -1, rc;
 
-	if (nfiles != NULL)
-		*nfiles = 0;
+	memset(stats, 0, sizeof(*stats));
+	stats->method = release_method_names[REUSE_COPY];
 	w = util_xcalloc(1, sizeof(*w));
 	w->e = e;
-	w->allow_external = allow_external;
+	w->allow_external = o->allow_external;
 	if (git_oid_fromstr(&oid, commit) != 0) {
 		rc = util_error(e, E_INVAL, "bad commit id '%s'", commit);
 		goto out;
 	}
 	if (git_repository_open_ext(&repo, cache_dir, GIT_REPOSITORY_OPEN_NO_SEARCH |
-	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0) {
+	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0 || git_repository_odb(&w->odb, repo) != 0) {
 		rc = util_error_git(e, "opening %s", cache_dir);
 		goto out;
 	}
@@ -388,20 +779,74 @@ release_write_checked(const char *cache_dir, const char *commit, int releases_fd
 	w->repo = repo;
 	w->top = tree;
 	w->cache_dir = cache_dir;
-	if ((rc = release_make_dir(w, releases_fd, tmpname, &fd)) != E_OK)
+	if ((rc = release_make_dir(w, releases_fd, tmpname, &fd)) != E_OK ||
+	    (rc = release_method(w, o, fd, releases_fd)) != E_OK)
 		goto out;
-	rc = release_write_tree(w, tree, fd);
+	stats->method = release_method_names[w->method];
+	/* A base whose commit the cache lost (a force-push and a fresh clone) is not used. */
+	if (o->base != NULL && o->base_commit != NULL && o->base_written_ns > 0 &&
+	    git_oid_fromstr(&ooid, o->base_commit) == 0 &&
+	    git_commit_lookup(&oc, repo, &ooid) == 0 && git_commit_tree(&otree, oc) == 0 &&
+	    (basefd = openat(releases_fd, o->base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) >= 0)
+		w->base_ns = o->base_written_ns;
+	else if (o->base != NULL)
+		log_info("release %s cannot be reused from; writing every file", o->base);
+	rc = release_write_tree(w, tree, fd, basefd >= 0 ? otree : NULL, basefd);
 	submodule_free(w->mods, w->nmods);
-	if (nfiles != NULL)
-		*nfiles = w->nfiles;
+	stats->nfiles = w->nfiles;
+	stats->written = w->nwritten;
+	stats->reused = w->nreused;
 out:
+	if (basefd >= 0)
+		close(basefd);
 	if (fd >= 0)
 		close(fd);
+	git_tree_free(otree);
+	git_commit_free(oc);
 	git_tree_free(tree);
 	git_commit_free(c);
+	git_odb_free(w->odb);
 	git_repository_free(repo);
 	free(w);
 	return rc;
+}
+
+/*
+ * Before the rename that stamps a release: wait for the coarse clock that file times come from
+ * to tick past every file written (a few ms at most), and stat the directory so that a kernel
+ * with fine-grained timestamps gives the rename a fine one. Every file of the release is then
+ * strictly older than the stamp, and whatever changes later is not, even in the same tick.
+ */
+void
+release_settle(int releases_fd, const char *tmpname)
+{
+	struct timespec c0, now, ms = { 0, 1000000 };
+	struct stat sb;
+	int i;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &c0);
+	for (i = 0; i < 100; i++) {
+		nanosleep(&ms, NULL);
+		clock_gettime(CLOCK_REALTIME_COARSE, &now);
+		if (now.tv_sec != c0.tv_sec || now.tv_nsec != c0.tv_nsec)
+			break;
+	}
+	fstatat(releases_fd, tmpname, &sb, AT_SYMLINK_NOFOLLOW);
+}
+
+/*
+ * When a release got its name: the ctime of its directory, which the rename set after every
+ * file was written. Later changes to its files carry later times. 0 if it cannot be read.
+ */
+int64_t
+release_stamp(int releases_fd, const char *name)
+{
+	struct stat sb;
+
+	if (fstatat(releases_fd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+		return 0;
+	return (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
 }
 
 /* A fresh open file description, so listing never disturbs releases_fd's offset. */

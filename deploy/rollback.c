@@ -243,6 +243,14 @@ rollback_releases_json(const struct config *cfg, const struct site_config *site,
 			json_object_set_new(o, "activated_at",
 			    util_json_time(rec ? rec->activated_at : 0));
 			json_object_set_new(o, "good", json_boolean(rec != NULL && !rec->bad));
+			/* How the release was written: files from blobs, and reused. */
+			if (rec != NULL && rec->reuse[0] != '\0') {
+				json_object_set_new(o, "files_written",
+				    json_integer(rec->files_written));
+				json_object_set_new(o, "files_reused",
+				    json_integer(rec->files_reused));
+				json_object_set_new(o, "reuse", json_string(rec->reuse));
+			}
 			json_array_insert_new(arr, 0, o);
 		}
 	}

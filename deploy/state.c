@@ -50,6 +50,10 @@ static const struct state_field state_release_fields[] = {
 	SF(struct release_rec, commit, SK_STR),
 	SF(struct release_rec, activated_at, SK_INT64),
 	SF(struct release_rec, bad, SK_BOOL),
+	SF(struct release_rec, written_ns, SK_INT64),
+	SF(struct release_rec, files_written, SK_INT64),
+	SF(struct release_rec, files_reused, SK_INT64),
+	SF(struct release_rec, reuse, SK_STR),
 };
 
 static const struct state_field state_history_fields[] = {

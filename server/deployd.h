@@ -143,6 +143,9 @@ struct deploy_result {
 	char		release[RELEASE_NAME_MAX];
 	char		error[512];
 	int64_t		duration_ms;
+	int64_t		files_written;	/* written from their blobs */
+	int64_t		files_reused;	/* shared with or copied from the previous release */
+	char		reuse[16];	/* how: reflink, hardlink or copy */
 };
 
 /* How far a deploy has got: for `deploy --wait` and the events stream. */
@@ -165,6 +168,10 @@ struct release_rec {
 	char		commit[SHA_HEX];
 	int64_t		activated_at;	/* unix seconds */
 	int		bad;
+	int64_t		written_ns;	/* ctime of the release when it got its name; 0: unknown */
+	int64_t		files_written;
+	int64_t		files_reused;
+	char		reuse[16];	/* reflink, hardlink or copy */
 };
 
 #define HISTORY_MAX 50
@@ -324,6 +331,26 @@ int	 release_write(const char *cache_dir, const char *commit, int releases_fd,
 	    const char *tmpname, size_t *nfiles, struct error *);
 int	 release_write_checked(const char *cache_dir, const char *commit, int releases_fd,
 	    const char *tmpname, int allow_external, size_t *nfiles, struct error *);
+/* What release_write_incr may reuse, and how. */
+struct release_opts {
+	int		 allow_external;	/* symlinks may leave the release */
+	int		 reuse;			/* enum reuse_mode */
+	int		 auto_hardlink;		/* reuse: auto may pick hard links */
+	const char	*base;			/* the previous release in releases_fd; NULL: none */
+	const char	*base_commit;		/* its commit, 40 hex */
+	int64_t		 base_written_ns;	/* its written_ns: files changed later are not reused */
+};
+struct release_stats {
+	size_t		 nfiles;		/* files and symlinks in the release */
+	size_t		 written;		/* written from their blobs */
+	size_t		 reused;		/* taken from the previous release */
+	const char	*method;		/* "reflink", "hardlink" or "copy" */
+};
+int	 release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
+	    const char *tmpname, const struct release_opts *, struct release_stats *,
+	    struct error *);
+void	 release_settle(int releases_fd, const char *tmpname);
+int64_t	 release_stamp(int releases_fd, const char *name);
 int	 release_link_escapes(const char *path, const char *target);
 int	 release_cleanup_tmp(int releases_fd);	/* number removed, or E_SYS */
 int	 release_prune(int releases_fd, struct site_state *, int64_t keep,
