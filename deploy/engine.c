@@ -298,6 +298,19 @@ engine_base(struct engine_run *r, struct release_opts *o)
 	}
 }
 
+/* Files written into the release so far, passed on to whoever watches the deploy. */
+static void
+engine_write_progress(void *arg, size_t done, size_t total)
+{
+	struct engine_run *r = arg;
+	struct deploy_progress p = { 0 };
+
+	p.files = (int64_t)done;
+	p.files_total = (int64_t)total;
+	if (r->cb != NULL)
+		r->cb(r->cbarg, PHASE_WRITING, r->commit, &p);
+}
+
 /* Write the release under its temporary name, make it durable, then give it its name. */
 static int
 engine_write(struct engine_run *r, struct error *e)
@@ -313,6 +326,8 @@ engine_write(struct engine_run *r, struct error *e)
 		return util_error_sys(e, "removing old %s", r->tmpname);
 	r->wrote = 1;
 	engine_base(r, &o);
+	o.progress = engine_write_progress;
+	o.progress_arg = r;
 	rc = release_write_incr(r->cache, r->commit, r->releases_fd, r->tmpname, &o, s, e);
 	/* E_GIT: an object did not read; a refusal (E_INVAL) or a full disk is something else. */
 	if (rc == E_GIT && (rc = engine_refetch(r, e)) == E_OK)

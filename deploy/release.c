@@ -40,11 +40,24 @@ struct release_walk {
 	int		 readonly;	/* files are written 0444/0555: hard links share them */
 	int64_t		 base_ns;	/* base files changed at or after this are not reused */
 	git_odb		*odb;		/* repo's, for blob sizes */
+	const struct release_opts *opts;	/* for progress; NULL in plain writes */
+	size_t		 total;		/* files and links in the site's tree */
 	struct error	*e;
 };
 
 static int release_write_tree(struct release_walk *, const git_tree *, int, const git_tree *,
     int);
+
+#define RELEASE_PROGRESS_EVERY 256	/* files between two progress reports */
+
+static int
+release_count_cb(const char *root, const git_tree_entry *te, void *payload)
+{
+	(void)root;
+	if (git_tree_entry_type(te) == GIT_OBJECT_BLOB)
+		(*(size_t *)payload)++;
+	return 0;
+}
 
 /*
  * A gitlink: the pinned commit's tree, from the submodule's cache (fetched with the site's
@@ -583,6 +596,9 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 				w->nwritten++;
 			}
 			w->nfiles++;
+			if (w->opts != NULL && w->opts->progress != NULL &&
+			    w->nfiles % RELEASE_PROGRESS_EVERY == 0)
+				w->opts->progress(w->opts->progress_arg, w->nfiles, w->total);
 			break;
 		case GIT_FILEMODE_COMMIT:
 			if (oe != NULL)
@@ -779,6 +795,10 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	w->repo = repo;
 	w->top = tree;
 	w->cache_dir = cache_dir;
+	w->opts = o;
+	/* The total lets `deploy --wait` draw a bar; walking the tree reads no blob. */
+	if (o->progress != NULL)
+		git_tree_walk(tree, GIT_TREEWALK_PRE, release_count_cb, &w->total);
 	if ((rc = release_make_dir(w, releases_fd, tmpname, &fd)) != E_OK ||
 	    (rc = release_method(w, o, fd, releases_fd)) != E_OK)
 		goto out;
@@ -793,6 +813,9 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	else if (o->base != NULL)
 		log_info("release %s cannot be reused from; writing every file", o->base);
 	rc = release_write_tree(w, tree, fd, basefd >= 0 ? otree : NULL, basefd);
+	if (rc == E_OK && o->progress != NULL)
+		o->progress(o->progress_arg, w->nfiles, w->nfiles > w->total ? w->nfiles :
+		    w->total);
 	submodule_free(w->mods, w->nmods);
 	stats->nfiles = w->nfiles;
 	stats->written = w->nwritten;

@@ -339,6 +339,9 @@ struct release_opts {
 	const char	*base;			/* the previous release in releases_fd; NULL: none */
 	const char	*base_commit;		/* its commit, 40 hex */
 	int64_t		 base_written_ns;	/* its written_ns: files changed later are not reused */
+	/* Now and then, the files done so far and the tree's total; may be NULL. */
+	void		(*progress)(void *arg, size_t done, size_t total);
+	void		*progress_arg;
 };
 struct release_stats {
 	size_t		 nfiles;		/* files and symlinks in the release */

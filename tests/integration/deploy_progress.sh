@@ -34,6 +34,8 @@ like "plain: a fetching line" "$out" '^www: fetching'
 like "plain: fetch progress with object counts and bytes" "$out" \
 	'www: fetching [0-9]+/[0-9]+ objects, [0-9.]+ (B|KiB|MiB)'
 like "plain: a writing line" "$out" '^www: writing'
+like "plain: write progress with file counts (the tree has 2,000+ files)" "$out" \
+	'www: writing 2[0-9]{3}/2[0-9]{3} files'
 like "plain: an activating line" "$out" '^www: activating'
 like "plain: the outcome names the commit and release" "$out" \
 	"^www: deployed; ${H2:0:12} is live as [0-9]{8}T[0-9]{6}Z-${H2:0:12}\$"
@@ -51,6 +53,7 @@ tty=$(cat "$TMP/tty.out")
 diag "terminal output:" "$(tr '\r\033' '|^' <"$TMP/tty.out")"
 like "terminal: lines are rewritten in place (CR, erase line)" "$tty" $'\r\033\\[K'
 like "terminal: a progress bar while fetching" "$tty" 'fetching \[[#.]{20}\] [0-9]+/[0-9]+ objects'
+like "terminal: a progress bar while writing" "$tty" 'writing \[[#.]{20}\] [0-9]+/2[0-9]{3} files'
 like "terminal: the elapsed time is shown" "$tty" '\.\.\. [0-9.]+(ms|s)'
 like "terminal: the outcome" "$tty" "www: deployed; ${H3:0:12} is live"
 check "terminal: the commit is live" current_is "$WWW" "$H3"
@@ -83,6 +86,8 @@ is "and the new release" "$(jq -r "select(.done_id >= $id) | .done_release" "$TM
 	"$(current_release "$WWW")"
 check "fetch progress counts objects" \
 	jq -e -s 'map(select(.state == "fetching" and .progress.objects_total > 0)) | length > 0' "$TMP/events.out"
+check "write progress counts files against the tree's total" \
+	jq -e -s 'map(select(.state == "writing" and .progress.files_total > 2000 and .progress.files > 0)) | length > 0' "$TMP/events.out"
 is "events carry the running commit" \
 	"$(jq -r 'select(.state == "activating") | .commit' "$TMP/events.out" | head -n 1)" "$H4"
 
