@@ -670,7 +670,7 @@ engine_settled(struct engine_run *r, int dirty, int *rcp, struct error *e)
 	return 1;
 }
 
-/* A poll asks the remote for its tip first (ls-remote): a tip already handled needs no fetch. */
+/* Ask the remote for its tip first (ls-remote): a tip already handled needs no fetch. */
 static int
 engine_poll_check(struct engine_run *r, int *rcp, struct error *e)
 {
@@ -750,7 +750,12 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 	r->before.nreleases = r->before.nhistory = 0;
 
 	engine_phase(cb, cbarg, PHASE_FETCHING, NULL);
-	if (req->trigger == TRIG_POLL && req->rev[0] == '\0' &&
+	/*
+	 * Polls, and webhooks (a flood of them, or one for a commit polling already deployed),
+	 * first ask the remote for its tip through the long-lived helper: when it is live, no
+	 * fetch helper is started at all.
+	 */
+	if ((req->trigger == TRIG_POLL || req->trigger == TRIG_WEBHOOK) && req->rev[0] == '\0' &&
 	    engine_poll_check(r, &rc, &e)) {
 		if (rc != E_OK)
 			goto fail;
