@@ -202,6 +202,44 @@ rollback_pause(const struct config *cfg, const struct site_config *site, int pau
 }
 
 /* Every release directory on disk, newest first, with what the state knows of it. */
+/* A release name and where it stands: its place in the activation order, 0 if unrecorded. */
+struct rollback_rank {
+	char		*name;
+	size_t		 rank;
+};
+
+static int
+rollback_rank_cmp(const void *a, const void *b)
+{
+	const struct rollback_rank *x = a, *y = b;
+
+	if (x->rank != y->rank)
+		return x->rank < y->rank ? 1 : -1;
+	return -strcmp(x->name, y->name);
+}
+
+/*
+ * Newest first, by when each release went live (the state's order), not by name: names carry
+ * the wall clock, which can jump backwards. Releases the state does not know come last.
+ */
+static void
+rollback_order(const struct site_state *st, struct strv *names)
+{
+	struct rollback_rank *r = util_xcalloc(names->n ? names->n : 1, sizeof(*r));
+	size_t i, j;
+
+	for (i = 0; i < names->n; i++) {
+		r[i].name = names->v[i];
+		for (j = 0; j < st->nreleases; j++)
+			if (strcmp(st->releases[j].name, names->v[i]) == 0)
+				r[i].rank = j + 1;
+	}
+	qsort(r, names->n, sizeof(*r), rollback_rank_cmp);
+	for (i = 0; i < names->n; i++)
+		names->v[i] = r[i].name;
+	free(r);
+}
+
 json_t *
 rollback_releases_json(const struct config *cfg, const struct site_config *site,
     struct error *e)
@@ -224,6 +262,7 @@ rollback_releases_json(const struct config *cfg, const struct site_config *site,
 	swap_read_current(fd, cur, sizeof(cur));
 	rfd = openat(fd, "releases", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (rfd >= 0 && release_list(rfd, &names, e) == E_OK) {
+		rollback_order(&st, &names);
 		for (i = 0; i < names.n; i++) {
 			const struct release_rec *rec = NULL;
 			char c12[13] = "";
@@ -251,7 +290,7 @@ rollback_releases_json(const struct config *cfg, const struct site_config *site,
 				    json_integer(rec->files_reused));
 				json_object_set_new(o, "reuse", json_string(rec->reuse));
 			}
-			json_array_insert_new(arr, 0, o);
+			json_array_append_new(arr, o);
 		}
 	}
 	util_strv_free(&names);
