@@ -76,20 +76,26 @@ n=$(wc -l <"$TMP/events.out")
 check "the stream has several events ($n)" test "$n" -ge 4
 check "every line is a JSON object" jq -e -s 'all(type == "object")' "$TMP/events.out"
 is "seq only grows" "$(jq -s '[.[].seq] | . == (sort)' "$TMP/events.out")" true
-like "states seen: queued or starting, fetching, writing, activating, idle" \
+# Each line is the state when the stream caught up: a slow reader (a loaded machine, a
+# sanitizer build) may see short steps merged, but never out of order.
+like "states seen in order: idle, the job's steps, idle" \
 	"$(jq -r .state "$TMP/events.out" | uniq | tr '\n' ' ')" \
-	'^idle (queued |starting )*fetching .*writing .*activating .*idle $'
+	'^idle ((queued|starting|fetching|writing|hook|activating) )*(fetching|writing|activating) ((queued|starting|fetching|writing|hook|activating) )*idle $'
+order=$(jq -r .state "$TMP/events.out" | uniq | awk '{ r["idle"]=0; r["queued"]=1; r["starting"]=2;
+	r["fetching"]=3; r["writing"]=4; r["hook"]=5; r["activating"]=6 }
+	NR > 1 && $0 != "idle" && r[$0] < last { bad = 1 } { last = ($0 == "idle") ? 0 : r[$0] } END { print bad + 0 }')
+is "the job's steps never go backwards" "$order" 0
 is "the job's last event: done, ok, the commit" \
 	"$(jq -c "select(.done_id >= $id) | [.done_ok, .done_commit]" "$TMP/events.out" | head -n 1)" \
 	"[true,\"$H4\"]"
 is "and the new release" "$(jq -r "select(.done_id >= $id) | .done_release" "$TMP/events.out" | head -n 1)" \
 	"$(current_release "$WWW")"
 check "fetch progress counts objects" \
-	jq -e -s 'map(select(.state == "fetching" and .progress.objects_total > 0)) | length > 0' "$TMP/events.out"
+	jq -e -s 'map(select(.progress.objects_total > 0)) | length > 0' "$TMP/events.out"
 check "write progress counts files against the tree's total" \
-	jq -e -s 'map(select(.state == "writing" and .progress.files_total > 2000 and .progress.files > 0)) | length > 0' "$TMP/events.out"
-is "events carry the running commit" \
-	"$(jq -r 'select(.state == "activating") | .commit' "$TMP/events.out" | head -n 1)" "$H4"
+	jq -e -s 'map(select(.progress.files_total > 2000 and .progress.files > 0)) | length > 0' "$TMP/events.out"
+is "events carry the running commit once it is known" \
+	"$(jq -r 'select(.state == "writing" or .state == "activating") | .commit' "$TMP/events.out" | head -n 1)" "$H4"
 
 # events?id=N of a job already done: one line, and the stream ends by itself.
 timeout 10 curl -sSN --unix-socket "$SOCK" "http://localhost/v1/sites/www/events?id=$id" >"$TMP/done.out"
