@@ -52,12 +52,15 @@ is "pre_activate ran in the release with exactly the documented environment" \
 	"$(cat "$TMP/www/current/built.env" 2>/dev/null)" "$want"
 is "pre_activate's cwd was the new release" "$(cat "$TMP/www/current/built.cwd" 2>/dev/null)" \
 	"$TMP/www/releases/$R1"
+# post_activate runs after the swap: current can be live a moment before it has run.
+wait_for "post_activate to run" 15 test -s "$TMP/post.current"
 is "post_activate ran after the swap" "$(cat "$TMP/post.current" 2>/dev/null)" "releases/$R1"
 like "post_activate had the same environment" "$(cat "$TMP/post.env" 2>/dev/null)" "DEPLOYD_COMMIT=$C1"
 check "hook output is in the log with the site" grep -q "site=www pre_activate: building $C1" "$TMP/daemon.log"
 check "escape characters in hook output are neutralised in the log" \
 	grep -qF 'log line with an escape \x1b[31m' "$TMP/daemon.log"
-is "state idle after a good deploy" "$(site_field www state)" idle
+# A poll may be running at any moment (state fetching): idle must come, and stay the rule.
+check "state idle after a good deploy" wait_for "idle" 10 site_field_is www state idle
 is "hook output is in the deploy history" \
 	"$(jq -r '.history[-1].output' "$TMP/state/www/state.json" | grep -c -e '^\[pre_activate\]$' -e '^reloaded$')" 2
 

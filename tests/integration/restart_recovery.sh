@@ -50,11 +50,13 @@ if wait_for "current to resolve" 5 test -d "$WWW/current"; then
 else
 	fail "start-up repairs the dangling current" "current -> $(readlink "$WWW/current")"
 fi
-# Whatever current names now must be a complete release of A or of B (redeployed).
-cc=$(current_commit "$WWW")
+# Whatever current names now must be a complete release of A or of B (redeployed). The
+# release is resolved once: polling may move current on to B while this looks.
+rel=$(current_release "$WWW")
+cc=${rel##*-}
 case $cc in
-"${A:0:12}") check "current was repaired to the complete release of A" tree_matches "$WWW/current" "$TMP/src" "$A" ;;
-"${B:0:12}") check "current names a complete release of B" tree_matches "$WWW/current" "$TMP/src" "$B" ;;
+"${A:0:12}") check "current was repaired to the complete release of A" tree_matches "$WWW/releases/$rel" "$TMP/src" "$A" ;;
+"${B:0:12}") check "current names a complete release of B" tree_matches "$WWW/releases/$rel" "$TMP/src" "$B" ;;
 *) fail "current names a release of A or B" "current -> $(readlink "$WWW/current")" ;;
 esac
 check "the tip B is live again after recovery" wait_live "$WWW" "$B" 20
