@@ -179,3 +179,32 @@ start_git_daemon() {
 	GITD_PID=$LAST_PID
 	wait_port "$GIT_PORT" 10
 }
+
+# ---- broken remotes ----
+
+# start_bad_remote silent|garbage: a TCP server on 127.0.0.1 that accepts connections and then
+# never says a word (silent), or answers anything with bytes that are not git's protocol
+# (garbage). Its port is in BAD_PORT.
+start_bad_remote() {
+	BAD_PORT=$(free_port) || return 1
+	spawn "$TMP/bad-remote-$1.log" python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(16)
+held = []
+while True:
+    c, _ = s.accept()
+    if sys.argv[2] == "silent":
+        held.append(c)
+        continue
+    try:
+        c.recv(4096)
+        c.sendall(b"\x00\xffthis is not the git protocol\r\n" * 64)
+    except OSError:
+        pass
+    c.close()
+' "$BAD_PORT" "$1"
+	wait_port "$BAD_PORT" 10
+}

@@ -2,6 +2,7 @@
 # faults_hand.sh: faults from outside: releases/ removed by hand, current replaced by a directory, a remote that answers garbage, the clock jumping back a day, SIGHUP during a deploy.
 # timeout: 240
 . "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-servers.sh"
 
 command -v python3 >/dev/null || bail "python3 is needed"
 command -v faketime >/dev/null || bail "faketime is needed (apt-get install faketime)"
@@ -40,24 +41,8 @@ check "moved away: complete" current_matches "$WWW" "$TMP/src" "$C3"
 wait_for "idle" 10 site_field_is www state idle
 
 # ---- a remote that answers garbage: the deploy fails, current stays, status says why ----
-GPORT=$(free_port) || bail "no free port"
-spawn "$TMP/garbage.log" python3 -c '
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(16)
-while True:
-    c, _ = s.accept()
-    try:
-        c.recv(4096)
-        c.sendall(b"\x00\xffthis is not the git protocol\r\n" * 64)
-    except OSError:
-        pass
-    c.close()
-' "$GPORT"
-wait_for "the garbage remote to listen" 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$GPORT" ||
-	bail "the garbage remote did not start"
+start_bad_remote garbage || bail "the garbage remote did not start"
+GPORT=$BAD_PORT
 write_config "$TMP/deployd.yaml" "$(site_yaml www "git://127.0.0.1:$GPORT/www.git" "$WWW" poll=1s keep=3)"
 dctl reload >/dev/null 2>&1 || fail "reload to the garbage remote"
 has_proto_error() {

@@ -11,20 +11,8 @@ commit_file "$GITD_ROOT/www" index.html "one" "C1" || bail "commit failed"
 C1=$(repo_head "$GITD_ROOT/www")
 
 # A remote that accepts connections and never says a word.
-STALL_PORT=$(free_port) || bail "no free port"
-spawn "$TMP/stall.log" python3 -c '
-import socket, sys, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(16)
-held = []
-while True:
-    c, _ = s.accept()
-    held.append(c)
-' "$STALL_PORT"
-wait_for "the silent remote to listen" 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$STALL_PORT" ||
-	bail "the silent remote did not start"
+start_bad_remote silent || bail "the silent remote did not start"
+STALL_PORT=$BAD_PORT
 
 # helpers: the daemon's `__fetch --serve` children.
 helpers() {
