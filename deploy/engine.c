@@ -817,6 +817,8 @@ fail:
 out:
 	res->rc = rc;
 	res->duration_ms = util_mono_ms() - r->t0;
+	if (r->state_ok)
+		util_strlcpy(res->live, r->st.applied, sizeof(res->live));
 	lock_release(r->lock_fd);
 	if (r->releases_fd >= 0)
 		close(r->releases_fd);

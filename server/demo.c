@@ -103,19 +103,19 @@ out:
 }
 
 /*
- * A GitHub-style push. Its "after" stays the first commit: deployd treats a webhook as a
- * doorbell and deploys what the branch says after a fetch, whatever the payload claims.
+ * A GitHub-style push that names no commit, so one file serves every later commit:
+ * deployd treats a webhook as a doorbell and deploys what the branch says after a fetch.
+ * (A push naming the commit already live would be answered without a deploy.)
  */
 static const char demo_payload[] =
-    "{\"ref\":\"refs/heads/main\",\"before\":\"0000000000000000000000000000000000000000\","
-    "\"after\":\"%s\","
+    "{\"ref\":\"refs/heads/main\","
     "\"repository\":{\"name\":\"demo\",\"full_name\":\"local/demo\"},"
     "\"pusher\":{\"name\":\"you\"},\"commits\":[]}\n";
 
 int
 demo_main(struct cli *cli)
 {
-	char dir[PATH_MAX], self[PATH_MAX], head[SHA_HEX], *p, *payload;
+	char dir[PATH_MAX], self[PATH_MAX], head[SHA_HEX], *p;
 	unsigned char key[16];
 	char secret[sizeof(key) * 2 + 2];
 	ssize_t n;
@@ -166,9 +166,7 @@ demo_main(struct cli *cli)
 	if (rc != E_OK)
 		return 1;
 	p = util_xasprintf("%s/push.json", dir);
-	payload = util_xasprintf(demo_payload, head);
-	rc = demo_write(p, payload, 0644);
-	free(payload);
+	rc = demo_write(p, demo_payload, 0644);
 	free(p);
 	if (rc != E_OK)
 		return 1;

@@ -146,6 +146,7 @@ struct deploy_result {
 	int64_t		files_written;	/* written from their blobs */
 	int64_t		files_reused;	/* shared with or copied from the previous release */
 	char		reuse[16];	/* how: reflink, hardlink or copy */
+	char		live[SHA_HEX];	/* the commit live after the job, "" if unknown */
 };
 
 /* How far a deploy has got: for `deploy --wait` and the events stream. */
@@ -604,6 +605,7 @@ enum privsep_answer {
 	PS_STOPPING,	/* the daemon is shutting down */
 	PS_UNKNOWN,	/* no such site (any more) */
 	PS_REFUSED,	/* a malformed record */
+	PS_LIVE,	/* the pushed commit is live and nothing is under way: nothing to do */
 };
 #define PRIVSEP_SITE_MAX	65
 #define PRIVSEP_METRICS_MAX	(4 * 1024 * 1024)
@@ -665,6 +667,7 @@ int	 sched_is_paused(const char *site);
 enum { REQ_UNKNOWN, REQ_WAITING, REQ_OK, REQ_FAILED };
 int	 sched_request_state(const char *site, int64_t id, int *paused);
 int	 sched_site_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out);
+int	 sched_is_live(const char *site, const char *commit);
 
 /* ---- server/control.c ---- */
 int	 control_start(const struct config *, struct error *);

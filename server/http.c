@@ -314,6 +314,7 @@ static const struct {
 	{ PS_QUEUED, MHD_HTTP_ACCEPTED, "queued", "" },
 	{ PS_DUPLICATE, MHD_HTTP_ACCEPTED, "duplicate", "" },
 	{ PS_PAUSED, MHD_HTTP_ACCEPTED, "ignored", "site paused" },
+	{ PS_LIVE, MHD_HTTP_ACCEPTED, "ignored", "commit already live" },
 	{ PS_STOPPING, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "shutting down" },
 	{ PS_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
 	    "cannot queue the deploy" },

@@ -170,6 +170,9 @@ privsep_push(const struct privsep_msg *m)
 		return PS_PAUSED;
 	if (prev > 0 && (state == REQ_WAITING || state == REQ_OK))
 		return PS_DUPLICATE;
+	/* A flood, or the webhook of a commit polling already deployed, queues nothing. */
+	if (strlen(m->after) == 40 && sched_is_live(m->site, m->after))
+		return PS_LIVE;
 
 	memset(&req, 0, sizeof(req));
 	req.trigger = TRIG_WEBHOOK;
@@ -202,6 +205,7 @@ privsep_result(uint32_t answer)
 		[PS_QUEUED] = "queued",
 		[PS_DUPLICATE] = "duplicate",
 		[PS_PAUSED] = "ignored",
+		[PS_LIVE] = "ignored",
 	};
 
 	if (answer < sizeof(names) / sizeof(names[0]) && names[answer] != NULL)

@@ -25,6 +25,7 @@ struct sched_site {
 	int			 done_changed;
 	enum phase		 phase;
 	char			 run_commit[SHA_HEX];	/* what the running deploy writes */
+	char			 live[SHA_HEX];	/* live after the last deploy; "" unknown */
 	struct deploy_progress	 progress;	/* of the running deploy */
 	int64_t			 seq;		/* S.seq when the deploy last moved on */
 	int64_t			 next_poll;	/* monotonic ms; 0: polling off */
@@ -338,6 +339,24 @@ sched_request_state(const char *site, int64_t id, int *paused)
 	return st;
 }
 
+/*
+ * Is commit live, with no job running or waiting that could change that? Then a webhook
+ * announcing it has nothing to do. Were a job under way, the push might be a revert to the
+ * live commit while the job deploys the one before it.
+ */
+int
+sched_is_live(const char *site, const char *commit)
+{
+	struct sched_site *s;
+	int live = 0;
+
+	pthread_mutex_lock(&S.mu);
+	if ((s = sched_find(site)) != NULL && !s->running && !s->queued && !s->pending)
+		live = s->live[0] != '\0' && strcmp(s->live, commit) == 0;
+	pthread_mutex_unlock(&S.mu);
+	return live;
+}
+
 int
 sched_is_paused(const char *site)
 {
@@ -471,6 +490,11 @@ sched_worker(void *arg)
 		util_strlcpy(s->done_commit, res.commit, sizeof(s->done_commit));
 		util_strlcpy(s->done_release, res.changed ? res.release : "",
 		    sizeof(s->done_release));
+		/* A rollback's outcome is not tracked here: forget, rather than guess. */
+		if (req.action == ACT_DEPLOY && res.live[0] != '\0')
+			util_strlcpy(s->live, res.live, sizeof(s->live));
+		else if (req.action == ACT_ROLLBACK)
+			s->live[0] = '\0';
 		sched_moved(s);
 		if (s->pending && !S.stopping) {
 			s->pending = 0;
@@ -567,8 +591,10 @@ sched_site_init(struct sched_site *s, const struct site_config *cfg, int64_t now
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
 	memset(&st, 0, sizeof(st));
-	if (state_load(S.cfg->state_dir, cfg->name, &st, &e) == E_OK)
+	if (state_load(S.cfg->state_dir, cfg->name, &st, &e) == E_OK) {
 		s->paused = st.paused;
+		util_strlcpy(s->live, st.applied, sizeof(s->live));
+	}
 	state_free(&st);
 	s->next_poll = cfg->poll_ms > 0 ? now + sched_jitter(cfg->poll_ms) : 0;
 }

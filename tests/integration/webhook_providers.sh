@@ -83,6 +83,17 @@ is "status: the trigger is the webhook" "$(site_field www trigger)" webhook
 is "status: with its provider" "$(site_field www trigger_provider)" github
 is "status: and its delivery id" "$(site_field www trigger_delivery)" "$GHID"
 like "plain status: the trigger column names the provider" "$(dctl status www)" "^www .* webhook:github "
+# Another delivery naming the commit that is live, with nothing under way: nothing to do.
+done_before=$(site_field www deploy.done_id)
+st=$(post www "$TMP/gh.json" "Content-Type: application/json" "X-GitHub-Event: push" \
+	"X-GitHub-Delivery: $(cat /proc/sys/kernel/random/uuid)" \
+	"X-Hub-Signature-256: sha256=$(hmac256 "$SECRET" "$TMP/gh.json")")
+is "a push of the live commit: 202" "$st" 202
+is "a push of the live commit: ignored, saying why" "$(jq -c '[.ignored, .reason, .queued]' "$TMP/resp")" \
+	'[true,"commit already live",null]'
+sleep 0.5
+is "a push of the live commit queues no deploy" "$(site_field www deploy.done_id)" "$done_before"
+is "and nothing is queued" "$(site_field www deploy.queued_id)" 0
 
 next_commit
 jq -cj --arg a "$H" '.after = $a' "$FIX/github-push.json" >"$TMP/gh.json"
