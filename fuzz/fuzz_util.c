@@ -220,8 +220,10 @@ fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len, char *resp
 			break;
 	}
 	close(fd);
-	if (strncmp(resp, "HTTP/1.", 7) == 0 && strlen(resp) >= 12)
-		status = atoi(resp + 9);
+	/* "HTTP/1.x NNN": exactly three digits, or no status at all. */
+	if (strncmp(resp, "HTTP/1.", 7) == 0 && strlen(resp) >= 13 && resp[8] == ' ' &&
+	    strspn(resp + 9, "0123456789") == 3 && resp[12] == ' ')
+		status = (resp[9] - '0') * 100 + (resp[10] - '0') * 10 + (resp[11] - '0');
 	return status;
 }
 
