@@ -150,17 +150,29 @@ engine_copy_line(char *dst, const char *src, size_t len)
 	dst[n] = '\0';
 }
 
+/* A commit's subject line and "Name <email>", for status. */
+static void
+engine_describe(git_commit *c, char *subject, size_t sublen, char *author, size_t authlen)
+{
+	const git_signature *sig = git_commit_author(c);
+	char *who;
+
+	engine_copy_line(subject, git_commit_message(c) ? git_commit_message(c) : "", sublen);
+	who = util_xasprintf("%s <%s>", sig->name ? sig->name : "",
+	    sig->email ? sig->email : "");
+	engine_copy_line(author, who, authlen);
+	free(who);
+}
+
 /* Pick the target commit in the cache (the tip, or req->rev) and read its subject and author. */
 static int
 engine_resolve(struct engine_run *r, const char *tip, struct error *e)
 {
 	const char *rev = r->req->rev;
-	const git_signature *sig;
 	git_repository *repo = NULL;
 	git_commit *c = NULL;
 	git_oid oid;
 	size_t len = strlen(rev), i;
-	char *who;
 	int rc = E_OK, grc;
 
 	if (git_repository_open_ext(&repo, r->cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
@@ -190,13 +202,8 @@ engine_resolve(struct engine_run *r, const char *tip, struct error *e)
 	}
 	if (rc == E_OK) {
 		git_oid_tostr(r->commit, sizeof(r->commit), git_commit_id(c));
-		engine_copy_line(r->subject, git_commit_message(c) ? git_commit_message(c) :
-		    "", sizeof(r->subject));
-		sig = git_commit_author(c);
-		who = util_xasprintf("%s <%s>", sig->name ? sig->name : "",
-		    sig->email ? sig->email : "");
-		engine_copy_line(r->author, who, sizeof(r->author));
-		free(who);
+		engine_describe(c, r->subject, sizeof(r->subject), r->author,
+		    sizeof(r->author));
 	}
 	git_commit_free(c);
 	git_repository_free(repo);
@@ -864,24 +871,16 @@ static int
 engine_commit_of(const char *cache, const char *c12, char *commit, char *subject,
     size_t sublen, char *author, size_t authlen)
 {
-	const git_signature *sig;
 	git_repository *repo = NULL;
 	git_commit *c = NULL;
 	git_oid oid;
-	char *who;
 	int rc = E_NOTFOUND;
 
 	if (git_repository_open_ext(&repo, cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
 	    GIT_REPOSITORY_OPEN_BARE, NULL) == 0 && git_oid_fromstrn(&oid, c12, 12) == 0 &&
 	    git_commit_lookup_prefix(&c, repo, &oid, 12) == 0) {
 		git_oid_tostr(commit, SHA_HEX, git_commit_id(c));
-		engine_copy_line(subject, git_commit_message(c) ? git_commit_message(c) : "",
-		    sublen);
-		sig = git_commit_author(c);
-		who = util_xasprintf("%s <%s>", sig->name ? sig->name : "",
-		    sig->email ? sig->email : "");
-		engine_copy_line(author, who, authlen);
-		free(who);
+		engine_describe(c, subject, sublen, author, authlen);
 		rc = E_OK;
 	}
 	git_commit_free(c);
