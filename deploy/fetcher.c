@@ -145,14 +145,16 @@ fetcher_url_ssh(const char *url, char *host, size_t hlen, int *port)
 		snprintf(host, hlen, "%.*s", (int)((colon != NULL ? colon : end) - p), p);
 	}
 	if (colon != NULL && colon < end && *colon == ':' && colon + 1 < end) {
-		char *num_end;
-		long v;
+		char num[8];
+		uint64_t v;
 
-		errno = 0;
-		v = strtol(colon + 1, &num_end, 10);
 		/* A port that is not a number up to the path keeps the default; ssh will say why. */
-		if (errno == 0 && num_end == end && v > 0 && v <= 65535)
-			*port = (int)v;
+		if ((size_t)(end - colon - 1) < sizeof(num)) {
+			memcpy(num, colon + 1, (size_t)(end - colon - 1));
+			num[end - colon - 1] = '\0';
+			if (util_parse_uint(num, 65535, &v) == E_OK && v > 0)
+				*port = (int)v;
+		}
 	}
 	return 1;
 }

@@ -47,11 +47,10 @@ knownhosts_hashed_match(const char *entry, const char *name)
 		return 0;
 	memcpy(b64, entry, (size_t)(sep - entry));
 	b64[sep - entry] = '\0';
-	if (sodium_base642bin(salt, sizeof(salt), b64, strlen(b64), NULL, &saltlen, NULL,
-	    sodium_base64_VARIANT_ORIGINAL) != 0)
+	if (base64_decode(b64, strlen(b64), NULL, salt, sizeof(salt), &saltlen) != E_OK)
 		return 0;
-	if (sodium_base642bin(want, sizeof(want), sep + 1, strlen(sep + 1), NULL, &wantlen,
-	    NULL, sodium_base64_VARIANT_ORIGINAL) != 0 || wantlen != 20)
+	if (base64_decode(sep + 1, strlen(sep + 1), NULL, want, sizeof(want), &wantlen) !=
+	    E_OK || wantlen != 20)
 		return 0;
 	if (HMAC(EVP_sha1(), salt, (int)saltlen, (const unsigned char *)name, strlen(name),
 	    mac, &maclen) == NULL || maclen != 20)
@@ -199,8 +198,7 @@ knownhosts_line(char *line, const char *name, const unsigned char *key, size_t k
 		return;
 	bloblen = strlen(f[2]);
 	blob = util_xmalloc(bloblen + 1);
-	if (sodium_base642bin(blob, bloblen, f[2], bloblen, NULL, &bloblen, NULL,
-	    sodium_base64_VARIANT_ORIGINAL) != 0) {
+	if (base64_decode(f[2], bloblen, NULL, blob, bloblen, &bloblen) != E_OK) {
 		free(blob);
 		return;
 	}

@@ -446,8 +446,8 @@ sshsig_dearmor(const char *what, const char *armored, size_t len, unsigned char 
 			    "the end marker", what);
 	cap = (size_t)(stop - body) / 4 * 3 + 3;
 	*blob = util_xmalloc(cap);
-	if (sodium_base642bin(*blob, cap, body, (size_t)(stop - body), " \t\r\n", bloblen,
-	    NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
+	if (base64_decode(body, (size_t)(stop - body), " \t\r\n", *blob, cap, bloblen) !=
+	    E_OK) {
 		free(*blob);
 		*blob = NULL;
 		return util_error(e, E_INVAL, "%s: malformed SSH signature: bad base64", what);
@@ -685,8 +685,7 @@ sshsig_line_key(const char **pp, unsigned char **blob, size_t *bloblen)
 		return -1;
 	cap = (size_t)(end - b64) / 4 * 3 + 3;
 	*blob = util_xmalloc(cap);
-	if (sodium_base642bin(*blob, cap, b64, (size_t)(end - b64), NULL, bloblen, NULL,
-	    sodium_base64_VARIANT_ORIGINAL) != 0)
+	if (base64_decode(b64, (size_t)(end - b64), NULL, *blob, cap, bloblen) != E_OK)
 		goto bad;
 	r.p = *blob;
 	r.len = *bloblen;

@@ -32,18 +32,21 @@ gitlab_verify_token(const struct hook_input *in, const char *token, char *reason
 	return rc;
 }
 
-/* The key is "whsec_<base64>"; a secret without the prefix is used as it is. */
-static int
-gitlab_key(const struct hook_input *in, unsigned char *key, size_t size, size_t *keylen)
+/*
+ * The signing key from a site's secret: "whsec_<base64>" is decoded (strictly, so a key has
+ * one spelling); a secret without the prefix is used as it is. Also used by `deployd check`.
+ */
+int
+gitlab_signing_key(const unsigned char *secret, size_t len, unsigned char *key, size_t size,
+    size_t *keylen)
 {
-	if (in->secret_len > 6 && memcmp(in->secret, "whsec_", 6) == 0)
-		return sodium_base642bin(key, size, (const char *)in->secret + 6,
-		    in->secret_len - 6, NULL, keylen, NULL,
-		    sodium_base64_VARIANT_ORIGINAL) == 0 ? E_OK : E_INVAL;
-	if (in->secret_len > size)
+	if (len >= 6 && memcmp(secret, "whsec_", 6) == 0)
+		return len > 6 && base64_decode((const char *)secret + 6, len - 6, NULL, key,
+		    size, keylen) == E_OK ? E_OK : E_INVAL;
+	if (len > size)
 		return E_INVAL;
-	memcpy(key, in->secret, in->secret_len);
-	*keylen = in->secret_len;
+	memcpy(key, secret, len);
+	*keylen = len;
 	return E_OK;
 }
 
@@ -62,8 +65,8 @@ gitlab_match_any(const char *sigs, const unsigned char mac[32])
 		if (n > 3 && n < sizeof(one) && strncmp(sigs, "v1,", 3) == 0) {
 			memcpy(one, sigs + 3, n - 3);
 			one[n - 3] = '\0';
-			if (sodium_base642bin(given, sizeof(given), one, n - 3, NULL, &glen,
-			    NULL, sodium_base64_VARIANT_ORIGINAL) == 0 && glen == 32 &&
+			if (base64_decode(one, n - 3, NULL, given, sizeof(given), &glen) ==
+			    E_OK && glen == 32 &&
 			    sodium_memcmp(given, mac, 32) == 0)
 				found = 1;
 		}
@@ -80,23 +83,21 @@ gitlab_verify_signed(const struct hook_input *in, const char *sigs, char *reason
 	const unsigned char *parts[5];
 	unsigned char key[256], mac[32];
 	size_t lens[5], keylen = 0;
-	long long when;
+	uint64_t when;
 	int rc = E_INVAL;
 
 	if (id == NULL || *id == '\0' || strlen(id) > GITLAB_ID_MAX ||
-	    ts == NULL || strlen(ts) > 12 || strspn(ts, "0123456789") != strlen(ts) ||
-	    *ts == '\0') {
+	    ts == NULL || util_parse_uint(ts, 999999999999ULL, &when) != E_OK) {
 		util_strlcpy(reason, "webhook-signature without a valid webhook-id and"
 		    " webhook-timestamp", len);
 		return E_INVAL;
 	}
-	when = strtoll(ts, NULL, 10);
-	if (in->tolerance_ms > 0 && llabs(in->req->now_ms / 1000 - when) * 1000 >
+	if (in->tolerance_ms > 0 && llabs(in->req->now_ms / 1000 - (long long)when) * 1000 >
 	    in->tolerance_ms) {
 		util_strlcpy(reason, "webhook-timestamp outside the signature tolerance", len);
 		return E_INVAL;
 	}
-	if (gitlab_key(in, key, sizeof(key), &keylen) != E_OK) {
+	if (gitlab_signing_key(in->secret, in->secret_len, key, sizeof(key), &keylen) != E_OK) {
 		util_strlcpy(reason, "the site's secret is not a usable signing key", len);
 		goto out;
 	}

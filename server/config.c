@@ -17,6 +17,7 @@ enum ktype {
 	K_STR,		/* any non-empty string */
 	K_ABSPATH,	/* an absolute path */
 	K_SECRET,	/* an absolute path to a file with safe permissions */
+	K_HOOKSECRET,	/* a K_SECRET holding a webhook secret, maybe a "whsec_" key */
 	K_FILE,		/* an absolute path to a readable file */
 	K_REPO,		/* a git URL or an absolute local path */
 	K_LISTEN,	/* host:port, [v6]:port or unix:/path */
@@ -107,7 +108,7 @@ static const struct key site_keys[] = {
 	    "successful releases kept, current included"),
 	SK("reuse", K_ENUM, reuse, "auto", 0, 0, reuse_modes, 0,
 	    "how unchanged files are shared with the previous release"),
-	SK("secret_file", K_SECRET, secret_file, NULL, 0, 0, NULL, 0,
+	SK("secret_file", K_HOOKSECRET, secret_file, NULL, 0, 0, NULL, 0,
 	    "file holding the webhook secret (HMAC key or GitLab token)"),
 	SK("providers", K_PROVIDERS, providers, NULL, 0, 0, NULL, 0,
 	    "webhook providers accepted for this site (default: all)"),
@@ -203,6 +204,8 @@ config_scalar(const yaml_node_t *n)
 	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
+static int config_check_hook_secret(const char *, struct error *);
+
 /* Parse one scalar of a simple type. NULL node: parse the default string instead. */
 static int
 config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
@@ -210,8 +213,8 @@ config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
 {
 	struct stat st;
 	struct error e;
+	uint64_t u, port;
 	int64_t v;
-	char *end;
 	int i;
 
 	if (s == NULL) {
@@ -234,6 +237,7 @@ config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
 		break;
 	case K_ABSPATH:
 	case K_SECRET:
+	case K_HOOKSECRET:
 	case K_FILE:
 		if (*s != '/') {
 			config_err(l, n, "%s: '%s' must be an absolute path", k->name, s);
@@ -243,8 +247,13 @@ config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
 			config_err(l, n, "%s: path too long", k->name);
 			return E_CONFIG;
 		}
-		if (k->type == K_SECRET && n != NULL && config_check_files &&
-		    config_check_secret_file(s, &e) != E_OK) {
+		if ((k->type == K_SECRET || k->type == K_HOOKSECRET) && n != NULL &&
+		    config_check_files && config_check_secret_file(s, &e) != E_OK) {
+			config_err(l, n, "%s: %s", k->name, e.msg);
+			return E_CONFIG;
+		}
+		if (k->type == K_HOOKSECRET && n != NULL && config_check_files &&
+		    config_check_hook_secret(s, &e) != E_OK) {
 			config_err(l, n, "%s: %s", k->name, e.msg);
 			return E_CONFIG;
 		}
@@ -280,8 +289,7 @@ config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
 			const char *colon = strrchr(s, ':');
 
 			if (colon == NULL || colon == s || colon[1] == '\0' ||
-			    strtol(colon + 1, &end, 10) <= 0 || *end != '\0' ||
-			    strtol(colon + 1, NULL, 10) > 65535 ||
+			    util_parse_uint(colon + 1, 65535, &port) != E_OK || port == 0 ||
 			    (s[0] == '[' && colon[-1] != ']')) {
 				config_err(l, n, "%s: '%s' is not host:port, [addr]:port "
 				    "or unix:/path", k->name, s);
@@ -331,12 +339,12 @@ config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
 		*(int64_t *)field = v;
 		return E_OK;
 	case K_INT:
-		errno = 0;
-		v = strtoll(s, &end, 10);
-		if (errno != 0 || *end != '\0') {
+		/* Every count is positive: digits only, so "", " 5" and "+5" are refused. */
+		if (util_parse_uint(s, INT64_MAX, &u) != E_OK) {
 			config_err(l, n, "%s: '%s' is not a whole number", k->name, s);
 			return E_CONFIG;
 		}
+		v = (int64_t)u;
 		if (v < k->min || v > k->max) {
 			config_err(l, n, "%s: %lld is out of range (%lld to %lld)", k->name,
 			    (long long)v, (long long)k->min, (long long)k->max);
@@ -712,7 +720,8 @@ config_free_fields(const struct key *keys, void *base)
 		case K_MAP:
 			config_free_fields(k->sub, field);
 			break;
-		case K_STR: case K_ABSPATH: case K_SECRET: case K_FILE: case K_REPO:
+		case K_STR: case K_ABSPATH: case K_SECRET: case K_HOOKSECRET: case K_FILE:
+		case K_REPO:
 		case K_LISTEN: case K_NAME: case K_BRANCH: case K_GLOB:
 			free(*(char **)field);
 			*(char **)field = NULL;
@@ -749,7 +758,7 @@ config_set_check_files(int on)
 static int
 config_key_is_rsa(const char *path)
 {
-	unsigned char raw[4096];
+	unsigned char raw[192];
 	char text[8192], b64[8192];
 	size_t n, o = 0, rawlen = 0, i;
 	FILE *fp;
@@ -772,9 +781,10 @@ config_key_is_rsa(const char *path)
 		if (text[i] != '\n' && text[i] != '\r')
 			b64[o++] = text[i];
 	}
-	b64[o] = '\0';
-	if (sodium_base642bin(raw, sizeof(raw), b64, o, NULL, &rawlen, NULL,
-	    sodium_base64_VARIANT_ORIGINAL) != 0 && rawlen == 0)
+	/* Only the start is needed: whole groups of four, which decode without padding. */
+	if (o > 256)
+		o = 256;
+	if (base64_decode(b64, o - o % 4, NULL, raw, sizeof(raw), &rawlen) != E_OK)
 		return 0;
 	/* The public key blob near the start names its type. */
 	for (i = 0; i + 7 <= rawlen && i < 128; i++)
@@ -854,6 +864,9 @@ config_read_secret(const char *path, unsigned char **buf, size_t *len, struct er
 	*len = 0;
 	if ((rc = config_check_secret_file(path, e)) != E_OK)
 		return rc;
+	/* Guarded memory needs libsodium initialised; a second call costs nothing. */
+	if (sodium_init() < 0)
+		return util_error(e, E_SYS, "libsodium failed to initialise");
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
 		return util_error(e, E_SECRET, "%s: %s", path, strerror(errno));
 	if ((p = sodium_malloc(SECRET_MAX)) == NULL) {
@@ -887,6 +900,26 @@ config_read_secret(const char *path, unsigned char **buf, size_t *len, struct er
 	*buf = p;
 	*len = n;
 	return E_OK;
+}
+
+/* A "whsec_" secret is a GitLab signing key: one that cannot be decoded fails every delivery. */
+static int
+config_check_hook_secret(const char *path, struct error *e)
+{
+	unsigned char *buf, key[256];
+	size_t len, keylen;
+	int rc;
+
+	if ((rc = config_read_secret(path, &buf, &len, e)) != E_OK)
+		return rc;
+	rc = E_OK;
+	if (len >= 6 && memcmp(buf, "whsec_", 6) == 0 &&
+	    gitlab_signing_key(buf, len, key, sizeof(key), &keylen) != E_OK)
+		rc = util_error(e, E_SECRET, "%s: a \"whsec_\" signing key must be followed by "
+		    "canonical base64 (at most %zu bytes once decoded)", path, sizeof(key));
+	sodium_memzero(key, sizeof(key));
+	config_free_secret(buf, len);
+	return rc;
 }
 
 void

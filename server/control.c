@@ -314,7 +314,7 @@ control_events(struct MHD_Connection *c, const struct control_route *r, json_t *
 	struct control_events *ev;
 	struct MHD_Response *resp;
 	const char *id = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "id");
-	char *end;
+	uint64_t until;
 	json_t *probe;
 	enum MHD_Result ret;
 
@@ -327,13 +327,12 @@ control_events(struct MHD_Connection *c, const struct control_route *r, json_t *
 	ev->seq = -1;
 	util_strlcpy(ev->site, r->site, sizeof(ev->site));
 	if (id != NULL) {
-		errno = 0;
-		ev->until_id = strtoll(id, &end, 10);
-		if (errno != 0 || end == id || *end != '\0' || ev->until_id <= 0) {
+		if (util_parse_uint(id, INT64_MAX, &until) != E_OK || until == 0) {
 			free(ev);
 			*answer = json_pack("{s:s}", "error", "id must be a positive integer");
 			return MHD_HTTP_BAD_REQUEST;
 		}
+		ev->until_id = (int64_t)until;
 	}
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, control_events_read,
 	    ev, control_events_free);
@@ -454,7 +453,7 @@ control_handler(void *cls, struct MHD_Connection *c, const char *url, const char
 		return control_reply(c, MHD_HTTP_NOT_FOUND,
 		    json_pack("{s:s}", "error", "no such endpoint"));
 	if (cr->len > 0) {
-		body = json_loadb(cr->body, cr->len, 0, &jerr);
+		body = json_loadb(cr->body, cr->len, JSON_REJECT_DUPLICATES, &jerr);
 		if (body == NULL || !json_is_object(body)) {
 			json_decref(body);
 			return control_reply(c, MHD_HTTP_BAD_REQUEST,

@@ -226,6 +226,7 @@ int	 config_key_count(void);
 const char *config_key_name(int i);
 
 /* ---- util.c ---- */
+int	 util_parse_uint(const char *s, uint64_t max, uint64_t *out);
 int	 util_parse_duration(const char *s, int64_t *ms);
 int	 util_parse_size(const char *s, int64_t *bytes);
 int	 util_format_duration(int64_t ms, char *buf, size_t len);
@@ -255,6 +256,10 @@ void	 util_sanitize(const char *in, char *out, size_t outlen);
 int	 util_valid_site_name(const char *);
 const char *util_trigger_name(int trigger);
 const char *util_phase_name(int phase);
+
+/* ---- base64.c: strict, canonical decoding of what deployd did not write ---- */
+int	 base64_decode(const char *in, size_t inlen, const char *ignore,
+	    unsigned char *out, size_t cap, size_t *outlen);
 
 /* ---- log.c ---- */
 void	 log_init(int level, int journald);
@@ -569,6 +574,8 @@ int	 gogs_detect(const struct hook_request *);
 int	 gogs_verify(const struct hook_input *, char *, size_t);
 int	 gogs_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
 int	 gitlab_detect(const struct hook_request *);
+int	 gitlab_signing_key(const unsigned char *secret, size_t len, unsigned char *key,
+	    size_t size, size_t *keylen);
 int	 gitlab_verify(const struct hook_input *, char *, size_t);
 int	 gitlab_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
 int	 bitbucket_detect(const struct hook_request *);

@@ -465,8 +465,7 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 	const union MHD_ConnectionInfo *ci;
 	const char *cl;
 	char addr[HTTP_ADDR_MAX], safe[128];
-	unsigned long long n;
-	char *end;
+	uint64_t n;
 	size_t i;
 
 	http_client_addr(c, addr, sizeof(addr));
@@ -511,12 +510,19 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 	}
 	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (cl != NULL) {
-		errno = 0;
-		n = strtoull(cl, &end, 10);
-		if (errno != 0 || end == cl || n > (unsigned long long)H.cfg->limits.max_body) {
+		if (*cl == '\0' || strspn(cl, "0123456789") != strlen(cl)) {
+			util_sanitize(cl, safe, sizeof(safe));
+			http_count(r->site->cfg->name, NULL, "bad_request");
+			http_log_reject(addr, "webhook site=%s: Content-Length '%s' is not a number",
+			    r->site->cfg->name, safe);
+			return http_error(c, r, MHD_HTTP_BAD_REQUEST, "bad Content-Length", NULL);
+		}
+		/* Digits only by now: failing here means over 2^64, as "too large" as it gets. */
+		if (util_parse_uint(cl, UINT64_MAX, &n) != E_OK ||
+		    n > (uint64_t)H.cfg->limits.max_body) {
 			http_count(r->site->cfg->name, NULL, "too_large");
 			http_log_reject(addr, "webhook site=%s: Content-Length %s over max_body",
-			    r->site->cfg->name, errno != 0 ? "(huge)" : cl);
+			    r->site->cfg->name, strlen(cl) > 20 ? "(huge)" : cl);
 			return http_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
 			    "body larger than the limit", NULL);
 		}

@@ -45,6 +45,31 @@ util_parse_units(const char *s, const struct util_unit *units, size_t n, int64_t
 	return E_INVAL;
 }
 
+/*
+ * A decimal number from outside (a header, a query, a config value): digits only, at least
+ * one, no sign, no spaces, nothing after them, and not over max. strtoull alone would take
+ * " +7", "-1" (as a huge number) and "7abc".
+ */
+int
+util_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned d;
+
+	if (s == NULL || *s == '\0')
+		return E_INVAL;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return E_INVAL;
+		d = (unsigned)(*s - '0');
+		if (v > (max - d) / 10)
+			return E_INVAL;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return E_OK;
+}
+
 /* Durations: "90s", "5m", "2h", "1500ms", or "0" alone (a bare number would be ambiguous). */
 int
 util_parse_duration(const char *s, int64_t *ms)

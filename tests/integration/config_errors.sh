@@ -118,6 +118,26 @@ conf "    secret_file: $TMP/secret.gw"
 expect_error "group-writable secret_file" "9:18|9:5" 'secret|writable|permission|mode'
 conf "    secret_file: $TMP/no-such-secret"
 expect_error "missing secret_file" "9:18|9:5" 'secret|No such|exist|read'
+# A GitLab signing key must be canonical base64: a byte outside the alphabet, a wrong
+# padding or a bare prefix fails every delivery, so check says so; a good key passes.
+printf 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n' >"$TMP/whsec.ok"
+printf 'whsec_MDEyMzQ1Njc4OWFi\3252RlZjAxMjM0NTY3ODlhYmNkZWY=\n' >"$TMP/whsec.high"
+printf 'whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\n' >"$TMP/whsec.nopad"
+printf 'whsec_\n' >"$TMP/whsec.empty"
+chmod 600 "$TMP"/whsec.*
+conf "    secret_file: $TMP/whsec.ok"
+out=$("$DEPLOYD_BIN" check -c "$F" 2>&1)
+is "a whsec_ signing key in canonical base64: exit 0" "$?" 0
+for kind in high nopad empty; do
+	conf "    secret_file: $TMP/whsec.$kind"
+	expect_error "whsec_ key that is not canonical base64 ($kind)" "9:18|9:5" 'whsec_.*base64'
+done
+if "$DEPLOYD_BIN" check -c "$F" 2>&1 | grep -q 'MDEy'; then
+	fail "the message never shows the key"
+else
+	ok "the message never shows the key"
+fi
+
 # Unreadable for the user running check: a 0600 root file, checked as nobody.
 if setpriv --reuid=nobody --regid=nogroup --clear-groups true 2>/dev/null; then
 	conf "    secret_file: $TMP/secret.ok"

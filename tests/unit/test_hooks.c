@@ -1027,6 +1027,112 @@ t_gitlab_signed(void **state)
 	treq_free(t);
 }
 
+/*
+ * One signature, one spelling (issue: libsodium 1.0.18 read 0x80..0xff as '/'). Every byte
+ * at every position of a correct signature's base64 is refused with 401; the correct
+ * signature, checked before and after, is still queued.
+ */
+static void
+t_gitlab_signed_strict(void **state)
+{
+	static const unsigned char key[] = "0123456789abcdef0123456789abcdef";
+	char secret[128], sig[128], bad[128], id[64];
+	unsigned char b64[64];
+	long long now = NOW_MS / 1000;
+	size_t pos, len, refused = 0;
+	struct treq *t;
+	int b, n;
+
+	(void)state;
+	EVP_EncodeBlock(b64, key, 32);
+	snprintf(secret, sizeof(secret), "whsec_%s", (const char *)b64);
+	/* a delivery whose signature has a '/', where the old decoder took 129 spellings */
+	for (n = 0; n < 1000; n++) {
+		snprintf(id, sizeof(id), "msg_2Kq9iTnY1Xb3ZqQp7vR%d", n);
+		t = treq_new("gitlab-push.json");
+		gitlab_sign(t, key, 32, id, now, sig, sizeof(sig));
+		treq_free(t);
+		if (strchr(sig, '/') != NULL)
+			break;
+	}
+	assert_non_null(strchr(sig, '/'));
+	len = strlen(sig);
+	for (pos = 3; pos <= len; pos++) {
+		for (b = 1; b < 256; b++) {
+			if (b == (unsigned char)sig[pos] || b == ' ')
+				continue;
+			memcpy(bad, sig, len + 1);
+			bad[pos] = (char)b;
+			if (pos == len)
+				bad[pos + 1] = '\0';	/* one byte appended */
+			t = treq_new("gitlab-push.json");
+			t->secret = secret;
+			gitlab_headers(t, "Push Hook");
+			hdr(t, "webhook-id", "%s", id);
+			hdr(t, "webhook-timestamp", "%lld", now);
+			hdr(t, "webhook-signature", "%s", bad);
+			if (run(t) != 401)
+				fail_msg("signature with byte 0x%02x at %zu: %d, want 401", b, pos,
+				    t->res.status);
+			refused++;
+			treq_free(t);
+		}
+	}
+	assert_true(refused > 40 * 250);
+
+	t = treq_new("gitlab-push.json");
+	t->secret = secret;
+	gitlab_headers(t, "Push Hook");
+	hdr(t, "webhook-id", "%s", id);
+	hdr(t, "webhook-timestamp", "%lld", now);
+	hdr(t, "webhook-signature", "%s", sig);
+	assert_queued(t, "gitlab", "refs/heads/main", C2);
+	treq_free(t);
+}
+
+/* A whsec_ key that is not canonical base64 is no key: every delivery is refused. */
+static void
+t_gitlab_whsec_strict(void **state)
+{
+	static const unsigned char key[] = "0123456789abcdef0123456789abcdef";
+	char secret[128], sig[128];
+	unsigned char b64[64], raw[256];
+	const char *id = "msg_2Kq9iTnY1Xb3ZqQp7vR0";
+	long long now = NOW_MS / 1000;
+	size_t keylen;
+	struct treq *t;
+	int b;
+
+	(void)state;
+	EVP_EncodeBlock(b64, key, 32);
+	snprintf(secret, sizeof(secret), "whsec_%s", (const char *)b64);
+	assert_int_equal(gitlab_signing_key((const unsigned char *)secret, strlen(secret), raw,
+	    sizeof(raw), &keylen), E_OK);
+	assert_int_equal(keylen, 32);
+	assert_memory_equal(raw, key, 32);
+	for (b = 0x80; b <= 0xff; b += 0x15) {
+		secret[6 + 4] = (char)b;
+		assert_int_equal(gitlab_signing_key((const unsigned char *)secret, strlen(secret),
+		    raw, sizeof(raw), &keylen), E_INVAL);
+		t = treq_new("gitlab-push.json");
+		t->secret = secret;
+		gitlab_sign(t, key, 32, id, now, sig, sizeof(sig));
+		gitlab_headers(t, "Push Hook");
+		hdr(t, "webhook-id", "%s", id);
+		hdr(t, "webhook-timestamp", "%lld", now);
+		hdr(t, "webhook-signature", "%s", sig);
+		assert_refused(t, 401, sig + 3);
+		assert_non_null(strstr(t->res.reason, "not a usable signing key"));
+		treq_free(t);
+	}
+	/* "whsec_" with nothing after it, and a key with a padding byte too many */
+	assert_int_equal(gitlab_signing_key((const unsigned char *)"whsec_", 6, raw, sizeof(raw),
+	    &keylen), E_INVAL);
+	snprintf(secret, sizeof(secret), "whsec_%s=", (const char *)b64);
+	assert_int_equal(gitlab_signing_key((const unsigned char *)secret, strlen(secret), raw,
+	    sizeof(raw), &keylen), E_INVAL);
+}
+
 /* ---- Bitbucket ---- */
 
 static void
@@ -1236,6 +1342,8 @@ main(void)
 		cmocka_unit_test(t_gitlab_token),
 		cmocka_unit_test(t_gitlab_tags),
 		cmocka_unit_test(t_gitlab_signed),
+		cmocka_unit_test(t_gitlab_signed_strict),
+		cmocka_unit_test(t_gitlab_whsec_strict),
 		cmocka_unit_test(t_bitbucket),
 		cmocka_unit_test(t_provider_names),
 		cmocka_unit_test(t_metrics),

@@ -700,6 +700,66 @@ test_fixtures(void **state)
 	    "(SHA256:Q+O2yIApVbo2sb4toTmK0hNiMj6H8V3MMuq7fsjLYMo)");
 }
 
+/*
+ * Strict base64 in both places deployd decodes it here: the armored signature and the
+ * allowed_signers key. Every byte from 0x80 to 0xff in place of each '/' (libsodium 1.0.18
+ * read them all as '/') and a non-canonical last character are refused; the untouched
+ * fixture still verifies.
+ */
+static void
+test_strict_base64(void **state)
+{
+	struct sshsig_policy pol = { .file = "ALLOWED", .ns = "git", .when = 1764064800 };
+	char *arm, *msg, *key, *text, *p, signer[64];
+	size_t alen, mlen, slashes = 0;
+	struct error e;
+	int b, last;
+
+	(void)state;
+	arm = fixture("ed25519.sig", &alen);
+	msg = fixture("message", &mlen);
+	key = fixture("ed25519.pub", NULL);
+	key[strcspn(key, "\n")] = '\0';
+	text = util_xasprintf("fixture@example.com %s\n", key);
+	pol.text = text;
+	pol.len = strlen(text);
+	assert_int_equal(sshsig_verify("c", arm, alen, (const unsigned char *)msg, mlen, &pol,
+	    signer, sizeof(signer), &e), E_OK);
+
+	for (p = strchr(arm, '\n') + 1; (p = strchr(p, '/')) != NULL; p++, slashes++) {
+		for (b = 0x80; b <= 0xff; b++) {
+			*p = (char)b;
+			assert_int_equal(sshsig_verify("c", arm, alen, (const unsigned char *)msg,
+			    mlen, &pol, NULL, 0, &e), E_INVAL);
+			assert_string_equal(e.msg, "c: malformed SSH signature: bad base64");
+		}
+		*p = '/';
+	}
+	for (p = text; (p = strchr(p, '/')) != NULL; p++, slashes++) {
+		for (b = 0x80; b <= 0xff; b++) {
+			*p = (char)b;
+			assert_int_equal(sshsig_verify("c", arm, alen, (const unsigned char *)msg,
+			    mlen, &pol, NULL, 0, &e), E_INVAL);
+		}
+		*p = '/';
+	}
+	assert_true(slashes >= 3);
+	/* "...Fww=": 'w' ends a 2-byte group; 'x' sets an unused bit and spells the same bytes */
+	p = strstr(arm, "w=\n");
+	assert_non_null(p);
+	last = *p;
+	*p = 'x';
+	assert_int_equal(sshsig_verify("c", arm, alen, (const unsigned char *)msg, mlen, &pol,
+	    NULL, 0, &e), E_INVAL);
+	*p = (char)last;
+	assert_int_equal(sshsig_verify("c", arm, alen, (const unsigned char *)msg, mlen, &pol,
+	    signer, sizeof(signer), &e), E_OK);
+	free(arm);
+	free(msg);
+	free(key);
+	free(text);
+}
+
 /* sshsig_allowed on text that is not NUL-terminated, and on hostile lines. */
 static void
 test_allowed_text(void **state)
@@ -765,6 +825,7 @@ main(void)
 		cmocka_unit_test(test_armor),
 		cmocka_unit_test(test_allowed_text),
 		cmocka_unit_test(test_fixtures),
+		cmocka_unit_test(test_strict_base64),
 	};
 	int rc;
 

@@ -128,6 +128,36 @@ t_knownhosts_hashed(void **state)
 	assert_int_equal(check(f, "127.0.0.1", 2222, K1, &e), E_NOTFOUND);
 }
 
+/* A pinned key or hash spelled with a byte outside base64 pins nothing (libsodium took 0x80..0xff for '/'). */
+static void
+t_knownhosts_strict(void **state)
+{
+	struct khfix *f = *state;
+	struct error e;
+	char line[512], *p;
+	int b;
+
+	for (b = 0x80; b <= 0xff; b++) {
+		snprintf(line, sizeof(line), "[127.0.0.1]:2222 ecdsa-sha2-nistp256 %s\n", K3);
+		p = strchr(line, '/');
+		assert_non_null(p);
+		*p = (char)b;
+		kh_write(f, line);
+		assert_int_equal(check(f, "127.0.0.1", 2222, K3, &e), E_NOTFOUND);
+		snprintf(line, sizeof(line), "%s ssh-ed25519 %s\n", K1_HASHED_2222, K1);
+		p = strchr(line + 4, '/');
+		assert_non_null(p);
+		*p = (char)b;
+		kh_write(f, line);
+		assert_int_equal(check(f, "127.0.0.1", 2222, K1, &e), E_NOTFOUND);
+	}
+	/* and the same lines, spelled right, do pin */
+	kh_write(f, "[127.0.0.1]:2222 ecdsa-sha2-nistp256 " K3 "\n" K1_HASHED_2222 " ssh-ed25519 "
+	    K1 "\n");
+	assert_int_equal(check(f, "127.0.0.1", 2222, K3, &e), E_OK);
+	assert_int_equal(check(f, "127.0.0.1", 2222, K1, &e), E_OK);
+}
+
 static void
 t_knownhosts_patterns(void **state)
 {
@@ -355,6 +385,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(t_knownhosts_plain, kh_setup, kh_teardown),
 		cmocka_unit_test_setup_teardown(t_knownhosts_hashed, kh_setup, kh_teardown),
 		cmocka_unit_test_setup_teardown(t_knownhosts_patterns, kh_setup, kh_teardown),
+		cmocka_unit_test_setup_teardown(t_knownhosts_strict, kh_setup, kh_teardown),
 		cmocka_unit_test_setup_teardown(t_knownhosts_missing, kh_setup, kh_teardown),
 		cmocka_unit_test(t_url_ssh),
 		cmocka_unit_test(t_vercmp),

@@ -31,6 +31,35 @@ t_durations(void **st)
 	}
 }
 
+/* Numbers from outside: digits only, bounded, nothing around them. */
+static void
+t_parse_uint(void **st)
+{
+	static const struct { const char *in; uint64_t max; int rc; uint64_t v; } cases[] = {
+		{ "0", 10, E_OK, 0 }, { "7", 10, E_OK, 7 }, { "10", 10, E_OK, 10 },
+		{ "007", 10, E_OK, 7 }, { "65535", 65535, E_OK, 65535 },
+		{ "18446744073709551615", UINT64_MAX, E_OK, UINT64_MAX },
+		{ "18446744073709551616", UINT64_MAX, E_INVAL, 0 },
+		{ "99999999999999999999999", UINT64_MAX, E_INVAL, 0 },
+		{ "11", 10, E_INVAL, 0 }, { "65536", 65535, E_INVAL, 0 },
+		{ "", 10, E_INVAL, 0 }, { " 7", 10, E_INVAL, 0 }, { "7 ", 10, E_INVAL, 0 },
+		{ "+7", 10, E_INVAL, 0 }, { "-1", UINT64_MAX, E_INVAL, 0 },
+		{ "7a", 10, E_INVAL, 0 }, { "0x7", 100, E_INVAL, 0 }, { "\xd5", 10, E_INVAL, 0 },
+	};
+	size_t i;
+
+	(void)st;
+	assert_int_equal(util_parse_uint(NULL, 10, &(uint64_t){ 0 }), E_INVAL);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t v = 12345;
+		int rc = util_parse_uint(cases[i].in, cases[i].max, &v);
+
+		if (rc != cases[i].rc)
+			fail_msg("'%s': got %d, want %d", cases[i].in, rc, cases[i].rc);
+		assert_int_equal(v, rc == E_OK ? cases[i].v : 12345);
+	}
+}
+
 static void
 t_sizes(void **st)
 {
@@ -121,6 +150,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(t_durations),
+		cmocka_unit_test(t_parse_uint),
 		cmocka_unit_test(t_sizes),
 		cmocka_unit_test(t_format_duration),
 		cmocka_unit_test(t_sanitize),
