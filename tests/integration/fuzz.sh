@@ -1,11 +1,13 @@
 #!/bin/bash
-# fuzz.sh: builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan, and runs each one for a bounded time.
+# fuzz.sh: builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan, replays every known input, and explores each for a bounded time.
 # timeout: 480
 #
-# Every target must build, run (a non-zero number of executions) and end without a crash,
-# leak, undefined behaviour or broken invariant. FUZZ_SECONDS (default 20) sets the time per
-# target; FUZZ_BUILD the build directory (default build-fuzz in the source tree). Without
-# clang this fails: the fuzz targets are part of the suite, not an option.
+# Every target must build, replay all of fuzz/regress/<t> and fuzz/corpus/<t> (so an old bug
+# that comes back fails every run, not by chance), explore (a non-zero number of executions)
+# and end without a crash, leak, undefined behaviour or broken invariant. An exploration
+# finding fails too, and fuzz/run prints its seed and the input as base64. FUZZ_SECONDS
+# (default 20) sets the time per target; FUZZ_BUILD the build directory (default build-fuzz
+# in the source tree). Without clang this fails: the fuzz targets are part of the suite.
 . "$(dirname "$0")/../lib.sh"
 
 SECS=${FUZZ_SECONDS:-20}
@@ -46,12 +48,20 @@ else
 fi
 
 for t in "${targets[@]}"; do
-	line=$(grep -E "^$t: execs=" <<<"$out")
+	line=$(grep -E "^$t: replayed=" <<<"$out")
 	if [ -z "$line" ]; then
 		fail "$t ran" "no summary line from fuzz/run"
 		continue
 	fi
 	diag "$line"
+	known=$(find "$SRCDIR/fuzz/corpus/${t#fuzz_}" "$SRCDIR/fuzz/regress/${t#fuzz_}" -type f \
+		2>/dev/null | wc -l)
+	replayed=$(sed -E 's/.*replayed=([0-9]+).*/\1/' <<<"$line")
+	if [ "${replayed:-0}" -ge "$known" ] && [ "$known" -gt 0 ]; then
+		ok "$t: replayed its $known known inputs (seeds and regressions) first"
+	else
+		fail "$t: replayed its $known known inputs first" "$line"
+	fi
 	execs=$(sed -E 's/.*execs=([0-9]+).*/\1/' <<<"$line")
 	crashes=$(sed -E 's/.*crashes=([0-9]+).*/\1/' <<<"$line")
 	if [ "${execs:-0}" -eq 0 ]; then
