@@ -9,14 +9,13 @@
 
 #include <git2.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define ENGINE_TMP_PREFIX ".tmp-"
 
 /* One deploy's working set, so every failure can clean up from one place. */
 struct engine_run {
-	const struct config	 *cfg;
-	const struct site_config *site;
+	const struct site *site;
 	const struct deploy_request *req;
 	struct deploy_result	 *res;
 	int			  path_fd;
@@ -58,6 +57,20 @@ engine_shutdown(void)
 	git_libgit2_shutdown();
 }
 
+const char *
+engine_phase_name(int phase)
+{
+	static const char *const names[] = {
+		[PHASE_IDLE] = "idle", [PHASE_FETCHING] = "fetching",
+		[PHASE_WRITING] = "writing", [PHASE_HOOK] = "hook",
+		[PHASE_ACTIVATING] = "activating",
+	};
+
+	if (phase < 0 || (size_t)phase >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[phase];
+}
+
 static void
 engine_phase(engine_phase_cb cb, void *arg, enum phase phase, const char *commit)
 {
@@ -80,7 +93,7 @@ engine_fetch_progress(void *arg, const struct deploy_progress *p)
  * unexpected `current` or `releases` is refused before anything else is created.
  */
 static int
-engine_open_site(const struct site_config *site, int create, int *path_fdp,
+engine_open_site(const struct site *site, int create, int *path_fdp,
     int *releases_fdp, struct error *e)
 {
 	struct stat st;
@@ -126,7 +139,7 @@ engine_open_site(const struct site_config *site, int create, int *path_fdp,
 }
 
 static int
-engine_lock(const struct site_config *site, int *fd, struct error *e)
+engine_lock(const struct site *site, int *fd, struct error *e)
 {
 	char *path = util_xasprintf("%s/.deployd.lock", site->path);
 	int rc = lock_acquire(path, 0, fd, e);
@@ -175,12 +188,11 @@ engine_resolve(struct engine_run *r, const char *tip, struct error *e)
 	size_t len = strlen(rev), i;
 	int rc = E_OK, grc;
 
-	if (git_repository_open_ext(&repo, r->cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
-	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0)
-		return util_error_git(e, "opening %s", r->cache);
+	if (repo_open(&repo, r->cache) != 0)
+		return repo_error(e, "opening %s", r->cache);
 	if (len == 0) {
 		if (git_oid_fromstr(&oid, tip) != 0 || git_commit_lookup(&c, repo, &oid) != 0)
-			rc = util_error_git(e, "reading commit %.12s", tip);
+			rc = repo_error(e, "reading commit %.12s", tip);
 	} else {
 		for (i = 0; i < len; i++)
 			if (strchr("0123456789abcdefABCDEF", rev[i]) == NULL)
@@ -189,7 +201,7 @@ engine_resolve(struct engine_run *r, const char *tip, struct error *e)
 			rc = util_error(e, E_INVAL, "revision must be a commit id (4 to 40 hex "
 			    "digits)");
 		else if (git_oid_fromstrn(&oid, rev, len) != 0)
-			rc = util_error_git(e, "revision %s", rev);
+			rc = repo_error(e, "revision %s", rev);
 		else if ((grc = git_commit_lookup_prefix(&c, repo, &oid, len)) != 0) {
 			if (grc == GIT_EAMBIGUOUS)
 				rc = util_error(e, E_INVAL, "revision %s is ambiguous", rev);
@@ -197,7 +209,7 @@ engine_resolve(struct engine_run *r, const char *tip, struct error *e)
 				rc = util_error(e, E_NOTFOUND, "revision %s is not a commit "
 				    "fetched from %s", rev, r->fr.ref);
 			else
-				rc = util_error_git(e, "revision %s", rev);
+				rc = repo_error(e, "revision %s", rev);
 		}
 	}
 	if (rc == E_OK) {
@@ -265,13 +277,12 @@ engine_refetch(struct engine_run *r, struct error *e)
 	    r->site->name, r->commit, clean);
 	if (util_rm_rf_at(r->releases_fd, r->tmpname) != E_OK)
 		return util_error_sys(e, "removing %s", r->tmpname);
-	if (fetch_site_fresh(r->cfg, r->site, &fr, &fe) != E_OK)
+	if (fetch_site_fresh(r->site, &fr, &fe) != E_OK)
 		return util_error(e, fe.code, "the cache was damaged and cloning afresh failed: %s",
 		    fe.msg);
-	if (git_repository_open_ext(&repo, r->cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
-	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0 || git_oid_fromstr(&oid, r->commit) != 0 ||
+	if (repo_open(&repo, r->cache) != 0 || git_oid_fromstr(&oid, r->commit) != 0 ||
 	    git_commit_lookup(&c, repo, &oid) != 0)
-		rc = util_error_git(e, "commit %.12s after cloning afresh", r->commit);
+		rc = repo_error(e, "commit %.12s after cloning afresh", r->commit);
 	git_commit_free(c);
 	git_repository_free(repo);
 	return rc;
@@ -548,7 +559,7 @@ engine_record(struct engine_run *r, struct error *e)
 		log_info("site=%s pruned %zu old release(s)", r->site->name,
 		    before - r->st.nreleases);
 	engine_history(r, 1, NULL);
-	return state_save(r->cfg->state_dir, r->site->name, &r->st, e);
+	return state_save(r->site->state_dir, r->site->name, &r->st, e);
 }
 
 static void
@@ -575,7 +586,7 @@ engine_fail(struct engine_run *r, int rc, struct error *e)
 	util_strlcpy(r->st.last_error, e->msg, sizeof(r->st.last_error));
 	r->st.last_error_at = util_now_ms() / 1000;
 	engine_history(r, 0, e->msg);
-	if (state_save(r->cfg->state_dir, r->site->name, &r->st, &se) != E_OK)
+	if (state_save(r->site->state_dir, r->site->name, &r->st, &se) != E_OK)
 		log_error("site=%s saving state: %s", r->site->name, se.msg);
 }
 
@@ -637,7 +648,7 @@ engine_post_failed(struct engine_run *r, int rc, struct error *e)
 		util_strlcpy(h->output, r->output != NULL ? r->output : "", sizeof(h->output));
 		h->duration_ms = util_mono_ms() - r->t0;
 	}
-	if (state_save(r->cfg->state_dir, r->site->name, &r->st, &se) != E_OK)
+	if (state_save(r->site->state_dir, r->site->name, &r->st, &se) != E_OK)
 		log_error("site=%s saving state: %s", r->site->name, se.msg);
 }
 
@@ -673,7 +684,7 @@ engine_settled(struct engine_run *r, int dirty, int *rcp, struct error *e)
 	}
 	/* Only when something changed: polls should not fsync every minute. */
 	if (dirty)
-		*rcp = state_save(r->cfg->state_dir, r->site->name, &r->st, e);
+		*rcp = state_save(r->site->state_dir, r->site->name, &r->st, e);
 	return 1;
 }
 
@@ -683,7 +694,7 @@ engine_poll_check(struct engine_run *r, int *rcp, struct error *e)
 {
 	int dirty;
 
-	if ((*rcp = fetch_remote_tip(r->cfg, r->site, &r->fr, e)) != E_OK)
+	if ((*rcp = fetch_remote_tip(r->site, &r->fr, e)) != E_OK)
 		return 1;
 	if (strcmp(r->fr.tip, r->st.applied) != 0 && !engine_is_bad(&r->st, r->fr.tip))
 		return 0;
@@ -717,7 +728,7 @@ engine_post_activate(struct engine_run *r, struct error *e)
 		/* The success record was written before the hook ran; add what it printed. */
 		util_strlcpy(r->st.history[r->st.nhistory - 1].output, r->output,
 		    sizeof(r->st.history[0].output));
-		if (state_save(r->cfg->state_dir, r->site->name, &r->st, &se) != E_OK)
+		if (state_save(r->site->state_dir, r->site->name, &r->st, &se) != E_OK)
 			log_error("site=%s saving state: %s", r->site->name, se.msg);
 	}
 	return rc;
@@ -725,7 +736,7 @@ engine_post_activate(struct engine_run *r, struct error *e)
 
 /* "Bring site S to the tip, or to revision R": fetch, write, hooks, swap, record. */
 int
-engine_deploy(const struct config *cfg, const struct site_config *site,
+engine_deploy(const struct site *site,
     const struct deploy_request *req, struct deploy_result *res, engine_phase_cb cb,
     void *cbarg)
 {
@@ -735,7 +746,6 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 
 	memset(res, 0, sizeof(*res));
 	memset(r, 0, sizeof(*r));
-	r->cfg = cfg;
 	r->site = site;
 	r->req = req;
 	r->res = res;
@@ -744,11 +754,11 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 	r->path_fd = r->releases_fd = r->lock_fd = -1;
 	r->started_at = util_now_ms();
 	r->t0 = util_mono_ms();
-	r->cache = fetch_cache_path(cfg, site);
+	r->cache = fetch_cache_path(site);
 
 	if ((rc = engine_open_site(site, 1, &r->path_fd, &r->releases_fd, &e)) != E_OK ||
 	    (rc = engine_lock(site, &r->lock_fd, &e)) != E_OK ||
-	    (rc = state_load(cfg->state_dir, site->name, &r->st, &e)) != E_OK)
+	    (rc = state_load(site->state_dir, site->name, &r->st, &e)) != E_OK)
 		goto fail;
 	r->state_ok = 1;
 	r->before = r->st;
@@ -768,7 +778,7 @@ engine_deploy(const struct config *cfg, const struct site_config *site,
 			goto fail;
 		goto out;
 	}
-	if ((rc = fetch_site(cfg, site, &r->fr, engine_fetch_progress, r, &e)) != E_OK)
+	if ((rc = fetch_site(site, &r->fr, engine_fetch_progress, r, &e)) != E_OK)
 		goto fail;
 	dirty = strcmp(r->st.desired, r->fr.tip) != 0;
 	/* A poll that finds the same tip says so only at debug level. */
@@ -876,8 +886,7 @@ engine_commit_of(const char *cache, const char *c12, char *commit, char *subject
 	git_oid oid;
 	int rc = E_NOTFOUND;
 
-	if (git_repository_open_ext(&repo, cache, GIT_REPOSITORY_OPEN_NO_SEARCH |
-	    GIT_REPOSITORY_OPEN_BARE, NULL) == 0 && git_oid_fromstrn(&oid, c12, 12) == 0 &&
+	if (repo_open(&repo, cache) == 0 && git_oid_fromstrn(&oid, c12, 12) == 0 &&
 	    git_commit_lookup_prefix(&c, repo, &oid, 12) == 0) {
 		git_oid_tostr(commit, SHA_HEX, git_commit_id(c));
 		engine_describe(c, subject, sublen, author, authlen);
@@ -894,7 +903,7 @@ engine_commit_of(const char *cache, const char *c12, char *commit, char *subject
  * what is live and the next prune counts from it instead of deleting around it.
  */
 static void
-engine_adopt(const struct config *cfg, const struct site_config *site, int path_fd,
+engine_adopt(const struct site *site, int path_fd,
     int releases_fd, struct site_state *st)
 {
 	struct release_rec rec = { 0 };
@@ -916,7 +925,7 @@ engine_adopt(const struct config *cfg, const struct site_config *site, int path_
 			util_strlcpy(rec.commit, st->releases[i].commit, sizeof(rec.commit));
 			known = 1;
 		}
-	cache = fetch_cache_path(cfg, site);
+	cache = fetch_cache_path(site);
 	if (engine_commit_of(cache, c12, st->applied, st->subject, sizeof(st->subject),
 	    st->author, sizeof(st->author)) != E_OK) {
 		if (!known) {
@@ -941,13 +950,13 @@ engine_adopt(const struct config *cfg, const struct site_config *site, int path_
 		rec.activated_at = secs;
 		state_add_release(st, &rec);
 	}
-	if (state_save(cfg->state_dir, site->name, st, &se) != E_OK)
+	if (state_save(site->state_dir, site->name, st, &se) != E_OK)
 		log_error("site=%s saving state: %s", site->name, se.msg);
 }
 
 /* At start-up: drop unfinished releases and a half-made link, and repair a missing `current`. */
 int
-engine_recover(const struct config *cfg, const struct site_config *site, struct error *e)
+engine_recover(const struct site *site, struct error *e)
 {
 	struct site_state st;
 	struct error se = { 0 };
@@ -974,15 +983,15 @@ engine_recover(const struct config *cfg, const struct site_config *site, struct 
 		log_info("site=%s removed %d unfinished release(s)", site->name, n);
 
 	if (fstatat(path_fd, "current", &sb, 0) == 0) {
-		if (state_load(cfg->state_dir, site->name, &st, &se) == E_OK)
-			engine_adopt(cfg, site, path_fd, releases_fd, &st);
+		if (state_load(site->state_dir, site->name, &st, &se) == E_OK)
+			engine_adopt(site, path_fd, releases_fd, &st);
 		goto out;	/* current resolves: no link to repair */
 	}
 	what = fstatat(path_fd, "current", &sb, AT_SYMLINK_NOFOLLOW) == 0 ? "dangling" :
 	    "missing";
 	if (swap_read_current(path_fd, cur, sizeof(cur)) != E_OK)
 		util_strlcpy(cur, "-", sizeof(cur));
-	if (state_load(cfg->state_dir, site->name, &st, &se) != E_OK) {
+	if (state_load(site->state_dir, site->name, &st, &se) != E_OK) {
 		log_warn("site=%s %s; repairing from the release directories alone",
 		    site->name, se.msg);
 		memset(&st, 0, sizeof(st));
@@ -1001,7 +1010,7 @@ engine_recover(const struct config *cfg, const struct site_config *site, struct 
 			continue;
 		util_strlcpy(st.release, name, sizeof(st.release));
 		util_strlcpy(st.applied, st.releases[i].commit, sizeof(st.applied));
-		if (state_save(cfg->state_dir, site->name, &st, &se) != E_OK)
+		if (state_save(site->state_dir, site->name, &st, &se) != E_OK)
 			log_error("site=%s saving state: %s", site->name, se.msg);
 		break;
 	}

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 extern char **environ;
 
@@ -43,7 +43,7 @@ fetch_set_timeout_ms(int64_t ms)
 }
 
 static int64_t
-fetch_timeout_ms(const struct site_config *site)
+fetch_timeout_ms(const struct site *site)
 {
 	if (fetch_timeout_override > 0)
 		return fetch_timeout_override;
@@ -51,9 +51,9 @@ fetch_timeout_ms(const struct site_config *site)
 }
 
 char *
-fetch_cache_path(const struct config *cfg, const struct site_config *site)
+fetch_cache_path(const struct site *site)
 {
-	return util_xasprintf("%s/%s/cache.git", cfg->state_dir, site->name);
+	return util_xasprintf("%s/%s/cache.git", site->state_dir, site->name);
 }
 
 /* A spawned child must not inherit the daemon's blocked signals or its handlers. */
@@ -156,7 +156,7 @@ fetch_parse_reply(char *out, int status, struct fetch_result *fr, struct error *
  * token needs no restart.
  */
 static void
-fetch_argv(const struct config *cfg, const struct site_config *site, enum fetch_mode mode,
+fetch_argv(const struct site *site, enum fetch_mode mode,
     struct strv *av)
 {
 	const struct {
@@ -171,7 +171,7 @@ fetch_argv(const struct config *cfg, const struct site_config *site, enum fetch_
 		{ "--token-user", site->token_user },
 		{ "--ca-file", site->ca_file },
 	};
-	char *cache = fetch_cache_path(cfg, site);
+	char *cache = fetch_cache_path(site);
 	size_t i;
 
 	util_strv_push(av, fetch_exe);
@@ -253,7 +253,7 @@ fetch_reader_feed(struct fetch_reader *rd, const char *data, size_t n)
  * settings libgit2 keeps process-wide (the CA file) stay per site that way, too.
  */
 static int
-fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_mode mode,
+fetch_run(const struct site *site, enum fetch_mode mode,
     fetch_progress_fn fn, void *arg, struct fetch_result *fr, struct error *e)
 {
 	posix_spawn_file_actions_t fa;
@@ -266,7 +266,7 @@ fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_m
 	pid_t pid;
 
 	memset(fr, 0, sizeof(*fr));
-	dir = util_xasprintf("%s/%s", cfg->state_dir, site->name);
+	dir = util_xasprintf("%s/%s", site->state_dir, site->name);
 	if (util_mkdir_p(dir, 0700) != E_OK) {
 		rc = util_error_sys(e, "creating %s", dir);
 		free(dir);
@@ -275,7 +275,7 @@ fetch_run(const struct config *cfg, const struct site_config *site, enum fetch_m
 	free(dir);
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return util_error_sys(e, "pipe");
-	fetch_argv(cfg, site, mode, &av);
+	fetch_argv(site, mode, &av);
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -472,7 +472,7 @@ fetch_helper_ask(struct fetch_helper *h, const struct strv *av, int64_t deadline
 
 /* ls-remote through this thread's helper, started if need be. */
 static int
-fetch_ls_remote_served(const struct config *cfg, const struct site_config *site,
+fetch_ls_remote_served(const struct site *site,
     struct fetch_result *fr, struct error *e)
 {
 	struct fetch_helper *h = &fetch_helper_self;
@@ -482,7 +482,7 @@ fetch_ls_remote_served(const struct config *cfg, const struct site_config *site,
 	int rc = E_OK, attempt, fresh;
 
 	memset(fr, 0, sizeof(*fr));
-	fetch_argv(cfg, site, FETCH_LS_REMOTE, &av);
+	fetch_argv(site, FETCH_LS_REMOTE, &av);
 	rd = util_xcalloc(1, sizeof(*rd));
 	/* A helper that died since the last poll (OOM killer, a hand) gets one replacement. */
 	for (attempt = 0; attempt < 2; attempt++) {
@@ -510,27 +510,27 @@ fetch_ls_remote_served(const struct config *cfg, const struct site_config *site,
 
 /* Fetch the tracked branch, or the highest matching tag, into the cache. */
 int
-fetch_site(const struct config *cfg, const struct site_config *site, struct fetch_result *fr,
+fetch_site(const struct site *site, struct fetch_result *fr,
     fetch_progress_fn fn, void *arg, struct error *e)
 {
-	return fetch_run(cfg, site, FETCH_UPDATE, fn, arg, fr, e);
+	return fetch_run(site, FETCH_UPDATE, fn, arg, fr, e);
 }
 
 /* Clone the site afresh, replacing a cache found damaged after a fetch said it was fine. */
 int
-fetch_site_fresh(const struct config *cfg, const struct site_config *site,
+fetch_site_fresh(const struct site *site,
     struct fetch_result *fr, struct error *e)
 {
-	return fetch_run(cfg, site, FETCH_FRESH, NULL, NULL, fr, e);
+	return fetch_run(site, FETCH_FRESH, NULL, NULL, fr, e);
 }
 
 /* Ask the remote what it would deploy now, without downloading anything (ls-remote). */
 int
-fetch_remote_tip(const struct config *cfg, const struct site_config *site,
+fetch_remote_tip(const struct site *site,
     struct fetch_result *fr, struct error *e)
 {
 	/* A CA file is a process-wide libgit2 setting: such sites keep a helper each time. */
 	if (site->ca_file == NULL)
-		return fetch_ls_remote_served(cfg, site, fr, e);
-	return fetch_run(cfg, site, FETCH_LS_REMOTE, NULL, NULL, fr, e);
+		return fetch_ls_remote_served(site, fr, e);
+	return fetch_run(site, FETCH_LS_REMOTE, NULL, NULL, fr, e);
 }

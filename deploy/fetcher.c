@@ -13,7 +13,7 @@
 #include <git2.h>
 #include <sodium.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 /*
  * libgit2 1.5.1 leaks on some failing fetches (a reference in revparse during negotiation with a
@@ -227,7 +227,7 @@ fetcher_cred_cb(git_credential **out, const char *url, const char *user_from_url
 			return GIT_EAUTH;
 		}
 		/* Checked at every fetch: a key rotated in with loose permissions is refused. */
-		if (config_check_secret_file(c->o->ssh_key, &e) != E_OK) {
+		if (secret_check_file(c->o->ssh_key, &e) != E_OK) {
 			snprintf(c->why, sizeof(c->why), "ssh_key %s", e.msg);
 			return GIT_EAUTH;
 		}
@@ -240,15 +240,15 @@ fetcher_cred_cb(git_credential **out, const char *url, const char *user_from_url
 			    "token_file is not set", c->shown);
 			return GIT_EAUTH;
 		}
-		if (config_read_secret(c->o->token_file, &tok, &toklen, &e) != E_OK) {
+		if (secret_read(c->o->token_file, &tok, &toklen, &e) != E_OK) {
 			snprintf(c->why, sizeof(c->why), "token_file %s", e.msg);
 			return GIT_EAUTH;
 		}
-		/* config_read_secret's buffer is larger than any secret it returns. */
+		/* secret_read's buffer is larger than any secret it returns. */
 		tok[toklen] = '\0';
 		rc = git_credential_userpass_plaintext_new(out, c->o->token_user != NULL ?
 		    c->o->token_user : "x-access-token", (const char *)tok);
-		config_free_secret(tok, toklen);
+		secret_free(tok, toklen);
 		return rc;
 	}
 	snprintf(c->why, sizeof(c->why), "%s asks for a kind of authentication deployd does "
@@ -339,8 +339,7 @@ fetcher_open_cache(const char *dir, const char *url, git_repository **repo)
 	struct stat st;
 
 	if (stat(dir, &st) == 0) {
-		if (git_repository_open_ext(repo, dir, GIT_REPOSITORY_OPEN_NO_SEARCH |
-		    GIT_REPOSITORY_OPEN_BARE, NULL) == 0)
+		if (repo_open(repo, dir) == 0)
 			return 0;
 		fprintf(stderr, "deployd: cache %s is broken (%s); cloning afresh\n", dir,
 		    fetcher_git_msg());
@@ -365,8 +364,7 @@ fetcher_cache_has(git_repository *repo, const char *cache, const char *ref)
 	git_reference *r = NULL;
 	int found;
 
-	if (repo == NULL && git_repository_open_ext(&own, cache,
-	    GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL) != 0)
+	if (repo == NULL && repo_open(&own, cache) != 0)
 		return 0;
 	found = git_reference_lookup(&r, repo != NULL ? repo : own, ref) == 0;
 	git_reference_free(r);
@@ -535,7 +533,7 @@ fetcher_module_once(git_repository *repo, const struct fetcher_opts *o, const ch
 
 	fetcher_conn_init(&c, o, url, &cbs);
 	if (fetcher_remote_new(repo, url, &remote) != 0) {
-		rc = util_error_git(e, "submodule %s", c.shown);
+		rc = repo_error(e, "submodule %s", c.shown);
 		goto out;
 	}
 	if (fetcher_connect(remote, &c, &cbs, &heads, &n) != 0) {
@@ -544,7 +542,7 @@ fetcher_module_once(git_repository *repo, const struct fetcher_opts *o, const ch
 	}
 	if (fetcher_download(remote, &refspecs, &cbs) != 0) {
 		rc = c.why[0] != '\0' ? util_error(e, E_GIT, "submodule: %s", c.why) :
-		    util_error_git(e, "fetching submodule %s", c.shown);
+		    repo_error(e, "fetching submodule %s", c.shown);
 		goto out;
 	}
 	if (git_commit_lookup(&cm, repo, commit) != 0)
@@ -582,12 +580,11 @@ fetcher_module(const char *url, const char *dir, const struct git_oid *commit, v
 	}
 	free(parent);
 	for (attempt = 0; attempt < 2; attempt++) {
-		if (repo == NULL && git_repository_open_ext(&repo, dir,
-		    GIT_REPOSITORY_OPEN_NO_SEARCH | GIT_REPOSITORY_OPEN_BARE, NULL) != 0) {
+		if (repo == NULL && repo_open(&repo, dir) != 0) {
 			util_rm_rf_at(AT_FDCWD, dir);
 			fresh = 1;
 			if (git_repository_init(&repo, dir, 1) != 0)
-				return util_error_git(e, "creating submodule cache %s", dir);
+				return repo_error(e, "creating submodule cache %s", dir);
 		}
 		if (git_commit_lookup(&cm, repo, commit) == 0) {
 			rc = E_OK;

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define HOOKRUN_PATH		"PATH=/usr/local/bin:/usr/bin:/bin"
 #define HOOKRUN_TRUNCATED	"\n[output truncated]\n"

@@ -9,7 +9,7 @@
 #include <openssl/hmac.h>
 #include <sodium.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define KNOWNHOSTS_LINE_MAX	16384
 #define KNOWNHOSTS_HASH_MAGIC	"|1|"

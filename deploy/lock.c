@@ -4,7 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 /*
  * flock() on an open descriptor rather than a marker file: a crashed or killed owner releases it,

@@ -17,7 +17,7 @@
 
 #include <git2.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define RELEASE_TMP_PREFIX ".tmp-"
 
@@ -90,11 +90,10 @@ release_write_module(struct release_walk *w, const git_tree_entry *te, int fd,
 	    util_xstrdup(sm->name);
 	dir = submodule_dir(w->cache_dir, key);
 	/* E_GIT: the engine then clones afresh, which fetches the submodules again. */
-	if (git_repository_open_ext(&sub, dir, GIT_REPOSITORY_OPEN_NO_SEARCH |
-	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0 ||
+	if (repo_open(&sub, dir) != 0 ||
 	    git_commit_lookup(&c, sub, git_tree_entry_id(te)) != 0 ||
 	    git_commit_tree(&tree, c) != 0 || git_repository_odb(&odb, sub) != 0) {
-		rc = util_error_git(w->e, "submodule '%s' at %s: commit %.12s", sm->name,
+		rc = repo_error(w->e, "submodule '%s' at %s: commit %.12s", sm->name,
 		    w->path, git_oid_tostr_s(git_tree_entry_id(te)));
 		goto out;
 	}
@@ -498,7 +497,7 @@ release_reuse(struct release_walk *w, int basefd, int dirfd, const char *name,
 	if (strcmp(name, ".gitattributes") == 0)
 		return 1;
 	if (git_odb_read_header(&size, &type, w->odb, git_tree_entry_id(te)) != 0)
-		return util_error_git(w->e, "reading %s", w->path);
+		return repo_error(w->e, "reading %s", w->path);
 	if (type != GIT_OBJECT_BLOB || size > INT64_MAX)
 		return 1;
 	if (mode == GIT_FILEMODE_LINK)
@@ -520,7 +519,7 @@ release_write_entry(struct release_walk *w, int dirfd, const char *name,
 	int rc;
 
 	if (git_blob_lookup(&blob, w->repo, git_tree_entry_id(te)) != 0)
-		return util_error_git(w->e, "reading %s", w->path);
+		return repo_error(w->e, "reading %s", w->path);
 	if (mode == GIT_FILEMODE_LINK)
 		rc = release_write_link(w, dirfd, name, blob);
 	else
@@ -565,7 +564,7 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		switch (mode) {
 		case GIT_FILEMODE_TREE:
 			if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(te)) != 0)
-				return util_error_git(w->e, "reading %s", w->path);
+				return repo_error(w->e, "reading %s", w->path);
 			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
 			    git_tree_entry_id(te)))
 				oldsub = sub;
@@ -783,13 +782,12 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 		rc = util_error(e, E_INVAL, "bad commit id '%s'", commit);
 		goto out;
 	}
-	if (git_repository_open_ext(&repo, cache_dir, GIT_REPOSITORY_OPEN_NO_SEARCH |
-	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0 || git_repository_odb(&w->odb, repo) != 0) {
-		rc = util_error_git(e, "opening %s", cache_dir);
+	if (repo_open(&repo, cache_dir) != 0 || git_repository_odb(&w->odb, repo) != 0) {
+		rc = repo_error(e, "opening %s", cache_dir);
 		goto out;
 	}
 	if (git_commit_lookup(&c, repo, &oid) != 0 || git_commit_tree(&tree, c) != 0) {
-		rc = util_error_git(e, "reading commit %.12s", commit);
+		rc = repo_error(e, "reading commit %.12s", commit);
 		goto out;
 	}
 	w->repo = repo;

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 /* The site's deploy root, locked like a deploy, with its state loaded. */
 struct rollback_site {
@@ -32,7 +32,7 @@ rollback_close(struct rollback_site *r)
 }
 
 static int
-rollback_open(const struct config *cfg, const struct site_config *site,
+rollback_open(const struct site *site,
     struct rollback_site *r, int need_releases, struct error *e)
 {
 	char *lock;
@@ -40,7 +40,7 @@ rollback_open(const struct config *cfg, const struct site_config *site,
 
 	memset(r, 0, sizeof(*r));
 	r->lockfd = r->path_fd = r->releases_fd = -1;
-	if ((rc = state_load(cfg->state_dir, site->name, &r->st, e)) != E_OK)
+	if ((rc = state_load(site->state_dir, site->name, &r->st, e)) != E_OK)
 		return rc;
 	if (!need_releases)
 		return E_OK;
@@ -111,7 +111,7 @@ rollback_pick(struct rollback_site *r, const char *want, struct error *e)
 }
 
 int
-rollback_run(const struct config *cfg, const struct site_config *site,
+rollback_run(const struct site *site,
     const struct deploy_request *req, struct deploy_result *res)
 {
 	struct rollback_site r;
@@ -127,7 +127,7 @@ rollback_run(const struct config *cfg, const struct site_config *site,
 	memset(&h, 0, sizeof(h));
 	h.started_at = util_now_ms();
 	h.trigger = TRIG_ROLLBACK;
-	if ((rc = rollback_open(cfg, site, &r, 1, &e)) != E_OK)
+	if ((rc = rollback_open(site, &r, 1, &e)) != E_OK)
 		goto out;
 	if ((target = rollback_pick(&r, req->target, &e)) == NULL) {
 		rc = e.code;
@@ -171,7 +171,7 @@ out:
 	util_strlcpy(h.error, res->error, sizeof(h.error));
 	if (r.lockfd >= 0) {
 		state_add_history(&r.st, &h);
-		if (state_save(cfg->state_dir, site->name, &r.st, &e) != E_OK)
+		if (state_save(site->state_dir, site->name, &r.st, &e) != E_OK)
 			log_error("site=%s %s", site->name, e.msg);
 	}
 	rollback_close(&r);
@@ -179,20 +179,20 @@ out:
 }
 
 int
-rollback_pause(const struct config *cfg, const struct site_config *site, int paused,
+rollback_pause(const struct site *site, int paused,
     const char *reason, struct error *e)
 {
 	struct rollback_site r;
 	int rc;
 
-	if ((rc = rollback_open(cfg, site, &r, 0, e)) != E_OK) {
+	if ((rc = rollback_open(site, &r, 0, e)) != E_OK) {
 		rollback_close(&r);
 		return rc;
 	}
 	r.st.paused = paused;
 	util_strlcpy(r.st.pause_reason, paused && reason ? reason : "",
 	    sizeof(r.st.pause_reason));
-	rc = state_save(cfg->state_dir, site->name, &r.st, e);
+	rc = state_save(site->state_dir, site->name, &r.st, e);
 	rollback_close(&r);
 	if (rc == E_OK)
 		log_info("site=%s automatic deploys %s%s%s", site->name,
@@ -241,7 +241,7 @@ rollback_order(const struct site_state *st, struct strv *names)
 }
 
 json_t *
-rollback_releases_json(const struct config *cfg, const struct site_config *site,
+rollback_releases_json(const struct site *site,
     struct error *e)
 {
 	struct site_state st;
@@ -252,7 +252,7 @@ rollback_releases_json(const struct config *cfg, const struct site_config *site,
 	int fd, rfd;
 
 	memset(&st, 0, sizeof(st));
-	if (state_load(cfg->state_dir, site->name, &st, e) != E_OK)
+	if (state_load(site->state_dir, site->name, &st, e) != E_OK)
 		return NULL;
 	arr = json_array();
 	if ((fd = open(site->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {

@@ -10,7 +10,7 @@
 
 #include <git2.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define SEED_REFS	"refs/deployd-seed/"
 

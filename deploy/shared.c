@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 /*
  * "a//b/./c/" as "a/b/c" with its number of components; ".." and an empty path are refused.
@@ -48,7 +48,7 @@ shared_normalize(const char *entry, char *out, size_t len, int *ncomp)
 
 /* path/shared/<entry> exists afterwards: what is there is the admin's; a missing one is a dir. */
 static int
-shared_ensure_target(const struct site_config *site, const char *entry, struct error *e)
+shared_ensure_target(const struct site *site, const char *entry, struct error *e)
 {
 	struct stat st;
 	char *p = util_xasprintf("%s/shared/%s", site->path, entry);
@@ -144,7 +144,7 @@ shared_overlap(const char *a, const char *b)
 
 /* Link every `shared` entry into releases_fd/release; before pre_activate, so hooks see them. */
 int
-shared_link(const struct site_config *site, int releases_fd, const char *release,
+shared_link(const struct site *site, int releases_fd, const char *release,
     struct error *e)
 {
 	char (*norm)[PATH_MAX];

@@ -20,7 +20,7 @@
 #endif
 #include <sodium.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define SSHSIG_MAGIC		"SSHSIG"
 #define SSHSIG_VERSION		1
@@ -1033,13 +1033,12 @@ sshsig_verify_commit(const char *cache_dir, const char *commit_hex,
 	pol.text = text;
 	pol.file = allowed_signers;
 	pol.ns = SSHSIG_NAMESPACE;
-	if (git_repository_open_ext(&repo, cache_dir, GIT_REPOSITORY_OPEN_NO_SEARCH |
-	    GIT_REPOSITORY_OPEN_BARE, NULL) != 0) {
-		rc = util_error_git(e, "opening %s", cache_dir);
+	if (repo_open(&repo, cache_dir) != 0) {
+		rc = repo_error(e, "opening %s", cache_dir);
 		goto out;
 	}
 	if (git_commit_lookup(&c, repo, &oid) != 0) {
-		rc = util_error_git(e, "reading %s", what);
+		rc = repo_error(e, "reading %s", what);
 		goto out;
 	}
 	pol.when = (int64_t)git_commit_committer(c)->when.time;
@@ -1048,7 +1047,7 @@ sshsig_verify_commit(const char *cache_dir, const char *commit_hex,
 		if (grc == GIT_ENOTFOUND)
 			rc = util_error(e, E_INVAL, "%s is not signed", what);
 		else
-			rc = util_error_git(e, "reading the signature of %s", what);
+			rc = repo_error(e, "reading the signature of %s", what);
 		goto out;
 	}
 	rc = sshsig_verify(what, sig.ptr, sig.size, (const unsigned char *)data.ptr, data.size,

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define STATE_FILE	"state.json"
 
@@ -72,13 +72,26 @@ static const struct state_field state_history_fields[] = {
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
+const char *
+state_trigger_name(int trigger)
+{
+	static const char *const names[] = {
+		[TRIG_POLL] = "poll", [TRIG_WEBHOOK] = "webhook", [TRIG_MANUAL] = "manual",
+		[TRIG_ROLLBACK] = "rollback", [TRIG_STARTUP] = "startup",
+	};
+
+	if (trigger < 0 || (size_t)trigger >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[trigger];
+}
+
 static int
 state_trigger_from_name(const char *s)
 {
 	int t;
 
 	for (t = TRIG_POLL; t <= TRIG_STARTUP; t++)
-		if (strcmp(util_trigger_name(t), s) == 0)
+		if (strcmp(state_trigger_name(t), s) == 0)
 			return t;
 	return -1;
 }
@@ -108,7 +121,7 @@ state_obj_to_json(const void *base, const struct state_field *f, size_t n)
 			j = json_boolean(*(const int *)v);
 			break;
 		case SK_TRIGGER:
-			j = json_string(util_trigger_name(*(const int *)v));
+			j = json_string(state_trigger_name(*(const int *)v));
 			break;
 		}
 		/* json_string refuses invalid UTF-8; keep the record rather than lose the file. */

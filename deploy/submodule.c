@@ -7,7 +7,7 @@
 
 #include <git2.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define SUBMODULE_DEPTH_MAX	8	/* submodules of submodules; a cycle stops here */
 
@@ -230,7 +230,7 @@ submodule_read(git_repository *repo, const git_tree *tree, struct submodule **m,
 	if (te == NULL || git_tree_entry_type(te) != GIT_OBJECT_BLOB)
 		return E_OK;
 	if (git_blob_lookup(&blob, repo, git_tree_entry_id(te)) != 0)
-		return util_error_git(e, "reading .gitmodules");
+		return repo_error(e, "reading .gitmodules");
 	rc = submodule_parse(git_blob_rawcontent(blob), (size_t)git_blob_rawsize(blob), m, n);
 	git_blob_free(blob);
 	if (rc != E_OK)
@@ -289,7 +289,7 @@ submodule_visit_cb(const char *root, const git_tree_entry *te, void *payload)
 		if (git_repository_open_bare(&sub, dir) != 0 ||
 		    git_commit_lookup(&c, sub, git_tree_entry_id(te)) != 0 ||
 		    git_commit_tree(&tree, c) != 0)
-			v->rc = util_error_git(w->e, "submodule '%s' at %s", sm->name, path);
+			v->rc = repo_error(w->e, "submodule '%s' at %s", sm->name, path);
 		else
 			v->rc = submodule_fetch_tree(w, sub, tree, url, key);
 	}
@@ -323,7 +323,7 @@ submodule_fetch_tree(struct submodule_walk *w, git_repository *repo, git_tree *t
 	w->depth++;
 	if (git_tree_walk(tree, GIT_TREEWALK_PRE, submodule_visit_cb, &v) != 0 &&
 	    v.rc == E_OK)
-		v.rc = util_error_git(w->e, "walking the tree for submodules");
+		v.rc = repo_error(w->e, "walking the tree for submodules");
 	w->depth--;
 	submodule_free(v.mods, v.nmods);
 	return v.rc;
@@ -348,7 +348,7 @@ submodule_fetch_all(git_repository *repo, const char *cache_dir, const git_oid *
 	w.arg = arg;
 	w.e = e;
 	if (git_commit_lookup(&c, repo, commit) != 0 || git_commit_tree(&tree, c) != 0)
-		rc = util_error_git(e, "reading commit %s", git_oid_tostr_s(commit));
+		rc = repo_error(e, "reading commit %s", git_oid_tostr_s(commit));
 	else
 		rc = submodule_fetch_tree(&w, repo, tree, url, "");
 	git_tree_free(tree);

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define SWAP_TMP	".current.tmp"
 #define SWAP_PREFIX	"releases/"

@@ -3,7 +3,7 @@
 #include <fnmatch.h>
 #include <string.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 /* Order of a non-digit character: '~' before the end, letters before other characters. */
 static int

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 #define FUZZ_NOW_MS	1764064800000LL		/* 2025-11-25T10:00:00Z */
 #define FUZZ_SECRET	"fuzz-secret-for-the-www-site"

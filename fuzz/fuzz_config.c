@@ -41,21 +41,22 @@ fuzz_config_check(const struct config *c)
 	if (c->control_socket[0] != '/' || c->state_dir[0] != '/')
 		fuzz_util_die("a relative path was accepted");
 	for (i = 0; i < c->nsites; i++) {
-		const struct site_config *s = &c->sites[i];
+		const struct site_config *sc = &c->sites[i];
+		const struct site *s = &sc->site;
 
 		if (s->name == NULL || s->repo == NULL || s->path == NULL)
 			fuzz_util_die("site %zu lacks a required key", i);
-		if (!util_valid_site_name(s->name))
+		if (!config_valid_name(s->name))
 			fuzz_util_die("invalid site name '%s' accepted", s->name);
 		if ((s->branch == NULL) == (s->tags == NULL))
 			fuzz_util_die("site '%s' has both or neither of branch and tags", s->name);
 		if (s->path[0] != '/')
 			fuzz_util_die("site '%s': relative path accepted", s->name);
-		if (s->keep < 2 || s->providers == 0 || (s->providers & ~PROV_ALL) != 0)
+		if (s->keep < 2 || sc->providers == 0 || (sc->providers & ~PROV_ALL) != 0)
 			fuzz_util_die("site '%s': keep or providers out of range", s->name);
 		if (s->hooks.pre_activate.n > 0 && s->hooks.pre_activate.v[0][0] != '/')
 			fuzz_util_die("site '%s': relative hook command accepted", s->name);
-		if (config_site(c, s->name) == NULL)
+		if (config_site(c, s->name) != sc)
 			fuzz_util_die("config_site cannot find '%s'", s->name);
 	}
 }

@@ -125,7 +125,7 @@ fuzz_webhook_proved(const struct fuzz_frame *f, const char *secret)
 }
 
 static void
-fuzz_webhook_check(const struct fuzz_frame *f, const struct site_config *site,
+fuzz_webhook_check(const struct fuzz_frame *f, const struct hook_site *site,
     const char *secret, int status, const struct hook_result *res)
 {
 	static const int allowed[] = { 200, 202, 400, 401, 403, 405, 415, 0 };
@@ -171,7 +171,7 @@ fuzz_webhook_check(const struct fuzz_frame *f, const struct site_config *site,
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct site_config site;
+	struct hook_site site;
 	struct hook_request req;
 	struct hook_result res;
 	struct fuzz_frame f;

@@ -98,7 +98,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const int allowed[] = { 200, 202, 400, 0 };
 	struct hook_header h[8];
-	struct site_config site;
+	struct hook_site site;
 	struct hook_request req;
 	struct hook_result res;
 	unsigned char *body, mac[EVP_MAX_MD_SIZE], *msg;

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "deployd.h"
+#include "hooks/hooks.h"
 
 int
 bitbucket_detect(const struct hook_request *req)

@@ -1,5 +1,5 @@
 /* hooks/forgejo.c: Forgejo webhooks: Gitea's format under X-Forgejo-* headers. */
-#include "deployd.h"
+#include "hooks/hooks.h"
 
 int
 forgejo_detect(const struct hook_request *req)

@@ -1,7 +1,7 @@
 /* hooks/github.c: GitHub webhooks: X-Hub-Signature-256 over the raw body, push and ping events. */
 #include <string.h>
 
-#include "deployd.h"
+#include "hooks/hooks.h"
 
 int
 github_detect(const struct hook_request *req)

@@ -5,7 +5,7 @@
 
 #include <sodium.h>
 
-#include "deployd.h"
+#include "hooks/hooks.h"
 
 #define GITLAB_SIGS_MAX	8	/* signatures tried per header, during key rotation */
 #define GITLAB_ID_MAX	256

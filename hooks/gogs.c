@@ -1,5 +1,5 @@
 /* hooks/gogs.c: Gogs webhooks: Gitea's format under X-Gogs-* headers. */
-#include "deployd.h"
+#include "hooks/hooks.h"
 
 int
 gogs_detect(const struct hook_request *req)

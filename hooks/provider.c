@@ -9,7 +9,7 @@
 #include <openssl/params.h>
 #include <sodium.h>
 
-#include "deployd.h"
+#include "hooks/hooks.h"
 
 /*
  * Detection goes from the most specific header to the least: Forgejo also sends
@@ -340,7 +340,7 @@ provider_refuse(struct hook_result *res, int status, const char *reason)
 
 /* Does this ref change ring the site's doorbell? If not, say why. */
 static int
-provider_ref_verdict(const struct site_config *site, const struct hook_ref *r,
+provider_ref_verdict(const struct hook_site *site, const struct hook_ref *r,
     const char **why)
 {
 	const char *name;
@@ -368,7 +368,7 @@ provider_ref_verdict(const struct site_config *site, const struct hook_ref *r,
 }
 
 static int
-provider_decide(const struct site_config *site, const struct hook_payload *pl,
+provider_decide(const struct hook_site *site, const struct hook_payload *pl,
     struct hook_result *res)
 {
 	const struct hook_ref *r;
@@ -411,7 +411,7 @@ provider_decide(const struct site_config *site, const struct hook_payload *pl,
  * the secret (401), and only then the JSON is parsed (400) and the ref judged (200/202).
  */
 int
-provider_handle(const struct site_config *site, const unsigned char *secret,
+provider_handle(const struct hook_site *site, const unsigned char *secret,
     size_t secret_len, int64_t tolerance_ms, const struct hook_request *req,
     struct hook_result *res)
 {

@@ -8,7 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 static int
 bind_unix(const char *path, char *unix_path, size_t len, struct error *e)

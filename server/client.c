@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 #define CLIENT_RESP_MAX (16 * 1024 * 1024)
 #define CLIENT_TIMEOUT_MS 30000
@@ -251,7 +251,7 @@ cmd_status(struct cli *cli)
 	int status, rc, namew = 8;
 
 	if (cli->nargs == 1) {
-		if (!util_valid_site_name(cli->args[0])) {
+		if (!config_valid_name(cli->args[0])) {
 			fprintf(stderr, "deployd: '%s' is not a site name\n", cli->args[0]);
 			return 2;
 		}
@@ -561,7 +561,7 @@ client_job(struct cli *cli, const char *site, const char *action, const char *bo
 	int64_t id;
 	int status, rc;
 
-	if (!util_valid_site_name(site)) {
+	if (!config_valid_name(site)) {
 		fprintf(stderr, "deployd: '%s' is not a site name\n", site);
 		return 2;
 	}
@@ -627,7 +627,7 @@ cmd_releases(struct cli *cli)
 	size_t i;
 	int status, rc;
 
-	if (!util_valid_site_name(cli->args[0])) {
+	if (!config_valid_name(cli->args[0])) {
 		fprintf(stderr, "deployd: '%s' is not a site name\n", cli->args[0]);
 		return 2;
 	}

@@ -11,7 +11,7 @@
 #include <sodium.h>
 #include <yaml.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 enum ktype {
 	K_STR,		/* any non-empty string */
@@ -94,19 +94,19 @@ static const struct key hooks_keys[] = {
 #define SK(n, t, f, d, lo, hi, e, fl, h) \
 	{ n, t, offsetof(struct site_config, f), d, lo, hi, e, fl, NULL, h }
 static const struct key site_keys[] = {
-	SK("name", K_NAME, name, NULL, 0, 0, NULL, F_REQUIRED,
+	SK("name", K_NAME, site.name, NULL, 0, 0, NULL, F_REQUIRED,
 	    "site name, [a-z0-9_-]+; its webhook URL is /hooks/<name>"),
-	SK("repo", K_REPO, repo, NULL, 0, 0, NULL, F_REQUIRED,
+	SK("repo", K_REPO, site.repo, NULL, 0, 0, NULL, F_REQUIRED,
 	    "repository: ssh, https, git://, file:// URL or a local path"),
-	SK("branch", K_BRANCH, branch, NULL, 0, 0, NULL, 0,
+	SK("branch", K_BRANCH, site.branch, NULL, 0, 0, NULL, 0,
 	    "branch to deploy (exactly one of branch and tags)"),
-	SK("tags", K_GLOB, tags, NULL, 0, 0, NULL, 0,
+	SK("tags", K_GLOB, site.tags, NULL, 0, 0, NULL, 0,
 	    "deploy the highest tag matching this pattern"),
-	SK("path", K_ABSPATH, path, NULL, 0, 0, NULL, F_REQUIRED,
+	SK("path", K_ABSPATH, site.path, NULL, 0, 0, NULL, F_REQUIRED,
 	    "deploy root holding releases/, shared/ and current"),
-	SK("keep", K_INT, keep, "5", 2, 1000, NULL, 0,
+	SK("keep", K_INT, site.keep, "5", 2, 1000, NULL, 0,
 	    "successful releases kept, current included"),
-	SK("reuse", K_ENUM, reuse, "auto", 0, 0, reuse_modes, 0,
+	SK("reuse", K_ENUM, site.reuse, "auto", 0, 0, reuse_modes, 0,
 	    "how unchanged files are shared with the previous release"),
 	SK("secret_file", K_HOOKSECRET, secret_file, NULL, 0, 0, NULL, 0,
 	    "file holding the webhook secret (HMAC key or GitLab token)"),
@@ -118,27 +118,27 @@ static const struct key site_keys[] = {
 	    "polling interval; 0 disables polling"),
 	SK("webhook_grace", K_DURATION, webhook_grace_ms, "2m", 0, DAY_MS, NULL, 0,
 	    "a polled tip no webhook announced within this is a missed webhook"),
-	SK("ssh_key", K_SECRET, ssh_key, NULL, 0, 0, NULL, 0,
+	SK("ssh_key", K_SECRET, site.ssh_key, NULL, 0, 0, NULL, 0,
 	    "SSH deploy key (ed25519 or ECDSA)"),
-	SK("known_hosts", K_FILE, known_hosts, NULL, 0, 0, NULL, 0,
+	SK("known_hosts", K_FILE, site.known_hosts, NULL, 0, 0, NULL, 0,
 	    "pinned SSH host keys"),
-	SK("token_file", K_SECRET, token_file, NULL, 0, 0, NULL, 0,
+	SK("token_file", K_SECRET, site.token_file, NULL, 0, 0, NULL, 0,
 	    "file holding an HTTPS token"),
-	SK("token_user", K_STR, token_user, "x-access-token", 0, 0, NULL, 0,
+	SK("token_user", K_STR, site.token_user, "x-access-token", 0, 0, NULL, 0,
 	    "HTTPS user name sent with the token"),
-	SK("ca_file", K_FILE, ca_file, NULL, 0, 0, NULL, 0,
+	SK("ca_file", K_FILE, site.ca_file, NULL, 0, 0, NULL, 0,
 	    "extra CA certificates for HTTPS"),
-	SK("allowed_signers", K_FILE, allowed_signers, NULL, 0, 0, NULL, 0,
+	SK("allowed_signers", K_FILE, site.allowed_signers, NULL, 0, 0, NULL, 0,
 	    "deploy only commits SSH-signed by these keys"),
-	SK("fetch_timeout", K_DURATION, fetch_timeout_ms, "10m", 1000, DAY_MS, NULL, 0,
+	SK("fetch_timeout", K_DURATION, site.fetch_timeout_ms, "10m", 1000, DAY_MS, NULL, 0,
 	    "a fetch or remote check taking longer is killed"),
-	SK("rollback_on_failure", K_BOOL, rollback_on_failure, "false", 0, 0, NULL, 0,
+	SK("rollback_on_failure", K_BOOL, site.rollback_on_failure, "false", 0, 0, NULL, 0,
 	    "swap back to the previous release when post_activate fails"),
-	SK("allow_external_symlinks", K_BOOL, allow_external_symlinks, "false", 0, 0,
+	SK("allow_external_symlinks", K_BOOL, site.allow_external_symlinks, "false", 0, 0,
 	    NULL, 0, "allow symlinks that point outside the release"),
-	{ "hooks", K_MAP, offsetof(struct site_config, hooks), NULL, 0, 0, NULL, 0,
+	{ "hooks", K_MAP, offsetof(struct site_config, site.hooks), NULL, 0, 0, NULL, 0,
 	    hooks_keys, "deploy hooks" },
-	SK("shared", K_RELPATHS, shared, NULL, 0, 0, NULL, 0,
+	SK("shared", K_RELPATHS, site.shared, NULL, 0, 0, NULL, 0,
 	    "paths linked from path/shared into every release"),
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
 };
@@ -229,7 +229,7 @@ config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
 	case K_STR:
 		break;
 	case K_NAME:
-		if (!util_valid_site_name(s)) {
+		if (!config_valid_name(s)) {
 			config_err(l, n, "%s: '%s' is not a valid site name ([a-z0-9_-]+, "
 			    "at most 64)", k->name, s);
 			return E_CONFIG;
@@ -248,7 +248,7 @@ config_parse_scalar(struct loader *l, const struct key *k, const yaml_node_t *n,
 			return E_CONFIG;
 		}
 		if ((k->type == K_SECRET || k->type == K_HOOKSECRET) && n != NULL &&
-		    config_check_files && config_check_secret_file(s, &e) != E_OK) {
+		    config_check_files && secret_check_file(s, &e) != E_OK) {
 			config_err(l, n, "%s: %s", k->name, e.msg);
 			return E_CONFIG;
 		}
@@ -572,40 +572,43 @@ config_check_site(struct loader *l, struct config *c, size_t idx, yaml_node_t *s
 	size_t i, a, b;
 	int rc = E_OK;
 
-	if (s->branch != NULL && s->tags != NULL) {
+	if (s->site.branch != NULL && s->site.tags != NULL) {
 		config_err(l, config_find(l, sn, "tags", 0),
-		    "site '%s': branch and tags cannot both be set", s->name);
+		    "site '%s': branch and tags cannot both be set", s->site.name);
 		rc = E_CONFIG;
-	} else if (s->branch == NULL && s->tags == NULL) {
+	} else if (s->site.branch == NULL && s->site.tags == NULL) {
 		config_err(l, sn, "site '%s': one of branch or tags is required",
-		    s->name ? s->name : "?");
+		    s->site.name ? s->site.name : "?");
 		rc = E_CONFIG;
 	}
-	if (s->token_file != NULL && s->ssh_key != NULL) {
+	if (s->site.token_file != NULL && s->site.ssh_key != NULL) {
 		config_err(l, config_find(l, sn, "token_file", 0),
-		    "site '%s': ssh_key and token_file cannot both be set", s->name);
+		    "site '%s': ssh_key and token_file cannot both be set", s->site.name);
 		rc = E_CONFIG;
 	}
 	for (i = 0; i < idx; i++) {
 		struct site_config *o = &c->sites[i];
 
-		if (o->name != NULL && s->name != NULL && strcmp(o->name, s->name) == 0) {
+		if (o->site.name != NULL && s->site.name != NULL &&
+		    strcmp(o->site.name, s->site.name) == 0) {
 			config_err(l, config_find(l, sn, "name", 1),
 			    "duplicate site name '%s' (first defined at line %d)",
-			    s->name, o->line);
+			    s->site.name, o->line);
 			rc = E_CONFIG;
 		}
-		if (o->path == NULL || s->path == NULL)
+		if (o->site.path == NULL || s->site.path == NULL)
 			continue;
-		a = config_pathlen(o->path);
-		b = config_pathlen(s->path);
+		a = config_pathlen(o->site.path);
+		b = config_pathlen(s->site.path);
 		/* One deploy root inside another would let one site prune the other. */
-		if ((a == b && strncmp(o->path, s->path, a) == 0) ||
-		    (a < b && strncmp(o->path, s->path, a) == 0 && s->path[a] == '/') ||
-		    (b < a && strncmp(o->path, s->path, b) == 0 && o->path[b] == '/')) {
+		if ((a == b && strncmp(o->site.path, s->site.path, a) == 0) ||
+		    (a < b && strncmp(o->site.path, s->site.path, a) == 0 &&
+		    s->site.path[a] == '/') ||
+		    (b < a && strncmp(o->site.path, s->site.path, b) == 0 &&
+		    o->site.path[b] == '/')) {
 			config_err(l, config_find(l, sn, "path", 1),
-			    "site '%s': path %s overlaps site '%s' (line %d)", s->name,
-			    s->path, o->name, o->line);
+			    "site '%s': path %s overlaps site '%s' (line %d)", s->site.name,
+			    s->site.path, o->site.name, o->line);
 			rc = E_CONFIG;
 		}
 	}
@@ -653,6 +656,7 @@ config_load(const char *file, struct config **out, struct strv *errors)
 	yaml_node_t *root, *sites;
 	struct config *c;
 	FILE *fp;
+	size_t i;
 	int rc = E_OK;
 
 	*out = NULL;
@@ -700,6 +704,9 @@ config_load(const char *file, struct config **out, struct strv *errors)
 		config_free(c);
 		return rc;
 	}
+	/* The engine keeps each site's cache and state under the one state_dir. */
+	for (i = 0; i < c->nsites; i++)
+		c->sites[i].site.state_dir = c->state_dir;
 	*out = c;
 	return E_OK;
 }
@@ -801,16 +808,30 @@ config_warnings(const struct config *c, FILE *fp)
 	for (i = 0; i < c->nsites; i++) {
 		const struct site_config *s = &c->sites[i];
 
-		if (s->ssh_key != NULL && config_key_is_rsa(s->ssh_key))
+		if (s->site.ssh_key != NULL && config_key_is_rsa(s->site.ssh_key))
 			fprintf(fp, "%s:%d:%d: warning: site '%s': ssh_key is an RSA key; "
 			    "Debian's libssh2 cannot sign with rsa-sha2 and servers refuse "
 			    "ssh-rsa: use an ed25519 or ECDSA key\n", c->file, s->line, s->col,
-			    s->name);
+			    s->site.name);
 		if (s->poll_ms == 0 && s->secret_file == NULL)
 			fprintf(fp, "%s:%d:%d: warning: site '%s' has neither polling nor a "
 			    "webhook secret: it deploys only at start-up and on demand\n",
-			    c->file, s->line, s->col, s->name);
+			    c->file, s->line, s->col, s->site.name);
 	}
+}
+
+/* [a-z0-9_-]+, at most 64: a site's name is part of URLs, paths and log lines. */
+int
+config_valid_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++, n++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		    *s == '-' || *s == '_'))
+			return 0;
+	}
+	return n > 0 && n <= 64;
 }
 
 const struct site_config *
@@ -819,87 +840,9 @@ config_site(const struct config *c, const char *name)
 	size_t i;
 
 	for (i = 0; c != NULL && i < c->nsites; i++)
-		if (strcmp(c->sites[i].name, name) == 0)
+		if (strcmp(c->sites[i].site.name, name) == 0)
 			return &c->sites[i];
 	return NULL;
-}
-
-/* Like OpenBSD's check_file_secrecy(): refuse secrets others could read or change. */
-int
-config_check_secret_file(const char *path, struct error *e)
-{
-	struct stat st;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return util_error(e, E_SECRET, "%s: %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		close(fd);
-		return util_error(e, E_SECRET, "%s: %s", path, strerror(errno));
-	}
-	close(fd);
-	if (!S_ISREG(st.st_mode))
-		return util_error(e, E_SECRET, "%s: not a regular file", path);
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return util_error(e, E_SECRET, "%s: writable by group or others (mode %04o); "
-		    "chmod go-w", path, (unsigned)(st.st_mode & 07777));
-	if (st.st_mode & S_IROTH)
-		return util_error(e, E_SECRET, "%s: readable by others (mode %04o); "
-		    "chmod o-rwx", path, (unsigned)(st.st_mode & 07777));
-	return E_OK;
-}
-
-#define SECRET_MAX 65536
-
-/* Read a secret into guarded memory; one trailing LF or CRLF is dropped. */
-int
-config_read_secret(const char *path, unsigned char **buf, size_t *len, struct error *e)
-{
-	unsigned char *p;
-	size_t n = 0;
-	ssize_t r;
-	int fd, rc;
-
-	*buf = NULL;
-	*len = 0;
-	if ((rc = config_check_secret_file(path, e)) != E_OK)
-		return rc;
-	/* Guarded memory needs libsodium initialised; a second call costs nothing. */
-	if (sodium_init() < 0)
-		return util_error(e, E_SYS, "libsodium failed to initialise");
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
-		return util_error(e, E_SECRET, "%s: %s", path, strerror(errno));
-	if ((p = sodium_malloc(SECRET_MAX)) == NULL) {
-		close(fd);
-		return util_error(e, E_NOMEM, "%s: cannot allocate guarded memory", path);
-	}
-	while (n < SECRET_MAX && (r = read(fd, p + n, SECRET_MAX - n)) != 0) {
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = util_error(e, E_SECRET, "%s: %s", path, strerror(errno));
-			close(fd);
-			sodium_free(p);
-			return rc;
-		}
-		n += (size_t)r;
-	}
-	close(fd);
-	if (n == SECRET_MAX) {
-		sodium_free(p);
-		return util_error(e, E_SECRET, "%s: larger than %d bytes", path, SECRET_MAX);
-	}
-	if (n > 0 && p[n - 1] == '\n')
-		n--;
-	if (n > 0 && p[n - 1] == '\r')
-		n--;
-	if (n == 0) {
-		sodium_free(p);
-		return util_error(e, E_SECRET, "%s: the secret is empty", path);
-	}
-	*buf = p;
-	*len = n;
-	return E_OK;
 }
 
 /* A "whsec_" secret is a GitLab signing key: one that cannot be decoded fails every delivery. */
@@ -910,7 +853,7 @@ config_check_hook_secret(const char *path, struct error *e)
 	size_t len, keylen;
 	int rc;
 
-	if ((rc = config_read_secret(path, &buf, &len, e)) != E_OK)
+	if ((rc = secret_read(path, &buf, &len, e)) != E_OK)
 		return rc;
 	rc = E_OK;
 	if (len >= 6 && memcmp(buf, "whsec_", 6) == 0 &&
@@ -918,16 +861,8 @@ config_check_hook_secret(const char *path, struct error *e)
 		rc = util_error(e, E_SECRET, "%s: a \"whsec_\" signing key must be followed by "
 		    "canonical base64 (at most %zu bytes once decoded)", path, sizeof(key));
 	sodium_memzero(key, sizeof(key));
-	config_free_secret(buf, len);
+	secret_free(buf, len);
 	return rc;
-}
-
-void
-config_free_secret(unsigned char *buf, size_t len)
-{
-	(void)len;
-	if (buf != NULL)
-		sodium_free(buf);	/* sodium_free wipes before unmapping */
 }
 
 /* The flat list of documented key names ("limits.max_body", "sites.hooks.timeout"). */

@@ -10,7 +10,7 @@
 
 #include <microhttpd.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 #define CONTROL_BODY_MAX (64 * 1024)
 #define CONTROL_HEARTBEAT_MS 10000
@@ -193,7 +193,7 @@ control_releases(struct MHD_Connection *c, const struct control_route *r, json_t
 		*answer = control_unknown_site(r->site);
 		return MHD_HTTP_NOT_FOUND;
 	}
-	if ((arr = rollback_releases_json(control_cfg, site, &e)) == NULL) {
+	if ((arr = rollback_releases_json(&site->site, &e)) == NULL) {
 		*answer = json_pack("{s:s}", "error", e.msg);
 		return MHD_HTTP_INTERNAL_SERVER_ERROR;
 	}
@@ -392,7 +392,7 @@ control_parse_url(char *buf, struct control_route *r, int *has_site)
 		if (*r->action == '\0' || strchr(r->action, '/') != NULL)
 			return 0;
 	}
-	return util_valid_site_name(r->site);
+	return config_valid_name(r->site);
 }
 
 static enum MHD_Result

@@ -12,7 +12,7 @@
 #include <git2.h>
 #include <sodium.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 static const char demo_page[] =
     "<!doctype html>\n<title>deployd demo</title>\n"

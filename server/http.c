@@ -14,7 +14,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 #define HTTP_HEADERS_MAX	128	/* headers handed to the providers; more are ignored */
 #define HTTP_LOG_BURST		5	/* refusals logged one by one, per address and window */
@@ -27,6 +27,7 @@
 
 struct http_site {
 	const struct site_config *cfg;
+	struct hook_site hook;		/* what the providers see of it */
 	unsigned char	*secret;	/* guarded memory, read-only; NULL: no secret_file */
 	size_t		 secret_len;
 };
@@ -180,7 +181,7 @@ http_site(const char *name)
 	size_t i;
 
 	for (i = 0; i < H.nsites; i++)
-		if (strcmp(H.sites[i].cfg->name, name) == 0)
+		if (strcmp(H.sites[i].cfg->site.name, name) == 0)
 			return &H.sites[i];
 	return NULL;
 }
@@ -334,7 +335,7 @@ http_ring(struct http_site *s, struct hook_result *res, unsigned *status)
 
 	memset(&m, 0, sizeof(m));
 	m.type = PS_PUSH;
-	util_strlcpy(m.site, s->cfg->name, sizeof(m.site));
+	util_strlcpy(m.site, s->cfg->site.name, sizeof(m.site));
 	util_strlcpy(m.provider, res->provider, sizeof(m.provider));
 	util_strlcpy(m.delivery, res->delivery, sizeof(m.delivery));
 	util_strlcpy(m.ref, res->ref, sizeof(m.ref));
@@ -398,16 +399,16 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	req.body = r->body != NULL ? r->body : (const unsigned char *)"";
 	req.body_len = r->len;
 	req.now_ms = util_now_ms();
-	status = (unsigned)provider_handle(s->cfg, s->secret, s->secret_len,
+	status = (unsigned)provider_handle(&s->hook, s->secret, s->secret_len,
 	    H.cfg->limits.signature_tolerance_ms, &req, &res);
 	v = provider_header(&req, "X-Forwarded-For");
 	util_sanitize(v != NULL ? v : "-", fwd, sizeof(fwd));
 	free(hh);
 
 	if (status >= 400) {
-		http_count(s->cfg->name, res.provider, http_result_name(status));
+		http_count(s->cfg->site.name, res.provider, http_result_name(status));
 		http_log_reject(addr, "webhook site=%s provider=%s delivery=%s refused %u: %s"
-		    " forwarded=%s", s->cfg->name, res.provider[0] != '\0' ? res.provider : "-",
+		    " forwarded=%s", s->cfg->site.name, res.provider[0] != '\0' ? res.provider : "-",
 		    res.delivery[0] != '\0' ? res.delivery : "-", status, res.reason, fwd);
 		return http_error(c, r, status, res.reason, NULL);
 	}
@@ -416,18 +417,18 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 		result = http_ring(s, &res, &status);
 	} else {
 		result = status == MHD_HTTP_OK ? "ping" : "ignored";
-		http_count(s->cfg->name, res.provider, result);
+		http_count(s->cfg->site.name, res.provider, result);
 	}
 	util_sanitize(res.ref, ref, sizeof(ref));
 	log_info("webhook site=%s provider=%s event=%s delivery=%s ref=%s after=%s %s%s%s"
-	    " addr=%s forwarded=%s", s->cfg->name, res.provider, res.event[0] ? res.event : "-",
+	    " addr=%s forwarded=%s", s->cfg->site.name, res.provider, res.event[0] ? res.event : "-",
 	    res.delivery[0] != '\0' ? res.delivery : "-", ref[0] != '\0' ? ref : "-",
 	    res.after[0] != '\0' ? res.after : "-", result,
 	    strcmp(result, "ignored") == 0 ? ": " : "",
 	    strcmp(result, "ignored") == 0 ? res.reason : "", addr, fwd);
 	if (status >= 500)
 		return http_error(c, r, status, res.reason, NULL);
-	return http_json(c, r, status, http_answer(s->cfg->name, &res, result), NULL);
+	return http_json(c, r, status, http_answer(s->cfg->site.name, &res, result), NULL);
 }
 
 /* ---- the request life cycle ---- */
@@ -494,17 +495,17 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 	}
 	if (strcmp(method, "POST") != 0) {
 		util_sanitize(method, safe, sizeof(safe));
-		http_count(r->site->cfg->name, NULL, "method_not_allowed");
+		http_count(r->site->cfg->site.name, NULL, "method_not_allowed");
 		/* A proxy's redirect turns POST into GET, and the body is lost on the way. */
 		http_log_reject(addr, "webhook site=%s: method %s, not POST (a redirect on the"
-		    " way?)", r->site->cfg->name, safe);
+		    " way?)", r->site->cfg->site.name, safe);
 		return http_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
 		    "POST");
 	}
 	if (r->site->secret == NULL) {
-		http_count(r->site->cfg->name, NULL, "forbidden");
+		http_count(r->site->cfg->site.name, NULL, "forbidden");
 		http_log_reject(addr, "webhook site=%s: the site has no secret_file",
-		    r->site->cfg->name);
+		    r->site->cfg->site.name);
 		return http_error(c, r, MHD_HTTP_FORBIDDEN,
 		    "webhooks are not configured for this site", NULL);
 	}
@@ -512,24 +513,24 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 	if (cl != NULL) {
 		if (*cl == '\0' || strspn(cl, "0123456789") != strlen(cl)) {
 			util_sanitize(cl, safe, sizeof(safe));
-			http_count(r->site->cfg->name, NULL, "bad_request");
+			http_count(r->site->cfg->site.name, NULL, "bad_request");
 			http_log_reject(addr, "webhook site=%s: Content-Length '%s' is not a number",
-			    r->site->cfg->name, safe);
+			    r->site->cfg->site.name, safe);
 			return http_error(c, r, MHD_HTTP_BAD_REQUEST, "bad Content-Length", NULL);
 		}
 		/* Digits only by now: failing here means over 2^64, as "too large" as it gets. */
 		if (util_parse_uint(cl, UINT64_MAX, &n) != E_OK ||
 		    n > (uint64_t)H.cfg->limits.max_body) {
-			http_count(r->site->cfg->name, NULL, "too_large");
+			http_count(r->site->cfg->site.name, NULL, "too_large");
 			http_log_reject(addr, "webhook site=%s: Content-Length %s over max_body",
-			    r->site->cfg->name, strlen(cl) > 20 ? "(huge)" : cl);
+			    r->site->cfg->site.name, strlen(cl) > 20 ? "(huge)" : cl);
 			return http_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
 			    "body larger than the limit", NULL);
 		}
 		/* Reserve what was announced, but never more than a first step up front. */
 		if (http_reserve(r, n < 65536 ? (size_t)n : 65536) != E_OK) {
 			http_log_reject(addr, "webhook site=%s: too many large bodies at once",
-			    r->site->cfg->name);
+			    r->site->cfg->site.name);
 			return http_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
 			    "busy; try again", NULL);
 		}
@@ -557,15 +558,15 @@ http_access(void *cls, struct MHD_Connection *c, const char *url, const char *me
 		if (r->len + n > (size_t)H.cfg->limits.max_body) {
 			/* A chunked body cannot be answered mid-way: close the connection. */
 			http_client_addr(c, addr, sizeof(addr));
-			http_count(r->site->cfg->name, NULL, "too_large");
+			http_count(r->site->cfg->site.name, NULL, "too_large");
 			http_log_reject(addr, "webhook site=%s: body over max_body; connection"
-			    " closed", r->site->cfg->name);
+			    " closed", r->site->cfg->site.name);
 			return MHD_NO;
 		}
 		if (r->len + n > r->cap && http_reserve(r, r->len + n) != E_OK) {
 			http_client_addr(c, addr, sizeof(addr));
 			http_log_reject(addr, "webhook site=%s: too many large bodies at once;"
-			    " connection closed", r->site->cfg->name);
+			    " connection closed", r->site->cfg->site.name);
 			return MHD_NO;
 		}
 		memcpy(r->body + r->len, upload_data, n);
@@ -746,16 +747,16 @@ http_load_tls(const struct config *cfg, struct error *e)
 		return util_error(e, E_CONFIG, "tls_cert: this libmicrohttpd has no TLS support");
 	if ((H.tls_cert = http_read_file(cfg->tls_cert, &len, e)) == NULL)
 		return E_CONFIG;
-	if ((rc = config_read_secret(cfg->tls_key, &key, &len, e)) != E_OK)
+	if ((rc = secret_read(cfg->tls_key, &key, &len, e)) != E_OK)
 		return rc;
 	H.tls_key_size = len + 1;
 	if ((H.tls_key = sodium_malloc(H.tls_key_size)) == NULL) {
-		config_free_secret(key, len);
+		secret_free(key, len);
 		return util_error(e, E_NOMEM, "cannot allocate guarded memory");
 	}
 	memcpy(H.tls_key, key, len);
 	H.tls_key[len] = '\0';
-	config_free_secret(key, len);
+	secret_free(key, len);
 	return E_OK;
 }
 
@@ -765,7 +766,7 @@ http_free_sites(struct http_site *sites, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		config_free_secret(sites[i].secret, sites[i].secret_len);
+		secret_free(sites[i].secret, sites[i].secret_len);
 	free(sites);
 }
 
@@ -780,9 +781,14 @@ http_build_sites(const struct config *cfg, struct http_site **out, struct error 
 	for (i = 0; i < cfg->nsites; i++) {
 		s = &sites[i];
 		s->cfg = &cfg->sites[i];
+		s->hook.name = s->cfg->site.name;
+		s->hook.branch = s->cfg->site.branch;
+		s->hook.tags = s->cfg->site.tags;
+		s->hook.providers = s->cfg->providers;
+		s->hook.allow_sha1 = s->cfg->allow_sha1;
 		if (s->cfg->secret_file == NULL)
 			continue;
-		if ((rc = config_read_secret(s->cfg->secret_file, &s->secret, &s->secret_len,
+		if ((rc = secret_read(s->cfg->secret_file, &s->secret, &s->secret_len,
 		    e)) != E_OK) {
 			http_free_sites(sites, cfg->nsites);
 			return rc;

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 #define LISTENER_LISTEN_FD	3
 #define LISTENER_CHANNEL_FD	4

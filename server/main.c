@@ -7,7 +7,7 @@
 
 #include <sodium.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 struct cmd {
 	const char	*name;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 /*
  * Label values come from the configuration (site names) and from fixed tables (provider
@@ -71,7 +71,7 @@ metrics_init(const struct config *cfg)
 
 	pthread_mutex_lock(&M.mu);
 	for (i = 0; i < cfg->nsites; i++)
-		metrics_site(cfg->sites[i].name);
+		metrics_site(cfg->sites[i].site.name);
 	pthread_mutex_unlock(&M.mu);
 }
 

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 #define PRIVSEP_EXE		"/proc/self/exe"
 #define PRIVSEP_SEEN_MAX	256	/* delivery ids remembered per site */
@@ -108,7 +108,7 @@ privsep_valid(const struct privsep_msg *m)
 		return 0;
 	if (m->type != PS_PUSH && m->type != PS_COUNT)
 		return m->type == PS_METRICS;
-	if (!util_valid_site_name(m->site) ||
+	if (!config_valid_name(m->site) ||
 	    (m->provider[0] != '\0' && provider_bit(m->provider) == 0))
 		return 0;
 	if (m->type == PS_COUNT)
@@ -276,9 +276,9 @@ privsep_rings(const struct config *cfg)
 	rings = util_xcalloc(cfg->nsites > 0 ? cfg->nsites : 1, sizeof(*rings));
 	pthread_mutex_lock(&P.mu);
 	for (i = 0; i < cfg->nsites; i++) {
-		if ((old = privsep_ring(cfg->sites[i].name)) != NULL)
+		if ((old = privsep_ring(cfg->sites[i].site.name)) != NULL)
 			memcpy(&rings[i], old, sizeof(rings[i]));
-		util_strlcpy(rings[i].site, cfg->sites[i].name, sizeof(rings[i].site));
+		util_strlcpy(rings[i].site, cfg->sites[i].site.name, sizeof(rings[i].site));
 	}
 	free(P.rings);
 	P.rings = rings;

@@ -17,7 +17,7 @@
 #include <seccomp.h>
 #endif
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 /*
  * Started as root: become the listener user, with no supplementary groups, and check

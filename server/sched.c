@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 /* What the scheduler knows about one site between deploys. */
 struct sched_site {
@@ -77,7 +77,7 @@ sched_find(const char *name)
 	size_t i;
 
 	for (i = 0; i < S.nsites; i++)
-		if (strcmp(S.sites[i].cfg->name, name) == 0)
+		if (strcmp(S.sites[i].cfg->site.name, name) == 0)
 			return &S.sites[i];
 	return NULL;
 }
@@ -265,12 +265,12 @@ sched_run(struct sched_site *s, struct deploy_request *req, struct deploy_result
 	pthread_mutex_unlock(&S.mu);
 	switch (req->action) {
 	case ACT_ROLLBACK:
-		if (rollback_run(S.cfg, s->cfg, req, res) == E_OK)
+		if (rollback_run(&s->cfg->site, req, res) == E_OK)
 			paused = 1;
 		break;
 	case ACT_PAUSE:
 	case ACT_RESUME:
-		res->rc = rollback_pause(S.cfg, s->cfg, req->action == ACT_PAUSE,
+		res->rc = rollback_pause(&s->cfg->site, req->action == ACT_PAUSE,
 		    "paused by `deployd pause`", &e);
 		if (res->rc != E_OK)
 			util_strlcpy(res->error, e.msg, sizeof(res->error));
@@ -279,20 +279,20 @@ sched_run(struct sched_site *s, struct deploy_request *req, struct deploy_result
 		break;
 	default:
 		if (paused && sched_automatic(req)) {
-			log_debug("site=%s %s deploy skipped: paused", s->cfg->name,
-			    util_trigger_name(req->trigger));
+			log_debug("site=%s %s deploy skipped: paused", s->cfg->site.name,
+			    state_trigger_name(req->trigger));
 			res->rc = E_OK;
 			break;
 		}
 		if (sched_automatic(req))
 			req->skip_bad = 1;
-		engine_deploy(S.cfg, s->cfg, req, res, sched_phase_cb, s);
+		engine_deploy(&s->cfg->site, req, res, sched_phase_cb, s);
 		/* A pinned revision holds until resume, like a rollback. */
 		if (res->rc == E_OK && req->rev[0] != '\0') {
 			snprintf(reason, sizeof(reason), "pinned to %.12s by `deployd deploy "
 			    "--rev`; automatic deploys paused until `deployd resume %s`",
-			    res->commit, s->cfg->name);
-			if (rollback_pause(S.cfg, s->cfg, 1, reason, &e) == E_OK)
+			    res->commit, s->cfg->site.name);
+			if (rollback_pause(&s->cfg->site, 1, reason, &e) == E_OK)
 				paused = 1;
 		}
 		break;
@@ -414,9 +414,9 @@ sched_judge_missed(struct sched_site *s)
 	s->missed_count++;
 	s->last_missed_at = util_now_ms();
 	log_warn("site=%s commit=%.12s webhook missed: polling found this commit and no "
-	    "webhook announced it; check the webhook on the git host", s->cfg->name,
+	    "webhook announced it; check the webhook on the git host", s->cfg->site.name,
 	    s->missed_commit);
-	metrics_webhook_missed(s->cfg->name);
+	metrics_webhook_missed(s->cfg->site.name);
 }
 
 /* `systemctl status deployd` shows the last deploy that did something. */
@@ -428,10 +428,10 @@ sched_notify_status(const struct sched_site *s, const struct deploy_request *req
 
 	util_sanitize(res->error, err, sizeof(err));
 	if (res->rc == E_OK)
-		snprintf(msg, sizeof(msg), "STATUS=%s: %.12s live (%s, %s)", s->cfg->name,
-		    res->commit, res->release, util_trigger_name(req->trigger));
+		snprintf(msg, sizeof(msg), "STATUS=%s: %.12s live (%s, %s)", s->cfg->site.name,
+		    res->commit, res->release, state_trigger_name(req->trigger));
 	else
-		snprintf(msg, sizeof(msg), "STATUS=%s: deploy failed: %s", s->cfg->name, err);
+		snprintf(msg, sizeof(msg), "STATUS=%s: deploy failed: %s", s->cfg->site.name, err);
 	serve_notify(msg);
 }
 
@@ -467,11 +467,11 @@ sched_worker(void *arg)
 		sched_run(s, &req, &res);
 
 		if (req.action == ACT_DEPLOY || req.action == ACT_ROLLBACK)
-			metrics_deploy(s->cfg->name, res.rc == E_OK, res.duration_ms);
+			metrics_deploy(s->cfg->site.name, res.rc == E_OK, res.duration_ms);
 		if (res.changed)
-			metrics_live(s->cfg->name, util_now_ms() / 1000);
+			metrics_live(s->cfg->site.name, util_now_ms() / 1000);
 		if (res.rc != E_OK && req.trigger == TRIG_POLL)
-			metrics_poll_error(s->cfg->name);
+			metrics_poll_error(s->cfg->site.name);
 
 		if (res.changed || res.rc != E_OK)
 			sched_notify_status(s, &req, &res);
@@ -591,7 +591,7 @@ sched_site_init(struct sched_site *s, const struct site_config *cfg, int64_t now
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
 	memset(&st, 0, sizeof(st));
-	if (state_load(S.cfg->state_dir, cfg->name, &st, &e) == E_OK) {
+	if (state_load(S.cfg->state_dir, cfg->site.name, &st, &e) == E_OK) {
 		s->paused = st.paused;
 		util_strlcpy(s->live, st.applied, sizeof(s->live));
 	}
@@ -633,7 +633,7 @@ sched_reload(const struct config *cfg)
 	req.trigger = TRIG_STARTUP;
 	for (i = 0; i < cfg->nsites; i++) {
 		for (j = 0; j < oldn; j++)
-			if (strcmp(old[j].cfg->name, cfg->sites[i].name) == 0)
+			if (strcmp(old[j].cfg->site.name, cfg->sites[i].site.name) == 0)
 				break;
 		if (j == oldn) {
 			sched_site_init(&ns[i], &cfg->sites[i], now);
@@ -653,7 +653,7 @@ sched_reload(const struct config *cfg)
 	/* Requests that were waiting keep waiting; new sites converge now. */
 	for (i = 0; i < cfg->nsites; i++) {
 		for (j = 0; j < oldn; j++)
-			if (strcmp(old[j].cfg->name, cfg->sites[i].name) == 0)
+			if (strcmp(old[j].cfg->site.name, cfg->sites[i].site.name) == 0)
 				break;
 		if (j == oldn)
 			sched_request_locked(&ns[i], &req);
@@ -710,7 +710,7 @@ sched_site_json_locked(struct sched_site *s)
 	size_t i;
 
 	memset(&st, 0, sizeof(st));
-	if (state_load(S.cfg->state_dir, s->cfg->name, &st, &e) != E_OK)
+	if (state_load(S.cfg->state_dir, s->cfg->site.name, &st, &e) != E_OK)
 		util_strlcpy(st.last_error, e.msg, sizeof(st.last_error));
 	/* A deploy can fail before the engine could record it (an unusable path). */
 	if (s->last_error[0] != '\0' && s->last_error_at >= st.last_error_at) {
@@ -718,7 +718,7 @@ sched_site_json_locked(struct sched_site *s)
 		st.last_error_at = s->last_error_at;
 	}
 	if (s->running)
-		state = s->phase == PHASE_IDLE ? "starting" : util_phase_name(s->phase);
+		state = s->phase == PHASE_IDLE ? "starting" : engine_phase_name(s->phase);
 	else if (st.paused)
 		state = "paused";
 	else if (st.last_error[0] != '\0')
@@ -726,7 +726,7 @@ sched_site_json_locked(struct sched_site *s)
 	else
 		state = "idle";
 	o = json_object();
-	json_object_set_new(o, "name", json_string(s->cfg->name));
+	json_object_set_new(o, "name", json_string(s->cfg->site.name));
 	json_object_set_new(o, "state", json_string(state));
 	json_object_set_new(o, "paused", json_boolean(st.paused));
 	json_object_set_new(o, "pause_reason", sched_str_or_null(st.paused ?
@@ -737,7 +737,7 @@ sched_site_json_locked(struct sched_site *s)
 	json_object_set_new(o, "author", sched_str_or_null(st.author));
 	json_object_set_new(o, "deployed_at", util_json_time(st.applied_at));
 	json_object_set_new(o, "trigger", st.applied[0] != '\0' ?
-	    json_string(util_trigger_name(st.trigger)) : json_null());
+	    json_string(state_trigger_name(st.trigger)) : json_null());
 	/* A webhook's provider and delivery id, from the history entry that made it live. */
 	for (h = NULL, i = st.nhistory; i-- > 0 && h == NULL;)
 		if (st.history[i].ok && strcmp(st.history[i].release, st.release) == 0)
@@ -756,8 +756,8 @@ sched_site_json_locked(struct sched_site *s)
 	json_object_set_new(o, "last_missed_at", util_json_time(s->last_missed_at / 1000));
 	json_object_set_new(o, "desired", sched_str_or_null(st.desired));
 	json_object_set_new(o, "attempted", sched_str_or_null(st.attempted));
-	json_object_set_new(o, "branch", sched_str_or_null(s->cfg->branch));
-	json_object_set_new(o, "path", json_string(s->cfg->path));
+	json_object_set_new(o, "branch", sched_str_or_null(s->cfg->site.branch));
+	json_object_set_new(o, "path", json_string(s->cfg->site.path));
 
 	/* Request bookkeeping, so that `deploy --wait` knows when its request is done. */
 	d = json_object();
@@ -809,12 +809,12 @@ sched_event_json_locked(const struct sched_site *s)
 	json_t *o;
 
 	if (s->running)
-		state = s->phase == PHASE_IDLE ? "starting" : util_phase_name(s->phase);
+		state = s->phase == PHASE_IDLE ? "starting" : engine_phase_name(s->phase);
 	else if (s->queued || s->pending)
 		state = "queued";
 	else
 		state = "idle";
-	o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "site", s->cfg->name, "seq",
+	o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "site", s->cfg->site.name, "seq",
 	    (json_int_t)s->seq, "state", state,
 	    "running_id", (json_int_t)(s->running ? s->run_id : 0),
 	    "queued_id", (json_int_t)(s->queued || s->pending ? s->req_id : 0),

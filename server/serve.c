@@ -10,7 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 /* systemd's notify protocol is one datagram; no need for libsystemd. */
 void
@@ -80,9 +80,9 @@ serve_live_metrics(const struct config *cfg)
 
 	for (i = 0; i < cfg->nsites; i++) {
 		memset(&st, 0, sizeof(st));
-		if (state_load(cfg->state_dir, cfg->sites[i].name, &st, &e) == E_OK &&
+		if (state_load(cfg->state_dir, cfg->sites[i].site.name, &st, &e) == E_OK &&
 		    st.applied_at > 0)
-			metrics_live(cfg->sites[i].name, st.applied_at);
+			metrics_live(cfg->sites[i].site.name, st.applied_at);
 		state_free(&st);
 	}
 }
@@ -147,9 +147,9 @@ serve_reload(const char *file, struct config **cfg, struct strv *retired)
 		return;
 	}
 	for (i = 0; i < next->nsites; i++)
-		if (config_site(*cfg, next->sites[i].name) == NULL &&
-		    engine_recover(next, &next->sites[i], &e) != E_OK)
-			log_warn("site=%s recovery: %s", next->sites[i].name, e.msg);
+		if (config_site(*cfg, next->sites[i].site.name) == NULL &&
+		    engine_recover(&next->sites[i].site, &e) != E_OK)
+			log_warn("site=%s recovery: %s", next->sites[i].site.name, e.msg);
 	log_set_level(next->log_level);
 	metrics_init(next);
 	sched_reload(next);
@@ -197,8 +197,8 @@ serve_main(const char *config_file)
 		goto out;
 	}
 	for (i = 0; i < cfg->nsites; i++) {
-		if (engine_recover(cfg, &cfg->sites[i], &e) != E_OK)
-			log_warn("site=%s recovery: %s", cfg->sites[i].name, e.msg);
+		if (engine_recover(&cfg->sites[i].site, &e) != E_OK)
+			log_warn("site=%s recovery: %s", cfg->sites[i].site.name, e.msg);
 	}
 	metrics_init(cfg);
 	serve_live_metrics(cfg);

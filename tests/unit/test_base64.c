@@ -8,7 +8,7 @@
 
 #include <sodium.h>
 
-#include "deployd.h"
+#include "lib/lib.h"
 
 static const char alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "deployd.h"
+#include "server/deployd.h"
 
 static char tmpdir[64];
 static char cfgpath[128];
@@ -145,28 +145,28 @@ t_full_config(void **st)
 	assert_int_equal(c->nsites, 2);
 	s = config_site(c, "www");
 	assert_non_null(s);
-	assert_string_equal(s->branch, "main");
-	assert_int_equal(s->keep, 7);
-	assert_int_equal(s->reuse, REUSE_COPY);
+	assert_string_equal(s->site.branch, "main");
+	assert_int_equal(s->site.keep, 7);
+	assert_int_equal(s->site.reuse, REUSE_COPY);
 	assert_int_equal(s->providers, PROV_GITHUB | PROV_GITLAB);
 	assert_true(s->allow_sha1);
 	assert_int_equal(s->poll_ms, 0);
 	assert_int_equal(s->webhook_grace_ms, 30000);
-	assert_int_equal(s->hooks.pre_activate.n, 4);
-	assert_string_equal(s->hooks.pre_activate.v[3], "build");
-	assert_null(s->hooks.pre_activate.v[4]);
-	assert_int_equal(s->hooks.timeout_ms, 60000);
-	assert_int_equal(s->shared.n, 2);
-	assert_string_equal(s->token_user, "x-access-token");
+	assert_int_equal(s->site.hooks.pre_activate.n, 4);
+	assert_string_equal(s->site.hooks.pre_activate.v[3], "build");
+	assert_null(s->site.hooks.pre_activate.v[4]);
+	assert_int_equal(s->site.hooks.timeout_ms, 60000);
+	assert_int_equal(s->site.shared.n, 2);
+	assert_string_equal(s->site.token_user, "x-access-token");
 	assert_int_equal(s->line, 14);
 	s = config_site(c, "docs");
 	assert_non_null(s);
-	assert_string_equal(s->tags, "v*");
-	assert_null(s->branch);
-	assert_int_equal(s->keep, 5);
+	assert_string_equal(s->site.tags, "v*");
+	assert_null(s->site.branch);
+	assert_int_equal(s->site.keep, 5);
 	assert_int_equal(s->poll_ms, 60000);
 	assert_int_equal(s->providers, PROV_ALL);
-	assert_int_equal(s->hooks.timeout_ms, 300000);
+	assert_int_equal(s->site.hooks.timeout_ms, 300000);
 	assert_null(config_site(c, "nope"));
 	config_free(c);
 }
@@ -334,12 +334,12 @@ t_read_secret(void **st)
 
 	(void)st;
 	chmod(secret, 0600);
-	assert_int_equal(config_read_secret(secret, &buf, &len, &e), E_OK);
+	assert_int_equal(secret_read(secret, &buf, &len, &e), E_OK);
 	assert_int_equal(len, 6);
 	assert_memory_equal(buf, "s3cret", 6);
-	config_free_secret(buf, len);
+	secret_free(buf, len);
 	chmod(secret, 0604);
-	assert_int_equal(config_read_secret(secret, &buf, &len, &e), E_SECRET);
+	assert_int_equal(secret_read(secret, &buf, &len, &e), E_SECRET);
 	assert_null(buf);
 	/* The message names the file and the problem, never the content. */
 	assert_null(strstr(e.msg, "s3cret"));
@@ -366,10 +366,26 @@ t_key_names(void **st)
 	assert_null(config_key_name(n));
 }
 
+static void
+t_site_names(void **st)
+{
+	(void)st;
+	assert_true(config_valid_name("www"));
+	assert_true(config_valid_name("a-b_c9"));
+	assert_false(config_valid_name(""));
+	assert_false(config_valid_name("WWW"));
+	assert_false(config_valid_name("a/b"));
+	assert_false(config_valid_name(".."));
+	assert_false(config_valid_name("a b"));
+	assert_false(config_valid_name(
+	    "a1234567890123456789012345678901234567890123456789012345678901234"));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(t_site_names),
 		cmocka_unit_test(t_full_config),
 		cmocka_unit_test(t_defaults_and_empty),
 		cmocka_unit_test(t_unknown_key),

@@ -11,7 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "deployd.h"
+#include "hooks/hooks.h"
 
 #define SECRET		"s3cr3t-for-the-www-site"
 #define C2		"6b1f53303a732ccc8c6aae6640399827c15250e3"
@@ -25,7 +25,7 @@ struct treq {
 	size_t			n;
 	char		       *body;
 	size_t			len;
-	struct site_config	site;
+	struct hook_site	site;
 	const char	       *secret;
 	struct hook_result	res;
 };
@@ -1255,70 +1255,6 @@ t_provider_names(void **state)
 	assert_null(provider_name(1u << 20));
 }
 
-/* ---- metrics ---- */
-
-static void
-assert_line(const char *text, const char *line)
-{
-	char *want = util_xasprintf("\n%s\n", line);
-
-	if (strstr(text, want) == NULL)
-		fail_msg("metrics lack the line \"%s\" in:\n%s", line, text);
-	free(want);
-}
-
-static void
-t_metrics(void **state)
-{
-	struct site_config sites[2];
-	struct config cfg;
-	char *text;
-
-	(void)state;
-	memset(&cfg, 0, sizeof(cfg));
-	memset(sites, 0, sizeof(sites));
-	sites[0].name = (char *)(uintptr_t)"www";
-	sites[1].name = (char *)(uintptr_t)"docs";
-	cfg.sites = sites;
-	cfg.nsites = 2;
-	metrics_init(&cfg);
-	metrics_webhook("www", "github", "queued");
-	metrics_webhook("www", "github", "queued");
-	metrics_webhook("www", NULL, "too_large");
-	metrics_webhook("docs", "gitlab", "unauthorized");
-	metrics_deploy("www", 1, 1500);
-	metrics_deploy("www", 0, 700000);
-	metrics_live("www", 1764064800);
-	metrics_webhook_missed("docs");
-	metrics_poll_error("docs");
-	metrics_poll_error("docs");
-	metrics_live("a\"b\\c\nd", 1);
-
-	text = metrics_render();
-	assert_non_null(text);
-	assert_line(text, "# TYPE deployd_webhooks_total counter");
-	assert_line(text, "deployd_webhooks_total{site=\"www\",provider=\"github\",result=\"queued\"} 2");
-	assert_line(text, "deployd_webhooks_total{site=\"www\",provider=\"unknown\",result=\"too_large\"} 1");
-	assert_line(text, "deployd_webhooks_total{site=\"docs\",provider=\"gitlab\",result=\"unauthorized\"} 1");
-	assert_line(text, "deployd_deploys_total{site=\"www\",result=\"success\"} 1");
-	assert_line(text, "deployd_deploys_total{site=\"www\",result=\"failure\"} 1");
-	assert_line(text, "deployd_deploys_total{site=\"docs\",result=\"success\"} 0");
-	assert_line(text, "# TYPE deployd_deploy_duration_seconds histogram");
-	assert_line(text, "deployd_deploy_duration_seconds_bucket{site=\"www\",le=\"1\"} 0");
-	assert_line(text, "deployd_deploy_duration_seconds_bucket{site=\"www\",le=\"2.5\"} 1");
-	assert_line(text, "deployd_deploy_duration_seconds_bucket{site=\"www\",le=\"600\"} 1");
-	assert_line(text, "deployd_deploy_duration_seconds_bucket{site=\"www\",le=\"+Inf\"} 2");
-	assert_line(text, "deployd_deploy_duration_seconds_sum{site=\"www\"} 701.500");
-	assert_line(text, "deployd_deploy_duration_seconds_count{site=\"www\"} 2");
-	assert_line(text, "deployd_live_release_timestamp_seconds{site=\"www\"} 1764064800");
-	assert_null(strstr(text, "deployd_live_release_timestamp_seconds{site=\"docs\"}"));
-	assert_line(text, "deployd_webhooks_missed_total{site=\"docs\"} 1");
-	assert_line(text, "deployd_poll_errors_total{site=\"docs\"} 2");
-	assert_line(text, "deployd_live_release_timestamp_seconds{site=\"a\\\"b\\\\c\\nd\"} 1");
-	free(text);
-	metrics_free();
-}
-
 int
 main(void)
 {
@@ -1346,7 +1282,6 @@ main(void)
 		cmocka_unit_test(t_gitlab_whsec_strict),
 		cmocka_unit_test(t_bitbucket),
 		cmocka_unit_test(t_provider_names),
-		cmocka_unit_test(t_metrics),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

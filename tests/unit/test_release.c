@@ -18,7 +18,7 @@
 
 #include <git2.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 #define C1 "0123456789abcdef0123456789abcdef01234567"
 
@@ -39,8 +39,7 @@ struct fixture {
 	char		 src[160];	/* bare source repository */
 	git_repository	*repo;
 	int		 releases_fd;
-	struct config	 cfg;
-	struct site_config site;
+	struct site	 site;
 	char		 state_dir[160];
 	char		 path[160];
 };
@@ -65,7 +64,7 @@ setup(void **state)
 
 	snprintf(f->state_dir, sizeof(f->state_dir), "%s/state", f->dir);
 	snprintf(f->path, sizeof(f->path), "%s/site/www", f->dir);
-	f->cfg.state_dir = f->state_dir;
+	f->site.state_dir = f->state_dir;
 	f->site.name = (char *)(uintptr_t)"www";
 	f->site.repo = f->src;
 	f->site.branch = (char *)(uintptr_t)"main";
@@ -606,7 +605,7 @@ deploy(struct fixture *f, const char *rev, struct deploy_result *res)
 	req.trigger = TRIG_MANUAL;
 	if (rev != NULL)
 		util_strlcpy(req.rev, rev, sizeof(req.rev));
-	return engine_deploy(&f->cfg, &f->site, &req, res, NULL, NULL);
+	return engine_deploy(&f->site, &req, res, NULL, NULL);
 }
 
 static int
@@ -667,7 +666,7 @@ t_engine_deploy(void **state)
 	req.trigger = TRIG_WEBHOOK;
 	util_strlcpy(req.provider, "github", sizeof(req.provider));
 	util_strlcpy(req.delivery, "d-1", sizeof(req.delivery));
-	assert_int_equal(engine_deploy(&f->cfg, &f->site, &req, &res, on_phase, &ph), E_OK);
+	assert_int_equal(engine_deploy(&f->site, &req, &res, on_phase, &ph), E_OK);
 	assert_int_equal(res.rc, E_OK);
 	assert_int_equal(res.changed, 1);
 	assert_string_equal(res.commit, c1);
@@ -990,7 +989,7 @@ t_engine_recover(void **state)
 	int pfd;
 
 	/* A site never deployed is fine. */
-	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	assert_int_equal(engine_recover(&f->site, &e), E_OK);
 	assert_false(exists_at(AT_FDCWD, f->path));
 
 	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
@@ -1003,7 +1002,7 @@ t_engine_recover(void **state)
 	make_dir_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab");
 	make_dir_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab/x");
 	assert_int_equal(symlinkat("releases/nothing", pfd, ".current.tmp"), 0);
-	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	assert_int_equal(engine_recover(&f->site, &e), E_OK);
 	current_of(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
 	assert_false(exists_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab"));
@@ -1013,12 +1012,12 @@ t_engine_recover(void **state)
 	assert_int_equal(unlinkat(pfd, "current", 0), 0);
 	assert_int_equal(symlinkat("releases/20300101T000000Z-0123456789ab", pfd, "current"),
 	    0);
-	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	assert_int_equal(engine_recover(&f->site, &e), E_OK);
 	current_of(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
 
 	/* A good current is left alone. */
-	assert_int_equal(engine_recover(&f->cfg, &f->site, &e), E_OK);
+	assert_int_equal(engine_recover(&f->site, &e), E_OK);
 	current_of(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
 	close(pfd);
@@ -1096,7 +1095,7 @@ deploy_trig(struct fixture *f, enum trigger trig, struct deploy_result *res)
 	struct deploy_request req = { 0 };
 
 	req.trigger = trig;
-	return engine_deploy(&f->cfg, &f->site, &req, res, NULL, NULL);
+	return engine_deploy(&f->site, &req, res, NULL, NULL);
 }
 
 /* pre_activate and post_activate: cwd, exactly the documented environment, output kept. */
@@ -1123,7 +1122,7 @@ t_engine_hooks(void **state)
 
 	commit_files(f->repo, "main", v1, 1, "one\n", 0, c1);
 	req.trigger = TRIG_WEBHOOK;
-	assert_int_equal(engine_deploy(&f->cfg, &f->site, &req, &res, on_phase, &ph), E_OK);
+	assert_int_equal(engine_deploy(&f->site, &req, &res, on_phase, &ph), E_OK);
 	assert_int_equal(res.changed, 1);
 	/* fetch, write, pre_activate, activate, post_activate */
 	assert_int_equal(ph.n, 5);

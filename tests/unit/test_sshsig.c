@@ -14,7 +14,7 @@
 #include <git2.h>
 #include <sodium.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 /* Keys made once for the whole run by ssh-keygen. */
 enum { K_A, K_B, K_P256, K_P384, K_P521, K_RSA, NKEYS };

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 struct fixture {
 	char	dir[128];	/* the state_dir */

@@ -12,7 +12,7 @@
 
 #include <sodium.h>
 
-#include "deployd.h"
+#include "deploy/deploy.h"
 
 /* Two ed25519 keys and an ECDSA key, as ssh-keygen printed them. */
 #define K1 "AAAAC3NzaC1lZDI1NTE5AAAAIEHgn4fCjI3VO7BWrz/0bk6pggM+0M1TYSMmi7GD0Tlk"

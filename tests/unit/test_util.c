@@ -1,11 +1,11 @@
-/* test_util.c: unit tests for durations, sizes, sanitising and site names. */
+/* test_util.c: unit tests for the floor's helpers: numbers, durations, sizes and sanitising. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <string.h>
 #include <cmocka.h>
 
-#include "deployd.h"
+#include "lib/lib.h"
 
 static void
 t_durations(void **st)
@@ -119,21 +119,6 @@ t_sanitize(void **st)
 }
 
 static void
-t_site_names(void **st)
-{
-	(void)st;
-	assert_true(util_valid_site_name("www"));
-	assert_true(util_valid_site_name("a-b_c9"));
-	assert_false(util_valid_site_name(""));
-	assert_false(util_valid_site_name("WWW"));
-	assert_false(util_valid_site_name("a/b"));
-	assert_false(util_valid_site_name(".."));
-	assert_false(util_valid_site_name("a b"));
-	assert_false(util_valid_site_name(
-	    "a1234567890123456789012345678901234567890123456789012345678901234"));
-}
-
-static void
 t_strlcpy(void **st)
 {
 	char buf[4];
@@ -154,7 +139,6 @@ main(void)
 		cmocka_unit_test(t_sizes),
 		cmocka_unit_test(t_format_duration),
 		cmocka_unit_test(t_sanitize),
-		cmocka_unit_test(t_site_names),
 		cmocka_unit_test(t_strlcpy),
 	};
 

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "deployd.h"
+#include "lib/lib.h"
 
 static int log_level = LOG_LVL_INFO;
 static int log_journald;

@@ -1,7 +1,7 @@
 /* base64.c: the one strict base64 decoder for bytes deployd did not write itself. */
 #include <string.h>
 
-#include "deployd.h"
+#include "lib/lib.h"
 
 /*
  * Why not sodium_base642bin: libsodium 1.0.18 (Debian 12) maps every byte from 0x80 to 0xff

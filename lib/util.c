@@ -1,4 +1,4 @@
-/* util.c: small helpers shared by every module: memory, strings, time, errors, files. */
+/* util.c: small helpers every part uses: memory, strings, numbers, time, errors, files. */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -11,9 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <git2.h>
-
-#include "deployd.h"
+#include "lib/lib.h"
 
 struct util_unit {
 	const char	*suffix;
@@ -256,26 +254,6 @@ util_error_sys(struct error *e, const char *fmt, ...)
 	return E_SYS;
 }
 
-/* Like util_error, with libgit2's last message appended; call right after the failure. */
-int
-util_error_git(struct error *e, const char *fmt, ...)
-{
-	const git_error *ge = git_error_last();
-	va_list ap;
-	size_t n;
-
-	if (e != NULL) {
-		e->code = E_GIT;
-		va_start(ap, fmt);
-		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-		va_end(ap);
-		n = strlen(e->msg);
-		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s",
-		    ge != NULL && ge->message != NULL ? ge->message : "unknown git error");
-	}
-	return E_GIT;
-}
-
 void
 util_strv_push(struct strv *sv, const char *s)
 {
@@ -463,44 +441,4 @@ util_sanitize(const char *in, char *out, size_t outlen)
 		}
 	}
 	out[o] = '\0';
-}
-
-int
-util_valid_site_name(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++, n++) {
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-		    *s == '-' || *s == '_'))
-			return 0;
-	}
-	return n > 0 && n <= 64;
-}
-
-const char *
-util_trigger_name(int trigger)
-{
-	static const char *const names[] = {
-		[TRIG_POLL] = "poll", [TRIG_WEBHOOK] = "webhook", [TRIG_MANUAL] = "manual",
-		[TRIG_ROLLBACK] = "rollback", [TRIG_STARTUP] = "startup",
-	};
-
-	if (trigger < 0 || (size_t)trigger >= sizeof(names) / sizeof(names[0]))
-		return "unknown";
-	return names[trigger];
-}
-
-const char *
-util_phase_name(int phase)
-{
-	static const char *const names[] = {
-		[PHASE_IDLE] = "idle", [PHASE_FETCHING] = "fetching",
-		[PHASE_WRITING] = "writing", [PHASE_HOOK] = "hook",
-		[PHASE_ACTIVATING] = "activating",
-	};
-
-	if (phase < 0 || (size_t)phase >= sizeof(names) / sizeof(names[0]))
-		return "unknown";
-	return names[phase];
 }

@@ -1,0 +1,326 @@
+/* deploy.h: the engine: the site as it sees it, and the entry points every caller uses. */
+#ifndef DEPLOYD_DEPLOY_H
+#define DEPLOYD_DEPLOY_H
+
+#include "lib/lib.h"
+
+#define RELEASE_NAME_MAX 64	/* "20261125T224329Z-0123456789ab" is 29 */
+
+enum reuse_mode { REUSE_AUTO, REUSE_REFLINK, REUSE_HARDLINK, REUSE_COPY };
+
+struct site_hooks {
+	struct strv	pre_activate;
+	struct strv	post_activate;
+	struct strv	on_failure;
+	int64_t		timeout_ms;
+};
+
+/*
+ * A site as the engine needs it: where its content comes from and where it goes. The daemon's
+ * YAML loader fills it (server/config.c); the engine never reads a configuration file.
+ */
+struct site {
+	char		*name;
+	char		*repo;
+	char		*branch;	/* exactly one of branch and tags */
+	char		*tags;
+	char		*path;		/* holds releases/, shared/ and current */
+	int64_t		 keep;
+	int		 reuse;		/* enum reuse_mode */
+	char		*ssh_key;
+	char		*known_hosts;
+	char		*token_file;
+	char		*token_user;
+	char		*ca_file;
+	char		*allowed_signers;
+	int		 allow_external_symlinks;
+	int64_t		 fetch_timeout_ms;
+	int		 rollback_on_failure;
+	struct site_hooks hooks;
+	struct strv	 shared;
+	const char	*state_dir;	/* not owned: the cache and state.json live under it */
+};
+
+enum trigger { TRIG_POLL, TRIG_WEBHOOK, TRIG_MANUAL, TRIG_ROLLBACK, TRIG_STARTUP };
+
+/* What a deploy is doing now; shown by status. */
+enum phase { PHASE_IDLE, PHASE_FETCHING, PHASE_WRITING, PHASE_HOOK, PHASE_ACTIVATING };
+
+/* What a queued job does; everything but ACT_DEPLOY is run by deploy/rollback.c. */
+enum action { ACT_DEPLOY, ACT_ROLLBACK, ACT_PAUSE, ACT_RESUME };
+
+struct deploy_request {
+	enum trigger	trigger;
+	char		rev[SHA_HEX];	/* empty: the tracked branch's tip */
+	char		provider[16];	/* webhook provider, if any */
+	char		delivery[96];	/* webhook delivery id, if any (HOOK_DELIVERY_MAX) */
+	int		action;		/* enum action; 0 is a deploy */
+	char		target[RELEASE_NAME_MAX];	/* rollback: release or commit prefix */
+	int		skip_bad;	/* automatic deploy: never re-deploy a bad commit */
+};
+
+struct deploy_result {
+	int		rc;		/* 0 or E_* */
+	int		changed;	/* a new release went live */
+	char		commit[SHA_HEX];
+	char		release[RELEASE_NAME_MAX];
+	char		error[512];
+	int64_t		duration_ms;
+	int64_t		files_written;	/* written from their blobs */
+	int64_t		files_reused;	/* shared with or copied from the previous release */
+	char		reuse[16];	/* how: reflink, hardlink or copy */
+	char		live[SHA_HEX];	/* the commit live after the job, "" if unknown */
+};
+
+/* How far a deploy has got: for `deploy --wait` and the events stream. */
+struct deploy_progress {
+	int64_t		objects;	/* received from the remote */
+	int64_t		objects_total;
+	int64_t		bytes;		/* received from the remote */
+	int64_t		files;		/* written into the release so far */
+	int64_t		files_total;	/* 0: not known yet */
+};
+
+/* Called by the engine as a deploy moves on (progress NULL: a new phase); may be NULL. */
+typedef void (*engine_phase_cb)(void *arg, enum phase phase, const char *commit,
+    const struct deploy_progress *progress);
+
+/* ---- the per-site state file (state_dir/<site>/state.json) ---- */
+
+struct release_rec {
+	char		name[RELEASE_NAME_MAX];
+	char		commit[SHA_HEX];
+	int64_t		activated_at;	/* unix seconds */
+	int		bad;
+	int64_t		written_ns;	/* ctime of the release when it got its name; 0: unknown */
+	int64_t		files_written;
+	int64_t		files_reused;
+	char		reuse[16];	/* reflink, hardlink or copy */
+};
+
+#define HISTORY_MAX 50
+#define HISTORY_OUTPUT_MAX 4096
+
+struct history_rec {
+	int64_t		id;
+	int		trigger;	/* enum trigger */
+	char		provider[16];
+	char		delivery[96];
+	int64_t		started_at;	/* unix milliseconds */
+	int64_t		duration_ms;
+	int		ok;
+	char		commit[SHA_HEX];
+	char		release[RELEASE_NAME_MAX];
+	char		error[512];
+	char		output[HISTORY_OUTPUT_MAX];	/* the end of the hooks' output */
+};
+
+struct site_state {
+	char		desired[SHA_HEX];	/* what the remote's branch said at the last fetch */
+	char		attempted[SHA_HEX];	/* last commit a deploy was tried for */
+	char		applied[SHA_HEX];	/* commit live now */
+	char		release[RELEASE_NAME_MAX];	/* release live now */
+	int64_t		applied_at;		/* unix seconds */
+	char		subject[256];
+	char		author[128];
+	int		trigger;		/* trigger of the live release */
+	char		last_error[512];
+	int64_t		last_error_at;		/* unix seconds, 0: none */
+	int		paused;
+	char		pause_reason[256];
+	int64_t		next_id;
+	struct release_rec *releases;		/* successful releases, oldest first */
+	size_t		nreleases;
+	struct history_rec *history;		/* newest last, at most HISTORY_MAX */
+	size_t		nhistory;
+};
+
+/* ---- deploy/engine.c: the one entry point that changes what is live ---- */
+int	 engine_init(void);
+const char *engine_phase_name(int phase);
+void	 engine_shutdown(void);
+int	 engine_deploy(const struct site *, const struct deploy_request *, struct deploy_result *,
+	    engine_phase_cb, void *cbarg);
+int	 engine_recover(const struct site *, struct error *);
+
+/* ---- deploy/rollback.c: rollback, pause and resume, serialised with deploys ---- */
+int	 rollback_run(const struct site *, const struct deploy_request *, struct deploy_result *);
+int	 rollback_pause(const struct site *, int paused,
+	    const char *reason, struct error *);
+json_t	*rollback_releases_json(const struct site *, struct error *);
+
+/* ---- deploy/sshsig.c: SSH-signed commits (PROTOCOL.sshsig) and allowed_signers ---- */
+#define SSHSIG_NAMESPACE	"git"
+#define SSHSIG_ARMOR_MAX	(64 * 1024)	/* a larger signature is refused unparsed */
+#define SSHSIG_ALLOWED_MAX	(1024 * 1024)	/* largest allowed_signers file read */
+/* Who may sign: an allowed_signers file's text, and the namespace and date to check. */
+struct sshsig_policy {
+	const char	*file;		/* named in messages */
+	const char	*text;		/* the file's bytes; need not end in NUL */
+	size_t		 len;
+	const char	*ns;		/* the namespace a signature must carry */
+	int64_t		 when;		/* unix seconds, for valid-after and valid-before */
+};
+int	 sshsig_verify_commit(const char *cache_dir, const char *commit_hex,
+	    const char *allowed_signers, char *signer, size_t signerlen, struct error *);
+int	 sshsig_verify(const char *what, const char *armored, size_t len,
+	    const unsigned char *msg, size_t msglen, const struct sshsig_policy *,
+	    char *signer, size_t signerlen, struct error *);
+int	 sshsig_allowed(const char *what, const struct sshsig_policy *,
+	    const unsigned char *key, size_t keylen, char *signer, size_t signerlen,
+	    struct error *);
+
+/* ---- deploy/fetch.c ---- */
+#define FETCH_REF_MAX	256
+/* What the remote said: the commit to deploy and the ref it came from. */
+struct fetch_result {
+	char		tip[SHA_HEX];
+	char		ref[FETCH_REF_MAX];	/* refs/heads/<branch> or refs/tags/<tag> */
+};
+typedef void (*fetch_progress_fn)(void *arg, const struct deploy_progress *);
+int	 fetch_site(const struct site *, struct fetch_result *, fetch_progress_fn, void *,
+	    struct error *);
+int	 fetch_remote_tip(const struct site *, struct fetch_result *,
+	    struct error *);	/* ls-remote only, no download */
+int	 fetch_site_fresh(const struct site *, struct fetch_result *,
+	    struct error *);	/* re-clone a damaged cache */
+int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
+#define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* default of site->fetch_timeout_ms */
+void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
+void	 fetch_stop_helper(void);		/* the calling thread's poll helper exits */
+void	 fetch_set_timeout_ms(int64_t ms);	/* >0 overrides fetch_timeout; for tests */
+char	*fetch_cache_path(const struct site *);
+int	 fetcher_url_ssh(const char *url, char *host, size_t hostlen, int *port);
+
+/* ---- deploy/release.c ---- */
+int	 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len);
+int	 release_parse_name(const char *name, int64_t *unix_secs, char commit12[13]);
+int	 release_write(const char *cache_dir, const char *commit, int releases_fd,
+	    const char *tmpname, size_t *nfiles, struct error *);
+int	 release_write_checked(const char *cache_dir, const char *commit, int releases_fd,
+	    const char *tmpname, int allow_external, size_t *nfiles, struct error *);
+/* What release_write_incr may reuse, and how. */
+struct release_opts {
+	int		 allow_external;	/* symlinks may leave the release */
+	int		 reuse;			/* enum reuse_mode */
+	int		 auto_hardlink;		/* reuse: auto may pick hard links */
+	const char	*base;			/* the previous release in releases_fd; NULL: none */
+	const char	*base_commit;		/* its commit, 40 hex */
+	int64_t		 base_written_ns;	/* its written_ns: files changed later are not reused */
+	/* Now and then, the files done so far and the tree's total; may be NULL. */
+	void		(*progress)(void *arg, size_t done, size_t total);
+	void		*progress_arg;
+};
+struct release_stats {
+	size_t		 nfiles;		/* files and symlinks in the release */
+	size_t		 written;		/* written from their blobs */
+	size_t		 reused;		/* taken from the previous release */
+	const char	*method;		/* "reflink", "hardlink" or "copy" */
+};
+int	 release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
+	    const char *tmpname, const struct release_opts *, struct release_stats *,
+	    struct error *);
+void	 release_settle(int releases_fd, const char *tmpname);
+int64_t	 release_stamp(int releases_fd, const char *name);
+int	 release_link_escapes(const char *path, const char *target);
+int	 release_cleanup_tmp(int releases_fd);	/* number removed, or E_SYS */
+int	 release_prune(int releases_fd, struct site_state *, int64_t keep,
+	    const char *current, struct error *);
+int	 release_list(int releases_fd, struct strv *names, struct error *);
+
+/* ---- deploy/swap.c ---- */
+int	 swap_current(int path_fd, const char *release, struct error *);
+int	 swap_read_current(int path_fd, char *release, size_t len);
+
+/* ---- deploy/state.c ---- */
+const char *state_trigger_name(int trigger);
+int	 state_load(const char *state_dir, const char *site, struct site_state *,
+	    struct error *);
+int	 state_save(const char *state_dir, const char *site, const struct site_state *,
+	    struct error *);
+void	 state_free(struct site_state *);
+void	 state_add_history(struct site_state *, const struct history_rec *);
+void	 state_add_release(struct site_state *, const struct release_rec *);
+json_t	*state_to_json(const struct site_state *);
+int	 state_from_json(json_t *, struct site_state *, struct error *);
+
+/* ---- deploy/lock.c ---- */
+int	 lock_acquire(const char *path, int wait, int *fd, struct error *);
+void	 lock_release(int fd);
+
+/* ---- deploy/hookrun.c: deploy hooks ---- */
+#define HOOKRUN_TIMEOUT_MS (5 * 60 * 1000)	/* hooks.timeout's default */
+#define HOOKRUN_OUT_MAX	(64 * 1024)		/* output kept from one hook run */
+struct hookrun_env {
+	const char	*site;
+	const char	*release;		/* absolute path of the release directory */
+	const char	*commit;
+	const char	*previous_commit;
+	const char	*ref;			/* refs/heads/<branch> or refs/tags/<tag> */
+	const char	*error;			/* DEPLOYD_ERROR; NULL: not set */
+};
+struct hookrun_result {
+	int		 status;		/* wait status */
+	int		 timed_out;
+	int		 truncated;
+	char		*output;		/* NUL-terminated; free with hookrun_result_free */
+	size_t		 len;
+};
+int	 hookrun_run(const char *what, const struct strv *argv, const char *cwd,
+	    const struct hookrun_env *, int64_t timeout_ms, struct hookrun_result *,
+	    struct error *);
+void	 hookrun_result_free(struct hookrun_result *);
+void	 hookrun_log(const char *site, const char *what, const struct hookrun_result *);
+void	 hookrun_tail(const struct hookrun_result *, char *dst, size_t dstlen);
+
+/* ---- deploy/shared.c: path/shared/<entry> linked into each release ---- */
+int	 shared_link(const struct site *, int releases_fd, const char *release,
+	    struct error *);
+
+/* ---- deploy/knownhosts.c: pinned SSH host keys ---- */
+int	 knownhosts_check(const char *file, const char *host, int port,
+	    const unsigned char *key, size_t keylen, struct error *);
+int	 knownhosts_host_match(const char *field, const char *name);
+void	 knownhosts_name(const char *host, int port, char *buf, size_t len);
+void	 knownhosts_fingerprint(const unsigned char *key, size_t len, char *buf,
+	    size_t buflen);
+
+/* ---- deploy/submodule.c: submodules checked out into releases ---- */
+struct git_oid;
+struct git_repository;
+struct git_tree;
+struct submodule {
+	char		*name;
+	char		*path;
+	char		*url;
+};
+/* Make commit present in the bare repository dir, fetching it from url. */
+typedef int (*submodule_fetch_fn)(const char *url, const char *dir,
+	    const struct git_oid *commit, void *arg, struct error *);
+int	 submodule_parse(const char *text, size_t len, struct submodule **, size_t *n);
+void	 submodule_free(struct submodule *, size_t n);
+const struct submodule *submodule_find(const struct submodule *, size_t n, const char *path);
+char	*submodule_resolve_url(const char *base, const char *url);
+char	*submodule_dir(const char *cache_dir, const char *key);
+int	 submodule_read(struct git_repository *, const struct git_tree *,
+	    struct submodule **, size_t *n, struct error *);
+int	 submodule_fetch_all(struct git_repository *, const char *cache_dir,
+	    const struct git_oid *commit, const char *url, submodule_fetch_fn, void *arg,
+	    struct error *);
+
+/* ---- deploy/seed.c: a first cache of a local repository copies its object files ---- */
+int	 seed_local(struct git_repository *cache, const char *url);
+void	 seed_drop(struct git_repository *cache);
+
+/* ---- deploy/tags.c: `tags:` mode ---- */
+int	 tags_vercmp(const char *a, const char *b);
+int	 tags_match(const char *glob, const char *name);
+int	 tags_pick(const char *glob, const char *const *names, size_t n);
+
+/* ---- deploy/repo.c: opening a cache, and libgit2's reason for a failure ---- */
+struct git_repository;
+int	 repo_open(struct git_repository **, const char *dir);
+int	 repo_error(struct error *, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+#endif
