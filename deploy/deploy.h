@@ -70,6 +70,7 @@ struct deploy_result {
 	int64_t		files_reused;	/* shared with or copied from the previous release */
 	char		reuse[16];	/* how: reflink, hardlink or copy */
 	char		live[SHA_HEX];	/* the commit live after the job, "" if unknown */
+	int		prepared;	/* engine_prepare: release is prepared, not live */
 };
 
 /* How far a deploy has got: for `deploy --wait` and the events stream. */
@@ -115,6 +116,23 @@ struct history_rec {
 	char		output[HISTORY_OUTPUT_MAX];	/* the end of the hooks' output */
 };
 
+/*
+ * A release written, checked and made durable by engine_prepare, but not live: what
+ * engine_activate needs to make it live later, in this process or after a restart.
+ */
+struct prepared_rec {
+	char		name[RELEASE_NAME_MAX];	/* "": nothing is prepared */
+	char		commit[SHA_HEX];
+	char		ref[256];		/* what the remote called it: DEPLOYD_REF */
+	char		subject[256];
+	char		author[128];
+	int64_t		prepared_at;		/* unix seconds */
+	int64_t		written_ns;		/* as release_rec */
+	int64_t		files_written;
+	int64_t		files_reused;
+	char		reuse[16];
+};
+
 struct site_state {
 	char		desired[SHA_HEX];	/* what the remote's branch said at the last fetch */
 	char		attempted[SHA_HEX];	/* last commit a deploy was tried for */
@@ -133,15 +151,31 @@ struct site_state {
 	size_t		nreleases;
 	struct history_rec *history;		/* newest last, at most HISTORY_MAX */
 	size_t		nhistory;
+	struct prepared_rec prepared;		/* at most one per site */
 };
 
-/* ---- deploy/engine.c: the one entry point that changes what is live ---- */
+/*
+ * ---- deploy/engine.c: the entry points that change what is live ----
+ * prepare: fetch, write the release, pre_activate, every check; it is not live, and it
+ *          survives a restart (state.json's "prepared"). A newer prepare replaces it.
+ * activate: swap current to the prepared release, post_activate, record, prune.
+ * deploy:  prepare then activate, under one lock.
+ * discard: remove a prepared release that will not go live.
+ */
 int	 engine_init(void);
-const char *engine_phase_name(int phase);
 void	 engine_shutdown(void);
-int	 engine_deploy(const struct site *, const struct deploy_request *, struct deploy_result *,
-	    engine_phase_cb, void *cbarg);
-int	 engine_recover(const struct site *, struct error *);
+const char *engine_phase_name(int phase);
+int	 engine_prepare(const struct site *, const struct deploy_request *,
+	    struct deploy_result *, engine_phase_cb, void *cbarg);
+int	 engine_activate(const struct site *, const char *release,
+	    const struct deploy_request *, struct deploy_result *, engine_phase_cb,
+	    void *cbarg);
+int	 engine_deploy(const struct site *, const struct deploy_request *,
+	    struct deploy_result *, engine_phase_cb, void *cbarg);
+int	 engine_discard(const struct site *, const char *release, struct error *);
+
+/* ---- deploy/recover.c: at start-up, a site's deploy root made whole again ---- */
+int	 recover_site(const struct site *, struct error *);
 
 /* ---- deploy/rollback.c: rollback, pause and resume, serialised with deploys ---- */
 int	 rollback_run(const struct site *, const struct deploy_request *, struct deploy_result *);
@@ -317,8 +351,60 @@ int	 tags_vercmp(const char *a, const char *b);
 int	 tags_match(const char *glob, const char *name);
 int	 tags_pick(const char *glob, const char *const *names, size_t n);
 
+/*
+ * ---- deploy/engine.c, prepare.c and activate.c share one deploy's working set, so that
+ * every failure cleans up from one place ----
+ */
+struct git_commit;
+struct engine_run {
+	const struct site	 *site;
+	const struct deploy_request *req;
+	struct deploy_result	 *res;
+	int			  path_fd;
+	int			  releases_fd;
+	int			  lock_fd;
+	int			  state_ok;	/* state loaded: failures are recorded */
+	struct site_state	  st;
+	struct site_state	  before;	/* st's scalars as loaded: what was live */
+	struct fetch_result	  fr;
+	engine_phase_cb		  cb;
+	void			 *cbarg;
+	char			 *output;	/* the end of the hooks' output, for history */
+	char			 *cache;
+	char			  commit[SHA_HEX];
+	char			  subject[256];
+	char			  author[128];
+	char			  name[RELEASE_NAME_MAX];
+	char			  tmpname[RELEASE_NAME_MAX + 8];
+	size_t			  written, reused;	/* files of the release */
+	char			  reuse[16];	/* how the others were reused */
+	int64_t			  written_ns;	/* its stamp, for the next deploy's reuse */
+	int			  settled;	/* nothing to do: live already, or bad */
+	int			  wrote;	/* tmpname exists */
+	int			  renamed;	/* name exists but is not live */
+	int			  kept;		/* a recorded prepared release: a failure keeps it */
+	int			  live;
+	int64_t			  started_at;	/* unix ms */
+	int64_t			  t0;		/* monotonic ms */
+};
+void	 engine_step(struct engine_run *, enum phase);
+char	*engine_release_path(const struct engine_run *);
+int	 engine_hook(struct engine_run *, const char *what, const struct strv *argv,
+	    const char *cwd, const char *release, const char *error, struct error *);
+void	 engine_history(struct engine_run *, int ok, const char *error);
+void	 engine_on_failure(struct engine_run *, int rc, const char *msg, const char *release);
+int	 engine_open_site(const struct site *, int create, int *path_fd, int *releases_fd,
+	    struct error *);
+int	 engine_lock(const struct site *, int *fd, struct error *);
+void	 engine_describe(struct git_commit *, char *subject, size_t sublen, char *author,
+	    size_t authlen);
+/* deploy/prepare.c */
+int	 prepare_run(struct engine_run *, int record, struct error *);
+int	 prepare_drop(struct engine_run *, const char *why, struct error *);
+/* deploy/activate.c */
+int	 activate_run(struct engine_run *, struct error *);
+
 /* ---- deploy/repo.c: opening a cache, and libgit2's reason for a failure ---- */
-struct git_repository;
 int	 repo_open(struct git_repository **, const char *dir);
 int	 repo_error(struct error *, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));

@@ -936,6 +936,9 @@ release_recorded(const struct site_state *st, const char *name)
 {
 	size_t i;
 
+	/* A prepared release is still wanted: it is waiting to go live. */
+	if (strcmp(st->prepared.name, name) == 0)
+		return 1;
 	for (i = 0; i < st->nreleases; i++)
 		if (strcmp(st->releases[i].name, name) == 0)
 			return 1;
@@ -944,8 +947,8 @@ release_recorded(const struct site_state *st, const char *name)
 
 /*
  * Only good releases count toward keep (bad ones stay for debugging and do not count), current
- * and the good release before it are never pruned, and release directories that state does not
- * know of are leftovers of failed deploys.
+ * and the good release before it are never pruned, nor the prepared release; release
+ * directories that state does not know of are leftovers of failed deploys.
  */
 int
 release_prune(int releases_fd, struct site_state *st, int64_t keep, const char *current,

@@ -70,6 +70,19 @@ static const struct state_field state_history_fields[] = {
 	SF(struct history_rec, output, SK_STR),
 };
 
+static const struct state_field state_prepared_fields[] = {
+	SF(struct prepared_rec, name, SK_STR),
+	SF(struct prepared_rec, commit, SK_STR),
+	SF(struct prepared_rec, ref, SK_STR),
+	SF(struct prepared_rec, subject, SK_STR),
+	SF(struct prepared_rec, author, SK_STR),
+	SF(struct prepared_rec, prepared_at, SK_INT64),
+	SF(struct prepared_rec, written_ns, SK_INT64),
+	SF(struct prepared_rec, files_written, SK_INT64),
+	SF(struct prepared_rec, files_reused, SK_INT64),
+	SF(struct prepared_rec, reuse, SK_STR),
+};
+
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 const char *
@@ -200,6 +213,10 @@ state_to_json(const struct site_state *st)
 		json_array_append_new(a, state_obj_to_json(&st->history[i],
 		    state_history_fields, NELEM(state_history_fields)));
 	json_object_set_new(o, "history", a);
+	/* Only while there is one: a file without it is what older versions read and wrote. */
+	if (st->prepared.name[0] != '\0')
+		json_object_set_new(o, "prepared", state_obj_to_json(&st->prepared,
+		    state_prepared_fields, NELEM(state_prepared_fields)));
 	return o;
 }
 
@@ -238,6 +255,10 @@ state_from_json(json_t *o, struct site_state *st, struct error *e)
 			goto fail;
 		state_add_history(st, &h);
 	}
+	if ((j = json_object_get(o, "prepared")) != NULL && !json_is_null(j) &&
+	    (rc = state_obj_from_json(j, &st->prepared, state_prepared_fields,
+	    NELEM(state_prepared_fields), "state: prepared", e)) != E_OK)
+		goto fail;
 	if (st->next_id < 1)
 		st->next_id = 1;
 	return E_OK;

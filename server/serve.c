@@ -148,7 +148,7 @@ serve_reload(const char *file, struct config **cfg, struct strv *retired)
 	}
 	for (i = 0; i < next->nsites; i++)
 		if (config_site(*cfg, next->sites[i].site.name) == NULL &&
-		    engine_recover(&next->sites[i].site, &e) != E_OK)
+		    recover_site(&next->sites[i].site, &e) != E_OK)
 			log_warn("site=%s recovery: %s", next->sites[i].site.name, e.msg);
 	log_set_level(next->log_level);
 	metrics_init(next);
@@ -197,7 +197,7 @@ serve_main(const char *config_file)
 		goto out;
 	}
 	for (i = 0; i < cfg->nsites; i++) {
-		if (engine_recover(&cfg->sites[i].site, &e) != E_OK)
+		if (recover_site(&cfg->sites[i].site, &e) != E_OK)
 			log_warn("site=%s recovery: %s", cfg->sites[i].site.name, e.msg);
 	}
 	metrics_init(cfg);

@@ -44,7 +44,7 @@ main(int argc, char **argv)
 	req.trigger = TRIG_MANUAL;
 	if (argc == 6)
 		util_strlcpy(req.rev, argv[5], sizeof(req.rev));
-	if ((rc = engine_recover(&site, &e)) != E_OK) {
+	if ((rc = recover_site(&site, &e)) != E_OK) {
 		fprintf(stderr, "deployd-engine: %s\n", e.msg);
 		return 1;
 	}

@@ -979,7 +979,7 @@ t_engine_timeout(void **state)
 }
 
 static void
-t_engine_recover(void **state)
+t_recover_site(void **state)
 {
 	const struct tfile ok[] = { TF("index.html", "ok\n") };
 	struct fixture *f = *state;
@@ -989,7 +989,7 @@ t_engine_recover(void **state)
 	int pfd;
 
 	/* A site never deployed is fine. */
-	assert_int_equal(engine_recover(&f->site, &e), E_OK);
+	assert_int_equal(recover_site(&f->site, &e), E_OK);
 	assert_false(exists_at(AT_FDCWD, f->path));
 
 	commit_files(f->repo, "main", ok, 1, "good\n", 0, c);
@@ -1002,7 +1002,7 @@ t_engine_recover(void **state)
 	make_dir_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab");
 	make_dir_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab/x");
 	assert_int_equal(symlinkat("releases/nothing", pfd, ".current.tmp"), 0);
-	assert_int_equal(engine_recover(&f->site, &e), E_OK);
+	assert_int_equal(recover_site(&f->site, &e), E_OK);
 	current_of(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
 	assert_false(exists_at(pfd, "releases/.tmp-20300101T000000Z-0123456789ab"));
@@ -1012,12 +1012,12 @@ t_engine_recover(void **state)
 	assert_int_equal(unlinkat(pfd, "current", 0), 0);
 	assert_int_equal(symlinkat("releases/20300101T000000Z-0123456789ab", pfd, "current"),
 	    0);
-	assert_int_equal(engine_recover(&f->site, &e), E_OK);
+	assert_int_equal(recover_site(&f->site, &e), E_OK);
 	current_of(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
 
 	/* A good current is left alone. */
-	assert_int_equal(engine_recover(&f->site, &e), E_OK);
+	assert_int_equal(recover_site(&f->site, &e), E_OK);
 	current_of(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
 	close(pfd);
@@ -2219,7 +2219,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(t_engine_file_url, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_cache_lost_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_timeout, setup, teardown),
-		cmocka_unit_test_setup_teardown(t_engine_recover, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_recover_site, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_many_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_hooks, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_engine_pre_activate_fails, setup, teardown),

@@ -1,0 +1,165 @@
+/* activate.c: the second half of a deploy: swap `current` to a prepared release, record it, post_activate. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "deploy/deploy.h"
+
+/* The new release is live: record it, forget it as prepared, prune, and save. */
+static int
+activate_record(struct engine_run *r, struct error *e)
+{
+	struct release_rec rec = { 0 };
+	struct error pe = { 0 };
+	size_t before;
+
+	util_strlcpy(r->st.applied, r->commit, sizeof(r->st.applied));
+	util_strlcpy(r->st.release, r->name, sizeof(r->st.release));
+	r->st.applied_at = util_now_ms() / 1000;
+	util_strlcpy(r->st.subject, r->subject, sizeof(r->st.subject));
+	util_strlcpy(r->st.author, r->author, sizeof(r->st.author));
+	r->st.trigger = r->req->trigger;
+	r->st.last_error[0] = '\0';
+	r->st.last_error_at = 0;
+	if (strcmp(r->st.prepared.name, r->name) == 0)
+		memset(&r->st.prepared, 0, sizeof(r->st.prepared));
+	util_strlcpy(rec.name, r->name, sizeof(rec.name));
+	util_strlcpy(rec.commit, r->commit, sizeof(rec.commit));
+	rec.activated_at = r->st.applied_at;
+	rec.written_ns = r->written_ns;
+	rec.files_written = (int64_t)r->written;
+	rec.files_reused = (int64_t)r->reused;
+	util_strlcpy(rec.reuse, r->reuse, sizeof(rec.reuse));
+	state_add_release(&r->st, &rec);
+	before = r->st.nreleases;
+	if (release_prune(r->releases_fd, &r->st, r->site->keep, r->name, &pe) != E_OK)
+		log_warn("site=%s pruning releases: %s", r->site->name, pe.msg);
+	if (r->st.nreleases < before)
+		log_info("site=%s pruned %zu old release(s)", r->site->name,
+		    before - r->st.nreleases);
+	engine_history(r, 1, NULL);
+	return state_save(r->site->state_dir, r->site->name, &r->st, e);
+}
+
+/* Back to what was live before, after post_activate failed; the new release is marked bad. */
+static int
+activate_undo(struct engine_run *r, int rc, struct error *e, struct error *me)
+{
+	struct error se = { 0 };
+	struct stat sb;
+	size_t i;
+
+	if (r->before.release[0] == '\0' || fstatat(r->releases_fd, r->before.release,
+	    &sb, 0) != 0 || !S_ISDIR(sb.st_mode)) {
+		util_error(me, rc, "%s; no previous release to roll back to", e->msg);
+		return 0;
+	}
+	if (swap_current(r->path_fd, r->before.release, &se) != E_OK) {
+		util_error(me, rc, "%s; rolling back failed: %s", e->msg, se.msg);
+		return 0;
+	}
+	util_error(me, rc, "%s; rolled back to %s", e->msg, r->before.release);
+	r->res->changed = 0;
+	util_strlcpy(r->res->release, r->before.release, sizeof(r->res->release));
+	util_strlcpy(r->st.applied, r->before.applied, sizeof(r->st.applied));
+	util_strlcpy(r->st.release, r->before.release, sizeof(r->st.release));
+	r->st.applied_at = r->before.applied_at;
+	util_strlcpy(r->st.subject, r->before.subject, sizeof(r->st.subject));
+	util_strlcpy(r->st.author, r->before.author, sizeof(r->st.author));
+	r->st.trigger = r->before.trigger;
+	for (i = 0; i < r->st.nreleases; i++)
+		if (strcmp(r->st.releases[i].name, r->name) == 0)
+			r->st.releases[i].bad = 1;
+	return 1;
+}
+
+/*
+ * post_activate failed with the new release live: a failed deploy. With rollback_on_failure,
+ * `current` goes back to the release that was live before, and the new one is marked bad so
+ * that no poll deploys that commit again (releases.md: rollback marks the release bad).
+ */
+static void
+activate_post_failed(struct engine_run *r, int rc, struct error *e)
+{
+	struct error se = { 0 }, me = { 0 };
+	char clean[sizeof(e->msg)], *release, *msg = me.msg;
+
+	util_strlcpy(msg, e->msg, sizeof(me.msg));
+	if (r->site->rollback_on_failure)
+		activate_undo(r, rc, e, &me);
+	r->res->rc = rc;
+	util_strlcpy(r->res->error, msg, sizeof(r->res->error));
+	util_sanitize(msg, clean, sizeof(clean));
+	log_error("site=%s commit=%.12s deploy failed: %s", r->site->name, r->commit, clean);
+	release = engine_release_path(r);
+	engine_on_failure(r, rc, msg, release);
+	free(release);
+	util_strlcpy(r->st.last_error, msg, sizeof(r->st.last_error));
+	r->st.last_error_at = util_now_ms() / 1000;
+	/* activate_record wrote this deploy's record as a success; it was not one. */
+	if (r->st.nhistory > 0) {
+		struct history_rec *h = &r->st.history[r->st.nhistory - 1];
+
+		h->ok = 0;
+		util_strlcpy(h->error, msg, sizeof(h->error));
+		util_strlcpy(h->output, r->output != NULL ? r->output : "", sizeof(h->output));
+		h->duration_ms = util_mono_ms() - r->t0;
+	}
+	if (state_save(r->site->state_dir, r->site->name, &r->st, &se) != E_OK)
+		log_error("site=%s saving state: %s", r->site->name, se.msg);
+}
+
+/* post_activate, with the new release live; its failure is a failed deploy. */
+static int
+activate_post(struct engine_run *r, struct error *e)
+{
+	const struct strv *argv = &r->site->hooks.post_activate;
+	struct error se = { 0 };
+	char *release;
+	int rc;
+
+	if (argv->n == 0)
+		return E_OK;
+	release = engine_release_path(r);
+	rc = engine_hook(r, "post_activate", argv, release, release, NULL, e);
+	free(release);
+	if (rc == E_OK && r->st.nhistory > 0) {
+		/* The success record was written before the hook ran; add what it printed. */
+		util_strlcpy(r->st.history[r->st.nhistory - 1].output, r->output,
+		    sizeof(r->st.history[0].output));
+		if (state_save(r->site->state_dir, r->site->name, &r->st, &se) != E_OK)
+			log_error("site=%s saving state: %s", r->site->name, se.msg);
+	}
+	return rc;
+}
+
+/*
+ * Make r->name live: one renameat of `current`, then the record and post_activate. A failure
+ * before the swap leaves `current` as it was.
+ */
+int
+activate_run(struct engine_run *r, struct error *e)
+{
+	int rc;
+
+	engine_step(r, PHASE_ACTIVATING);
+	if ((rc = swap_current(r->path_fd, r->name, e)) != E_OK)
+		return rc;
+	r->live = 1;
+	r->renamed = 0;
+	r->res->changed = 1;
+	util_strlcpy(r->res->release, r->name, sizeof(r->res->release));
+	util_strlcpy(r->res->commit, r->commit, sizeof(r->res->commit));
+	log_info("site=%s commit=%.12s release %s live", r->site->name, r->commit, r->name);
+	if ((rc = activate_record(r, e)) != E_OK) {
+		char msg[sizeof(e->msg)];
+
+		util_strlcpy(msg, e->msg, sizeof(msg));
+		return util_error(e, rc, "release %s is live, but saving state failed: %s",
+		    r->name, msg);
+	}
+	if ((rc = activate_post(r, e)) != E_OK)
+		activate_post_failed(r, rc, e);
+	return rc;
+}
