@@ -177,6 +177,108 @@ t_round_trip(void **state)
 	assert_int_equal(b.nhistory, 0);
 }
 
+/* The prepared release round-trips, and is written only while there is one. */
+static void
+t_prepared(void **state)
+{
+	struct fixture *f = *state;
+	struct site_state a, b;
+	struct error e = { 0 };
+	json_t *ja, *jb;
+	char path[256];
+
+	fill(&a);
+	ja = state_to_json(&a);
+	assert_null(json_object_get(ja, "prepared"));
+	json_decref(ja);
+	util_strlcpy(a.prepared.name, "20261126T000000Z-666666666666", RELEASE_NAME_MAX);
+	util_strlcpy(a.prepared.commit, "6666666666666666666666666666666666666666", SHA_HEX);
+	util_strlcpy(a.prepared.ref, "refs/tags/v1.2", sizeof(a.prepared.ref));
+	util_strlcpy(a.prepared.subject, "Prepare \xc3\xa9", sizeof(a.prepared.subject));
+	util_strlcpy(a.prepared.author, "P <p@example.org>", sizeof(a.prepared.author));
+	a.prepared.prepared_at = 1795650000;
+	a.prepared.written_ns = 1795650000123456789;
+	a.prepared.files_written = 7;
+	a.prepared.files_reused = 8;
+	util_strlcpy(a.prepared.reuse, "reflink", sizeof(a.prepared.reuse));
+	assert_int_equal(state_save(f->dir, "www", &a, &e), E_OK);
+	assert_int_equal(state_load(f->dir, "www", &b, &e), E_OK);
+	assert_string_equal(b.prepared.name, a.prepared.name);
+	assert_string_equal(b.prepared.commit, a.prepared.commit);
+	assert_string_equal(b.prepared.ref, "refs/tags/v1.2");
+	assert_string_equal(b.prepared.subject, a.prepared.subject);
+	assert_string_equal(b.prepared.author, a.prepared.author);
+	assert_int_equal(b.prepared.prepared_at, 1795650000);
+	assert_int_equal(b.prepared.written_ns, 1795650000123456789);
+	assert_int_equal(b.prepared.files_written, 7);
+	assert_int_equal(b.prepared.files_reused, 8);
+	assert_string_equal(b.prepared.reuse, "reflink");
+	ja = state_to_json(&a);
+	jb = state_to_json(&b);
+	assert_true(json_equal(ja, jb));
+	json_decref(ja);
+	json_decref(jb);
+	state_free(&a);
+	state_free(&b);
+
+	/* A wrong type is a corrupt file, not a silently empty record. */
+	snprintf(path, sizeof(path), "%s/bad", f->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/bad/state.json", f->dir);
+	write_file(path, "{\"prepared\": {\"name\": 7}}");
+	assert_int_equal(state_load(f->dir, "bad", &b, &e), E_INVAL);
+	assert_non_null(strstr(e.msg, "prepared"));
+}
+
+/* A state file written by deployd 0.1.0 (before prepared releases) loads as it was. */
+static void
+t_previous_version(void **state)
+{
+	struct fixture *f = *state;
+	const char *data = getenv("TEST_DATA_DIR");
+	char path[512], *text;
+	struct site_state st;
+	struct error e = { 0 };
+	json_t *old, *now;
+	FILE *fp;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/state/v0.1.0-state.json",
+	    data != NULL && *data != '\0' ? data : "../tests/unit/data");
+	assert_non_null(fp = fopen(path, "r"));
+	assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+	n = ftell(fp);
+	rewind(fp);
+	text = util_xcalloc(1, (size_t)n + 1);
+	assert_int_equal(fread(text, 1, (size_t)n, fp), (size_t)n);
+	fclose(fp);
+	snprintf(path, sizeof(path), "%s/www", f->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	snprintf(path, sizeof(path), "%s/www/state.json", f->dir);
+	write_file(path, text);
+	assert_non_null(old = json_loads(text, 0, NULL));
+	free(text);
+	assert_int_equal(state_load(f->dir, "www", &st, &e), E_OK);
+	/* every field it had is read, and nothing is added while nothing is prepared */
+	now = state_to_json(&st);
+	assert_true(json_equal(old, now));
+	json_decref(old);
+	json_decref(now);
+	assert_string_equal(st.applied, "1a7158cd5dbacddbb14063f86daea6cab2c0b542");
+	assert_string_equal(st.release, "20261204T154943Z-1a7158cd5dba");
+	assert_int_equal(st.trigger, TRIG_ROLLBACK);
+	assert_int_equal(st.paused, 1);
+	assert_int_equal(st.next_id, 4);
+	assert_int_equal(st.nreleases, 2);
+	assert_int_equal(st.releases[1].bad, 1);
+	assert_int_equal(st.releases[1].written_ns, 1796399386676591398);
+	assert_string_equal(st.releases[0].reuse, "hardlink");
+	assert_int_equal(st.nhistory, 3);
+	assert_int_equal(st.history[1].trigger, TRIG_POLL);
+	assert_string_equal(st.prepared.name, "");
+	state_free(&st);
+}
+
 static void
 t_history_bound(void **state)
 {
@@ -318,6 +420,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(t_round_trip, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_prepared, setup, teardown),
+		cmocka_unit_test_setup_teardown(t_previous_version, setup, teardown),
 		cmocka_unit_test_setup_teardown(t_history_bound, setup, teardown),
 		cmocka_unit_test(t_release_order),
 		cmocka_unit_test_setup_teardown(t_missing_file, setup, teardown),
