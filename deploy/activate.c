@@ -33,7 +33,7 @@ activate_record(struct engine_run *r, struct error *e)
 	util_strlcpy(rec.reuse, r->reuse, sizeof(rec.reuse));
 	state_add_release(&r->st, &rec);
 	before = r->st.nreleases;
-	if (release_prune(r->releases_fd, &r->st, r->site->keep, r->name, &pe) != E_OK)
+	if (prune_releases(r->releases_fd, &r->st, r->site->keep, r->name, &pe) != E_OK)
 		log_warn("site=%s pruning releases: %s", r->site->name, pe.msg);
 	if (r->st.nreleases < before)
 		log_info("site=%s pruned %zu old release(s)", r->site->name,

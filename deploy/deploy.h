@@ -2,6 +2,8 @@
 #ifndef DEPLOYD_DEPLOY_H
 #define DEPLOYD_DEPLOY_H
 
+#include <limits.h>
+
 #include "lib/lib.h"
 
 #define RELEASE_NAME_MAX 64	/* "20261125T224329Z-0123456789ab" is 29 */
@@ -258,9 +260,49 @@ void	 release_settle(int releases_fd, const char *tmpname);
 int64_t	 release_stamp(int releases_fd, const char *name);
 int	 release_link_escapes(const char *path, const char *target);
 int	 release_cleanup_tmp(int releases_fd);	/* number removed, or E_SYS */
-int	 release_prune(int releases_fd, struct site_state *, int64_t keep,
-	    const char *current, struct error *);
 int	 release_list(int releases_fd, struct strv *names, struct error *);
+
+/*
+ * What one release write carries down the tree (and into submodules); release.c walks it,
+ * reuse.c takes from the base release what it may.
+ */
+struct git_odb;
+struct git_tree;
+struct git_tree_entry;
+struct release_walk {
+	struct git_repository *repo;	/* the repository of the tree being written */
+	const struct git_tree *top;	/* its top tree, which has its .gitmodules */
+	struct submodule *mods;		/* read from there at the first gitlink */
+	size_t		 nmods;
+	int		 mods_read;
+	char		 key[PATH_MAX];	/* its submodule key, "" for the site's repo */
+	size_t		 root;		/* where its paths start in path */
+	const char	*cache_dir;
+	char		 path[PATH_MAX];	/* path inside the release, for messages */
+	size_t		 nfiles;
+	size_t		 nwritten;
+	size_t		 nreused;
+	int		 allow_external;	/* symlinks may point outside the release */
+	int		 method;	/* enum reuse_mode in effect, never REUSE_AUTO */
+	int		 readonly;	/* files are written 0444/0555: hard links share them */
+	int64_t		 base_ns;	/* base files changed at or after this are not reused */
+	struct git_odb	*odb;		/* repo's, for blob sizes */
+	const struct release_opts *opts;	/* for progress; NULL in plain writes */
+	size_t		 total;		/* files and links in the site's tree */
+	struct error	*e;
+};
+const char *release_fd_path(int fd, char *buf, size_t len);
+
+/* ---- deploy/reuse.c: unchanged files of the base release, shared or copied ---- */
+extern const char *const reuse_method_names[];
+int	 reuse_method(struct release_walk *, const struct release_opts *, int fd,
+	    int releases_fd);
+int	 reuse_entry(struct release_walk *, int basefd, int dirfd, const char *name,
+	    const struct git_tree_entry *);	/* 1: cannot be reused, write the blob */
+
+/* ---- deploy/prune.c ---- */
+int	 prune_releases(int releases_fd, struct site_state *, int64_t keep,
+	    const char *current, struct error *);
 
 /* ---- deploy/swap.c ---- */
 int	 swap_current(int path_fd, const char *release, struct error *);

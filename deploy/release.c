@@ -1,4 +1,4 @@
-/* release.c: name, write, list and prune the release directories under <path>/releases. */
+/* release.c: name, write and list the release directories under <path>/releases. */
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
@@ -20,30 +20,6 @@
 #include "deploy/deploy.h"
 
 #define RELEASE_TMP_PREFIX ".tmp-"
-
-/* What one release_write carries down the tree (and into submodules). */
-struct release_walk {
-	git_repository	*repo;		/* the repository of the tree being written */
-	const git_tree	*top;		/* its top tree, which has its .gitmodules */
-	struct submodule *mods;		/* read from there at the first gitlink */
-	size_t		 nmods;
-	int		 mods_read;
-	char		 key[PATH_MAX];	/* its submodule key, "" for the site's repo */
-	size_t		 root;		/* where its paths start in path */
-	const char	*cache_dir;
-	char		 path[PATH_MAX];	/* path inside the release, for messages */
-	size_t		 nfiles;
-	size_t		 nwritten;
-	size_t		 nreused;
-	int		 allow_external;	/* symlinks may point outside the release */
-	int		 method;	/* enum reuse_mode in effect, never REUSE_AUTO */
-	int		 readonly;	/* files are written 0444/0555: hard links share them */
-	int64_t		 base_ns;	/* base files changed at or after this are not reused */
-	git_odb		*odb;		/* repo's, for blob sizes */
-	const struct release_opts *opts;	/* for progress; NULL in plain writes */
-	size_t		 total;		/* files and links in the site's tree */
-	struct error	*e;
-};
 
 static int release_write_tree(struct release_walk *, const git_tree *, int, const git_tree *,
     int);
@@ -298,7 +274,7 @@ release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob
 }
 
 /* A directory's path for messages, from its descriptor; "releases" if it cannot be read. */
-static const char *
+const char *
 release_fd_path(int fd, char *buf, size_t len)
 {
 	char link[64];
@@ -339,174 +315,6 @@ release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
 	}
 	*fdp = fd;
 	return E_OK;
-}
-
-/*
- * Is the previous release's file, as stat says, still what deployd wrote there? Its type, its
- * git mode (or the read-only variant of it) and the blob's size must match, and it must not
- * have changed since that release got its name. Writable files are judged by ctime, which a
- * hook cannot set back. Read-only files are hard links shared by several releases, and linking
- * or pruning any of them moves the ctime, so they are judged by mtime: editing one in place
- * needs a chmod first, which the exact mode check catches unless it is undone.
- */
-static int
-release_base_ok(const struct release_walk *w, const struct stat *sb, mode_t want,
-    int64_t size)
-{
-	mode_t perm = sb->st_mode & 07777;
-	const struct timespec *t;
-
-	if (!S_ISREG(sb->st_mode) || (int64_t)sb->st_size != size)
-		return 0;
-	if (perm == want)
-		t = &sb->st_ctim;
-	else if (perm == (want & ~(mode_t)0222))
-		t = &sb->st_mtim;
-	else
-		return 0;
-	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec < w->base_ns;
-}
-
-/* Copy size bytes from in to out: in the kernel if it can, else through a buffer. */
-static int
-release_copy(int in, int out, int64_t size)
-{
-	char buf[65536];
-	int64_t done = 0;
-	ssize_t n, m, o;
-
-	while (done < size) {
-		n = copy_file_range(in, NULL, out, NULL, (size_t)(size - done), 0);
-		if (n <= 0)
-			break;
-		done += n;
-	}
-	if (done < size && lseek(in, done, SEEK_SET) == done &&
-	    lseek(out, done, SEEK_SET) == done) {
-		while (done < size && (n = read(in, buf, sizeof(buf))) > 0) {
-			for (o = 0; o < n; o += m)
-				if ((m = write(out, buf + o, (size_t)(n - o))) <= 0)
-					return E_SYS;
-			done += n;
-		}
-	}
-	return done == size ? E_OK : E_SYS;
-}
-
-/* A reflink or a copy of the base's file, as a new file of the release with its own mode. */
-static int
-release_reuse_copy(struct release_walk *w, int basefd, int dirfd, const char *name,
-    mode_t want, int64_t size)
-{
-	struct stat sb;
-	int in, out, rc = E_OK;
-
-	/* O_NONBLOCK: a FIFO put there by a hook must not hang the deploy. */
-	in = openat(basefd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (in < 0)
-		return 1;
-	if (fstat(in, &sb) != 0 || !release_base_ok(w, &sb, want, size)) {
-		close(in);
-		return 1;
-	}
-	out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (out < 0) {
-		close(in);
-		return util_error_sys(w->e, "writing %s", w->path);
-	}
-	if (w->method != REUSE_REFLINK || ioctl(out, FICLONE, in) != 0)
-		rc = release_copy(in, out, size);
-	if (rc != E_OK || fchmod(out, w->readonly ? want & ~(mode_t)0222 : want) != 0)
-		rc = util_error_sys(w->e, "copying %s from the previous release", w->path);
-	close(in);
-	if (close(out) != 0 && rc == E_OK)
-		rc = util_error_sys(w->e, "writing %s", w->path);
-	return rc;
-}
-
-/*
- * A hard link to the base's file. It is checked after linking, on the new name, which nothing
- * else can swap; linkat without AT_SYMLINK_FOLLOW never links through a symlink.
- */
-static int
-release_reuse_link(struct release_walk *w, int basefd, int dirfd, const char *name,
-    mode_t want, int64_t size)
-{
-	struct stat sb;
-
-	/*
-	 * Only a read-only file is linked; a writable one is copied, read-only. Linking and then
-	 * unlinking a file that fails the check would still move its ctime.
-	 */
-	if (fstatat(basefd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || (sb.st_mode & 07777) !=
-	    (want & ~(mode_t)0222))
-		return release_reuse_copy(w, basefd, dirfd, name, want, size);
-	if (linkat(basefd, name, dirfd, name, 0) != 0) {
-		if (errno == ENOENT || errno == EMLINK || errno == EPERM)
-			return release_reuse_copy(w, basefd, dirfd, name, want, size);
-		return util_error_sys(w->e, "linking %s from the previous release", w->path);
-	}
-	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-		return util_error_sys(w->e, "%s", w->path);
-	if ((sb.st_mode & 07777) == (want & ~(mode_t)0222) && release_base_ok(w, &sb, want,
-	    size))
-		return E_OK;
-	if (unlinkat(dirfd, name, 0) != 0)
-		return util_error_sys(w->e, "removing %s", w->path);
-	return 1;
-}
-
-/* A symlink of the base, if unchanged: its target is checked again, not trusted. */
-static int
-release_reuse_symlink(struct release_walk *w, int basefd, int dirfd, const char *name,
-    int64_t size)
-{
-	char target[PATH_MAX];
-	struct stat sb;
-	ssize_t n;
-
-	if (fstatat(basefd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(sb.st_mode) ||
-	    (int64_t)sb.st_size != size || (int64_t)sb.st_ctim.tv_sec * 1000000000 +
-	    sb.st_ctim.tv_nsec >= w->base_ns)
-		return 1;
-	if ((n = readlinkat(basefd, name, target, sizeof(target))) != size ||
-	    (size_t)n >= sizeof(target))
-		return 1;
-	target[n] = '\0';
-	if (strlen(target) != (size_t)n || (!w->allow_external &&
-	    release_link_escapes(w->path, target)))
-		return 1;	/* written from the blob, where the refusal is explained */
-	if (symlinkat(target, dirfd, name) != 0)
-		return util_error_sys(w->e, "writing %s", w->path);
-	return E_OK;
-}
-
-/*
- * The same blob with the same mode was at this path in the base: share or copy the base's
- * file. 1 means it cannot be reused (gone, changed since), and the blob is written instead.
- */
-static int
-release_reuse(struct release_walk *w, int basefd, int dirfd, const char *name,
-    const git_tree_entry *te)
-{
-	git_filemode_t mode = git_tree_entry_filemode(te);
-	git_object_t type;
-	size_t size;
-
-	/* The LFS refusal reads the blob; .gitattributes is small. */
-	if (strcmp(name, ".gitattributes") == 0)
-		return 1;
-	if (git_odb_read_header(&size, &type, w->odb, git_tree_entry_id(te)) != 0)
-		return repo_error(w->e, "reading %s", w->path);
-	if (type != GIT_OBJECT_BLOB || size > INT64_MAX)
-		return 1;
-	if (mode == GIT_FILEMODE_LINK)
-		return release_reuse_symlink(w, basefd, dirfd, name, (int64_t)size);
-	if (w->method == REUSE_HARDLINK)
-		return release_reuse_link(w, basefd, dirfd, name,
-		    mode == GIT_FILEMODE_BLOB ? 0644 : 0755, (int64_t)size);
-	return release_reuse_copy(w, basefd, dirfd, name, mode == GIT_FILEMODE_BLOB ? 0644 :
-	    0755, (int64_t)size);
 }
 
 /* A file or symlink from its blob. */
@@ -587,7 +395,7 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 			rc = 1;
 			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
 			    git_tree_entry_id(te)))
-				rc = release_reuse(w, basefd, dirfd, name, te);
+				rc = reuse_entry(w, basefd, dirfd, name, te);
 			if (rc == E_OK)
 				w->nreused++;
 			else if (rc == 1) {
@@ -619,117 +427,6 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		w->path[base] = '\0';
 	}
 	return rc;
-}
-
-#define RELEASE_CAN_REFLINK	1u
-#define RELEASE_CAN_HARDLINK	2u
-#define RELEASE_NCAPS		16
-
-/* What each file system holding releases can do, by device: probed once per process. */
-static struct {
-	dev_t		dev;
-	unsigned	caps;
-} release_caps[RELEASE_NCAPS];
-static size_t release_ncaps;
-static pthread_mutex_t release_caps_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* Try FICLONE and linkat once in dirfd, an empty new release on the file system in question. */
-static int
-release_probe(int dirfd, unsigned *caps)
-{
-	static const char *const names[] = { ".deployd-probe-a", ".deployd-probe-b",
-	    ".deployd-probe-c" };
-	struct stat sb;
-	size_t i;
-	int a, b, rc = E_OK, saved;
-
-	*caps = 0;
-	if (fstat(dirfd, &sb) != 0)
-		return E_SYS;
-	pthread_mutex_lock(&release_caps_mu);
-	for (i = 0; i < release_ncaps && i < RELEASE_NCAPS; i++)
-		if (release_caps[i].dev == sb.st_dev) {
-			*caps = release_caps[i].caps;
-			pthread_mutex_unlock(&release_caps_mu);
-			return E_OK;
-		}
-	pthread_mutex_unlock(&release_caps_mu);
-	a = openat(dirfd, names[0], O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	b = openat(dirfd, names[1], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (a < 0 || b < 0 || util_write_all(a, "deployd\n", 8) != E_OK)
-		rc = E_SYS;
-	else {
-		if (ioctl(b, FICLONE, a) == 0)
-			*caps |= RELEASE_CAN_REFLINK;
-		if (linkat(dirfd, names[0], dirfd, names[2], 0) == 0)
-			*caps |= RELEASE_CAN_HARDLINK;
-	}
-	saved = errno;
-	if (a >= 0)
-		close(a);
-	if (b >= 0)
-		close(b);
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		unlinkat(dirfd, names[i], 0);
-	if (rc != E_OK) {
-		errno = saved;
-		return rc;
-	}
-	pthread_mutex_lock(&release_caps_mu);
-	release_caps[release_ncaps % RELEASE_NCAPS].dev = sb.st_dev;
-	release_caps[release_ncaps % RELEASE_NCAPS].caps = *caps;
-	release_ncaps++;
-	pthread_mutex_unlock(&release_caps_mu);
-	log_debug("releases on device %lu: reflinks %s, hard links %s",
-	    (unsigned long)sb.st_dev, *caps & RELEASE_CAN_REFLINK ? "yes" : "no",
-	    *caps & RELEASE_CAN_HARDLINK ? "yes" : "no");
-	return E_OK;
-}
-
-static const char *const release_method_names[] = {
-	[REUSE_AUTO] = "auto",
-	[REUSE_REFLINK] = "reflink",
-	[REUSE_HARDLINK] = "hardlink",
-	[REUSE_COPY] = "copy",
-};
-
-/* The fixed mode of a site, if its file system can do it; auto's choice otherwise. */
-static int
-release_method(struct release_walk *w, const struct release_opts *o, int fd, int releases_fd)
-{
-	static const struct {
-		int		 mode;
-		unsigned	 cap;
-		const char	*what;
-	} need[] = {
-		{ REUSE_REFLINK, RELEASE_CAN_REFLINK, "reflinks (FICLONE)" },
-		{ REUSE_HARDLINK, RELEASE_CAN_HARDLINK, "hard links" },
-	};
-	char dir[PATH_MAX];
-	unsigned caps = 0;
-	size_t i;
-
-	/* auto goes on with copies (a full disk then fails the write, which says so). */
-	if (o->reuse != REUSE_COPY && release_probe(fd, &caps) != E_OK &&
-	    o->reuse != REUSE_AUTO)
-		return util_error_sys(w->e, "probing %s", release_fd_path(releases_fd, dir,
-		    sizeof(dir)));
-	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++)
-		if (o->reuse == need[i].mode && !(caps & need[i].cap))
-			return util_error(w->e, E_CONFIG, "reuse: %s, but the file system of "
-			    "%s cannot make %s; set reuse: auto or copy",
-			    release_method_names[o->reuse], release_fd_path(releases_fd, dir,
-			    sizeof(dir)), need[i].what);
-	if (o->reuse != REUSE_AUTO)
-		w->method = o->reuse;
-	else if (caps & RELEASE_CAN_REFLINK)
-		w->method = REUSE_REFLINK;
-	else if ((caps & RELEASE_CAN_HARDLINK) && o->auto_hardlink)
-		w->method = REUSE_HARDLINK;
-	else
-		w->method = REUSE_COPY;
-	w->readonly = w->method == REUSE_HARDLINK;
-	return E_OK;
 }
 
 /* Write the commit's tree as releases_fd/tmpname, a new directory; the caller renames it. */
@@ -774,7 +471,7 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	int fd = -1, basefd = -1, rc;
 
 	memset(stats, 0, sizeof(*stats));
-	stats->method = release_method_names[REUSE_COPY];
+	stats->method = reuse_method_names[REUSE_COPY];
 	w = util_xcalloc(1, sizeof(*w));
 	w->e = e;
 	w->allow_external = o->allow_external;
@@ -798,9 +495,9 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	if (o->progress != NULL)
 		git_tree_walk(tree, GIT_TREEWALK_PRE, release_count_cb, &w->total);
 	if ((rc = release_make_dir(w, releases_fd, tmpname, &fd)) != E_OK ||
-	    (rc = release_method(w, o, fd, releases_fd)) != E_OK)
+	    (rc = reuse_method(w, o, fd, releases_fd)) != E_OK)
 		goto out;
-	stats->method = release_method_names[w->method];
+	stats->method = reuse_method_names[w->method];
 	/* A base whose commit the cache lost (a force-push and a fresh clone) is not used. */
 	if (o->base != NULL && o->base_commit != NULL && o->base_written_ns > 0 &&
 	    git_oid_fromstr(&ooid, o->base_commit) == 0 &&
@@ -931,76 +628,3 @@ release_list(int releases_fd, struct strv *out, struct error *e)
 	return E_OK;
 }
 
-static int
-release_recorded(const struct site_state *st, const char *name)
-{
-	size_t i;
-
-	/* A prepared release is still wanted: it is waiting to go live. */
-	if (strcmp(st->prepared.name, name) == 0)
-		return 1;
-	for (i = 0; i < st->nreleases; i++)
-		if (strcmp(st->releases[i].name, name) == 0)
-			return 1;
-	return 0;
-}
-
-/*
- * Only good releases count toward keep (bad ones stay for debugging and do not count), current
- * and the good release before it are never pruned, nor the prepared release; release
- * directories that state does not know of are leftovers of failed deploys.
- */
-int
-release_prune(int releases_fd, struct site_state *st, int64_t keep, const char *current,
-    struct error *e)
-{
-	struct strv disk = { 0 };
-	size_t i, j, cur = SIZE_MAX, prev = SIZE_MAX;
-	int64_t count;
-	char *del;
-	int rc = E_OK;
-
-	if (current == NULL)
-		current = "";
-	for (i = 0; i < st->nreleases; i++)
-		if (strcmp(st->releases[i].name, current) == 0)
-			cur = i;
-	for (i = cur == SIZE_MAX ? st->nreleases : cur; i-- > 0;) {
-		if (!st->releases[i].bad) {
-			prev = i;
-			break;
-		}
-	}
-	/* keep includes current and the release before it; the newest others fill the rest. */
-	count = (cur != SIZE_MAX && !st->releases[cur].bad) + (prev != SIZE_MAX);
-	del = util_xcalloc(st->nreleases ? st->nreleases : 1, 1);
-	for (i = st->nreleases; i-- > 0;) {
-		if (st->releases[i].bad || i == cur || i == prev)
-			continue;
-		if (count < keep)
-			count++;
-		else
-			del[i] = 1;
-	}
-	for (i = j = 0; i < st->nreleases; i++) {
-		if (del[i] && util_rm_rf_at(releases_fd, st->releases[i].name) != E_OK) {
-			rc = util_error_sys(e, "removing release %s", st->releases[i].name);
-			del[i] = 0;
-		}
-		if (!del[i])
-			st->releases[j++] = st->releases[i];
-	}
-	st->nreleases = j;
-	free(del);
-
-	if (release_list(releases_fd, &disk, e) != E_OK)
-		return E_SYS;
-	for (i = 0; i < disk.n; i++) {
-		if (strcmp(disk.v[i], current) == 0 || release_recorded(st, disk.v[i]))
-			continue;
-		if (util_rm_rf_at(releases_fd, disk.v[i]) != E_OK)
-			rc = util_error_sys(e, "removing leftover release %s", disk.v[i]);
-	}
-	util_strv_free(&disk);
-	return rc;
-}

@@ -261,7 +261,7 @@ fuzz_util_serve_config(const char *dir, const char *yaml)
 	fuzz_util_write(file, yaml, strlen(yaml), 0644);
 	if (config_load(file, &cfg, &errors) != E_OK)
 		fuzz_util_die("the harness's config: %s", errors.n > 0 ? errors.v[0] : "?");
-	if (sched_init(cfg) != E_OK)
+	if (sched_init(cfg, NULL) != E_OK)
 		fuzz_util_die("sched_init failed");
 	free(file);
 	return cfg;

@@ -135,7 +135,9 @@ void	 metrics_poll_error(const char *site);
 char	*metrics_render(void);		/* malloc'd Prometheus text, NULL on failure */
 
 /* ---- server/sched.c: queues deploys, one running and one pending per site ---- */
-int	 sched_init(const struct config *);
+/* Told of each deploy that changed something or failed, as a STATUS= line for systemd. */
+typedef void (*sched_notify_fn)(const char *status);
+int	 sched_init(const struct config *, sched_notify_fn);
 void	 sched_free(void);
 int	 sched_start(void);
 int	 sched_reload(const struct config *);
@@ -158,7 +160,6 @@ void	 control_reload(const struct config *);
 
 /* ---- server/serve.c ---- */
 int	 serve_main(const char *config_file);
-void	 serve_notify(const char *msg);	/* sd_notify(3) without libsystemd */
 
 /* ---- server/demo.c ---- */
 struct cli;

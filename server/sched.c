@@ -65,6 +65,7 @@ static struct {
 	int			 stopping;
 	int			 holding;	/* a reload waits: start no new job */
 	int64_t			 next_id;
+	sched_notify_fn		 notify;	/* the daemon's ear; NULL: nobody listens */
 } S = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.work = PTHREAD_COND_INITIALIZER,
@@ -111,13 +112,15 @@ sched_poll_delay(const struct sched_site *s)
 	return sched_jitter(d);
 }
 
+/* The scheduler calls nothing above it: what the daemon wants to hear, it asks for here. */
 int
-sched_init(const struct config *cfg)
+sched_init(const struct config *cfg, sched_notify_fn notify)
 {
 	pthread_condattr_t ca;
 	size_t i;
 
 	S.cfg = cfg;
+	S.notify = notify;
 	S.nsites = cfg->nsites;
 	S.sites = util_xcalloc(cfg->nsites, sizeof(*S.sites));
 	for (i = 0; i < cfg->nsites; i++)
@@ -426,13 +429,15 @@ sched_notify_status(const struct sched_site *s, const struct deploy_request *req
 {
 	char msg[768], err[200];
 
+	if (S.notify == NULL)
+		return;
 	util_sanitize(res->error, err, sizeof(err));
 	if (res->rc == E_OK)
 		snprintf(msg, sizeof(msg), "STATUS=%s: %.12s live (%s, %s)", s->cfg->site.name,
 		    res->commit, res->release, state_trigger_name(req->trigger));
 	else
 		snprintf(msg, sizeof(msg), "STATUS=%s: deploy failed: %s", s->cfg->site.name, err);
-	serve_notify(msg);
+	S.notify(msg);
 }
 
 static void *

@@ -13,7 +13,7 @@
 #include "server/deployd.h"
 
 /* systemd's notify protocol is one datagram; no need for libsystemd. */
-void
+static void
 serve_notify(const char *msg)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
@@ -202,7 +202,7 @@ serve_main(const char *config_file)
 	}
 	metrics_init(cfg);
 	serve_live_metrics(cfg);
-	sched_init(cfg);
+	sched_init(cfg, serve_notify);
 	if (control_start(cfg, &e) != E_OK) {
 		log_error("%s", e.msg);
 		goto out_engine;

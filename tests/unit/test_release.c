@@ -260,11 +260,11 @@ t_prune_keep(void **state)
 	struct error e = { 0 };
 
 	make_releases(f, &st, 6, NULL, names);
-	assert_int_equal(release_prune(f->releases_fd, &st, 3, names[5], &e), E_OK);
+	assert_int_equal(prune_releases(f->releases_fd, &st, 3, names[5], &e), E_OK);
 	assert_left(f, &st, names, 6, "345");
 	assert_int_equal(st.nreleases, 3);
 	/* keep 1 still keeps current and the release before it. */
-	assert_int_equal(release_prune(f->releases_fd, &st, 1, names[5], &e), E_OK);
+	assert_int_equal(prune_releases(f->releases_fd, &st, 1, names[5], &e), E_OK);
 	assert_left(f, &st, names, 6, "45");
 	state_free(&st);
 }
@@ -279,7 +279,7 @@ t_prune_bad(void **state)
 
 	/* 2 and 5 are bad: they stay, and do not count; 4 is the good one before current 6. */
 	make_releases(f, &st, 7, "25", names);
-	assert_int_equal(release_prune(f->releases_fd, &st, 2, names[6], &e), E_OK);
+	assert_int_equal(prune_releases(f->releases_fd, &st, 2, names[6], &e), E_OK);
 	assert_left(f, &st, names, 7, "2456");
 	state_free(&st);
 }
@@ -294,9 +294,9 @@ t_prune_current_not_newest(void **state)
 
 	/* current is release 1 (say, pinned): it and release 0 before it fill keep 3 but one. */
 	make_releases(f, &st, 5, NULL, names);
-	assert_int_equal(release_prune(f->releases_fd, &st, 3, names[1], &e), E_OK);
+	assert_int_equal(prune_releases(f->releases_fd, &st, 3, names[1], &e), E_OK);
 	assert_left(f, &st, names, 5, "014");
-	assert_int_equal(release_prune(f->releases_fd, &st, 2, names[1], &e), E_OK);
+	assert_int_equal(prune_releases(f->releases_fd, &st, 2, names[1], &e), E_OK);
 	assert_left(f, &st, names, 5, "01");
 	state_free(&st);
 }
@@ -315,7 +315,7 @@ t_prune_leftovers(void **state)
 	fixture_mkdir(f->releases_fd, "20200101T000001Z-eeeeeeeeeeee/sub");
 	fixture_mkdir(f->releases_fd, "notes");				/* not ours */
 	fixture_mkdir(f->releases_fd, ".tmp-20200101T000002Z-dddddddddddd");
-	assert_int_equal(release_prune(f->releases_fd, &st, 5,
+	assert_int_equal(prune_releases(f->releases_fd, &st, 5,
 	    "20200101T000001Z-eeeeeeeeeeee", &e), E_OK);
 	assert_false(fixture_exists(f->releases_fd, "20200101T000000Z-ffffffffffff"));
 	assert_true(fixture_exists(f->releases_fd, "20200101T000001Z-eeeeeeeeeeee/sub"));
@@ -338,7 +338,7 @@ t_prune_prepared(void **state)
 	fixture_mkdir(f->releases_fd, "20200101T000000Z-ffffffffffff");
 	util_strlcpy(st.prepared.name, "20200101T000000Z-ffffffffffff", RELEASE_NAME_MAX);
 	fixture_mkdir(f->releases_fd, "20200101T000001Z-eeeeeeeeeeee");	/* a leftover */
-	assert_int_equal(release_prune(f->releases_fd, &st, 2, names[3], &e), E_OK);
+	assert_int_equal(prune_releases(f->releases_fd, &st, 2, names[3], &e), E_OK);
 	assert_true(fixture_exists(f->releases_fd, "20200101T000000Z-ffffffffffff"));
 	assert_false(fixture_exists(f->releases_fd, "20200101T000001Z-eeeeeeeeeeee"));
 	assert_left(f, &st, names, 4, "23");
