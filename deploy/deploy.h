@@ -149,10 +149,9 @@ int	 rollback_pause(const struct site *, int paused,
 	    const char *reason, struct error *);
 json_t	*rollback_releases_json(const struct site *, struct error *);
 
-/* ---- deploy/sshsig.c: SSH-signed commits (PROTOCOL.sshsig) and allowed_signers ---- */
+/* ---- deploy/sshsig.c: SSH-signed commits (PROTOCOL.sshsig) ---- */
 #define SSHSIG_NAMESPACE	"git"
 #define SSHSIG_ARMOR_MAX	(64 * 1024)	/* a larger signature is refused unparsed */
-#define SSHSIG_ALLOWED_MAX	(1024 * 1024)	/* largest allowed_signers file read */
 /* Who may sign: an allowed_signers file's text, and the namespace and date to check. */
 struct sshsig_policy {
 	const char	*file;		/* named in messages */
@@ -166,7 +165,31 @@ int	 sshsig_verify_commit(const char *cache_dir, const char *commit_hex,
 int	 sshsig_verify(const char *what, const char *armored, size_t len,
 	    const unsigned char *msg, size_t msglen, const struct sshsig_policy *,
 	    char *signer, size_t signerlen, struct error *);
-int	 sshsig_allowed(const char *what, const struct sshsig_policy *,
+
+/* ---- deploy/wire.c: the SSH wire format, read from untrusted bytes ---- */
+#define WIRE_SHOW_MAX	64	/* bytes of an untrusted name quoted in messages */
+/* A window on untrusted bytes: every read checks the length left first. */
+struct wire {
+	const unsigned char	*p;
+	size_t			 len;
+};
+int	 wire_get_u32(struct wire *, uint32_t *);
+int	 wire_get_string(struct wire *, struct wire *out);
+int	 wire_get_mpint(struct wire *, size_t maxlen, struct wire *out);
+int	 wire_is(const struct wire *, const char *lit);
+void	 wire_show(const struct wire *, char *out, size_t outlen);
+
+/* ---- deploy/sigkey.c: the signature check of each SSH key type ---- */
+enum { SIGKEY_GOOD, SIGKEY_BAD, SIGKEY_MALFORMED };
+struct sigkey;
+const struct sigkey *sigkey_find(const char *what, struct wire key, struct error *);
+int	 sigkey_verify(const struct sigkey *, struct wire key, struct wire sigtype,
+	    struct wire sig, const unsigned char *data, size_t len, char *why, size_t whylen);
+
+/* ---- deploy/signers.c: allowed_signers ---- */
+#define SIGNERS_FILE_MAX	(1024 * 1024)	/* largest allowed_signers file read */
+int	 signers_read(const char *path, char **text, size_t *len, struct error *);
+int	 signers_allowed(const char *what, const struct sshsig_policy *,
 	    const unsigned char *key, size_t keylen, char *signer, size_t signerlen,
 	    struct error *);
 
