@@ -207,13 +207,60 @@ int	 fetch_remote_tip(const struct site *, struct fetch_result *,
 	    struct error *);	/* ls-remote only, no download */
 int	 fetch_site_fresh(const struct site *, struct fetch_result *,
 	    struct error *);	/* re-clone a damaged cache */
-int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
 #define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* default of site->fetch_timeout_ms */
 void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
 void	 fetch_stop_helper(void);		/* the calling thread's poll helper exits */
 void	 fetch_set_timeout_ms(int64_t ms);	/* >0 overrides fetch_timeout; for tests */
 char	*fetch_cache_path(const struct site *);
-int	 fetcher_url_ssh(const char *url, char *host, size_t hostlen, int *port);
+
+/* ---- deploy/fetcher.c: the fetch helper process (`deployd __fetch`) ---- */
+/* What the helper was asked to do (its command line). */
+struct fetcher_opts {
+	int		 serve;
+	int		 ls_remote;
+	int		 fresh;
+	const char	*branch;
+	const char	*tags;
+	const char	*ssh_key;
+	const char	*known_hosts;
+	const char	*token_file;
+	const char	*token_user;
+	const char	*ca_file;
+	const char	*cache;
+	const char	*url;
+};
+int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
+void	 fetcher_fail(const char *fmt, ...)	/* sets the one error line sent to the parent */
+	    __attribute__((format(printf, 1, 2)));
+const char *fetcher_error(void);		/* that line */
+const char *fetcher_git_msg(void);		/* libgit2's last message */
+
+/* ---- deploy/remote.c: the fetch helper's git work; 0, or -1 with fetcher_fail's line ---- */
+struct git_oid;
+int	 remote_ls(const struct fetcher_opts *, struct git_oid *tip, char *ref, size_t reflen);
+int	 remote_fetch(const struct fetcher_opts *, struct git_oid *tip, char *ref,
+	    size_t reflen);
+int	 remote_fetch_fresh(const struct fetcher_opts *, struct git_oid *tip, char *ref,
+	    size_t reflen);
+
+/* ---- deploy/cred.c: credentials and trust for the fetch helper's connections ---- */
+struct git_remote_callbacks;
+/* One connection's callbacks' state: to whom, and why they refused, if they did. */
+struct cred_conn {
+	const struct fetcher_opts *o;
+	const char	*url;
+	char		 shown[512];	/* url without user:password@ */
+	int		 ssh;
+	char		 host[256];
+	int		 port;
+	int		 cred_calls;
+	char		 why[1024];
+};
+void	 cred_init(struct cred_conn *, const struct fetcher_opts *, const char *url,
+	    struct git_remote_callbacks *);
+int	 cred_ca(const char *ca_file);
+void	 cred_redact_url(const char *url, char *buf, size_t len);
+int	 cred_url_ssh(const char *url, char *host, size_t hostlen, int *port);
 
 /* ---- deploy/release.c ---- */
 int	 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len);
