@@ -185,10 +185,9 @@ int	 rollback_pause(const struct site *, int paused,
 	    const char *reason, struct error *);
 json_t	*rollback_releases_json(const struct site *, struct error *);
 
-/* ---- deploy/sshsig.c: SSH-signed commits (PROTOCOL.sshsig) and allowed_signers ---- */
+/* ---- deploy/sshsig.c: SSH-signed commits (PROTOCOL.sshsig) ---- */
 #define SSHSIG_NAMESPACE	"git"
 #define SSHSIG_ARMOR_MAX	(64 * 1024)	/* a larger signature is refused unparsed */
-#define SSHSIG_ALLOWED_MAX	(1024 * 1024)	/* largest allowed_signers file read */
 /* Who may sign: an allowed_signers file's text, and the namespace and date to check. */
 struct sshsig_policy {
 	const char	*file;		/* named in messages */
@@ -202,7 +201,31 @@ int	 sshsig_verify_commit(const char *cache_dir, const char *commit_hex,
 int	 sshsig_verify(const char *what, const char *armored, size_t len,
 	    const unsigned char *msg, size_t msglen, const struct sshsig_policy *,
 	    char *signer, size_t signerlen, struct error *);
-int	 sshsig_allowed(const char *what, const struct sshsig_policy *,
+
+/* ---- deploy/wire.c: the SSH wire format, read from untrusted bytes ---- */
+#define WIRE_SHOW_MAX	64	/* bytes of an untrusted name quoted in messages */
+/* A window on untrusted bytes: every read checks the length left first. */
+struct wire {
+	const unsigned char	*p;
+	size_t			 len;
+};
+int	 wire_get_u32(struct wire *, uint32_t *);
+int	 wire_get_string(struct wire *, struct wire *out);
+int	 wire_get_mpint(struct wire *, size_t maxlen, struct wire *out);
+int	 wire_is(const struct wire *, const char *lit);
+void	 wire_show(const struct wire *, char *out, size_t outlen);
+
+/* ---- deploy/sigkey.c: the signature check of each SSH key type ---- */
+enum { SIGKEY_GOOD, SIGKEY_BAD, SIGKEY_MALFORMED };
+struct sigkey;
+const struct sigkey *sigkey_find(const char *what, struct wire key, struct error *);
+int	 sigkey_verify(const struct sigkey *, struct wire key, struct wire sigtype,
+	    struct wire sig, const unsigned char *data, size_t len, char *why, size_t whylen);
+
+/* ---- deploy/signers.c: allowed_signers ---- */
+#define SIGNERS_FILE_MAX	(1024 * 1024)	/* largest allowed_signers file read */
+int	 signers_read(const char *path, char **text, size_t *len, struct error *);
+int	 signers_allowed(const char *what, const struct sshsig_policy *,
 	    const unsigned char *key, size_t keylen, char *signer, size_t signerlen,
 	    struct error *);
 
@@ -220,13 +243,60 @@ int	 fetch_remote_tip(const struct site *, struct fetch_result *,
 	    struct error *);	/* ls-remote only, no download */
 int	 fetch_site_fresh(const struct site *, struct fetch_result *,
 	    struct error *);	/* re-clone a damaged cache */
-int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
 #define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* default of site->fetch_timeout_ms */
 void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
 void	 fetch_stop_helper(void);		/* the calling thread's poll helper exits */
 void	 fetch_set_timeout_ms(int64_t ms);	/* >0 overrides fetch_timeout; for tests */
 char	*fetch_cache_path(const struct site *);
-int	 fetcher_url_ssh(const char *url, char *host, size_t hostlen, int *port);
+
+/* ---- deploy/fetcher.c: the fetch helper process (`deployd __fetch`) ---- */
+/* What the helper was asked to do (its command line). */
+struct fetcher_opts {
+	int		 serve;
+	int		 ls_remote;
+	int		 fresh;
+	const char	*branch;
+	const char	*tags;
+	const char	*ssh_key;
+	const char	*known_hosts;
+	const char	*token_file;
+	const char	*token_user;
+	const char	*ca_file;
+	const char	*cache;
+	const char	*url;
+};
+int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
+void	 fetcher_fail(const char *fmt, ...)	/* sets the one error line sent to the parent */
+	    __attribute__((format(printf, 1, 2)));
+const char *fetcher_error(void);		/* that line */
+const char *fetcher_git_msg(void);		/* libgit2's last message */
+
+/* ---- deploy/remote.c: the fetch helper's git work; 0, or -1 with fetcher_fail's line ---- */
+struct git_oid;
+int	 remote_ls(const struct fetcher_opts *, struct git_oid *tip, char *ref, size_t reflen);
+int	 remote_fetch(const struct fetcher_opts *, struct git_oid *tip, char *ref,
+	    size_t reflen);
+int	 remote_fetch_fresh(const struct fetcher_opts *, struct git_oid *tip, char *ref,
+	    size_t reflen);
+
+/* ---- deploy/cred.c: credentials and trust for the fetch helper's connections ---- */
+struct git_remote_callbacks;
+/* One connection's callbacks' state: to whom, and why they refused, if they did. */
+struct cred_conn {
+	const struct fetcher_opts *o;
+	const char	*url;
+	char		 shown[512];	/* url without user:password@ */
+	int		 ssh;
+	char		 host[256];
+	int		 port;
+	int		 cred_calls;
+	char		 why[1024];
+};
+void	 cred_init(struct cred_conn *, const struct fetcher_opts *, const char *url,
+	    struct git_remote_callbacks *);
+int	 cred_ca(const char *ca_file);
+void	 cred_redact_url(const char *url, char *buf, size_t len);
+int	 cred_url_ssh(const char *url, char *host, size_t hostlen, int *port);
 
 /* ---- deploy/release.c ---- */
 int	 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len);

@@ -760,7 +760,7 @@ test_strict_base64(void **state)
 	free(text);
 }
 
-/* sshsig_allowed on text that is not NUL-terminated, and on hostile lines. */
+/* signers_allowed on text that is not NUL-terminated, and on hostile lines. */
 static void
 test_allowed_text(void **state)
 {
@@ -789,7 +789,7 @@ test_allowed_text(void **state)
 		memcpy(text, junk[i], n);
 		pol.text = text;
 		pol.len = n;
-		assert_int_equal(sshsig_allowed("k", &pol, key, klen, signer, sizeof(signer), &e),
+		assert_int_equal(signers_allowed("k", &pol, key, klen, signer, sizeof(signer), &e),
 		    E_INVAL);
 		free(text);
 	}
@@ -797,12 +797,12 @@ test_allowed_text(void **state)
 	text = util_xasprintf("%0100d %s", 7, F.pub[K_A]);
 	pol.text = text;
 	pol.len = strlen(text);
-	assert_int_equal(sshsig_allowed("k", &pol, key, klen, signer, sizeof(signer), &e),
+	assert_int_equal(signers_allowed("k", &pol, key, klen, signer, sizeof(signer), &e),
 	    E_OK);
 	assert_int_equal(strlen(signer), sizeof(signer) - 1);
 	/* A length that cuts the key off is honoured. */
 	pol.len = strlen(text) - 5;
-	assert_int_equal(sshsig_allowed("k", &pol, key, klen, signer, sizeof(signer), &e),
+	assert_int_equal(signers_allowed("k", &pol, key, klen, signer, sizeof(signer), &e),
 	    E_INVAL);
 	free(text);
 }

@@ -239,7 +239,7 @@ t_url_ssh(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(fetcher_url_ssh(cases[i].url, host, sizeof(host), &port),
+		assert_int_equal(cred_url_ssh(cases[i].url, host, sizeof(host), &port),
 		    cases[i].ssh);
 		assert_string_equal(host, cases[i].host);
 		assert_int_equal(port, cases[i].port);
