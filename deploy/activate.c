@@ -116,15 +116,10 @@ activate_post(struct engine_run *r, struct error *e)
 {
 	const struct strv *argv = &r->site->hooks.post_activate;
 	struct error se = { 0 };
-	char *release;
 	int rc;
 
-	if (argv->n == 0)
-		return E_OK;
-	release = engine_release_path(r);
-	rc = engine_hook(r, "post_activate", argv, release, release, NULL, e);
-	free(release);
-	if (rc == E_OK && r->st.nhistory > 0) {
+	if ((rc = engine_release_hook(r, "post_activate", argv, e)) == E_OK && argv->n > 0 &&
+	    r->st.nhistory > 0) {
 		/* The success record was written before the hook ran; add what it printed. */
 		util_strlcpy(r->st.history[r->st.nhistory - 1].output, r->output,
 		    sizeof(r->st.history[0].output));

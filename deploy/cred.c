@@ -251,7 +251,7 @@ cred_ca(const char *ca_file)
 			break;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, path, NULL) != 0) {
-		fetcher_fail("ca_file %s: %s", ca_file, fetcher_git_msg());
+		fetcher_fail("ca_file %s: %s", ca_file, repo_last_error());
 		close(fd);
 		return -1;
 	}

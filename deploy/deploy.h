@@ -269,7 +269,6 @@ int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
 void	 fetcher_fail(const char *fmt, ...)	/* sets the one error line sent to the parent */
 	    __attribute__((format(printf, 1, 2)));
 const char *fetcher_error(void);		/* that line */
-const char *fetcher_git_msg(void);		/* libgit2's last message */
 
 /* ---- deploy/remote.c: the fetch helper's git work; 0, or -1 with fetcher_fail's line ---- */
 struct git_oid;
@@ -503,6 +502,8 @@ void	 engine_step(struct engine_run *, enum phase);
 char	*engine_release_path(const struct engine_run *);
 int	 engine_hook(struct engine_run *, const char *what, const struct strv *argv,
 	    const char *cwd, const char *release, const char *error, struct error *);
+int	 engine_release_hook(struct engine_run *, const char *what, const struct strv *argv,
+	    struct error *);
 void	 engine_history(struct engine_run *, int ok, const char *error);
 void	 engine_on_failure(struct engine_run *, int rc, const char *msg, const char *release);
 int	 engine_open_site(const struct site *, int create, int *path_fd, int *releases_fd,
@@ -518,6 +519,7 @@ int	 activate_run(struct engine_run *, struct error *);
 
 /* ---- deploy/repo.c: opening a cache, and libgit2's reason for a failure ---- */
 int	 repo_open(struct git_repository **, const char *dir);
+const char *repo_last_error(void);
 int	 repo_error(struct error *, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 

@@ -219,6 +219,22 @@ engine_hook(struct engine_run *r, const char *what, const struct strv *argv, con
 	return rc;
 }
 
+/* A hook of the release (pre_activate, post_activate), run inside it; none set is success. */
+int
+engine_release_hook(struct engine_run *r, const char *what, const struct strv *argv,
+    struct error *e)
+{
+	char *release;
+	int rc;
+
+	if (argv->n == 0)
+		return E_OK;
+	release = engine_release_path(r);
+	rc = engine_hook(r, what, argv, release, release, NULL, e);
+	free(release);
+	return rc;
+}
+
 /*
  * on_failure after a failed deploy. A poll that keeps failing the same way (a remote down for
  * an hour) notifies once rather than once a poll: a failure is new when its message changed.

@@ -37,14 +37,6 @@ fetcher_error(void)
 	return fetcher_err;
 }
 
-const char *
-fetcher_git_msg(void)
-{
-	const git_error *ge = git_error_last();
-
-	return ge != NULL && ge->message != NULL ? ge->message : "unknown git error";
-}
-
 /* Options first, then "-- CACHE URL". 0, or -1 with the usage error set. */
 static int
 fetcher_args(int argc, char **argv, struct fetcher_opts *o)

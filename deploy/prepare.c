@@ -317,15 +317,10 @@ static int
 prepare_pre_activate(struct engine_run *r, struct error *e)
 {
 	const struct strv *argv = &r->site->hooks.pre_activate;
-	char *release;
 	int rc;
 
-	if (argv->n == 0)
-		return E_OK;
-	release = engine_release_path(r);
-	rc = engine_hook(r, "pre_activate", argv, release, release, NULL, e);
-	free(release);
-	if (rc == E_OK && syncfs(r->releases_fd) != 0)
+	if ((rc = engine_release_hook(r, "pre_activate", argv, e)) == E_OK && argv->n > 0 &&
+	    syncfs(r->releases_fd) != 0)
 		rc = util_error_sys(e, "syncing %s after pre_activate", r->name);
 	return rc;
 }

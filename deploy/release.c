@@ -119,17 +119,6 @@ release_is_hex(const char *s, size_t n)
 	return 1;
 }
 
-static int
-release_is_digits(const char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-	return 1;
-}
-
 /* "20261125T224329Z-0123456789ab": sorting names sorts releases by time. */
 int
 release_name(int64_t unix_secs, const char *commit, char *buf, size_t len)
@@ -149,16 +138,6 @@ release_name(int64_t unix_secs, const char *commit, char *buf, size_t len)
 	return n < 0 || (size_t)n >= len ? E_INVAL : E_OK;
 }
 
-static int
-release_num(const char *s, size_t n)
-{
-	int v = 0;
-
-	while (n-- > 0)
-		v = v * 10 + (*s++ - '0');
-	return v;
-}
-
 /* Either output may be NULL. Anything but an exact, real date and 12 lowercase hex is E_INVAL. */
 int
 release_parse_name(const char *name, int64_t *unix_secs, char commit12[13])
@@ -166,22 +145,22 @@ release_parse_name(const char *name, int64_t *unix_secs, char commit12[13])
 	struct tm tm = { 0 };
 	time_t t;
 
-	if (strlen(name) != 29 || !release_is_digits(name, 8) || name[8] != 'T' ||
-	    !release_is_digits(name + 9, 6) || name[15] != 'Z' || name[16] != '-' ||
+	if (strlen(name) != 29 || util_digits(name, 8) < 0 || name[8] != 'T' ||
+	    util_digits(name + 9, 6) < 0 || name[15] != 'Z' || name[16] != '-' ||
 	    !release_is_hex(name + 17, 12))
 		return E_INVAL;
-	tm.tm_year = release_num(name, 4) - 1900;
-	tm.tm_mon = release_num(name + 4, 2) - 1;
-	tm.tm_mday = release_num(name + 6, 2);
-	tm.tm_hour = release_num(name + 9, 2);
-	tm.tm_min = release_num(name + 11, 2);
-	tm.tm_sec = release_num(name + 13, 2);
+	tm.tm_year = util_digits(name, 4) - 1900;
+	tm.tm_mon = util_digits(name + 4, 2) - 1;
+	tm.tm_mday = util_digits(name + 6, 2);
+	tm.tm_hour = util_digits(name + 9, 2);
+	tm.tm_min = util_digits(name + 11, 2);
+	tm.tm_sec = util_digits(name + 13, 2);
 	if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_hour > 23 ||
 	    tm.tm_min > 59 || tm.tm_sec > 59)
 		return E_INVAL;
 	t = timegm(&tm);
 	/* timegm normalises 31 February into March: a changed day means it did not exist. */
-	if (tm.tm_mday != release_num(name + 6, 2) || tm.tm_mon + 1 != release_num(name + 4, 2))
+	if (tm.tm_mday != util_digits(name + 6, 2) || tm.tm_mon + 1 != util_digits(name + 4, 2))
 		return E_INVAL;
 	if (unix_secs != NULL)
 		*unix_secs = (int64_t)t;

@@ -61,7 +61,7 @@ remote_fail(const struct cred_conn *c, const char *doing)
 	if (c->why[0] != '\0')
 		fetcher_fail("%s", c->why);
 	else
-		fetcher_fail("%s %s: %s", doing, c->shown, fetcher_git_msg());
+		fetcher_fail("%s %s: %s", doing, c->shown, repo_last_error());
 }
 
 /*
@@ -103,14 +103,14 @@ remote_open_cache(const char *dir, const char *url, git_repository **repo)
 		if (repo_open(repo, dir) == 0)
 			return 0;
 		fprintf(stderr, "deployd: cache %s is broken (%s); cloning afresh\n", dir,
-		    fetcher_git_msg());
+		    repo_last_error());
 		if (util_rm_rf_at(AT_FDCWD, dir) != E_OK) {
 			fetcher_fail("removing broken cache %s: %s", dir, strerror(errno));
 			return -1;
 		}
 	}
 	if (git_repository_init(repo, dir, 1) != 0) {
-		fetcher_fail("creating cache %s: %s", dir, fetcher_git_msg());
+		fetcher_fail("creating cache %s: %s", dir, repo_last_error());
 		return -1;
 	}
 	seed_local(*repo, url);
@@ -402,7 +402,7 @@ remote_once(git_repository *repo, const struct fetcher_opts *o, git_oid *tip, ch
 	    git_object_peel(&peeled, obj, GIT_OBJECT_COMMIT) != 0) {
 		*cache_err = 1;
 		fetcher_fail("%s of %s: %s is not a commit in the cache: %s", ref, c.shown,
-		    git_oid_tostr_s(&id), fetcher_git_msg());
+		    git_oid_tostr_s(&id), repo_last_error());
 		goto out;
 	}
 	git_oid_cpy(tip, git_object_id(peeled));
@@ -433,7 +433,7 @@ remote_reclone(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t ref
 	if (util_rm_rf_at(AT_FDCWD, fresh) != E_OK)
 		fetcher_fail("removing %s: %s", fresh, strerror(errno));
 	else if (git_repository_init(&repo, fresh, 1) != 0)
-		fetcher_fail("creating cache %s: %s", fresh, fetcher_git_msg());
+		fetcher_fail("creating cache %s: %s", fresh, repo_last_error());
 	else if (remote_once(repo, o, tip, ref, reflen, &cache_err) == 0) {
 		git_repository_free(repo);
 		repo = NULL;

@@ -14,22 +14,23 @@ repo_open(git_repository **repo, const char *dir)
 	    GIT_REPOSITORY_OPEN_BARE, NULL);
 }
 
+/* libgit2's message for the last failure on this thread. */
+const char *
+repo_last_error(void)
+{
+	const git_error *ge = git_error_last();
+
+	return ge != NULL && ge->message != NULL ? ge->message : "unknown git error";
+}
+
 /* Like util_error, with libgit2's last message appended; call right after the failure. */
 int
 repo_error(struct error *e, const char *fmt, ...)
 {
-	const git_error *ge = git_error_last();
 	va_list ap;
-	size_t n;
 
-	if (e != NULL) {
-		e->code = E_GIT;
-		va_start(ap, fmt);
-		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-		va_end(ap);
-		n = strlen(e->msg);
-		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s",
-		    ge != NULL && ge->message != NULL ? ge->message : "unknown git error");
-	}
+	va_start(ap, fmt);
+	util_verror(e, E_GIT, repo_last_error(), fmt, ap);
+	va_end(ap);
 	return E_GIT;
 }

@@ -78,17 +78,6 @@ bad:
 	return -1;
 }
 
-/* n decimal digits at s; the caller checked they are digits. */
-static int
-signers_digits(const char *s, int n)
-{
-	int v = 0;
-
-	while (n-- > 0)
-		v = v * 10 + (*s++ - '0');
-	return v;
-}
-
 /* OpenSSH's absolute time: YYYYMMDD[HHMM[SS]], UTC with a trailing Z, else local time. */
 static int
 signers_parse_time(const char *s, int64_t *out)
@@ -108,15 +97,15 @@ signers_parse_time(const char *s, int64_t *out)
 		if (s[i] < '0' || s[i] > '9')
 			return -1;
 	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = signers_digits(s, 4) - 1900;
-	tm.tm_mon = signers_digits(s + 4, 2) - 1;
-	tm.tm_mday = signers_digits(s + 6, 2);
+	tm.tm_year = util_digits(s, 4) - 1900;
+	tm.tm_mon = util_digits(s + 4, 2) - 1;
+	tm.tm_mday = util_digits(s + 6, 2);
 	if (n >= 12) {
-		tm.tm_hour = signers_digits(s + 8, 2);
-		tm.tm_min = signers_digits(s + 10, 2);
+		tm.tm_hour = util_digits(s + 8, 2);
+		tm.tm_min = util_digits(s + 10, 2);
 	}
 	if (n == 14)
-		tm.tm_sec = signers_digits(s + 12, 2);
+		tm.tm_sec = util_digits(s + 12, 2);
 	if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
 	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
 		return -1;

@@ -54,6 +54,8 @@ void	*util_xrealloc(void *, size_t, size_t);
 char	*util_xstrdup(const char *);
 char	*util_xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
 size_t	 util_strlcpy(char *dst, const char *src, size_t size);
+int	 util_digits(const char *s, size_t n);
+int	 util_verror(struct error *, int code, const char *why, const char *fmt, va_list);
 int	 util_error(struct error *, int code, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 int	 util_error_sys(struct error *, const char *fmt, ...)

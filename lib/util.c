@@ -68,6 +68,20 @@ util_parse_uint(const char *s, uint64_t max, uint64_t *out)
 	return E_OK;
 }
 
+/* The value of exactly n decimal digits at s (a date's fields), or -1 if one is not a digit. */
+int
+util_digits(const char *s, size_t n)
+{
+	int v = 0;
+
+	while (n-- > 0) {
+		if (*s < '0' || *s > '9' || v > (INT_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (*s++ - '0');
+	}
+	return v;
+}
+
 /* Durations: "90s", "5m", "2h", "1500ms", or "0" alone (a bare number would be ambiguous). */
 int
 util_parse_duration(const char *s, int64_t *ms)
@@ -220,17 +234,31 @@ util_strlcpy(char *dst, const char *src, size_t size)
 	return len;
 }
 
+/* Fill e (if any) from fmt, then ": why" when why is not NULL; returns code. */
+int
+util_verror(struct error *e, int code, const char *why, const char *fmt, va_list ap)
+{
+	size_t n;
+
+	if (e == NULL)
+		return code;
+	e->code = code;
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	if (why != NULL) {
+		n = strlen(e->msg);
+		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", why);
+	}
+	return code;
+}
+
 int
 util_error(struct error *e, int code, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (e != NULL) {
-		e->code = code;
-		va_start(ap, fmt);
-		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	util_verror(e, code, NULL, fmt, ap);
+	va_end(ap);
 	return code;
 }
 
@@ -240,16 +268,10 @@ util_error_sys(struct error *e, const char *fmt, ...)
 {
 	int saved = errno;
 	va_list ap;
-	size_t n;
 
-	if (e != NULL) {
-		e->code = E_SYS;
-		va_start(ap, fmt);
-		vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-		va_end(ap);
-		n = strlen(e->msg);
-		snprintf(e->msg + n, sizeof(e->msg) - n, ": %s", strerror(saved));
-	}
+	va_start(ap, fmt);
+	util_verror(e, E_SYS, strerror(saved), fmt, ap);
+	va_end(ap);
 	errno = saved;
 	return E_SYS;
 }

@@ -287,22 +287,67 @@ fixture_deploy_trig(struct fixture *f, enum trigger trig, struct deploy_result *
 	return engine_deploy(&f->site, &req, res, NULL, NULL);
 }
 
-/* This program is its own fetch helper (fetch_site runs /proc/self/exe __fetch ...), or
- * DEPLOYD_BIN's. Returns an exit code for the helper's run, or -1 to run the tests. */
-int
-fixture_init(int argc, char **argv)
+/* A first commit live, then a second one committed: what every lifecycle starts from. */
+void
+fixture_two_commits(struct fixture *f, char c1[SHA_HEX], char c2[SHA_HEX],
+    char live[RELEASE_NAME_MAX])
 {
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	const struct tfile v2[] = { TF("index.html", "v2\n"), TF("new.html", "new\n") };
+	struct deploy_result res;
+
+	fixture_commit(f->repo, "main", v1, 1, "one\n", 0, c1);
+	assert_int_equal(fixture_deploy(f, NULL, &res), E_OK);
+	util_strlcpy(live, res.release, RELEASE_NAME_MAX);
+	fixture_commit(f->repo, "main", v2, 2, "two\n", 0, c2);
+}
+
+/* The site's state as saved; the caller frees it. */
+void
+fixture_state(struct fixture *f, struct site_state *st)
+{
+	struct error e = { 0 };
+
+	assert_int_equal(state_load(f->state_dir, "www", st, &e), E_OK);
+}
+
+int
+fixture_prepare(struct fixture *f, struct deploy_result *res)
+{
+	struct deploy_request req = { 0 };
+
+	req.trigger = TRIG_MANUAL;
+	return engine_prepare(&f->site, &req, res, NULL, NULL);
+}
+
+int
+fixture_activate(struct fixture *f, const char *release, const char *rev,
+    struct deploy_result *res)
+{
+	struct deploy_request req = { 0 };
+
+	req.trigger = TRIG_MANUAL;
+	if (rev != NULL)
+		util_strlcpy(req.rev, rev, sizeof(req.rev));
+	return engine_activate(&f->site, release, &req, res, NULL, NULL);
+}
+
+/*
+ * main() of each engine test: run the tests, or be the fetch helper when run as one
+ * (fetch_site runs /proc/self/exe __fetch ...; DEPLOYD_BIN's, when set, instead).
+ */
+int
+fixture_run(int argc, char **argv, const char *name, const struct CMUnitTest *tests, size_t n)
+{
+	int rc;
+
 	if (argc > 1 && strcmp(argv[1], "__fetch") == 0)
 		return fetcher_main(argc, argv);
 	log_init(getenv("TEST_VERBOSE") != NULL ? LOG_LVL_DEBUG : LOG_LVL_WARN, 0);
 	/* DEPLOYD_BIN=.../deployd fetches through the real binary's __fetch instead. */
 	fetch_set_exe(getenv("DEPLOYD_BIN"));
 	engine_init();
-	return -1;
-}
-
-void
-fixture_done(void)
-{
+	rc = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
 	engine_shutdown();
+	return rc;
 }

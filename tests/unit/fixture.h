@@ -58,8 +58,17 @@ void	 fixture_argv(struct strv *sv, const char *script);
 void	 fixture_clear_hooks(struct fixture *f);
 void	 fixture_slurp(const char *path, char *buf, size_t len);
 int	 fixture_deploy_trig(struct fixture *f, enum trigger trig, struct deploy_result *res);
-/* Call first in main: -1 to run the tests, else the exit code of a __fetch run. */
-int	 fixture_init(int argc, char **argv);
-void	 fixture_done(void);
+/* A first commit live ("v1"), then a second one ("v2", new.html) committed. */
+void	 fixture_two_commits(struct fixture *f, char c1[SHA_HEX], char c2[SHA_HEX],
+	    char live[RELEASE_NAME_MAX]);
+void	 fixture_state(struct fixture *f, struct site_state *st);
+int	 fixture_prepare(struct fixture *f, struct deploy_result *res);
+int	 fixture_activate(struct fixture *f, const char *release, const char *rev,
+	    struct deploy_result *res);
+/* main() of each test program: FIXTURE_MAIN(tests). */
+int	 fixture_run(int argc, char **argv, const char *name, const struct CMUnitTest *tests,
+	    size_t n);
+#define FIXTURE_MAIN(tests) \
+	fixture_run(argc, argv, #tests, tests, sizeof(tests) / sizeof((tests)[0]))
 
 #endif

@@ -186,49 +186,6 @@ t_engine_many_files(void **state)
 
 /* ---- two phases: prepare, then activate or discard ---- */
 
-/* The site's state as saved; the caller frees it. */
-static void
-load(struct fixture *f, struct site_state *st)
-{
-	struct error e = { 0 };
-
-	assert_int_equal(state_load(f->state_dir, "www", st, &e), E_OK);
-}
-
-static int
-prepare(struct fixture *f, struct deploy_result *res)
-{
-	struct deploy_request req = { 0 };
-
-	req.trigger = TRIG_MANUAL;
-	return engine_prepare(&f->site, &req, res, NULL, NULL);
-}
-
-static int
-activate(struct fixture *f, const char *release, const char *rev, struct deploy_result *res)
-{
-	struct deploy_request req = { 0 };
-
-	req.trigger = TRIG_MANUAL;
-	if (rev != NULL)
-		util_strlcpy(req.rev, rev, sizeof(req.rev));
-	return engine_activate(&f->site, release, &req, res, NULL, NULL);
-}
-
-/* A first commit live, then a second one committed: what every lifecycle starts from. */
-static void
-two_commits(struct fixture *f, char c1[SHA_HEX], char c2[SHA_HEX], char live[RELEASE_NAME_MAX])
-{
-	const struct tfile v1[] = { TF("index.html", "v1\n") };
-	const struct tfile v2[] = { TF("index.html", "v2\n"), TF("new.html", "new\n") };
-	struct deploy_result res;
-
-	fixture_commit(f->repo, "main", v1, 1, "one\n", 0, c1);
-	assert_int_equal(fixture_deploy(f, NULL, &res), E_OK);
-	util_strlcpy(live, res.release, RELEASE_NAME_MAX);
-	fixture_commit(f->repo, "main", v2, 2, "two\n", 0, c2);
-}
-
 /* Prepare writes a complete release that is not live; activate makes it live. */
 static void
 t_prepare_activate(void **state)
@@ -242,8 +199,8 @@ t_prepare_activate(void **state)
 	char cur[RELEASE_NAME_MAX], path[512];
 	int pfd, tmps;
 
-	two_commits(f, c1, c2, live);
-	assert_int_equal(prepare(f, &res), E_OK);
+	fixture_two_commits(f, c1, c2, live);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	assert_int_equal(res.prepared, 1);
 	assert_int_equal(res.changed, 0);
 	assert_string_equal(res.commit, c2);
@@ -257,7 +214,7 @@ t_prepare_activate(void **state)
 	fixture_assert_file(pfd, "current/index.html", "v1\n", 3, 0644);
 	assert_int_equal(fixture_count_releases(f, &tmps), 2);
 	assert_int_equal(tmps, 0);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.prepared.name, prep);
 	assert_string_equal(st.prepared.commit, c2);
 	assert_string_equal(st.prepared.subject, "two");
@@ -279,7 +236,7 @@ t_prepare_activate(void **state)
 	assert_string_equal(cur, prep);
 	fixture_assert_file(pfd, "current/index.html", "v2\n", 3, 0644);
 	close(pfd);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.applied, c2);
 	assert_string_equal(st.release, prep);
 	assert_string_equal(st.subject, "two");
@@ -291,7 +248,7 @@ t_prepare_activate(void **state)
 	assert_string_equal(st.history[1].release, prep);
 	state_free(&st);
 	/* Activated once: nothing is prepared any more. */
-	assert_int_equal(activate(f, NULL, NULL, &res), E_NOTFOUND);
+	assert_int_equal(fixture_activate(f, NULL, NULL, &res), E_NOTFOUND);
 }
 
 /* Discard removes the prepared release like a failed one; `current` never moves. */
@@ -306,8 +263,8 @@ t_prepare_discard(void **state)
 	char cur[RELEASE_NAME_MAX], path[512];
 	int pfd, tmps;
 
-	two_commits(f, c1, c2, live);
-	assert_int_equal(prepare(f, &res), E_OK);
+	fixture_two_commits(f, c1, c2, live);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	util_strlcpy(prep, res.release, sizeof(prep));
 	assert_int_equal(engine_discard(&f->site, "20990101T000000Z-0123456789ab", &e),
 	    E_NOTFOUND);
@@ -319,14 +276,14 @@ t_prepare_discard(void **state)
 	assert_int_equal(fixture_count_releases(f, &tmps), 1);
 	fixture_current(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.prepared.name, "");
 	assert_string_equal(st.applied, c1);
 	assert_string_equal(st.last_error, "");	/* not a failure */
 	assert_int_equal(st.nhistory, 1);
 	state_free(&st);
 	assert_int_equal(engine_discard(&f->site, NULL, &e), E_NOTFOUND);
-	assert_int_equal(activate(f, prep, NULL, &res), E_NOTFOUND);
+	assert_int_equal(fixture_activate(f, prep, NULL, &res), E_NOTFOUND);
 	fixture_current(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
 }
@@ -342,25 +299,25 @@ t_activate_refusals(void **state)
 	char cur[RELEASE_NAME_MAX], path[512];
 	int pfd;
 
-	two_commits(f, c1, c2, live);
-	assert_int_equal(activate(f, NULL, NULL, &res), E_NOTFOUND);
+	fixture_two_commits(f, c1, c2, live);
+	assert_int_equal(fixture_activate(f, NULL, NULL, &res), E_NOTFOUND);
 	assert_non_null(strstr(res.error, "not prepared"));
-	assert_int_equal(prepare(f, &res), E_OK);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	util_strlcpy(prep, res.release, sizeof(prep));
 	/* another name, another commit */
-	assert_int_equal(activate(f, live, NULL, &res), E_NOTFOUND);
-	assert_int_equal(activate(f, NULL, c1, &res), E_INVAL);
+	assert_int_equal(fixture_activate(f, live, NULL, &res), E_NOTFOUND);
+	assert_int_equal(fixture_activate(f, NULL, c1, &res), E_INVAL);
 	assert_non_null(strstr(res.error, "not"));
 	/* the prepared release removed by hand */
 	pfd = fixture_open_path(f);
 	snprintf(path, sizeof(path), "releases/%s", prep);
 	assert_int_equal(util_rm_rf_at(pfd, path), E_OK);
 	close(pfd);
-	assert_int_equal(activate(f, NULL, c2, &res), E_NOTFOUND);
+	assert_int_equal(fixture_activate(f, NULL, c2, &res), E_NOTFOUND);
 	assert_non_null(strstr(res.error, "gone"));
 	fixture_current(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.applied, c1);
 	assert_string_equal(st.last_error, "");
 	assert_int_equal(st.nhistory, 1);
@@ -383,16 +340,16 @@ t_prepare_restart_activate(void **state)
 	char cur[RELEASE_NAME_MAX];
 	int tmps;
 
-	two_commits(f, c1, c2, live);
-	assert_int_equal(prepare(f, &res), E_OK);
+	fixture_two_commits(f, c1, c2, live);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	util_strlcpy(prep, res.release, sizeof(prep));
 	assert_int_equal(recover_site(&f->site, &e), E_OK);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.prepared.name, prep);
 	state_free(&st);
 	assert_int_equal(fixture_count_releases(f, &tmps), 2);
 	/* the same commit prepared again: the same release, nothing written */
-	assert_int_equal(prepare(f, &res), E_OK);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	assert_string_equal(res.release, prep);
 	assert_int_equal(fixture_count_releases(f, &tmps), 2);
 	/* a deploy of that commit takes the prepared release */
@@ -402,12 +359,12 @@ t_prepare_restart_activate(void **state)
 	fixture_current(f, cur, sizeof(cur));
 	assert_string_equal(cur, prep);
 	assert_int_equal(fixture_count_releases(f, &tmps), 2);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.prepared.name, "");
 	assert_string_equal(st.applied, c2);
 	state_free(&st);
 	/* nothing prepared, the tip live: prepare has nothing to do */
-	assert_int_equal(prepare(f, &res), E_OK);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	assert_int_equal(res.prepared, 0);
 	assert_string_equal(res.release, prep);
 }
@@ -424,23 +381,23 @@ t_prepare_newer(void **state)
 	char old[RELEASE_NAME_MAX], cur[RELEASE_NAME_MAX], path[512];
 	int pfd, tmps;
 
-	two_commits(f, c1, c2, live);
-	assert_int_equal(prepare(f, &res), E_OK);
+	fixture_two_commits(f, c1, c2, live);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	util_strlcpy(old, res.release, sizeof(old));
 	fixture_commit(f->repo, "main", v3, 1, "three\n", 0, c3);
-	assert_int_equal(prepare(f, &res), E_OK);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
 	assert_string_equal(res.commit, c3);
 	assert_string_not_equal(res.release, old);
 	pfd = fixture_open_path(f);
 	snprintf(path, sizeof(path), "releases/%s", old);
 	assert_false(fixture_exists(pfd, path));
 	assert_int_equal(fixture_count_releases(f, &tmps), 2);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.prepared.commit, c3);
 	state_free(&st);
 	/* the older one cannot be activated; the newer can */
-	assert_int_equal(activate(f, old, NULL, &res), E_NOTFOUND);
-	assert_int_equal(activate(f, NULL, c3, &res), E_OK);
+	assert_int_equal(fixture_activate(f, old, NULL, &res), E_NOTFOUND);
+	assert_int_equal(fixture_activate(f, NULL, c3, &res), E_OK);
 	fixture_current(f, cur, sizeof(cur));
 	assert_string_equal(cur, res.release);
 	fixture_assert_file(pfd, "current/index.html", "v3\n", 3, 0644);
@@ -460,11 +417,6 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_prepare_restart_activate),
 		FIXTURE_TEST(t_prepare_newer),
 	};
-	int rc;
 
-	if ((rc = fixture_init(argc, argv)) >= 0)
-		return rc;
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	fixture_done();
-	return rc;
+	return FIXTURE_MAIN(tests);
 }

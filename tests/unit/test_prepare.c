@@ -699,11 +699,6 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_engine_tags),
 		FIXTURE_TEST(t_engine_submodules),
 	};
-	int rc;
 
-	if ((rc = fixture_init(argc, argv)) >= 0)
-		return rc;
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	fixture_done();
-	return rc;
+	return FIXTURE_MAIN(tests);
 }

@@ -66,25 +66,6 @@ t_recover_site(void **state)
 	close(pfd);
 }
 
-/* The site's state as saved; the caller frees it. */
-static void
-load(struct fixture *f, struct site_state *st)
-{
-	struct error e = { 0 };
-
-	assert_int_equal(state_load(f->state_dir, "www", st, &e), E_OK);
-}
-
-static void
-prepare(struct fixture *f, struct deploy_result *res)
-{
-	struct deploy_request req = { 0 };
-
-	req.trigger = TRIG_MANUAL;
-	assert_int_equal(engine_prepare(&f->site, &req, res, NULL, NULL), E_OK);
-	assert_int_equal(res->prepared, 1);
-}
-
 /*
  * A prepared release is neither a leftover nor live: recovery keeps it, never points a
  * missing `current` at it, and forgets it only when it is gone from disk.
@@ -104,7 +85,8 @@ t_recover_prepared(void **state)
 
 	/* Never activated: only a prepared release, and no current to repair from it. */
 	fixture_commit(f->repo, "main", v1, 1, "one\n", 0, c1);
-	prepare(f, &res);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
+	assert_int_equal(res.prepared, 1);
 	util_strlcpy(prep, res.release, sizeof(prep));
 	assert_int_equal(recover_site(&f->site, &e), E_OK);
 	pfd = fixture_open_path(f);
@@ -117,13 +99,14 @@ t_recover_prepared(void **state)
 	assert_int_equal(fixture_deploy(f, NULL, &res), E_OK);
 	util_strlcpy(live, res.release, sizeof(live));
 	fixture_commit(f->repo, "main", v2, 1, "two\n", 0, c2);
-	prepare(f, &res);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
+	assert_int_equal(res.prepared, 1);
 	util_strlcpy(prep, res.release, sizeof(prep));
 	assert_int_equal(unlinkat(pfd, "current", 0), 0);
 	assert_int_equal(recover_site(&f->site, &e), E_OK);
 	fixture_current(f, cur, sizeof(cur));
 	assert_string_equal(cur, live);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.prepared.name, prep);
 	state_free(&st);
 
@@ -131,7 +114,7 @@ t_recover_prepared(void **state)
 	snprintf(path, sizeof(path), "releases/%s", prep);
 	assert_int_equal(util_rm_rf_at(pfd, path), E_OK);
 	assert_int_equal(recover_site(&f->site, &e), E_OK);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.prepared.name, "");
 	assert_string_equal(st.applied, c1);
 	state_free(&st);
@@ -147,29 +130,26 @@ t_recover_prepared(void **state)
 static void
 t_recover_adopts_prepared(void **state)
 {
-	const struct tfile v1[] = { TF("index.html", "v1\n") };
-	const struct tfile v2[] = { TF("index.html", "v2\n") };
 	struct fixture *f = *state;
 	struct deploy_result res;
 	struct site_state st;
 	struct error e = { 0 };
-	char c1[SHA_HEX], c2[SHA_HEX], prep[RELEASE_NAME_MAX];
+	char c1[SHA_HEX], c2[SHA_HEX], live[RELEASE_NAME_MAX], prep[RELEASE_NAME_MAX];
 	int64_t written_ns;
 	int pfd;
 
-	fixture_commit(f->repo, "main", v1, 1, "one\n", 0, c1);
-	assert_int_equal(fixture_deploy(f, NULL, &res), E_OK);
-	fixture_commit(f->repo, "main", v2, 1, "two\n", 0, c2);
-	prepare(f, &res);
+	fixture_two_commits(f, c1, c2, live);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
+	assert_int_equal(res.prepared, 1);
 	util_strlcpy(prep, res.release, sizeof(prep));
-	load(f, &st);
+	fixture_state(f, &st);
 	written_ns = st.prepared.written_ns;
 	state_free(&st);
 	pfd = fixture_open_path(f);
 	assert_int_equal(swap_current(pfd, prep, &e), E_OK);	/* and then the crash */
 	close(pfd);
 	assert_int_equal(recover_site(&f->site, &e), E_OK);
-	load(f, &st);
+	fixture_state(f, &st);
 	assert_string_equal(st.applied, c2);
 	assert_string_equal(st.release, prep);
 	assert_string_equal(st.prepared.name, "");
@@ -188,11 +168,6 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_recover_prepared),
 		FIXTURE_TEST(t_recover_adopts_prepared),
 	};
-	int rc;
 
-	if ((rc = fixture_init(argc, argv)) >= 0)
-		return rc;
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	fixture_done();
-	return rc;
+	return FIXTURE_MAIN(tests);
 }

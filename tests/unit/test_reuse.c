@@ -486,11 +486,6 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_incr_symlink_rules),
 		FIXTURE_TEST(t_incr_switch),
 	};
-	int rc;
 
-	if ((rc = fixture_init(argc, argv)) >= 0)
-		return rc;
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	fixture_done();
-	return rc;
+	return FIXTURE_MAIN(tests);
 }
