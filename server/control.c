@@ -53,7 +53,7 @@ static int
 control_list(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
 {
-	*answer = json_pack("{s:o}", "sites", sched_sites_json());
+	*answer = json_pack("{s:o}", "sites", status_sites());
 	return MHD_HTTP_OK;
 }
 
@@ -61,7 +61,7 @@ static int
 control_show(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
 {
-	if ((*answer = sched_site_json(r->site)) == NULL) {
+	if ((*answer = status_site(r->site)) == NULL) {
 		*answer = control_unknown_site(r->site);
 		return MHD_HTTP_NOT_FOUND;
 	}
@@ -274,7 +274,7 @@ control_events_read(void *cls, uint64_t pos, char *buf, size_t max)
 		if (control_stopping)
 			return MHD_CONTENT_READER_END_OF_STREAM;
 		prev = ev->seq;
-		rc = sched_site_event(ev->site, &ev->seq, ev->line == NULL ? 0 : 1000, &o);
+		rc = status_event(ev->site, &ev->seq, ev->line == NULL ? 0 : 1000, &o);
 		if (rc == E_NOTFOUND)
 			o = json_pack("{s:s,s:s}", "site", ev->site, "error",
 			    "the site is no longer configured");
@@ -318,7 +318,7 @@ control_events(struct MHD_Connection *c, const struct control_route *r, json_t *
 	json_t *probe;
 	enum MHD_Result ret;
 
-	if ((probe = sched_site_json(r->site)) == NULL) {
+	if ((probe = status_site(r->site)) == NULL) {
 		*answer = control_unknown_site(r->site);
 		return MHD_HTTP_NOT_FOUND;
 	}

@@ -2,6 +2,8 @@
 #ifndef DEPLOYD_H
 #define DEPLOYD_H
 
+#include <pthread.h>
+
 #include "lib/lib.h"
 #include "hooks/hooks.h"
 #include "deploy/deploy.h"
@@ -143,14 +145,112 @@ int	 sched_start(void);
 int	 sched_reload(const struct config *);
 void	 sched_stop(void);
 int	 sched_request(const char *site, const struct deploy_request *, int64_t *id);
-json_t	*sched_site_json(const char *site);
-json_t	*sched_sites_json(void);
 void	 sched_note_webhook(const char *site);
 int	 sched_is_paused(const char *site);
 enum { REQ_UNKNOWN, REQ_WAITING, REQ_OK, REQ_FAILED };
 int	 sched_request_state(const char *site, int64_t id, int *paused);
-int	 sched_site_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out);
 int	 sched_is_live(const char *site, const char *commit);
+/* A copy of what the scheduler knows of a site, for status.c to show without its lock. */
+struct sched_view {
+	const struct site_config *cfg;
+	int64_t		 seq;		/* moves on whenever the site's jobs do */
+	int		 running;
+	int		 waiting;	/* a job is queued or pending */
+	enum phase	 phase;
+	int64_t		 run_id, queued_id, done_id;	/* 0: none */
+	int		 done_ok;
+	int		 done_changed;
+	char		 done_error[512];
+	char		 done_commit[SHA_HEX];
+	char		 done_release[RELEASE_NAME_MAX];
+	char		 run_commit[SHA_HEX];
+	struct deploy_progress progress;
+	int		 paused;
+	int64_t		 next_poll_at;	/* unix ms; 0: polling off */
+	int64_t		 last_webhook_at;	/* unix ms */
+	int		 failures;
+	int64_t		 missed_count;
+	int64_t		 last_missed_at;	/* unix ms */
+	char		 last_error[512];
+	int64_t		 last_error_at;	/* unix seconds */
+};
+int	 sched_view(const char *site, struct sched_view *);
+size_t	 sched_views(struct sched_view **);
+int	 sched_wait(const char *site, int64_t *seq, int64_t timeout_ms, struct sched_view *);
+/* The scheduler's state, shared by sched.c and poll.c only. */
+/* What the scheduler knows about one site between deploys. */
+struct sched_site {
+	const struct site_config *cfg;
+	int			 queued;	/* waiting in the run queue */
+	int			 running;
+	int			 pending;	/* one more deploy after the running one */
+	struct deploy_request	 req;		/* for the queued or pending deploy */
+	int64_t			 req_id;	/* id answering the queued or pending request */
+	int64_t			 run_id;	/* id of the running deploy */
+	int64_t			 done_id;	/* id of the last finished deploy */
+	int			 done_ok;
+	char			 done_error[512];
+	char			 done_commit[SHA_HEX];
+	char			 done_release[RELEASE_NAME_MAX];
+	int			 done_changed;
+	enum phase		 phase;
+	char			 run_commit[SHA_HEX];	/* what the running deploy writes */
+	char			 live[SHA_HEX];	/* live after the last deploy; "" unknown */
+	struct deploy_progress	 progress;	/* of the running deploy */
+	int64_t			 seq;		/* S.seq when the deploy last moved on */
+	int64_t			 next_poll;	/* monotonic ms; 0: polling off */
+	int64_t			 last_webhook_at;	/* unix ms */
+	int			 failures;	/* consecutive failed deploys, for backoff */
+	int64_t			 missed_check;	/* monotonic ms: judge a polled tip then */
+	int64_t			 missed_since;	/* unix ms: a webhook after this announced it */
+	char			 missed_commit[SHA_HEX];
+	int64_t			 missed_count;
+	int64_t			 last_missed_at;	/* unix ms */
+	char			 last_error[512];	/* of the last deploy, if it failed */
+	int64_t			 last_error_at;		/* unix seconds */
+	int			 paused;	/* mirrors state.json; automatic deploys skipped */
+	struct {
+		int64_t		 id;
+		int		 ok;
+	}			 recent[16];	/* outcomes of the last jobs, for duplicates */
+	size_t			 recent_next;
+	struct sched_site	*qnext;
+};
+
+struct sched {
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 work;		/* the run queue changed, or stop */
+	pthread_cond_t		 timer;		/* the poll schedule changed, or stop */
+	pthread_cond_t		 done;		/* a deploy finished */
+	pthread_cond_t		 event;		/* a site's seq moved on, or stop */
+	int64_t			 seq;
+	const struct config	*cfg;
+	struct sched_site	*sites;
+	size_t			 nsites;
+	struct sched_site	*qhead, *qtail;
+	pthread_t		*workers;
+	size_t			 nworkers;
+	pthread_t		 timer_thread;
+	int			 started;
+	int			 stopping;
+	int			 holding;	/* a reload waits: start no new job */
+	int64_t			 next_id;
+	sched_notify_fn		 notify;	/* the daemon's ear; NULL: nobody listens */
+};
+extern struct sched S;
+int64_t	 sched_request_locked(struct sched_site *, const struct deploy_request *);
+
+/* ---- server/poll.c: the poll timer, its backoff, and the missed-webhook watch ---- */
+int64_t	 poll_jitter(int64_t ms);
+int64_t	 poll_delay(const struct sched_site *);
+void	 poll_after_deploy(struct sched_site *, const struct deploy_request *,
+	    const struct deploy_result *);
+void	*poll_thread(void *);
+
+/* ---- server/status.c: status and the events stream, as JSON ---- */
+json_t	*status_site(const char *name);	/* NULL: no such site */
+json_t	*status_sites(void);
+int	 status_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out);
 
 /* ---- server/control.c ---- */
 int	 control_start(const struct config *, struct error *);

@@ -8,65 +8,8 @@
 
 #include "server/deployd.h"
 
-/* What the scheduler knows about one site between deploys. */
-struct sched_site {
-	const struct site_config *cfg;
-	int			 queued;	/* waiting in the run queue */
-	int			 running;
-	int			 pending;	/* one more deploy after the running one */
-	struct deploy_request	 req;		/* for the queued or pending deploy */
-	int64_t			 req_id;	/* id answering the queued or pending request */
-	int64_t			 run_id;	/* id of the running deploy */
-	int64_t			 done_id;	/* id of the last finished deploy */
-	int			 done_ok;
-	char			 done_error[512];
-	char			 done_commit[SHA_HEX];
-	char			 done_release[RELEASE_NAME_MAX];
-	int			 done_changed;
-	enum phase		 phase;
-	char			 run_commit[SHA_HEX];	/* what the running deploy writes */
-	char			 live[SHA_HEX];	/* live after the last deploy; "" unknown */
-	struct deploy_progress	 progress;	/* of the running deploy */
-	int64_t			 seq;		/* S.seq when the deploy last moved on */
-	int64_t			 next_poll;	/* monotonic ms; 0: polling off */
-	int64_t			 last_webhook_at;	/* unix ms */
-	int			 failures;	/* consecutive failed deploys, for backoff */
-	int64_t			 missed_check;	/* monotonic ms: judge a polled tip then */
-	int64_t			 missed_since;	/* unix ms: a webhook after this announced it */
-	char			 missed_commit[SHA_HEX];
-	int64_t			 missed_count;
-	int64_t			 last_missed_at;	/* unix ms */
-	char			 last_error[512];	/* of the last deploy, if it failed */
-	int64_t			 last_error_at;		/* unix seconds */
-	int			 paused;	/* mirrors state.json; automatic deploys skipped */
-	struct {
-		int64_t		 id;
-		int		 ok;
-	}			 recent[16];	/* outcomes of the last jobs, for duplicates */
-	size_t			 recent_next;
-	struct sched_site	*qnext;
-};
-
-static struct {
-	pthread_mutex_t		 mu;
-	pthread_cond_t		 work;		/* the run queue changed, or stop */
-	pthread_cond_t		 timer;		/* the poll schedule changed, or stop */
-	pthread_cond_t		 done;		/* a deploy finished */
-	pthread_cond_t		 event;		/* a site's seq moved on, or stop */
-	int64_t			 seq;
-	const struct config	*cfg;
-	struct sched_site	*sites;
-	size_t			 nsites;
-	struct sched_site	*qhead, *qtail;
-	pthread_t		*workers;
-	size_t			 nworkers;
-	pthread_t		 timer_thread;
-	int			 started;
-	int			 stopping;
-	int			 holding;	/* a reload waits: start no new job */
-	int64_t			 next_id;
-	sched_notify_fn		 notify;	/* the daemon's ear; NULL: nobody listens */
-} S = {
+/* The scheduler's one instance; poll.c reads and moves its timers under S.mu. */
+struct sched S = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.work = PTHREAD_COND_INITIALIZER,
 	.done = PTHREAD_COND_INITIALIZER,
@@ -84,33 +27,6 @@ sched_find(const char *name)
 }
 
 static void	sched_site_init(struct sched_site *, const struct site_config *, int64_t);
-
-/* Spread polls so a thousand sites do not fetch in the same second: +-10 %. */
-static int64_t
-sched_jitter(int64_t ms)
-{
-	int64_t span = ms / 5;
-
-	if (span <= 0)
-		return ms;
-	return ms - span / 2 + (int64_t)(random() % (span + 1));
-}
-
-/* After failures, wait twice as long each time, up to 16 polls or 15 minutes. */
-static int64_t
-sched_poll_delay(const struct sched_site *s)
-{
-	int64_t d = s->cfg->poll_ms, cap = s->cfg->poll_ms * 16;
-	int i;
-
-	if (cap > 15 * 60 * 1000)
-		cap = s->cfg->poll_ms > 15 * 60 * 1000 ? s->cfg->poll_ms : 15 * 60 * 1000;
-	for (i = 0; i < s->failures && d < cap; i++)
-		d *= 2;
-	if (d > cap)
-		d = cap;
-	return sched_jitter(d);
-}
 
 /* The scheduler calls nothing above it: what the daemon wants to hear, it asks for here. */
 int
@@ -181,7 +97,7 @@ sched_automatic(const struct deploy_request *req)
  * Call with the mutex held. Coalesces: a newer request replaces a waiting one, except
  * that an automatic deploy never replaces what an operator asked for.
  */
-static int64_t
+int64_t
 sched_request_locked(struct sched_site *s, const struct deploy_request *req)
 {
 	if (s->running || s->queued) {
@@ -373,55 +289,6 @@ sched_is_paused(const char *site)
 	return paused;
 }
 
-/* Call with the mutex held: backoff bookkeeping and the missed-webhook watch. */
-static void
-sched_after_deploy(struct sched_site *s, const struct deploy_request *req,
-    const struct deploy_result *res)
-{
-	int64_t now = util_mono_ms();
-
-	if (res->rc != E_OK) {
-		util_strlcpy(s->last_error, res->error[0] ? res->error : "deploy failed",
-		    sizeof(s->last_error));
-		s->last_error_at = util_now_ms() / 1000;
-		s->failures++;
-		if (s->cfg->poll_ms > 0)
-			s->next_poll = now + sched_poll_delay(s);
-		return;
-	}
-	s->last_error[0] = '\0';
-	s->last_error_at = 0;
-	if (s->failures > 0 && s->cfg->poll_ms > 0)
-		s->next_poll = now + sched_jitter(s->cfg->poll_ms);
-	s->failures = 0;
-	/*
-	 * A poll that found a new tip: a webhook should announce it within the grace
-	 * period around now. Judge that later, since the webhook may still be on its way.
-	 */
-	if (res->changed && req->trigger == TRIG_POLL && s->cfg->secret_file != NULL &&
-	    s->cfg->webhook_grace_ms > 0) {
-		s->missed_since = util_now_ms() - s->cfg->webhook_grace_ms;
-		s->missed_check = now + s->cfg->webhook_grace_ms;
-		util_strlcpy(s->missed_commit, res->commit, sizeof(s->missed_commit));
-		pthread_cond_signal(&S.timer);
-	}
-}
-
-/* Call with the mutex held, when a site's missed-webhook check is due. */
-static void
-sched_judge_missed(struct sched_site *s)
-{
-	s->missed_check = 0;
-	if (s->last_webhook_at >= s->missed_since)
-		return;
-	s->missed_count++;
-	s->last_missed_at = util_now_ms();
-	log_warn("site=%s commit=%.12s webhook missed: polling found this commit and no "
-	    "webhook announced it; check the webhook on the git host", s->cfg->site.name,
-	    s->missed_commit);
-	metrics_webhook_missed(s->cfg->site.name);
-}
-
 /* `systemctl status deployd` shows the last deploy that did something. */
 static void
 sched_notify_status(const struct sched_site *s, const struct deploy_request *req,
@@ -482,7 +349,7 @@ sched_worker(void *arg)
 			sched_notify_status(s, &req, &res);
 
 		pthread_mutex_lock(&S.mu);
-		sched_after_deploy(s, &req, &res);
+		poll_after_deploy(s, &req, &res);
 		s->running = 0;
 		s->phase = PHASE_IDLE;
 		s->done_id = id;
@@ -512,50 +379,6 @@ sched_worker(void *arg)
 	return NULL;
 }
 
-/* One thread for every poll schedule: wake at the earliest due site. */
-static void *
-sched_timer(void *arg)
-{
-	struct deploy_request req;
-	struct timespec ts;
-	int64_t now, next;
-	size_t i;
-
-	(void)arg;
-	memset(&req, 0, sizeof(req));
-	req.trigger = TRIG_POLL;
-	pthread_mutex_lock(&S.mu);
-	while (!S.stopping) {
-		now = util_mono_ms();
-		next = now + 3600 * 1000;
-		for (i = 0; i < S.nsites; i++) {
-			struct sched_site *s = &S.sites[i];
-
-			if (s->missed_check != 0) {
-				if (s->missed_check <= now)
-					sched_judge_missed(s);
-				else if (s->missed_check < next)
-					next = s->missed_check;
-			}
-			if (s->next_poll == 0)
-				continue;
-			if (s->next_poll <= now) {
-				/* A running or waiting deploy fetches anyway. */
-				if (!s->running && !s->queued)
-					sched_request_locked(s, &req);
-				s->next_poll = now + sched_poll_delay(s);
-			}
-			if (s->next_poll < next)
-				next = s->next_poll;
-		}
-		ts.tv_sec = next / 1000;
-		ts.tv_nsec = (next % 1000) * 1000000;
-		pthread_cond_timedwait(&S.timer, &S.mu, &ts);
-	}
-	pthread_mutex_unlock(&S.mu);
-	return NULL;
-}
-
 int
 sched_start(void)
 {
@@ -570,7 +393,7 @@ sched_start(void)
 	for (i = 0; i < S.nsites; i++) {
 		struct sched_site *s = &S.sites[i];
 
-		s->next_poll = s->cfg->poll_ms > 0 ? now + sched_jitter(s->cfg->poll_ms) : 0;
+		s->next_poll = s->cfg->poll_ms > 0 ? now + poll_jitter(s->cfg->poll_ms) : 0;
 		sched_request_locked(s, &req);
 	}
 	pthread_mutex_unlock(&S.mu);
@@ -580,7 +403,7 @@ sched_start(void)
 	for (i = 0; i < S.nworkers; i++)
 		if (pthread_create(&S.workers[i], NULL, sched_worker, NULL) != 0)
 			return E_SYS;
-	if (pthread_create(&S.timer_thread, NULL, sched_timer, NULL) != 0)
+	if (pthread_create(&S.timer_thread, NULL, poll_thread, NULL) != 0)
 		return E_SYS;
 	S.started = 1;
 	return E_OK;
@@ -601,7 +424,7 @@ sched_site_init(struct sched_site *s, const struct site_config *cfg, int64_t now
 		util_strlcpy(s->live, st.applied, sizeof(s->live));
 	}
 	state_free(&st);
-	s->next_poll = cfg->poll_ms > 0 ? now + sched_jitter(cfg->poll_ms) : 0;
+	s->next_poll = cfg->poll_ms > 0 ? now + poll_jitter(cfg->poll_ms) : 0;
 }
 
 /*
@@ -651,7 +474,7 @@ sched_reload(const struct config *cfg)
 		if (cfg->sites[i].poll_ms == 0)
 			ns[i].next_poll = 0;
 		else if (ns[i].next_poll == 0 || cfg->sites[i].poll_ms != old[j].cfg->poll_ms)
-			ns[i].next_poll = now + sched_jitter(cfg->sites[i].poll_ms);
+			ns[i].next_poll = now + poll_jitter(cfg->sites[i].poll_ms);
 	}
 	S.sites = ns;
 	S.nsites = cfg->nsites;
@@ -696,162 +519,80 @@ sched_stop(void)
 	S.started = 0;
 }
 
-static json_t *
-sched_str_or_null(const char *s)
+/* Call with the mutex held: what status shows of a site, copied so it can be read unlocked. */
+static void
+sched_view_locked(const struct sched_site *s, struct sched_view *v)
 {
-	return s != NULL && *s != '\0' ? json_string(s) : json_null();
+	memset(v, 0, sizeof(*v));
+	v->cfg = s->cfg;
+	v->seq = s->seq;
+	v->running = s->running;
+	v->waiting = s->queued || s->pending;
+	v->phase = s->phase;
+	v->run_id = s->running ? s->run_id : 0;
+	v->queued_id = v->waiting ? s->req_id : 0;
+	v->done_id = s->done_id;
+	v->done_ok = s->done_ok;
+	v->done_changed = s->done_changed;
+	util_strlcpy(v->done_error, s->done_error, sizeof(v->done_error));
+	util_strlcpy(v->done_commit, s->done_commit, sizeof(v->done_commit));
+	util_strlcpy(v->done_release, s->done_release, sizeof(v->done_release));
+	util_strlcpy(v->run_commit, s->running ? s->run_commit : "", sizeof(v->run_commit));
+	v->progress = s->progress;
+	v->paused = s->paused;
+	v->next_poll_at = s->next_poll != 0 ? util_now_ms() + (s->next_poll - util_mono_ms()) : 0;
+	v->last_webhook_at = s->last_webhook_at;
+	v->failures = s->failures;
+	v->missed_count = s->missed_count;
+	v->last_missed_at = s->last_missed_at;
+	util_strlcpy(v->last_error, s->last_error, sizeof(v->last_error));
+	v->last_error_at = s->last_error_at;
 }
 
-/* Status of one site: the scheduler's view merged with the engine's state file. */
-static json_t *
-sched_site_json_locked(struct sched_site *s)
-{
-	const struct history_rec *h;
-	struct site_state st;
-	struct error e;
-	json_t *o, *d;
-	const char *state;
-	int64_t wall;
-	size_t i;
-
-	memset(&st, 0, sizeof(st));
-	if (state_load(S.cfg->state_dir, s->cfg->site.name, &st, &e) != E_OK)
-		util_strlcpy(st.last_error, e.msg, sizeof(st.last_error));
-	/* A deploy can fail before the engine could record it (an unusable path). */
-	if (s->last_error[0] != '\0' && s->last_error_at >= st.last_error_at) {
-		util_strlcpy(st.last_error, s->last_error, sizeof(st.last_error));
-		st.last_error_at = s->last_error_at;
-	}
-	if (s->running)
-		state = s->phase == PHASE_IDLE ? "starting" : engine_phase_name(s->phase);
-	else if (st.paused)
-		state = "paused";
-	else if (st.last_error[0] != '\0')
-		state = "failed";
-	else
-		state = "idle";
-	o = json_object();
-	json_object_set_new(o, "name", json_string(s->cfg->site.name));
-	json_object_set_new(o, "state", json_string(state));
-	json_object_set_new(o, "paused", json_boolean(st.paused));
-	json_object_set_new(o, "pause_reason", sched_str_or_null(st.paused ?
-	    st.pause_reason : NULL));
-	json_object_set_new(o, "release", sched_str_or_null(st.release));
-	json_object_set_new(o, "commit", sched_str_or_null(st.applied));
-	json_object_set_new(o, "subject", sched_str_or_null(st.subject));
-	json_object_set_new(o, "author", sched_str_or_null(st.author));
-	json_object_set_new(o, "deployed_at", util_json_time(st.applied_at));
-	json_object_set_new(o, "trigger", st.applied[0] != '\0' ?
-	    json_string(state_trigger_name(st.trigger)) : json_null());
-	/* A webhook's provider and delivery id, from the history entry that made it live. */
-	for (h = NULL, i = st.nhistory; i-- > 0 && h == NULL;)
-		if (st.history[i].ok && strcmp(st.history[i].release, st.release) == 0)
-			h = &st.history[i];
-	json_object_set_new(o, "trigger_provider", sched_str_or_null(h != NULL ?
-	    h->provider : NULL));
-	json_object_set_new(o, "trigger_delivery", sched_str_or_null(h != NULL ?
-	    h->delivery : NULL));
-	json_object_set_new(o, "last_webhook_at", util_json_time(s->last_webhook_at / 1000));
-	json_object_set_new(o, "last_error", sched_str_or_null(st.last_error));
-	json_object_set_new(o, "last_error_at", util_json_time(st.last_error_at));
-	wall = s->next_poll != 0 ? util_now_ms() + (s->next_poll - util_mono_ms()) : 0;
-	json_object_set_new(o, "next_poll_at", util_json_time(wall / 1000));
-	json_object_set_new(o, "failures", json_integer(s->failures));
-	json_object_set_new(o, "webhooks_missed", json_integer(s->missed_count));
-	json_object_set_new(o, "last_missed_at", util_json_time(s->last_missed_at / 1000));
-	json_object_set_new(o, "desired", sched_str_or_null(st.desired));
-	json_object_set_new(o, "attempted", sched_str_or_null(st.attempted));
-	json_object_set_new(o, "branch", sched_str_or_null(s->cfg->site.branch));
-	json_object_set_new(o, "path", json_string(s->cfg->site.path));
-
-	/* Request bookkeeping, so that `deploy --wait` knows when its request is done. */
-	d = json_object();
-	json_object_set_new(d, "running_id", json_integer(s->running ? s->run_id : 0));
-	json_object_set_new(d, "queued_id", json_integer(s->queued || s->pending ?
-	    s->req_id : 0));
-	json_object_set_new(d, "done_id", json_integer(s->done_id));
-	json_object_set_new(d, "done_ok", json_boolean(s->done_ok));
-	json_object_set_new(d, "done_changed", json_boolean(s->done_changed));
-	json_object_set_new(d, "done_commit", sched_str_or_null(s->done_commit));
-	json_object_set_new(d, "done_error", sched_str_or_null(s->done_error));
-	json_object_set_new(o, "deploy", d);
-	state_free(&st);
-	return o;
-}
-
-json_t *
-sched_site_json(const char *site)
+/* One site as the scheduler sees it; E_NOTFOUND if there is no such site. */
+int
+sched_view(const char *site, struct sched_view *v)
 {
 	struct sched_site *s;
-	json_t *o = NULL;
+	int rc = E_NOTFOUND;
 
 	pthread_mutex_lock(&S.mu);
-	if ((s = sched_find(site)) != NULL)
-		o = sched_site_json_locked(s);
+	if ((s = sched_find(site)) != NULL) {
+		sched_view_locked(s, v);
+		rc = E_OK;
+	}
 	pthread_mutex_unlock(&S.mu);
-	return o;
+	return rc;
 }
 
-json_t *
-sched_sites_json(void)
+/* Every site, in configuration order; free *out. */
+size_t
+sched_views(struct sched_view **out)
 {
-	json_t *arr = json_array();
-	size_t i;
+	size_t i, n;
 
 	pthread_mutex_lock(&S.mu);
-	for (i = 0; i < S.nsites; i++)
-		json_array_append_new(arr, sched_site_json_locked(&S.sites[i]));
+	n = S.nsites;
+	*out = util_xcalloc(n, sizeof(**out));
+	for (i = 0; i < n; i++)
+		sched_view_locked(&S.sites[i], &(*out)[i]);
 	pthread_mutex_unlock(&S.mu);
-	return arr;
-}
-
-/* Call with the mutex held: where the site's jobs stand, from memory only. */
-static json_t *
-sched_event_json_locked(const struct sched_site *s)
-{
-	const struct deploy_progress *p = &s->progress;
-	const char *state;
-	json_t *o;
-
-	if (s->running)
-		state = s->phase == PHASE_IDLE ? "starting" : engine_phase_name(s->phase);
-	else if (s->queued || s->pending)
-		state = "queued";
-	else
-		state = "idle";
-	o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "site", s->cfg->site.name, "seq",
-	    (json_int_t)s->seq, "state", state,
-	    "running_id", (json_int_t)(s->running ? s->run_id : 0),
-	    "queued_id", (json_int_t)(s->queued || s->pending ? s->req_id : 0),
-	    "done_id", (json_int_t)s->done_id);
-	json_object_set_new(o, "commit", sched_str_or_null(s->running ? s->run_commit : NULL));
-	json_object_set_new(o, "done_ok", json_boolean(s->done_ok));
-	json_object_set_new(o, "done_changed", json_boolean(s->done_changed));
-	json_object_set_new(o, "done_commit", sched_str_or_null(s->done_commit));
-	json_object_set_new(o, "done_release", sched_str_or_null(s->done_release));
-	json_object_set_new(o, "done_error", sched_str_or_null(s->done_error));
-	json_object_set_new(o, "paused", json_boolean(s->paused));
-	json_object_set_new(o, "progress", s->running ? json_pack("{s:I,s:I,s:I,s:I,s:I}",
-	    "objects", (json_int_t)p->objects, "objects_total", (json_int_t)p->objects_total,
-	    "bytes", (json_int_t)p->bytes, "files", (json_int_t)p->files,
-	    "files_total", (json_int_t)p->files_total) : json_null());
-	return o;
+	return n;
 }
 
 /*
- * The events stream: wait up to timeout_ms for the site's jobs to move on from *seq, then
- * describe them (also when nothing moved, as a heartbeat). E_NOTFOUND: no such site (any
- * more); E_STOPPED: the daemon is stopping, and *out is the site's last word.
+ * Wait up to timeout_ms for the site's jobs to move on from *seq, then describe them (also
+ * when nothing moved, as a heartbeat). E_NOTFOUND: no such site (any more); E_STOPPED: the
+ * daemon is stopping, and *v is the site's last word.
  */
 int
-sched_site_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out)
+sched_wait(const char *site, int64_t *seq, int64_t timeout_ms, struct sched_view *v)
 {
 	struct sched_site *s;
 	struct timespec ts;
 	int64_t until = util_mono_ms() + timeout_ms;
 	int rc = E_OK;
 
-	*out = NULL;
 	pthread_mutex_lock(&S.mu);
 	for (;;) {
 		if ((s = sched_find(site)) == NULL) {
@@ -860,19 +601,18 @@ sched_site_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **ou
 		}
 		/* Stopping lets a deploy in flight finish: its watchers see how it ends. */
 		if (S.stopping && !s->running) {
-			*seq = s->seq;
-			*out = sched_event_json_locked(s);
 			rc = E_STOPPED;
 			break;
 		}
-		if (s->seq != *seq || util_mono_ms() >= until) {
-			*seq = s->seq;
-			*out = sched_event_json_locked(s);
+		if (s->seq != *seq || util_mono_ms() >= until)
 			break;
-		}
 		ts.tv_sec = (time_t)(until / 1000);
 		ts.tv_nsec = (long)(until % 1000) * 1000000;
 		pthread_cond_timedwait(&S.event, &S.mu, &ts);
+	}
+	if (s != NULL) {
+		*seq = s->seq;
+		sched_view_locked(s, v);
 	}
 	pthread_mutex_unlock(&S.mu);
 	return rc;
