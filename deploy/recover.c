@@ -132,6 +132,9 @@ recover_adopt(const struct site *site, int path_fd,
 		rec.activated_at = secs;
 		state_add_release(st, &rec);
 	}
+	/* The activation that crashed would have pruned next; keep must hold after a crash too. */
+	if (prune_releases(releases_fd, st, site->keep, cur, &se) != E_OK)
+		log_warn("site=%s pruning releases: %s", site->name, se.msg);
 	if (state_save(site->state_dir, site->name, st, &se) != E_OK)
 		log_error("site=%s saving state: %s", site->name, se.msg);
 }

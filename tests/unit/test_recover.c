@@ -160,6 +160,33 @@ t_recover_adopts_prepared(void **state)
 	state_free(&st);
 }
 
+/* keep holds after such a crash too: adopting the new live release prunes, as activating would. */
+static void
+t_recover_adopt_prunes(void **state)
+{
+	const struct tfile v3[] = { TF("index.html", "v3\n") };
+	struct fixture *f = *state;
+	struct deploy_result res;
+	struct error e = { 0 };
+	char c1[SHA_HEX], c2[SHA_HEX], c3[SHA_HEX], first[RELEASE_NAME_MAX];
+	char path[512];
+	int pfd, tmps;
+
+	f->site.keep = 2;
+	fixture_two_commits(f, c1, c2, first);
+	assert_int_equal(fixture_deploy(f, NULL, &res), E_OK);
+	fixture_commit(f->repo, "main", v3, 1, "three\n", 0, c3);
+	assert_int_equal(fixture_prepare(f, &res), E_OK);
+	assert_int_equal(fixture_count_releases(f, &tmps), 3);
+	pfd = fixture_open_path(f);
+	assert_int_equal(swap_current(pfd, res.release, &e), E_OK);	/* and then the crash */
+	assert_int_equal(recover_site(&f->site, &e), E_OK);
+	assert_int_equal(fixture_count_releases(f, &tmps), 2);
+	snprintf(path, sizeof(path), "releases/%s", first);
+	assert_false(fixture_exists(pfd, path));
+	close(pfd);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -167,6 +194,7 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_recover_site),
 		FIXTURE_TEST(t_recover_prepared),
 		FIXTURE_TEST(t_recover_adopts_prepared),
+		FIXTURE_TEST(t_recover_adopt_prunes),
 	};
 
 	return FIXTURE_MAIN(tests);
