@@ -20,6 +20,7 @@
 
 #define FUZZ_TMPDIRS_MAX 8
 #define FUZZ_EXCHANGE_MS 10000	/* a server that keeps a finished request longer hangs */
+#define FUZZ_EXCHANGE_MAX (1024 * 1024)	/* answers kept to look for an events stream */
 
 static char *fuzz_tmpdirs[FUZZ_TMPDIRS_MAX];
 static size_t fuzz_ntmpdirs;
@@ -157,6 +158,23 @@ fuzz_util_ms(void)
 }
 
 /*
+ * Has an events stream (application/x-ndjson) begun anywhere in what the server sent, its
+ * headers ended and a first line of it arrived? Pipelined requests put it after other
+ * answers; the stream never ends by itself, so that line is answer enough.
+ */
+static int
+fuzz_util_stream_began(const char *all, size_t len)
+{
+	const char *ct, *hdr;
+
+	if ((ct = memmem(all, len, "application/x-ndjson", 20)) == NULL)
+		return 0;
+	if ((hdr = memmem(ct, len - (size_t)(ct - all), "\r\n\r\n", 4)) == NULL)
+		return 0;
+	return memchr(hdr + 4, '\n', len - (size_t)(hdr + 4 - all)) != NULL;
+}
+
+/*
  * Send raw bytes as one client would, close our side, and read until the server closes.
  * Returns the status of the first answer, 0 if there was none. The server must finish
  * within FUZZ_EXCHANGE_MS: a request it keeps longer after end of input is a hang.
@@ -167,11 +185,11 @@ fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len, char *resp
 {
 	struct sockaddr_un sun;
 	struct pollfd pfd;
-	size_t off = 0, got = 0;
+	size_t off = 0, got = 0, alllen = 0;
 	ssize_t n;
 	long deadline;
 	int fd, status = 0;
-	char drain[4096], *hdr;
+	char chunk[4096], *all = NULL;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -202,23 +220,29 @@ fuzz_util_exchange(const char *sock, const uint8_t *data, size_t len, char *resp
 			break;
 		if (n <= 0)
 			continue;	/* timed out or interrupted: the deadline decides */
-		if (got + 1 < resplen)
-			n = read(fd, resp + got, resplen - 1 - got);
-		else
-			n = read(fd, drain, sizeof(drain));
-		if (n < 0 && errno == EINTR)
+		if ((n = read(fd, chunk, sizeof(chunk))) < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		if (got + 1 < resplen) {
-			got += (size_t)n;
+			size_t take = (size_t)n < resplen - 1 - got ? (size_t)n : resplen - 1 - got;
+
+			memcpy(resp + got, chunk, take);
+			got += take;
 			resp[got] = '\0';
 		}
-		/* An events stream never ends by itself: its first line is answer enough. */
-		if ((hdr = strstr(resp, "\r\n\r\n")) != NULL && strchr(hdr + 4, '\n') != NULL &&
-		    memmem(resp, (size_t)(hdr - resp), "application/x-ndjson", 20) != NULL)
-			break;
+		/* Everything, up to a bound, to find a stream after pipelined answers. */
+		if (alllen + (size_t)n <= FUZZ_EXCHANGE_MAX) {
+			all = realloc(all, alllen + (size_t)n);
+			if (all == NULL)
+				abort();
+			memcpy(all + alllen, chunk, (size_t)n);
+			alllen += (size_t)n;
+			if (fuzz_util_stream_began(all, alllen))
+				break;
+		}
 	}
+	free(all);
 	close(fd);
 	/* "HTTP/1.x NNN": exactly three digits, or no status at all. */
 	if (strncmp(resp, "HTTP/1.", 7) == 0 && strlen(resp) >= 13 && resp[8] == ' ' &&

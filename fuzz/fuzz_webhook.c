@@ -154,7 +154,7 @@ fuzz_webhook_check(const struct fuzz_frame *f, const struct hook_site *site,
 	if (res->provider == NULL)
 		fuzz_util_die("no provider name");
 	for (c = res->delivery; *c != '\0'; c++)
-		if (*c < 0x20 || *c == 0x7f || *c == '"' || *c == '\\')
+		if (*c <= 0x20 || *c == 0x7f || *c == '"' || *c == '\\')
 			fuzz_util_die("unsafe byte 0x%02x in the delivery id", (unsigned char)*c);
 	if (res->queue && status != 202)
 		fuzz_util_die("queued with status %d", status);

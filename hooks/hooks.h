@@ -116,7 +116,7 @@ int	 provider_form_payload(const unsigned char *body, size_t len,
 int	 provider_parse_push(json_t *root, int tests, struct hook_payload *, char *reason,
 	    size_t len);
 void	 provider_copy_sha(char dst[SHA_HEX], json_t *v);
-void	 provider_safe_copy(char *dst, size_t dstlen, const char *src);
+void	 provider_safe_copy(char *dst, size_t dstlen, const char *src, int space);
 struct hook_event {
 	const char	*name;
 	int		 kind;			/* enum hook_kind */

@@ -215,18 +215,22 @@ provider_form_payload(const unsigned char *body, size_t len, unsigned char **out
 	return E_OK;
 }
 
-/* Keep only characters that are harmless in a log line, a JSON answer and a file name. */
+/*
+ * Keep only characters that are harmless in a log line, a JSON answer and a file name.
+ * Spaces only where asked for (event names: "Push Hook"): a delivery id is one word, as
+ * the daemon checks (privsep.c) and as key=value log lines need.
+ */
 void
-provider_safe_copy(char *dst, size_t dstlen, const char *src)
+provider_safe_copy(char *dst, size_t dstlen, const char *src, int space)
 {
 	static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789._:{}/@+=- ";
+	    "0123456789._:{}/@+=-";
 	size_t n = 0;
 
 	if (dstlen == 0)
 		return;
 	for (; src != NULL && *src != '\0' && n + 1 < dstlen; src++)
-		dst[n++] = strchr(ok, *src) != NULL ? *src : '_';
+		dst[n++] = strchr(ok, *src) != NULL || (space && *src == ' ') ? *src : '_';
 	dst[n] = '\0';
 }
 
@@ -255,7 +259,7 @@ provider_zero_sha(const char *s)
 void
 provider_set_event(struct hook_payload *pl, const char *event, const struct hook_event *map)
 {
-	provider_safe_copy(pl->event, sizeof(pl->event), event != NULL ? event : "");
+	provider_safe_copy(pl->event, sizeof(pl->event), event != NULL ? event : "", 1);
 	pl->kind = HOOK_OTHER;
 	for (; event != NULL && map->name != NULL; map++)
 		if (strcmp(map->name, event) == 0)
@@ -438,7 +442,7 @@ provider_handle(const struct hook_site *site, const unsigned char *secret,
 	res->provider = p->name;
 	for (i = 0; i < 3 && p->delivery[i] != NULL; i++) {
 		if ((v = provider_header(req, p->delivery[i])) != NULL && *v != '\0') {
-			provider_safe_copy(res->delivery, sizeof(res->delivery), v);
+			provider_safe_copy(res->delivery, sizeof(res->delivery), v, 0);
 			break;
 		}
 	}

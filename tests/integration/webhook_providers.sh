@@ -215,5 +215,14 @@ st=$(post signed "$TMP/gl.json" "Content-Type: application/json" "X-Gitlab-Event
 	"webhook-id: $id" "webhook-timestamp: $ts" "webhook-signature: v1,$sig")
 is "gitlab strict: the right spelling is still accepted: 202" "$st" 202
 
+# ---- a delivery id the listener must make safe before the daemon sees it ----
+# A space in it once made the daemon refuse the listener's record: 503 to a signed push.
+st=$(post www "$TMP/gh.json" "Content-Type: application/json" "X-GitHub-Event: push" \
+	"X-GitHub-Delivery: odd id \"with\" quotes" \
+	"X-Hub-Signature-256: sha256=$(hmac256 "$SECRET" "$TMP/gh.json")")
+is "a delivery id with spaces and quotes: 202, not 503" "$st" 202
+is "a delivery id with spaces and quotes: made one safe word" "$(jq -r .delivery "$TMP/resp")" \
+	"odd_id__with__quotes"
+
 check "the daemon keeps serving" daemon_running
 done_testing

@@ -670,6 +670,10 @@ t_policy(void **state)
 	treq_free(t);
 }
 
+/*
+ * A delivery id is one safe word whatever the header held: no space either, since the
+ * daemon refuses a record with one (fuzz_http found the listener sending it, answered 503).
+ */
 static void
 t_delivery_sanitized(void **state)
 {
@@ -681,7 +685,7 @@ t_delivery_sanitized(void **state)
 	hdr(t, "X-GitHub-Delivery", "%s", "abc\ninjected \"quote\" %s <tag>");
 	github_sign(t);
 	assert_int_equal(run(t), 202);
-	assert_string_equal(t->res.delivery, "abc_injected _quote_ _s _tag_");
+	assert_string_equal(t->res.delivery, "abc_injected__quote___s__tag_");
 	assert_string_equal(t->res.reason, "event push__X: y ignored");
 	treq_free(t);
 
