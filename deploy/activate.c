@@ -8,7 +8,7 @@
 
 /* The new release is live: record it, forget it as prepared, prune, and save. */
 static int
-activate_record(struct engine_run *r, struct error *e)
+activate_record(struct run *r, struct error *e)
 {
 	struct release_rec rec = { 0 };
 	struct error pe = { 0 };
@@ -38,13 +38,13 @@ activate_record(struct engine_run *r, struct error *e)
 	if (r->st.nreleases < before)
 		log_info("site=%s pruned %zu old release(s)", r->site->name,
 		    before - r->st.nreleases);
-	engine_history(r, 1, NULL);
+	run_history(r, 1, NULL);
 	return state_save(r->site->state_dir, r->site->name, &r->st, e);
 }
 
 /* Back to what was live before, after post_activate failed; the new release is marked bad. */
 static int
-activate_undo(struct engine_run *r, int rc, struct error *e, struct error *me)
+activate_undo(struct run *r, int rc, struct error *e, struct error *me)
 {
 	struct error se = { 0 };
 	struct stat sb;
@@ -80,7 +80,7 @@ activate_undo(struct engine_run *r, int rc, struct error *e, struct error *me)
  * that no poll deploys that commit again (releases.md: rollback marks the release bad).
  */
 static void
-activate_post_failed(struct engine_run *r, int rc, struct error *e)
+activate_post_failed(struct run *r, int rc, struct error *e)
 {
 	struct error se = { 0 }, me = { 0 };
 	char clean[sizeof(e->msg)], *release, *msg = me.msg;
@@ -92,8 +92,8 @@ activate_post_failed(struct engine_run *r, int rc, struct error *e)
 	util_strlcpy(r->res->error, msg, sizeof(r->res->error));
 	util_sanitize(msg, clean, sizeof(clean));
 	log_error("site=%s commit=%.12s deploy failed: %s", r->site->name, r->commit, clean);
-	release = engine_release_path(r);
-	engine_on_failure(r, rc, msg, release);
+	release = run_release_path(r);
+	run_on_failure(r, rc, msg, release);
 	free(release);
 	util_strlcpy(r->st.last_error, msg, sizeof(r->st.last_error));
 	r->st.last_error_at = util_now_ms() / 1000;
@@ -112,13 +112,13 @@ activate_post_failed(struct engine_run *r, int rc, struct error *e)
 
 /* post_activate, with the new release live; its failure is a failed deploy. */
 static int
-activate_post(struct engine_run *r, struct error *e)
+activate_post(struct run *r, struct error *e)
 {
 	const struct strv *argv = &r->site->hooks.post_activate;
 	struct error se = { 0 };
 	int rc;
 
-	if ((rc = engine_release_hook(r, "post_activate", argv, e)) == E_OK && argv->n > 0 &&
+	if ((rc = run_release_hook(r, "post_activate", argv, e)) == E_OK && argv->n > 0 &&
 	    r->st.nhistory > 0) {
 		/* The success record was written before the hook ran; add what it printed. */
 		util_strlcpy(r->st.history[r->st.nhistory - 1].output, r->output,
@@ -134,11 +134,11 @@ activate_post(struct engine_run *r, struct error *e)
  * before the swap leaves `current` as it was.
  */
 int
-activate_run(struct engine_run *r, struct error *e)
+activate_run(struct run *r, struct error *e)
 {
 	int rc;
 
-	engine_step(r, PHASE_ACTIVATING);
+	run_step(r, PHASE_ACTIVATING);
 	if ((rc = swap_current(r->path_fd, r->name, e)) != E_OK)
 		return rc;
 	r->live = 1;

@@ -231,30 +231,28 @@ cred_copy_into(int dst, const char *path)
  * site's, so the setting affects no other site.
  */
 int
-cred_ca(const char *ca_file)
+cred_ca(const char *ca_file, struct error *e)
 {
 	char path[64];
 	size_t i;
 	int fd;
 
-	if ((fd = memfd_create("deployd-ca", 0)) < 0) {
-		fetcher_fail("ca_file %s: memfd_create: %s", ca_file, strerror(errno));
-		return -1;
-	}
+	if ((fd = memfd_create("deployd-ca", 0)) < 0)
+		return util_error_sys(e, "ca_file %s: memfd_create", ca_file);
 	if (cred_copy_into(fd, ca_file) != 0 || write(fd, "\n", 1) != 1) {
-		fetcher_fail("ca_file %s: %s", ca_file, strerror(errno));
+		util_error_sys(e, "ca_file %s", ca_file);
 		close(fd);
-		return -1;
+		return E_SYS;
 	}
 	for (i = 0; i < sizeof(cred_system_ca) / sizeof(cred_system_ca[0]); i++)
 		if (cred_copy_into(fd, cred_system_ca[i]) == 0)
 			break;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, path, NULL) != 0) {
-		fetcher_fail("ca_file %s: %s", ca_file, repo_last_error());
+		repo_error(e, "ca_file %s", ca_file);
 		close(fd);
-		return -1;
+		return E_GIT;
 	}
 	/* The descriptor stays open for the child's short life: the path names it. */
-	return 0;
+	return E_OK;
 }

@@ -266,11 +266,12 @@ struct fetcher_opts {
 	const char	*url;
 };
 int	 fetcher_main(int argc, char **argv);	/* the "__fetch" helper process */
-void	 fetcher_fail(const char *fmt, ...)	/* sets the one error line sent to the parent */
-	    __attribute__((format(printf, 1, 2)));
-const char *fetcher_error(void);		/* that line */
 
-/* ---- deploy/remote.c: the fetch helper's git work; 0, or -1 with fetcher_fail's line ---- */
+/* ---- deploy/remote.c: the fetch helper's git work; 0, or -1 with remote_fail's line ---- */
+void	 remote_fail(const char *fmt, ...)	/* sets the one error line sent to the parent */
+	    __attribute__((format(printf, 1, 2)));
+const char *remote_error(void);		/* that line */
+void	 remote_fail_clear(void);
 struct git_oid;
 int	 remote_ls(const struct fetcher_opts *, struct git_oid *tip, char *ref, size_t reflen);
 int	 remote_fetch(const struct fetcher_opts *, struct git_oid *tip, char *ref,
@@ -293,7 +294,7 @@ struct cred_conn {
 };
 void	 cred_init(struct cred_conn *, const struct fetcher_opts *, const char *url,
 	    struct git_remote_callbacks *);
-int	 cred_ca(const char *ca_file);
+int	 cred_ca(const char *ca_file, struct error *);
 void	 cred_redact_url(const char *url, char *buf, size_t len);
 int	 cred_url_ssh(const char *url, char *host, size_t hostlen, int *port);
 
@@ -327,7 +328,6 @@ int	 release_write_incr(const char *cache_dir, const char *commit, int releases_
 	    struct error *);
 void	 release_settle(int releases_fd, const char *tmpname);
 int64_t	 release_stamp(int releases_fd, const char *name);
-int	 release_link_escapes(const char *path, const char *target);
 int	 release_cleanup_tmp(int releases_fd);	/* number removed, or E_SYS */
 int	 release_list(int releases_fd, struct strv *names, struct error *);
 
@@ -360,7 +360,6 @@ struct release_walk {
 	size_t		 total;		/* files and links in the site's tree */
 	struct error	*e;
 };
-const char *release_fd_path(int fd, char *buf, size_t len);
 
 /* ---- deploy/reuse.c: unchanged files of the base release, shared or copied ---- */
 extern const char *const reuse_method_names[];
@@ -463,11 +462,11 @@ int	 tags_match(const char *glob, const char *name);
 int	 tags_pick(const char *glob, const char *const *names, size_t n);
 
 /*
- * ---- deploy/engine.c, prepare.c and activate.c share one deploy's working set, so that
- * every failure cleans up from one place ----
+ * ---- deploy/run.c: one deploy's working set, and what its steps share (engine.c, prepare.c,
+ * activate.c and recover.c use it; every failure cleans up from one place) ----
  */
 struct git_commit;
-struct engine_run {
+struct run {
 	const struct site	 *site;
 	const struct deploy_request *req;
 	struct deploy_result	 *res;
@@ -498,24 +497,26 @@ struct engine_run {
 	int64_t			  started_at;	/* unix ms */
 	int64_t			  t0;		/* monotonic ms */
 };
-void	 engine_step(struct engine_run *, enum phase);
-char	*engine_release_path(const struct engine_run *);
-int	 engine_hook(struct engine_run *, const char *what, const struct strv *argv,
+void	 run_step(struct run *, enum phase);
+char	*run_release_path(const struct run *);
+int	 run_hook(struct run *, const char *what, const struct strv *argv,
 	    const char *cwd, const char *release, const char *error, struct error *);
-int	 engine_release_hook(struct engine_run *, const char *what, const struct strv *argv,
+int	 run_release_hook(struct run *, const char *what, const struct strv *argv,
 	    struct error *);
-void	 engine_history(struct engine_run *, int ok, const char *error);
-void	 engine_on_failure(struct engine_run *, int rc, const char *msg, const char *release);
-int	 engine_open_site(const struct site *, int create, int *path_fd, int *releases_fd,
+void	 run_history(struct run *, int ok, const char *error);
+void	 run_on_failure(struct run *, int rc, const char *msg, const char *release);
+int	 run_open_site(const struct site *, int create, int *path_fd, int *releases_fd,
 	    struct error *);
-int	 engine_lock(const struct site *, int *fd, struct error *);
-void	 engine_describe(struct git_commit *, char *subject, size_t sublen, char *author,
+int	 run_lock(const struct site *, int *fd, struct error *);
+void	 run_describe(struct git_commit *, char *subject, size_t sublen, char *author,
 	    size_t authlen);
-/* deploy/prepare.c */
-int	 prepare_run(struct engine_run *, int record, struct error *);
-int	 prepare_drop(struct engine_run *, const char *why, struct error *);
-/* deploy/activate.c */
-int	 activate_run(struct engine_run *, struct error *);
+
+/* ---- deploy/prepare.c: everything before the swap ---- */
+int	 prepare_run(struct run *, int record, struct error *);
+int	 prepare_drop(struct run *, const char *why, struct error *);
+
+/* ---- deploy/activate.c: the swap and everything after it ---- */
+int	 activate_run(struct run *, struct error *);
 
 /* ---- deploy/repo.c: opening a cache, and libgit2's reason for a failure ---- */
 int	 repo_open(struct git_repository **, const char *dir);

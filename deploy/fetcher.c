@@ -14,29 +14,6 @@
 
 #include "deploy/deploy.h"
 
-/* The child's one error line, kept until the last attempt so the parent sees only that. */
-static char fetcher_err[1024];
-
-void
-fetcher_fail(const char *fmt, ...)
-{
-	va_list ap;
-	char *p;
-
-	va_start(ap, fmt);
-	vsnprintf(fetcher_err, sizeof(fetcher_err), fmt, ap);
-	va_end(ap);
-	for (p = fetcher_err; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
-			*p = ' ';
-}
-
-const char *
-fetcher_error(void)
-{
-	return fetcher_err;
-}
-
 /* Options first, then "-- CACHE URL". 0, or -1 with the usage error set. */
 static int
 fetcher_args(int argc, char **argv, struct fetcher_opts *o)
@@ -84,26 +61,27 @@ fetcher_args(int argc, char **argv, struct fetcher_opts *o)
 	return 0;
 }
 
-/* What one request does; 0 or -1 with fetcher_err set. */
+/* What one request does; 0 or -1 with remote_error() set. */
 static int
 fetcher_run(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t reflen)
 {
+	struct error e = { 0 };
 	struct stat st;
 	char host[256], shown[512];
 	int rc = -1, port;
 
 	ref[0] = '\0';
-	fetcher_err[0] = '\0';
+	remote_fail_clear();
 	cred_redact_url(o->url, shown, sizeof(shown));
 	if (cred_url_ssh(o->url, host, sizeof(host), &port) && o->known_hosts == NULL)
-		fetcher_fail("%s is an SSH remote but known_hosts is not set; deployd never "
+		remote_fail("%s is an SSH remote but known_hosts is not set; deployd never "
 		    "trusts a host key on first use (ssh-keyscan -p %d %s > FILE)", shown, port,
 		    host);
 	else if (o->url[0] == '/' && stat(o->url, &st) != 0)
 		/* libgit2 calls a missing local path an "unsupported URL protocol". */
-		fetcher_fail("repository %s: %s", shown, strerror(errno));
-	else if (o->ca_file != NULL && cred_ca(o->ca_file) != 0)
-		;
+		remote_fail("repository %s: %s", shown, strerror(errno));
+	else if (o->ca_file != NULL && cred_ca(o->ca_file, &e) != E_OK)
+		remote_fail("%s", e.msg);
 	else if (o->ls_remote)
 		rc = remote_ls(o, tip, ref, reflen);
 	else if (o->fresh)
@@ -119,7 +97,7 @@ fetcher_reply(int rc, const git_oid *tip, const char *ref)
 	if (rc == 0)
 		printf("ok %s %s\n", git_oid_tostr_s(tip), ref);
 	else
-		printf("error %s\n", fetcher_err[0] ? fetcher_err : "fetch failed");
+		printf("error %s\n", remote_error()[0] != '\0' ? remote_error() : "fetch failed");
 	fflush(stdout);
 }
 
@@ -150,7 +128,7 @@ fetcher_serve(char *exe)
 		}
 		if (fetcher_args((int)args.n, args.v, &o) != 0 || !o.ls_remote ||
 		    o.ca_file != NULL || o.serve) {
-			fetcher_fail("usage: a served request is ls-remote without a CA file");
+			remote_fail("usage: a served request is ls-remote without a CA file");
 			rc = -1;
 		} else
 			rc = fetcher_run(&o, &tip, ref, sizeof(ref));

@@ -17,7 +17,7 @@
 static void
 prepare_fetch_progress(void *arg, const struct deploy_progress *p)
 {
-	struct engine_run *r = arg;
+	struct run *r = arg;
 
 	if (r->cb != NULL)
 		r->cb(r->cbarg, PHASE_FETCHING, NULL, p);
@@ -25,7 +25,7 @@ prepare_fetch_progress(void *arg, const struct deploy_progress *p)
 
 /* Pick the target commit in the cache (the tip, or req->rev) and read its subject and author. */
 static int
-prepare_resolve(struct engine_run *r, const char *tip, struct error *e)
+prepare_resolve(struct run *r, const char *tip, struct error *e)
 {
 	const char *rev = r->req->rev;
 	git_repository *repo = NULL;
@@ -60,7 +60,7 @@ prepare_resolve(struct engine_run *r, const char *tip, struct error *e)
 	}
 	if (rc == E_OK) {
 		git_oid_tostr(r->commit, sizeof(r->commit), git_commit_id(c));
-		engine_describe(c, r->subject, sizeof(r->subject), r->author,
+		run_describe(c, r->subject, sizeof(r->subject), r->author,
 		    sizeof(r->author));
 	}
 	git_commit_free(c);
@@ -70,7 +70,7 @@ prepare_resolve(struct engine_run *r, const char *tip, struct error *e)
 
 /* Nothing to do when the target is applied and `current` names an existing release of it. */
 static int
-prepare_is_live(struct engine_run *r, char *cur, size_t len)
+prepare_is_live(struct run *r, char *cur, size_t len)
 {
 	char c12[13];
 	struct stat st;
@@ -98,7 +98,7 @@ prepare_is_bad(const struct site_state *st, const char *commit)
  * commit deploys: the next poll finds the commit live and must not report all is well.
  */
 static int
-prepare_failure_stands(const struct engine_run *r)
+prepare_failure_stands(const struct run *r)
 {
 	const struct history_rec *h;
 
@@ -114,7 +114,7 @@ prepare_failure_stands(const struct engine_run *r)
  * Sets r->settled and returns the result of saving what changed.
  */
 static int
-prepare_settled(struct engine_run *r, int dirty, struct error *e)
+prepare_settled(struct run *r, int dirty, struct error *e)
 {
 	char cur[RELEASE_NAME_MAX];
 	int bad = (r->req->rev[0] == '\0' || r->req->skip_bad) &&
@@ -146,7 +146,7 @@ prepare_settled(struct engine_run *r, int dirty, struct error *e)
 
 /* Ask the remote for its tip first (ls-remote): a tip already handled needs no fetch. */
 static int
-prepare_poll_check(struct engine_run *r, struct error *e)
+prepare_poll_check(struct run *r, struct error *e)
 {
 	int dirty, rc;
 
@@ -168,7 +168,7 @@ prepare_poll_check(struct engine_run *r, struct error *e)
 
 /* A name no existing release has: a second deploy within the same second moves a second on. */
 static int
-prepare_pick_name(struct engine_run *r, struct error *e)
+prepare_pick_name(struct run *r, struct error *e)
 {
 	int64_t secs = util_now_ms() / 1000;
 	struct stat st;
@@ -192,7 +192,7 @@ prepare_pick_name(struct engine_run *r, struct error *e)
  * (a bad sector, a full disk in the past, someone's cleanup). Clone afresh, once.
  */
 static int
-prepare_refetch(struct engine_run *r, struct error *e)
+prepare_refetch(struct run *r, struct error *e)
 {
 	struct fetch_result fr;
 	struct error fe = { 0 };
@@ -223,7 +223,7 @@ prepare_refetch(struct engine_run *r, struct error *e)
  * when it was written (releases written by older versions have no stamp and are not used).
  */
 static void
-prepare_base(struct engine_run *r, struct release_opts *o)
+prepare_base(struct run *r, struct release_opts *o)
 {
 	char cur[RELEASE_NAME_MAX];
 	size_t i;
@@ -250,7 +250,7 @@ prepare_base(struct engine_run *r, struct release_opts *o)
 static void
 prepare_write_progress(void *arg, size_t done, size_t total)
 {
-	struct engine_run *r = arg;
+	struct run *r = arg;
 	struct deploy_progress p = { 0 };
 
 	p.files = (int64_t)done;
@@ -261,7 +261,7 @@ prepare_write_progress(void *arg, size_t done, size_t total)
 
 /* Write the release under its temporary name, make it durable, then give it its name. */
 static int
-prepare_write(struct engine_run *r, struct error *e)
+prepare_write(struct run *r, struct error *e)
 {
 	int64_t t = util_mono_ms();
 	struct release_opts o;
@@ -314,12 +314,12 @@ prepare_write(struct engine_run *r, struct error *e)
 
 /* pre_activate in the finished release, before the swap; what it writes is made durable. */
 static int
-prepare_pre_activate(struct engine_run *r, struct error *e)
+prepare_pre_activate(struct run *r, struct error *e)
 {
 	const struct strv *argv = &r->site->hooks.pre_activate;
 	int rc;
 
-	if ((rc = engine_release_hook(r, "pre_activate", argv, e)) == E_OK && argv->n > 0 &&
+	if ((rc = run_release_hook(r, "pre_activate", argv, e)) == E_OK && argv->n > 0 &&
 	    syncfs(r->releases_fd) != 0)
 		rc = util_error_sys(e, "syncing %s after pre_activate", r->name);
 	return rc;
@@ -327,7 +327,7 @@ prepare_pre_activate(struct engine_run *r, struct error *e)
 
 /* Forget the prepared release and remove it: discarded, or replaced by a newer one. */
 int
-prepare_drop(struct engine_run *r, const char *why, struct error *e)
+prepare_drop(struct run *r, const char *why, struct error *e)
 {
 	struct prepared_rec *p = &r->st.prepared;
 	char cur[RELEASE_NAME_MAX];
@@ -349,7 +349,7 @@ prepare_drop(struct engine_run *r, const char *why, struct error *e)
  * the same tree again (a prepare repeated, or a deploy after a prepare).
  */
 static int
-prepare_take(struct engine_run *r)
+prepare_take(struct run *r)
 {
 	const struct prepared_rec *p = &r->st.prepared;
 	struct stat sb;
@@ -371,7 +371,7 @@ prepare_take(struct engine_run *r)
 
 /* Record the release as prepared, so that activation can find it, even after a restart. */
 static int
-prepare_record(struct engine_run *r, struct error *e)
+prepare_record(struct run *r, struct error *e)
 {
 	struct prepared_rec *p = &r->st.prepared;
 	int rc;
@@ -401,13 +401,13 @@ prepare_record(struct engine_run *r, struct error *e)
  * site's prepared release.
  */
 int
-prepare_run(struct engine_run *r, int record, struct error *e)
+prepare_run(struct run *r, int record, struct error *e)
 {
 	const struct site *site = r->site;
 	const struct deploy_request *req = r->req;
 	int rc, dirty;
 
-	engine_step(r, PHASE_FETCHING);
+	run_step(r, PHASE_FETCHING);
 	/*
 	 * Polls, and webhooks (a flood of them, or one for a commit polling already deployed),
 	 * first ask the remote for its tip through the long-lived helper: when it is live, no
@@ -444,7 +444,7 @@ prepare_run(struct engine_run *r, int record, struct error *e)
 	/* A newer target supersedes what was prepared for an older one. */
 	if ((rc = prepare_drop(r, "replaced by a newer one", e)) != E_OK)
 		return rc;
-	engine_step(r, PHASE_WRITING);
+	run_step(r, PHASE_WRITING);
 	if ((rc = prepare_write(r, e)) != E_OK ||
 	    (rc = prepare_pre_activate(r, e)) != E_OK)
 		return rc;

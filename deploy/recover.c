@@ -58,7 +58,7 @@ recover_commit_of(const char *cache, const char *c12, char *commit, char *subjec
 	if (repo_open(&repo, cache) == 0 && git_oid_fromstrn(&oid, c12, 12) == 0 &&
 	    git_commit_lookup_prefix(&c, repo, &oid, 12) == 0) {
 		git_oid_tostr(commit, SHA_HEX, git_commit_id(c));
-		engine_describe(c, subject, sublen, author, authlen);
+		run_describe(c, subject, sublen, author, authlen);
 		rc = E_OK;
 	}
 	git_commit_free(c);
@@ -182,9 +182,9 @@ recover_site(const struct site *site, struct error *e)
 	free(releases);
 	if (rc != 0 && errno == ENOENT)
 		return E_OK;	/* never deployed: nothing to repair */
-	if ((rc = engine_open_site(site, 0, &path_fd, &releases_fd, e)) != E_OK)
+	if ((rc = run_open_site(site, 0, &path_fd, &releases_fd, e)) != E_OK)
 		return rc;
-	if ((rc = engine_lock(site, &lock_fd, e)) != E_OK)
+	if ((rc = run_lock(site, &lock_fd, e)) != E_OK)
 		goto out;
 	if (unlinkat(path_fd, ".current.tmp", 0) == 0)
 		log_info("site=%s removed a leftover .current.tmp", site->name);

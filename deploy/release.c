@@ -204,35 +204,6 @@ release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob
 	return E_OK;
 }
 
-/*
- * Does a link at path (relative to the release root) with this target leave the release?
- * Absolute targets always do; relative ones do when their ".." climb above the root.
- */
-int
-release_link_escapes(const char *path, const char *target)
-{
-	const char *p, *seg;
-	long depth = 0;
-	size_t n;
-
-	if (*target == '/')
-		return 1;
-	for (p = path; *p != '\0'; p++)
-		if (*p == '/')
-			depth++;	/* the link's directory is depth levels below the root */
-	for (seg = target; *seg != '\0'; seg += n + (seg[n] == '/')) {
-		n = strcspn(seg, "/");
-		if (n == 0 || (n == 1 && seg[0] == '.'))
-			continue;
-		if (n == 2 && seg[0] == '.' && seg[1] == '.') {
-			if (--depth < 0)
-				return 1;
-		} else
-			depth++;
-	}
-	return 0;
-}
-
 static int
 release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob *blob)
 {
@@ -244,29 +215,12 @@ release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob
 		return util_error(w->e, E_INVAL, "%s: bad symlink target", w->path);
 	memcpy(target, data, len);
 	target[len] = '\0';
-	if (!w->allow_external && release_link_escapes(w->path, target))
+	if (!w->allow_external && util_link_escapes(w->path, target))
 		return util_error(w->e, E_INVAL, "%s: symlink to '%s' points outside the "
 		    "release (set allow_external_symlinks: true to allow it)", w->path, target);
 	if (symlinkat(target, dirfd, name) != 0)
 		return util_error_sys(w->e, "writing %s", w->path);
 	return E_OK;
-}
-
-/* A directory's path for messages, from its descriptor; "releases" if it cannot be read. */
-const char *
-release_fd_path(int fd, char *buf, size_t len)
-{
-	char link[64];
-	ssize_t n;
-	int saved = errno;	/* for the util_error_sys this is an argument of */
-
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	n = readlink(link, buf, len - 1);
-	errno = saved;
-	if (n <= 0)
-		return "releases";
-	buf[n] = '\0';
-	return buf;
 }
 
 /* mkdirat then open it: the new directory's fd is what the subtree is written through. */
@@ -281,7 +235,7 @@ release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
 
 		if (w->path[0] != '\0')
 			return util_error_sys(w->e, "creating %s", w->path);
-		return util_error_sys(w->e, "creating %s/%s", release_fd_path(dirfd, dir,
+		return util_error_sys(w->e, "creating %s/%s", util_fd_path(dirfd, dir,
 		    sizeof(dir)), name);
 	}
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

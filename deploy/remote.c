@@ -10,6 +10,35 @@
 
 #include "deploy/deploy.h"
 
+/* The child's one error line, kept until the last attempt so the parent sees only that. */
+static char remote_err[1024];
+
+void
+remote_fail(const char *fmt, ...)
+{
+	va_list ap;
+	char *p;
+
+	va_start(ap, fmt);
+	vsnprintf(remote_err, sizeof(remote_err), fmt, ap);
+	va_end(ap);
+	for (p = remote_err; *p != '\0'; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+}
+
+const char *
+remote_error(void)
+{
+	return remote_err;
+}
+
+void
+remote_fail_clear(void)
+{
+	remote_err[0] = '\0';
+}
+
 /*
  * libgit2 1.5.1 leaks on some failing fetches (a reference in revparse during negotiation with a
  * damaged cache). The child exits right after, so under LeakSanitizer those allocations are
@@ -56,12 +85,12 @@ remote_cache_error(void)
 
 /* A connection failed: the callback's own reason if it refused, else libgit2's. */
 static void
-remote_fail(const struct cred_conn *c, const char *doing)
+remote_conn_failed(const struct cred_conn *c, const char *doing)
 {
 	if (c->why[0] != '\0')
-		fetcher_fail("%s", c->why);
+		remote_fail("%s", c->why);
 	else
-		fetcher_fail("%s %s: %s", doing, c->shown, repo_last_error());
+		remote_fail("%s %s: %s", doing, c->shown, repo_last_error());
 }
 
 /*
@@ -105,12 +134,12 @@ remote_open_cache(const char *dir, const char *url, git_repository **repo)
 		fprintf(stderr, "deployd: cache %s is broken (%s); cloning afresh\n", dir,
 		    repo_last_error());
 		if (util_rm_rf_at(AT_FDCWD, dir) != E_OK) {
-			fetcher_fail("removing broken cache %s: %s", dir, strerror(errno));
+			remote_fail("removing broken cache %s: %s", dir, strerror(errno));
 			return -1;
 		}
 	}
 	if (git_repository_init(repo, dir, 1) != 0) {
-		fetcher_fail("creating cache %s: %s", dir, repo_last_error());
+		remote_fail("creating cache %s: %s", dir, repo_last_error());
 		return -1;
 	}
 	seed_local(*repo, url);
@@ -158,10 +187,10 @@ remote_pick(const struct fetcher_opts *o, git_repository *repo, const struct cre
 			}
 		}
 		if (remote_cache_has(repo, o->cache, ref))
-			fetcher_fail("branch '%s' no longer exists on %s; current release "
+			remote_fail("branch '%s' no longer exists on %s; current release "
 			    "kept", o->branch, c->shown);
 		else
-			fetcher_fail("branch '%s' not found on %s", o->branch, c->shown);
+			remote_fail("branch '%s' not found on %s", o->branch, c->shown);
 		return -1;
 	}
 	names = util_xcalloc(n + 1, sizeof(*names));
@@ -174,7 +203,7 @@ remote_pick(const struct fetcher_opts *o, git_repository *repo, const struct cre
 	best = tags_pick(o->tags, names, nn);
 	if (best < 0) {
 		free(names);
-		fetcher_fail("no tag matching '%s' on %s", o->tags, c->shown);
+		remote_fail("no tag matching '%s' on %s", o->tags, c->shown);
 		return -1;
 	}
 	snprintf(ref, reflen, "refs/tags/%s", names[best]);
@@ -203,11 +232,11 @@ remote_connect(git_remote *remote, struct cred_conn *c, const git_remote_callbac
 	grc = git_remote_connect(remote, GIT_DIRECTION_FETCH, cbs, &proxy, NULL);
 	remote_lsan_enable();
 	if (grc != 0) {
-		remote_fail(c, "connecting to");
+		remote_conn_failed(c, "connecting to");
 		return -1;
 	}
 	if (git_remote_ls(heads, n, remote) != 0) {
-		remote_fail(c, "listing refs of");
+		remote_conn_failed(c, "listing refs of");
 		return -1;
 	}
 	return 0;
@@ -227,7 +256,7 @@ remote_ls(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t reflen)
 
 	remote_conn_init(&c, o, o->url, &cbs);
 	if (git_remote_create_detached(&remote, o->url) != 0) {
-		remote_fail(&c, "checking");
+		remote_conn_failed(&c, "checking");
 		return -1;
 	}
 	if (remote_connect(remote, &c, &cbs, &heads, &n) == 0 &&
@@ -298,7 +327,7 @@ remote_module_once(git_repository *repo, const struct fetcher_opts *o, const cha
 		goto out;
 	}
 	if (remote_connect(remote, &c, &cbs, &heads, &n) != 0) {
-		rc = util_error(e, E_GIT, "submodule: %s", fetcher_error());
+		rc = util_error(e, E_GIT, "submodule: %s", remote_error());
 		goto out;
 	}
 	if (remote_download(remote, &refspecs, &cbs) != 0) {
@@ -385,7 +414,7 @@ remote_once(git_repository *repo, const struct fetcher_opts *o, git_oid *tip, ch
 	*cache_err = 0;
 	remote_conn_init(&c, o, o->url, &cbs);
 	if (remote_new(repo, o->url, &remote) != 0) {
-		remote_fail(&c, "fetching");
+		remote_conn_failed(&c, "fetching");
 		goto out;
 	}
 	if (remote_connect(remote, &c, &cbs, &heads, &n) != 0 ||
@@ -394,21 +423,21 @@ remote_once(git_repository *repo, const struct fetcher_opts *o, git_oid *tip, ch
 	snprintf(spec, sizeof(spec), "+%s:%s", ref, ref);
 	if (remote_download(remote, &refspecs, &cbs) != 0) {
 		*cache_err = remote_cache_error();
-		remote_fail(&c, "fetching");
+		remote_conn_failed(&c, "fetching");
 		goto out;
 	}
 	/* An annotated tag peels to its commit; a branch tip must be one. */
 	if (git_object_lookup(&obj, repo, &id, GIT_OBJECT_ANY) != 0 ||
 	    git_object_peel(&peeled, obj, GIT_OBJECT_COMMIT) != 0) {
 		*cache_err = 1;
-		fetcher_fail("%s of %s: %s is not a commit in the cache: %s", ref, c.shown,
+		remote_fail("%s of %s: %s is not a commit in the cache: %s", ref, c.shown,
 		    git_oid_tostr_s(&id), repo_last_error());
 		goto out;
 	}
 	git_oid_cpy(tip, git_object_id(peeled));
 	if (submodule_fetch_all(repo, o->cache, tip, o->url, remote_module,
 	    (void *)(uintptr_t)o, &se) != E_OK) {
-		fetcher_fail("%s", se.msg);
+		remote_fail("%s", se.msg);
 		goto out;
 	}
 	rc = 0;
@@ -431,14 +460,14 @@ remote_reclone(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t ref
 	int cache_err, rc = -1;
 
 	if (util_rm_rf_at(AT_FDCWD, fresh) != E_OK)
-		fetcher_fail("removing %s: %s", fresh, strerror(errno));
+		remote_fail("removing %s: %s", fresh, strerror(errno));
 	else if (git_repository_init(&repo, fresh, 1) != 0)
-		fetcher_fail("creating cache %s: %s", fresh, repo_last_error());
+		remote_fail("creating cache %s: %s", fresh, repo_last_error());
 	else if (remote_once(repo, o, tip, ref, reflen, &cache_err) == 0) {
 		git_repository_free(repo);
 		repo = NULL;
 		if (util_rm_rf_at(AT_FDCWD, o->cache) != E_OK || rename(fresh, o->cache) != 0)
-			fetcher_fail("replacing cache %s: %s", o->cache, strerror(errno));
+			remote_fail("replacing cache %s: %s", o->cache, strerror(errno));
 		else
 			rc = 0;
 	}
@@ -485,7 +514,7 @@ remote_fetch(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t refle
 	git_repository_free(repo);
 	if (rc != 0 && cache_err) {
 		fprintf(stderr, "deployd: fetch into %s failed in the cache (%s); "
-		    "cloning afresh\n", o->cache, fetcher_error());
+		    "cloning afresh\n", o->cache, remote_error());
 		if (remote_reclone(o, tip, ref, reflen) == 0)
 			rc = 0;
 	}

@@ -149,7 +149,7 @@ reuse_symlink(struct release_walk *w, int basefd, int dirfd, const char *name,
 		return 1;
 	target[n] = '\0';
 	if (strlen(target) != (size_t)n || (!w->allow_external &&
-	    release_link_escapes(w->path, target)))
+	    util_link_escapes(w->path, target)))
 		return 1;	/* written from the blob, where the refusal is explained */
 	if (symlinkat(target, dirfd, name) != 0)
 		return util_error_sys(w->e, "writing %s", w->path);
@@ -275,13 +275,13 @@ reuse_method(struct release_walk *w, const struct release_opts *o, int fd, int r
 	/* auto goes on with copies (a full disk then fails the write, which says so). */
 	if (o->reuse != REUSE_COPY && reuse_probe(fd, &caps) != E_OK &&
 	    o->reuse != REUSE_AUTO)
-		return util_error_sys(w->e, "probing %s", release_fd_path(releases_fd, dir,
+		return util_error_sys(w->e, "probing %s", util_fd_path(releases_fd, dir,
 		    sizeof(dir)));
 	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++)
 		if (o->reuse == need[i].mode && !(caps & need[i].cap))
 			return util_error(w->e, E_CONFIG, "reuse: %s, but the file system of "
 			    "%s cannot make %s; set reuse: auto or copy",
-			    reuse_method_names[o->reuse], release_fd_path(releases_fd, dir,
+			    reuse_method_names[o->reuse], util_fd_path(releases_fd, dir,
 			    sizeof(dir)), need[i].what);
 	if (o->reuse != REUSE_AUTO)
 		w->method = o->reuse;

@@ -69,6 +69,8 @@ int	 util_write_file_atomic(const char *path, const void *buf, size_t len,
 	    mode_t mode, struct error *);
 int	 util_rm_rf_at(int dirfd, const char *name);
 void	 util_sanitize(const char *in, char *out, size_t outlen);
+int	 util_link_escapes(const char *path, const char *target);
+const char *util_fd_path(int fd, char *buf, size_t len);
 
 /* ---- base64.c: strict, canonical decoding of what deployd did not write ---- */
 int	 base64_decode(const char *in, size_t inlen, const char *ignore,

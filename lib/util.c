@@ -437,6 +437,52 @@ util_rm_rf_at(int parent, const char *name)
 	return rc;
 }
 
+/*
+ * Does a symlink at path (relative to a root) with this target leave the root?
+ * Absolute targets always do; relative ones do when their ".." climb above the root.
+ */
+int
+util_link_escapes(const char *path, const char *target)
+{
+	const char *p, *seg;
+	long depth = 0;
+	size_t n;
+
+	if (*target == '/')
+		return 1;
+	for (p = path; *p != '\0'; p++)
+		if (*p == '/')
+			depth++;	/* the link's directory is depth levels below the root */
+	for (seg = target; *seg != '\0'; seg += n + (seg[n] == '/')) {
+		n = strcspn(seg, "/");
+		if (n == 0 || (n == 1 && seg[0] == '.'))
+			continue;
+		if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+			if (--depth < 0)
+				return 1;
+		} else
+			depth++;
+	}
+	return 0;
+}
+
+/* A directory's path for messages, from its descriptor (through /proc), if it can be read. */
+const char *
+util_fd_path(int fd, char *buf, size_t len)
+{
+	char link[64];
+	ssize_t n;
+	int saved = errno;	/* for the util_error_sys this is an argument of */
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, len - 1);
+	errno = saved;
+	if (n <= 0)
+		return "(a directory /proc cannot name)";
+	buf[n] = '\0';
+	return buf;
+}
+
 /* Copy text for a log line, escaping control and non-ASCII bytes so input cannot forge lines. */
 void
 util_sanitize(const char *in, char *out, size_t outlen)

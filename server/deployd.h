@@ -150,34 +150,7 @@ int	 sched_is_paused(const char *site);
 enum { REQ_UNKNOWN, REQ_WAITING, REQ_OK, REQ_FAILED };
 int	 sched_request_state(const char *site, int64_t id, int *paused);
 int	 sched_is_live(const char *site, const char *commit);
-/* A copy of what the scheduler knows of a site, for status.c to show without its lock. */
-struct sched_view {
-	const struct site_config *cfg;
-	int64_t		 seq;		/* moves on whenever the site's jobs do */
-	int		 running;
-	int		 waiting;	/* a job is queued or pending */
-	enum phase	 phase;
-	int64_t		 run_id, queued_id, done_id;	/* 0: none */
-	int		 done_ok;
-	int		 done_changed;
-	char		 done_error[512];
-	char		 done_commit[SHA_HEX];
-	char		 done_release[RELEASE_NAME_MAX];
-	char		 run_commit[SHA_HEX];
-	struct deploy_progress progress;
-	int		 paused;
-	int64_t		 next_poll_at;	/* unix ms; 0: polling off */
-	int64_t		 last_webhook_at;	/* unix ms */
-	int		 failures;
-	int64_t		 missed_count;
-	int64_t		 last_missed_at;	/* unix ms */
-	char		 last_error[512];
-	int64_t		 last_error_at;	/* unix seconds */
-};
-int	 sched_view(const char *site, struct sched_view *);
-size_t	 sched_views(struct sched_view **);
-int	 sched_wait(const char *site, int64_t *seq, int64_t timeout_ms, struct sched_view *);
-/* The scheduler's state, shared by sched.c and poll.c only. */
+/* The scheduler's state: sched.c owns it; poll.c and status.c read it under S.mu. */
 /* What the scheduler knows about one site between deploys. */
 struct sched_site {
 	const struct site_config *cfg;
@@ -239,13 +212,14 @@ struct sched {
 };
 extern struct sched S;
 int64_t	 sched_request_locked(struct sched_site *, const struct deploy_request *);
+struct sched_site *sched_find(const char *name);
 
-/* ---- server/poll.c: the poll timer, its backoff, and the missed-webhook watch ---- */
+/* ---- server/poll.c: when to poll next, and the missed-webhook watch ---- */
 int64_t	 poll_jitter(int64_t ms);
 int64_t	 poll_delay(const struct sched_site *);
-void	 poll_after_deploy(struct sched_site *, const struct deploy_request *,
+int	 poll_after_deploy(struct sched_site *, const struct deploy_request *,
 	    const struct deploy_result *);
-void	*poll_thread(void *);
+void	 poll_judge_missed(struct sched_site *);
 
 /* ---- server/status.c: status and the events stream, as JSON ---- */
 json_t	*status_site(const char *name);	/* NULL: no such site */

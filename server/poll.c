@@ -1,5 +1,4 @@
-/* poll.c: the poll timer, its backoff after failures, and the watch for webhooks that never came. */
-#include <pthread.h>
+/* poll.c: when to poll next: jitter, backoff after failures, and the watch for webhooks that never came. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,8 +32,11 @@ poll_delay(const struct sched_site *s)
 	return poll_jitter(d);
 }
 
-/* Call with the mutex held: backoff bookkeeping and the missed-webhook watch. */
-void
+/*
+ * Call with the scheduler's mutex held: backoff bookkeeping and the missed-webhook watch.
+ * Returns 1 when the timer must look again (a missed-webhook check was set).
+ */
+int
 poll_after_deploy(struct sched_site *s, const struct deploy_request *req,
     const struct deploy_result *res)
 {
@@ -47,7 +49,7 @@ poll_after_deploy(struct sched_site *s, const struct deploy_request *req,
 		s->failures++;
 		if (s->cfg->poll_ms > 0)
 			s->next_poll = now + poll_delay(s);
-		return;
+		return 0;
 	}
 	s->last_error[0] = '\0';
 	s->last_error_at = 0;
@@ -63,12 +65,13 @@ poll_after_deploy(struct sched_site *s, const struct deploy_request *req,
 		s->missed_since = util_now_ms() - s->cfg->webhook_grace_ms;
 		s->missed_check = now + s->cfg->webhook_grace_ms;
 		util_strlcpy(s->missed_commit, res->commit, sizeof(s->missed_commit));
-		pthread_cond_signal(&S.timer);
+		return 1;
 	}
+	return 0;
 }
 
-/* Call with the mutex held, when a site's missed-webhook check is due. */
-static void
+/* Call with the scheduler's mutex held, when a site's missed-webhook check is due. */
+void
 poll_judge_missed(struct sched_site *s)
 {
 	s->missed_check = 0;
@@ -80,48 +83,4 @@ poll_judge_missed(struct sched_site *s)
 	    "webhook announced it; check the webhook on the git host", s->cfg->site.name,
 	    s->missed_commit);
 	metrics_webhook_missed(s->cfg->site.name);
-}
-
-/* One thread for every poll schedule: wake at the earliest due site. */
-void *
-poll_thread(void *arg)
-{
-	struct deploy_request req;
-	struct timespec ts;
-	int64_t now, next;
-	size_t i;
-
-	(void)arg;
-	memset(&req, 0, sizeof(req));
-	req.trigger = TRIG_POLL;
-	pthread_mutex_lock(&S.mu);
-	while (!S.stopping) {
-		now = util_mono_ms();
-		next = now + 3600 * 1000;
-		for (i = 0; i < S.nsites; i++) {
-			struct sched_site *s = &S.sites[i];
-
-			if (s->missed_check != 0) {
-				if (s->missed_check <= now)
-					poll_judge_missed(s);
-				else if (s->missed_check < next)
-					next = s->missed_check;
-			}
-			if (s->next_poll == 0)
-				continue;
-			if (s->next_poll <= now) {
-				/* A running or waiting deploy fetches anyway. */
-				if (!s->running && !s->queued)
-					sched_request_locked(s, &req);
-				s->next_poll = now + poll_delay(s);
-			}
-			if (s->next_poll < next)
-				next = s->next_poll;
-		}
-		ts.tv_sec = next / 1000;
-		ts.tv_nsec = (next % 1000) * 1000000;
-		pthread_cond_timedwait(&S.timer, &S.mu, &ts);
-	}
-	pthread_mutex_unlock(&S.mu);
-	return NULL;
 }

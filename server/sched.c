@@ -15,7 +15,7 @@ struct sched S = {
 	.done = PTHREAD_COND_INITIALIZER,
 };
 
-static struct sched_site *
+struct sched_site *
 sched_find(const char *name)
 {
 	size_t i;
@@ -349,7 +349,8 @@ sched_worker(void *arg)
 			sched_notify_status(s, &req, &res);
 
 		pthread_mutex_lock(&S.mu);
-		poll_after_deploy(s, &req, &res);
+		if (poll_after_deploy(s, &req, &res))
+			pthread_cond_signal(&S.timer);
 		s->running = 0;
 		s->phase = PHASE_IDLE;
 		s->done_id = id;
@@ -379,6 +380,50 @@ sched_worker(void *arg)
 	return NULL;
 }
 
+/* One thread for every poll schedule: wake at the earliest due site. */
+static void *
+sched_timer(void *arg)
+{
+	struct deploy_request req;
+	struct timespec ts;
+	int64_t now, next;
+	size_t i;
+
+	(void)arg;
+	memset(&req, 0, sizeof(req));
+	req.trigger = TRIG_POLL;
+	pthread_mutex_lock(&S.mu);
+	while (!S.stopping) {
+		now = util_mono_ms();
+		next = now + 3600 * 1000;
+		for (i = 0; i < S.nsites; i++) {
+			struct sched_site *s = &S.sites[i];
+
+			if (s->missed_check != 0) {
+				if (s->missed_check <= now)
+					poll_judge_missed(s);
+				else if (s->missed_check < next)
+					next = s->missed_check;
+			}
+			if (s->next_poll == 0)
+				continue;
+			if (s->next_poll <= now) {
+				/* A running or waiting deploy fetches anyway. */
+				if (!s->running && !s->queued)
+					sched_request_locked(s, &req);
+				s->next_poll = now + poll_delay(s);
+			}
+			if (s->next_poll < next)
+				next = s->next_poll;
+		}
+		ts.tv_sec = next / 1000;
+		ts.tv_nsec = (next % 1000) * 1000000;
+		pthread_cond_timedwait(&S.timer, &S.mu, &ts);
+	}
+	pthread_mutex_unlock(&S.mu);
+	return NULL;
+}
+
 int
 sched_start(void)
 {
@@ -403,7 +448,7 @@ sched_start(void)
 	for (i = 0; i < S.nworkers; i++)
 		if (pthread_create(&S.workers[i], NULL, sched_worker, NULL) != 0)
 			return E_SYS;
-	if (pthread_create(&S.timer_thread, NULL, poll_thread, NULL) != 0)
+	if (pthread_create(&S.timer_thread, NULL, sched_timer, NULL) != 0)
 		return E_SYS;
 	S.started = 1;
 	return E_OK;
@@ -517,103 +562,4 @@ sched_stop(void)
 	free(S.workers);
 	S.workers = NULL;
 	S.started = 0;
-}
-
-/* Call with the mutex held: what status shows of a site, copied so it can be read unlocked. */
-static void
-sched_view_locked(const struct sched_site *s, struct sched_view *v)
-{
-	memset(v, 0, sizeof(*v));
-	v->cfg = s->cfg;
-	v->seq = s->seq;
-	v->running = s->running;
-	v->waiting = s->queued || s->pending;
-	v->phase = s->phase;
-	v->run_id = s->running ? s->run_id : 0;
-	v->queued_id = v->waiting ? s->req_id : 0;
-	v->done_id = s->done_id;
-	v->done_ok = s->done_ok;
-	v->done_changed = s->done_changed;
-	util_strlcpy(v->done_error, s->done_error, sizeof(v->done_error));
-	util_strlcpy(v->done_commit, s->done_commit, sizeof(v->done_commit));
-	util_strlcpy(v->done_release, s->done_release, sizeof(v->done_release));
-	util_strlcpy(v->run_commit, s->running ? s->run_commit : "", sizeof(v->run_commit));
-	v->progress = s->progress;
-	v->paused = s->paused;
-	v->next_poll_at = s->next_poll != 0 ? util_now_ms() + (s->next_poll - util_mono_ms()) : 0;
-	v->last_webhook_at = s->last_webhook_at;
-	v->failures = s->failures;
-	v->missed_count = s->missed_count;
-	v->last_missed_at = s->last_missed_at;
-	util_strlcpy(v->last_error, s->last_error, sizeof(v->last_error));
-	v->last_error_at = s->last_error_at;
-}
-
-/* One site as the scheduler sees it; E_NOTFOUND if there is no such site. */
-int
-sched_view(const char *site, struct sched_view *v)
-{
-	struct sched_site *s;
-	int rc = E_NOTFOUND;
-
-	pthread_mutex_lock(&S.mu);
-	if ((s = sched_find(site)) != NULL) {
-		sched_view_locked(s, v);
-		rc = E_OK;
-	}
-	pthread_mutex_unlock(&S.mu);
-	return rc;
-}
-
-/* Every site, in configuration order; free *out. */
-size_t
-sched_views(struct sched_view **out)
-{
-	size_t i, n;
-
-	pthread_mutex_lock(&S.mu);
-	n = S.nsites;
-	*out = util_xcalloc(n, sizeof(**out));
-	for (i = 0; i < n; i++)
-		sched_view_locked(&S.sites[i], &(*out)[i]);
-	pthread_mutex_unlock(&S.mu);
-	return n;
-}
-
-/*
- * Wait up to timeout_ms for the site's jobs to move on from *seq, then describe them (also
- * when nothing moved, as a heartbeat). E_NOTFOUND: no such site (any more); E_STOPPED: the
- * daemon is stopping, and *v is the site's last word.
- */
-int
-sched_wait(const char *site, int64_t *seq, int64_t timeout_ms, struct sched_view *v)
-{
-	struct sched_site *s;
-	struct timespec ts;
-	int64_t until = util_mono_ms() + timeout_ms;
-	int rc = E_OK;
-
-	pthread_mutex_lock(&S.mu);
-	for (;;) {
-		if ((s = sched_find(site)) == NULL) {
-			rc = E_NOTFOUND;
-			break;
-		}
-		/* Stopping lets a deploy in flight finish: its watchers see how it ends. */
-		if (S.stopping && !s->running) {
-			rc = E_STOPPED;
-			break;
-		}
-		if (s->seq != *seq || util_mono_ms() >= until)
-			break;
-		ts.tv_sec = (time_t)(until / 1000);
-		ts.tv_nsec = (long)(until % 1000) * 1000000;
-		pthread_cond_timedwait(&S.event, &S.mu, &ts);
-	}
-	if (s != NULL) {
-		*seq = s->seq;
-		sched_view_locked(s, v);
-	}
-	pthread_mutex_unlock(&S.mu);
-	return rc;
 }

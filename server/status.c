@@ -1,8 +1,134 @@
 /* status.c: what `deployd status` and the events stream show of a site: the scheduler's view and the state file, as JSON. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/deployd.h"
+
+/* A copy of what the scheduler knows of a site, taken under its lock and read without it. */
+struct status_view {
+	const struct site_config *cfg;
+	int64_t		 seq;		/* moves on whenever the site's jobs do */
+	int		 running;
+	int		 waiting;	/* a job is queued or pending */
+	enum phase	 phase;
+	int64_t		 run_id, queued_id, done_id;	/* 0: none */
+	int		 done_ok;
+	int		 done_changed;
+	char		 done_error[512];
+	char		 done_commit[SHA_HEX];
+	char		 done_release[RELEASE_NAME_MAX];
+	char		 run_commit[SHA_HEX];
+	struct deploy_progress progress;
+	int		 paused;
+	int64_t		 next_poll_at;	/* unix ms; 0: polling off */
+	int64_t		 last_webhook_at;	/* unix ms */
+	int		 failures;
+	int64_t		 missed_count;
+	int64_t		 last_missed_at;	/* unix ms */
+	char		 last_error[512];
+	int64_t		 last_error_at;	/* unix seconds */
+};
+
+/* Call with the mutex held: what status shows of a site, copied so it can be read unlocked. */
+static void
+status_copy(const struct sched_site *s, struct status_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->cfg = s->cfg;
+	v->seq = s->seq;
+	v->running = s->running;
+	v->waiting = s->queued || s->pending;
+	v->phase = s->phase;
+	v->run_id = s->running ? s->run_id : 0;
+	v->queued_id = v->waiting ? s->req_id : 0;
+	v->done_id = s->done_id;
+	v->done_ok = s->done_ok;
+	v->done_changed = s->done_changed;
+	util_strlcpy(v->done_error, s->done_error, sizeof(v->done_error));
+	util_strlcpy(v->done_commit, s->done_commit, sizeof(v->done_commit));
+	util_strlcpy(v->done_release, s->done_release, sizeof(v->done_release));
+	util_strlcpy(v->run_commit, s->running ? s->run_commit : "", sizeof(v->run_commit));
+	v->progress = s->progress;
+	v->paused = s->paused;
+	v->next_poll_at = s->next_poll != 0 ? util_now_ms() + (s->next_poll - util_mono_ms()) : 0;
+	v->last_webhook_at = s->last_webhook_at;
+	v->failures = s->failures;
+	v->missed_count = s->missed_count;
+	v->last_missed_at = s->last_missed_at;
+	util_strlcpy(v->last_error, s->last_error, sizeof(v->last_error));
+	v->last_error_at = s->last_error_at;
+}
+
+/* One site as the scheduler sees it; E_NOTFOUND if there is no such site. */
+static int
+status_view(const char *site, struct status_view *v)
+{
+	struct sched_site *s;
+	int rc = E_NOTFOUND;
+
+	pthread_mutex_lock(&S.mu);
+	if ((s = sched_find(site)) != NULL) {
+		status_copy(s, v);
+		rc = E_OK;
+	}
+	pthread_mutex_unlock(&S.mu);
+	return rc;
+}
+
+/* Every site, in configuration order; free *out. */
+static size_t
+status_views(struct status_view **out)
+{
+	size_t i, n;
+
+	pthread_mutex_lock(&S.mu);
+	n = S.nsites;
+	*out = util_xcalloc(n, sizeof(**out));
+	for (i = 0; i < n; i++)
+		status_copy(&S.sites[i], &(*out)[i]);
+	pthread_mutex_unlock(&S.mu);
+	return n;
+}
+
+/*
+ * Wait up to timeout_ms for the site's jobs to move on from *seq, then describe them (also
+ * when nothing moved, as a heartbeat). E_NOTFOUND: no such site (any more); E_STOPPED: the
+ * daemon is stopping, and *v is the site's last word.
+ */
+static int
+status_wait(const char *site, int64_t *seq, int64_t timeout_ms, struct status_view *v)
+{
+	struct sched_site *s;
+	struct timespec ts;
+	int64_t until = util_mono_ms() + timeout_ms;
+	int rc = E_OK;
+
+	pthread_mutex_lock(&S.mu);
+	for (;;) {
+		if ((s = sched_find(site)) == NULL) {
+			rc = E_NOTFOUND;
+			break;
+		}
+		/* Stopping lets a deploy in flight finish: its watchers see how it ends. */
+		if (S.stopping && !s->running) {
+			rc = E_STOPPED;
+			break;
+		}
+		if (s->seq != *seq || util_mono_ms() >= until)
+			break;
+		ts.tv_sec = (time_t)(until / 1000);
+		ts.tv_nsec = (long)(until % 1000) * 1000000;
+		pthread_cond_timedwait(&S.event, &S.mu, &ts);
+	}
+	if (s != NULL) {
+		*seq = s->seq;
+		status_copy(s, v);
+	}
+	pthread_mutex_unlock(&S.mu);
+	return rc;
+}
 
 static json_t *
 status_str(const char *s)
@@ -12,7 +138,7 @@ status_str(const char *s)
 
 /* "idle", a phase, "starting", "queued", "paused" or "failed". */
 static const char *
-status_state(const struct sched_view *v, const struct site_state *st)
+status_state(const struct status_view *v, const struct site_state *st)
 {
 	if (v->running)
 		return v->phase == PHASE_IDLE ? "starting" : engine_phase_name(v->phase);
@@ -25,7 +151,7 @@ status_state(const struct sched_view *v, const struct site_state *st)
 
 /* One site: the scheduler's view merged with the engine's state file. */
 static json_t *
-status_site_json(const struct sched_view *v)
+status_site_json(const struct status_view *v)
 {
 	const struct site *site = &v->cfg->site;
 	const struct history_rec *h;
@@ -90,9 +216,9 @@ status_site_json(const struct sched_view *v)
 json_t *
 status_site(const char *name)
 {
-	struct sched_view v;
+	struct status_view v;
 
-	if (sched_view(name, &v) != E_OK)
+	if (status_view(name, &v) != E_OK)
 		return NULL;
 	return status_site_json(&v);
 }
@@ -100,11 +226,11 @@ status_site(const char *name)
 json_t *
 status_sites(void)
 {
-	struct sched_view *v;
+	struct status_view *v;
 	json_t *arr = json_array();
 	size_t i, n;
 
-	n = sched_views(&v);
+	n = status_views(&v);
 	for (i = 0; i < n; i++)
 		json_array_append_new(arr, status_site_json(&v[i]));
 	free(v);
@@ -113,7 +239,7 @@ status_sites(void)
 
 /* Where the site's jobs stand, from memory only: one line of the events stream. */
 static json_t *
-status_event_json(const struct sched_view *v)
+status_event_json(const struct status_view *v)
 {
 	const struct deploy_progress *p = &v->progress;
 	json_t *o;
@@ -144,11 +270,11 @@ status_event_json(const struct sched_view *v)
 int
 status_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out)
 {
-	struct sched_view v;
+	struct status_view v;
 	int rc;
 
 	*out = NULL;
-	if ((rc = sched_wait(site, seq, timeout_ms, &v)) != E_NOTFOUND)
+	if ((rc = status_wait(site, seq, timeout_ms, &v)) != E_NOTFOUND)
 		*out = status_event_json(&v);
 	return rc;
 }

@@ -426,7 +426,7 @@ t_link_escapes(void **st)
 
 	(void)st;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		if (release_link_escapes(cases[i].path, cases[i].target) != cases[i].escapes)
+		if (util_link_escapes(cases[i].path, cases[i].target) != cases[i].escapes)
 			fail_msg("%s -> %s: expected escapes=%d", cases[i].path, cases[i].target,
 			    cases[i].escapes);
 }
