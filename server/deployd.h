@@ -59,9 +59,17 @@ const char *config_key_name(int i);
 /* server/bind.c: the webhook listener's socket, bound by the daemon */
 int	 bind_listen(const char *listen, char *unix_path, size_t len, struct error *);
 
-/* server/http.c: the webhook listener (POST /hooks/<site>, /healthz, /metrics) */
+/*
+ * server/http.c: the webhook listener (POST /hooks/<site>, /healthz, /metrics). It reaches
+ * the daemon only through the http_ask_fn it is started with: one record (see privsep.c
+ * below) and its reply, and for PS_METRICS the text; a PS_COUNT has no reply.
+ */
+struct privsep_msg;
+struct privsep_reply;
+typedef int (*http_ask_fn)(void *arg, const struct privsep_msg *, struct privsep_reply *,
+    char **text);
 int	 http_load(const struct config *, struct error *);	/* secrets, TLS key */
-int	 http_start(int listen_fd, struct error *);
+int	 http_start(int listen_fd, http_ask_fn, void *arg, struct error *);
 void	 http_quiesce(void);		/* stop accepting */
 int	 http_drain(int64_t timeout_ms);	/* wait for requests in flight */
 void	 http_stop(void);
@@ -114,7 +122,6 @@ int	 privsep_handle(const struct privsep_msg *, struct privsep_reply *, char **t
 
 /* server/listener.c: the listener process ("deployd __listen") and its side of the channel */
 int	 listener_main(int argc, char **argv);
-int	 listener_ask(const struct privsep_msg *, struct privsep_reply *, char **text);
 
 /* server/sandbox.c: the listener's confinement */
 struct sandbox_opts {

@@ -64,6 +64,8 @@ static struct {
 	pthread_mutex_t		 mu;	/* conns, ratelog, buffered */
 	pthread_cond_t		 cv;
 	const struct config	*cfg;
+	http_ask_fn		 ask;	/* the daemon, through whoever started us */
+	void			*ask_arg;
 	struct MHD_Daemon	*daemon;
 	struct http_site	*sites;
 	size_t			 nsites;
@@ -198,7 +200,7 @@ http_count(const char *site, const char *provider, const char *result)
 	util_strlcpy(m.site, site, sizeof(m.site));
 	util_strlcpy(m.provider, provider != NULL ? provider : "", sizeof(m.provider));
 	util_strlcpy(m.result, result, sizeof(m.result));
-	listener_ask(&m, &a, NULL);
+	H.ask(H.ask_arg, &m, &a, NULL);
 }
 
 static enum MHD_Result
@@ -266,7 +268,7 @@ http_metrics(struct MHD_Connection *c, struct http_req *r)
 
 	memset(&m, 0, sizeof(m));
 	m.type = PS_METRICS;
-	if (listener_ask(&m, &a, &text) != E_OK || a.answer != PS_OK || text == NULL) {
+	if (H.ask(H.ask_arg, &m, &a, &text) != E_OK || a.answer != PS_OK || text == NULL) {
 		free(text);
 		return http_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "metrics unavailable",
 		    NULL);
@@ -340,7 +342,7 @@ http_ring(struct http_site *s, struct hook_result *res, unsigned *status)
 	util_strlcpy(m.delivery, res->delivery, sizeof(m.delivery));
 	util_strlcpy(m.ref, res->ref, sizeof(m.ref));
 	util_strlcpy(m.after, res->after, sizeof(m.after));
-	if (listener_ask(&m, &a, NULL) != E_OK)
+	if (H.ask(H.ask_arg, &m, &a, NULL) != E_OK)
 		a.answer = PS_UNAVAILABLE;
 	res->queue = 0;
 	for (i = 0; i < sizeof(http_push_answers) / sizeof(http_push_answers[0]); i++) {
@@ -842,9 +844,12 @@ fail:
 	return rc;
 }
 
-/* listen_fd is the daemon's socket, shared with the listener before and after this one. */
+/*
+ * listen_fd is the daemon's socket, shared with the listener before and after this one;
+ * ask carries every record to the daemon, from the threads of libmicrohttpd.
+ */
 int
-http_start(int listen_fd, struct error *e)
+http_start(int listen_fd, http_ask_fn ask, void *arg, struct error *e)
 {
 	const struct config *cfg = H.cfg;
 	const struct limits *l = &cfg->limits;
@@ -854,6 +859,8 @@ http_start(int listen_fd, struct error *e)
 	size_t pool;
 	int rc;
 
+	H.ask = ask;
+	H.ask_arg = arg;
 	/* ITC: MHD_quiesce_daemon needs it to wake the polling threads. */
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 	    MHD_USE_ITC;
