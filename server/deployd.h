@@ -74,6 +74,34 @@ void	 http_quiesce(void);		/* stop accepting */
 int	 http_drain(int64_t timeout_ms);	/* wait for requests in flight */
 void	 http_stop(void);
 
+/* server/keyring.c: the listener's sites with their webhook secrets, and the TLS key */
+struct keyring_site {
+	const struct site_config *cfg;
+	struct hook_site hook;		/* what the providers see of it */
+	unsigned char	*secret;	/* guarded memory, read-only; NULL: no secret_file */
+	size_t		 secret_len;
+};
+int	 keyring_load(const struct config *, struct error *);
+const struct keyring_site *keyring_site(const char *name);
+int	 keyring_tls(char **cert, char **key);	/* 0: no TLS */
+void	 keyring_free(void);
+
+/* server/conn.c: the listener's connections, each cut off at its request_timeout */
+#define CONN_ADDR_MAX	64	/* a client's numeric address, or "unix" */
+struct conn;
+void	 conn_init(int64_t request_timeout_ms);
+struct conn *conn_open(int fd, const char *addr);
+void	 conn_rearm(struct conn *);	/* a request is done: the next one has a new deadline */
+void	 conn_close(struct conn *);
+int	 conn_start(struct error *);	/* the sweeper thread */
+int	 conn_drain(int64_t timeout_ms);	/* returns the connections left */
+void	 conn_stop(void);
+
+/* server/reject.c: refused requests, logged one a line up to a rate, then summarised */
+void	 reject_log(const char *addr, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 reject_tick(int64_t now_ms);	/* write the summaries that are due */
+
 /*
  * server/privsep.c and server/listener.c: the listener process and the daemon talk in
  * fixed-size records over a SOCK_SEQPACKET socketpair: one request, one reply.
