@@ -142,11 +142,16 @@ struct privsep_reply {
 	uint32_t	answer;		/* enum privsep_answer */
 	uint32_t	len;		/* PS_METRICS: bytes of text in the records that follow */
 };
-void	 privsep_init(const struct config *);	/* the daemon's side, no process */
+
+/* server/privsep.c: the listener processes: spawn, serve their records, hand over, respawn */
 int	 privsep_start(const struct config *, struct error *);
 int	 privsep_reload(const struct config *);
 void	 privsep_stop(void);
-int	 privsep_handle(const struct privsep_msg *, struct privsep_reply *, char **text);
+
+/* server/privsep_msg.c: the daemon's answers to the records, every field checked first */
+void	 privsep_msg_init(const struct config *);	/* the sites; also with no process */
+void	 privsep_msg_free(void);
+int	 privsep_msg_handle(const struct privsep_msg *, struct privsep_reply *, char **text);
 
 /* server/listener.c: the listener process ("deployd __listen") and its side of the channel */
 int	 listener_main(int argc, char **argv);
