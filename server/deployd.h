@@ -219,8 +219,16 @@ struct cli {
 };
 
 /* ---- server/client.c: the client side of the control socket ---- */
+#define CLIENT_TIMEOUT_MS 30000		/* the daemon answers, or says a word, within this */
 int	 client_request(const char *socket_path, const char *method, const char *path,
 	    const char *body, int *status, char **resp, struct error *);
+/* These two print the error and return the exit code (0, 1 or 2). */
+int	 client_call(struct cli *, const char *method, const char *path, const char *body,
+	    json_t **answer, int *status);
+int	 client_events(struct cli *, const char *site, int64_t id, int *fd, char *buf,
+	    size_t cap, size_t *len);
+
+/* ---- server/cmd.c: the subcommands that ask the daemon ---- */
 int	 cmd_status(struct cli *);
 int	 cmd_deploy(struct cli *);
 int	 cmd_rollback(struct cli *);
