@@ -225,7 +225,7 @@ int
 client_events(struct cli *cli, const char *site, int64_t id, int *fd, char *buf, size_t cap,
     size_t *len)
 {
-	struct error e;
+	struct error e = { 0 };		/* a failed write says nothing in it */
 	char *req, *sock;
 	size_t off = 0;
 
