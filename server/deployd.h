@@ -9,7 +9,7 @@
 #define DEPLOYD_VERSION PACKAGE_VERSION
 #define DEFAULT_CONFIG "/etc/deployd/deployd.yaml"
 
-/* ---- configuration (values as loaded; see config.c for the key table) ---- */
+/* ---- configuration (values as loaded; see config_key.c for the key table) ---- */
 
 /* A configured site: what the engine needs, and what only the daemon uses. */
 struct site_config {
@@ -46,15 +46,77 @@ struct config {
 	size_t		 nsites;
 };
 
-/* ---- config.c ---- */
+/* How the loader reads deployd.yaml: a table of keys, each with its type (config_key.c). */
+enum config_type {
+	K_STR,		/* any non-empty string */
+	K_ABSPATH,	/* an absolute path */
+	K_SECRET,	/* an absolute path to a file with safe permissions */
+	K_HOOKSECRET,	/* a K_SECRET holding a webhook secret, maybe a "whsec_" key */
+	K_FILE,		/* an absolute path to a readable file */
+	K_REPO,		/* a git URL or an absolute local path */
+	K_LISTEN,	/* host:port, [v6]:port or unix:/path */
+	K_NAME,		/* a site name */
+	K_BRANCH,	/* a branch name */
+	K_GLOB,		/* a tag pattern */
+	K_DURATION,
+	K_SIZE,
+	K_INT,
+	K_BOOL,
+	K_ENUM,
+	K_PROVIDERS,	/* list of provider names, stored as bits */
+	K_ARGV,		/* list of strings, argv[0] an absolute path */
+	K_RELPATHS,	/* list of relative paths inside a release */
+	K_MAP,		/* a nested mapping with its own table */
+	K_SITES,	/* the list of sites */
+};
+
+#define F_REQUIRED	0x1
+
+struct config_key {
+	const char		*name;
+	enum config_type	 type;
+	size_t			 off;
+	const char		*def;		/* default, parsed like a value; NULL: none */
+	int64_t			 min, max;	/* for K_INT, K_DURATION and K_SIZE */
+	const char *const	*enums;
+	int			 flags;
+	const struct config_key	*sub;		/* for K_MAP */
+	const char		*help;
+};
+
+/* One load: where errors go, as FILE:LINE:COL: message. */
+struct yaml_document_s;
+struct yaml_node_s;
+struct config_loader {
+	const char		*file;
+	struct yaml_document_s	*doc;
+	struct strv		*errors;
+	int			 check_files;	/* open the files the keys name */
+};
+
+/* ---- server/config.c: deployd.yaml as a whole ---- */
 int	 config_load(const char *file, struct config **out, struct strv *errors);
 void	 config_free(struct config *);
 void	 config_set_check_files(int);
 void	 config_warnings(const struct config *, FILE *);
 const struct site_config *config_site(const struct config *, const char *name);
 int	 config_valid_name(const char *);
-int	 config_key_count(void);
+void	 config_err(struct config_loader *, const struct yaml_node_s *, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+const char *config_scalar(const struct yaml_node_s *);
+
+/* ---- server/config_key.c: the key table, and the walk of a mapping against it ---- */
+int	 config_key_global(struct config_loader *, struct yaml_node_s *root, struct config *);
+int	 config_key_site(struct config_loader *, struct yaml_node_s *, struct site_config *);
+void	 config_key_free(struct config *);	/* every field the tables fill in */
+int	 config_key_count(void);		/* the documented keys, "limits.max_body"... */
 const char *config_key_name(int i);
+
+/* ---- server/config_value.c: one value, by the type of its key ---- */
+int	 config_value_scalar(struct config_loader *, const struct config_key *,
+	    const struct yaml_node_s *, const char *s, void *field);
+int	 config_value_list(struct config_loader *, const struct config_key *,
+	    struct yaml_node_s *, void *field);
 
 /* server/bind.c: the webhook listener's socket, bound by the daemon */
 int	 bind_listen(const char *listen, char *unix_path, size_t len, struct error *);
