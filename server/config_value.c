@@ -11,10 +11,6 @@
 
 #include "server/deployd.h"
 
-static const char *const provider_names[] = {
-	"github", "gitea", "forgejo", "gogs", "gitlab", "bitbucket", NULL
-};
-
 static int config_value_hook_secret(const char *, struct error *);
 
 /* Parse one scalar of a simple type. NULL node: parse the default string instead. */
@@ -198,8 +194,8 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 {
 	yaml_node_item_t *it;
 	struct strv sv = { NULL, 0 };
-	unsigned bits = 0;
-	int i, rc = E_OK;
+	unsigned bit, bits = 0;
+	int rc = E_OK;
 
 	if (n->type != YAML_SEQUENCE_NODE) {
 		config_err(l, n, "%s: expected a list like [a, b]", k->name);
@@ -215,15 +211,13 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 			continue;
 		}
 		if (k->type == K_PROVIDERS) {
-			for (i = 0; provider_names[i] != NULL; i++)
-				if (strcmp(s, provider_names[i]) == 0)
-					break;
-			if (provider_names[i] == NULL) {
+			/* The providers' own table is the list of names. */
+			if ((bit = provider_bit(s)) == 0) {
 				config_err(l, item, "%s: unknown provider '%s' (github, gitea, "
 				    "forgejo, gogs, gitlab, bitbucket)", k->name, s);
 				rc = E_CONFIG;
 			} else
-				bits |= 1u << i;
+				bits |= bit;
 			continue;
 		}
 		if (k->type == K_ARGV && sv.n == 0 && *s != '/') {
