@@ -1,4 +1,4 @@
-/* fuzz_privsep.c: libFuzzer target: privsep_handle, the daemon's side of the listener channel, on hostile records. */
+/* fuzz_privsep.c: libFuzzer target: privsep_msg_handle, the daemon's answers to the listener, on hostile records. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +33,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    dir, dir, dir, dir, dir, dir) < 0)
 		abort();
 	cfg = fuzz_util_serve_config(dir, yaml);
-	privsep_init(cfg);
+	privsep_msg_init(cfg);
 	metrics_init(cfg);
 	free(yaml);
 	free(dir);
@@ -50,7 +50,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memset(&m, 0, sizeof(m));
 	memcpy(&m, data, size < sizeof(m) ? size : sizeof(m));
-	rc = privsep_handle(&m, &a, &text);
+	rc = privsep_msg_handle(&m, &a, &text);
 	if (a.seq != m.seq)
 		fuzz_util_die("the reply does not carry the record's sequence number");
 	if (rc != E_OK && (a.answer != PS_REFUSED || text != NULL))

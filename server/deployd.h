@@ -11,7 +11,7 @@
 #define DEPLOYD_VERSION PACKAGE_VERSION
 #define DEFAULT_CONFIG "/etc/deployd/deployd.yaml"
 
-/* ---- configuration (values as loaded; see config.c for the key table) ---- */
+/* ---- configuration (values as loaded; see config_key.c for the key table) ---- */
 
 /* A configured site: what the engine needs, and what only the daemon uses. */
 struct site_config {
@@ -48,25 +48,123 @@ struct config {
 	size_t		 nsites;
 };
 
-/* ---- config.c ---- */
+/* How the loader reads deployd.yaml: a table of keys, each with its type (config_key.c). */
+enum config_type {
+	K_STR,		/* any non-empty string */
+	K_ABSPATH,	/* an absolute path */
+	K_SECRET,	/* an absolute path to a file with safe permissions */
+	K_HOOKSECRET,	/* a K_SECRET holding a webhook secret, maybe a "whsec_" key */
+	K_FILE,		/* an absolute path to a readable file */
+	K_REPO,		/* a git URL or an absolute local path */
+	K_LISTEN,	/* host:port, [v6]:port or unix:/path */
+	K_NAME,		/* a site name */
+	K_BRANCH,	/* a branch name */
+	K_GLOB,		/* a tag pattern */
+	K_DURATION,
+	K_SIZE,
+	K_INT,
+	K_BOOL,
+	K_ENUM,
+	K_PROVIDERS,	/* list of provider names, stored as bits */
+	K_ARGV,		/* list of strings, argv[0] an absolute path */
+	K_RELPATHS,	/* list of relative paths inside a release */
+	K_MAP,		/* a nested mapping with its own table */
+	K_SITES,	/* the list of sites */
+};
+
+#define F_REQUIRED	0x1
+
+struct config_key {
+	const char		*name;
+	enum config_type	 type;
+	size_t			 off;
+	const char		*def;		/* default, parsed like a value; NULL: none */
+	int64_t			 min, max;	/* for K_INT, K_DURATION and K_SIZE */
+	const char *const	*enums;
+	int			 flags;
+	const struct config_key	*sub;		/* for K_MAP */
+	const char		*help;
+};
+
+/* One load: where errors go, as FILE:LINE:COL: message. */
+struct yaml_document_s;
+struct yaml_node_s;
+struct config_loader {
+	const char		*file;
+	struct yaml_document_s	*doc;
+	struct strv		*errors;
+	int			 check_files;	/* open the files the keys name */
+};
+
+/* ---- server/config.c: deployd.yaml as a whole ---- */
 int	 config_load(const char *file, struct config **out, struct strv *errors);
 void	 config_free(struct config *);
 void	 config_set_check_files(int);
 void	 config_warnings(const struct config *, FILE *);
 const struct site_config *config_site(const struct config *, const char *name);
 int	 config_valid_name(const char *);
-int	 config_key_count(void);
+void	 config_err(struct config_loader *, const struct yaml_node_s *, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+const char *config_scalar(const struct yaml_node_s *);
+
+/* ---- server/config_key.c: the key table, and the walk of a mapping against it ---- */
+int	 config_key_global(struct config_loader *, struct yaml_node_s *root, struct config *);
+int	 config_key_site(struct config_loader *, struct yaml_node_s *, struct site_config *);
+void	 config_key_free(struct config *);	/* every field the tables fill in */
+int	 config_key_count(void);		/* the documented keys, "limits.max_body"... */
 const char *config_key_name(int i);
+
+/* ---- server/config_value.c: one value, by the type of its key ---- */
+int	 config_value_scalar(struct config_loader *, const struct config_key *,
+	    const struct yaml_node_s *, const char *s, void *field);
+int	 config_value_list(struct config_loader *, const struct config_key *,
+	    struct yaml_node_s *, void *field);
 
 /* server/bind.c: the webhook listener's socket, bound by the daemon */
 int	 bind_listen(const char *listen, char *unix_path, size_t len, struct error *);
 
-/* server/http.c: the webhook listener (POST /hooks/<site>, /healthz, /metrics) */
+/*
+ * server/http.c: the webhook listener (POST /hooks/<site>, /healthz, /metrics). It reaches
+ * the daemon only through the http_ask_fn it is started with: one record (see privsep.c
+ * below) and its reply, and for PS_METRICS the text; a PS_COUNT has no reply.
+ */
+struct privsep_msg;
+struct privsep_reply;
+typedef int (*http_ask_fn)(void *arg, const struct privsep_msg *, struct privsep_reply *,
+    char **text);
 int	 http_load(const struct config *, struct error *);	/* secrets, TLS key */
-int	 http_start(int listen_fd, struct error *);
+int	 http_start(int listen_fd, http_ask_fn, void *arg, struct error *);
 void	 http_quiesce(void);		/* stop accepting */
 int	 http_drain(int64_t timeout_ms);	/* wait for requests in flight */
 void	 http_stop(void);
+
+/* server/keyring.c: the listener's sites with their webhook secrets, and the TLS key */
+struct keyring_site {
+	const struct site_config *cfg;
+	struct hook_site hook;		/* what the providers see of it */
+	unsigned char	*secret;	/* guarded memory, read-only; NULL: no secret_file */
+	size_t		 secret_len;
+};
+int	 keyring_load(const struct config *, struct error *);
+const struct keyring_site *keyring_site(const char *name);
+int	 keyring_tls(char **cert, char **key);	/* 0: no TLS */
+void	 keyring_free(void);
+
+/* server/conn.c: the listener's connections, each cut off at its request_timeout */
+#define CONN_ADDR_MAX	64	/* a client's numeric address, or "unix" */
+struct conn;
+void	 conn_init(int64_t request_timeout_ms);
+struct conn *conn_open(int fd, const char *addr);
+void	 conn_rearm(struct conn *);	/* a request is done: the next one has a new deadline */
+void	 conn_close(struct conn *);
+int	 conn_start(struct error *);	/* the sweeper thread */
+int	 conn_drain(int64_t timeout_ms);	/* returns the connections left */
+void	 conn_stop(void);
+
+/* server/reject.c: refused requests, logged one a line up to a rate, then summarised */
+void	 reject_log(const char *addr, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 reject_tick(int64_t now_ms);	/* write the summaries that are due */
 
 /*
  * server/privsep.c and server/listener.c: the listener process and the daemon talk in
@@ -108,15 +206,19 @@ struct privsep_reply {
 	uint32_t	answer;		/* enum privsep_answer */
 	uint32_t	len;		/* PS_METRICS: bytes of text in the records that follow */
 };
-void	 privsep_init(const struct config *);	/* the daemon's side, no process */
+
+/* server/privsep.c: the listener processes: spawn, serve their records, hand over, respawn */
 int	 privsep_start(const struct config *, struct error *);
 int	 privsep_reload(const struct config *);
 void	 privsep_stop(void);
-int	 privsep_handle(const struct privsep_msg *, struct privsep_reply *, char **text);
+
+/* server/privsep_msg.c: the daemon's answers to the records, every field checked first */
+void	 privsep_msg_init(const struct config *);	/* the sites; also with no process */
+void	 privsep_msg_free(void);
+int	 privsep_msg_handle(const struct privsep_msg *, struct privsep_reply *, char **text);
 
 /* server/listener.c: the listener process ("deployd __listen") and its side of the channel */
 int	 listener_main(int argc, char **argv);
-int	 listener_ask(const struct privsep_msg *, struct privsep_reply *, char **text);
 
 /* server/sandbox.c: the listener's confinement */
 struct sandbox_opts {
@@ -254,8 +356,16 @@ struct cli {
 };
 
 /* ---- server/client.c: the client side of the control socket ---- */
+#define CLIENT_TIMEOUT_MS 30000		/* the daemon answers, or says a word, within this */
 int	 client_request(const char *socket_path, const char *method, const char *path,
 	    const char *body, int *status, char **resp, struct error *);
+/* These two print the error and return the exit code (0, 1 or 2). */
+int	 client_call(struct cli *, const char *method, const char *path, const char *body,
+	    json_t **answer, int *status);
+int	 client_events(struct cli *, const char *site, int64_t id, int *fd, char *buf,
+	    size_t cap, size_t *len);
+
+/* ---- server/cmd.c: the subcommands that ask the daemon ---- */
 int	 cmd_status(struct cli *);
 int	 cmd_deploy(struct cli *);
 int	 cmd_rollback(struct cli *);

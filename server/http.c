@@ -1,6 +1,4 @@
 /* http.c: the webhook listener on libmicrohttpd: POST /hooks/<site>, GET /healthz and /metrics. */
-#include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -8,73 +6,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <microhttpd.h>
-#include <sodium.h>
 
 #include "server/deployd.h"
 
 #define HTTP_HEADERS_MAX	128	/* headers handed to the providers; more are ignored */
-#define HTTP_LOG_BURST		5	/* refusals logged one by one, per address and window */
-#define HTTP_LOG_WINDOW_MS	10000
-#define HTTP_LOG_ADDRS		64
-#define HTTP_SWEEP_MS		100
-#define HTTP_ADDR_MAX		64
-#define HTTP_TLS_FILE_MAX	(1024 * 1024)
 #define HTTP_BODIES_MIN		(64 * 1024 * 1024)	/* see http_reserve */
-
-struct http_site {
-	const struct site_config *cfg;
-	struct hook_site hook;		/* what the providers see of it */
-	unsigned char	*secret;	/* guarded memory, read-only; NULL: no secret_file */
-	size_t		 secret_len;
-};
-
-/*
- * One TCP (or Unix) connection. libmicrohttpd only knows an inactivity timeout, so a
- * client that sends a byte a second would stay forever; the sweeper thread shuts down
- * the socket of any connection whose request is not complete by its deadline.
- */
-struct http_conn {
-	int		 fd;
-	int64_t		 deadline;	/* monotonic ms */
-	int		 cut;
-	char		 addr[HTTP_ADDR_MAX];
-	struct http_conn *prev, *next;
-};
 
 /* One request, from its headers to its answer. */
 struct http_req {
-	struct http_site *site;
+	const struct keyring_site *site;
 	unsigned char	*body;
 	size_t		 len, cap;
 	int		 answered;	/* a response is queued; ignore the rest of the body */
 };
 
-/* Refusals per client address, so a flood of bad requests cannot drown the journal. */
-struct http_ratelog {
-	char		addr[HTTP_ADDR_MAX];
-	int64_t		start;		/* monotonic ms; 0: free slot */
-	unsigned	count;
-};
-
 static struct {
-	pthread_mutex_t		 mu;	/* conns, ratelog, buffered */
-	pthread_cond_t		 cv;
+	pthread_mutex_t		 mu;	/* buffered */
 	const struct config	*cfg;
+	http_ask_fn		 ask;	/* the daemon, through whoever started us */
+	void			*ask_arg;
 	struct MHD_Daemon	*daemon;
-	struct http_site	*sites;
-	size_t			 nsites;
-	struct http_conn	*conns;
-	struct http_ratelog	 rl[HTTP_LOG_ADDRS];
-	pthread_t		 sweeper;
-	int			 sweeping;
-	int			 stopping;
-	char			*tls_cert;
-	char			*tls_key;	/* guarded memory */
-	size_t			 tls_key_size;
 	size_t			 buffered;	/* body bytes held by all requests */
 	size_t			 buffered_max;
 } H = { .mu = PTHREAD_MUTEX_INITIALIZER };
@@ -125,67 +78,6 @@ http_client_addr(struct MHD_Connection *c, char *buf, size_t len)
 		util_strlcpy(buf, "?", len);
 }
 
-/* Call with the mutex held: write the summary of a window that had suppressed lines. */
-static void
-http_ratelog_flush(struct http_ratelog *r)
-{
-	if (r->count > HTTP_LOG_BURST)
-		log_warn("%u rejected from %s in %d s (the first %d logged)", r->count, r->addr,
-		    HTTP_LOG_WINDOW_MS / 1000, HTTP_LOG_BURST);
-	r->start = 0;
-	r->count = 0;
-}
-
-/* Log a refusal, one line each up to a burst per address, then only as a summary. */
-static void
-http_log_reject(const char *addr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-http_log_reject(const char *addr, const char *fmt, ...)
-{
-	struct http_ratelog *r = NULL, *oldest = &H.rl[0];
-	int64_t now = util_mono_ms();
-	char line[768];
-	va_list ap;
-	size_t i;
-	int show;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	pthread_mutex_lock(&H.mu);
-	for (i = 0; i < HTTP_LOG_ADDRS && r == NULL; i++) {
-		if (H.rl[i].start != 0 && strcmp(H.rl[i].addr, addr) == 0)
-			r = &H.rl[i];
-		else if (H.rl[i].start == 0 || H.rl[i].start < oldest->start)
-			oldest = &H.rl[i];
-	}
-	if (r == NULL) {
-		/* A new address takes a free slot, or ends the oldest window early. */
-		r = oldest;
-		if (r->start != 0)
-			http_ratelog_flush(r);
-		util_strlcpy(r->addr, addr, sizeof(r->addr));
-		r->start = now;
-	}
-	show = ++r->count <= HTTP_LOG_BURST;
-	pthread_mutex_unlock(&H.mu);
-	if (show)
-		log_warn("%s addr=%s", line, addr);
-}
-
-/* The site table is fixed for the life of a listener: a reload starts a new listener. */
-static struct http_site *
-http_site(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < H.nsites; i++)
-		if (strcmp(H.sites[i].cfg->site.name, name) == 0)
-			return &H.sites[i];
-	return NULL;
-}
-
 /* A webhook's metric result, counted by the daemon (which serves /metrics); no reply. */
 static void
 http_count(const char *site, const char *provider, const char *result)
@@ -198,7 +90,7 @@ http_count(const char *site, const char *provider, const char *result)
 	util_strlcpy(m.site, site, sizeof(m.site));
 	util_strlcpy(m.provider, provider != NULL ? provider : "", sizeof(m.provider));
 	util_strlcpy(m.result, result, sizeof(m.result));
-	listener_ask(&m, &a, NULL);
+	H.ask(H.ask_arg, &m, &a, NULL);
 }
 
 static enum MHD_Result
@@ -266,7 +158,7 @@ http_metrics(struct MHD_Connection *c, struct http_req *r)
 
 	memset(&m, 0, sizeof(m));
 	m.type = PS_METRICS;
-	if (listener_ask(&m, &a, &text) != E_OK || a.answer != PS_OK || text == NULL) {
+	if (H.ask(H.ask_arg, &m, &a, &text) != E_OK || a.answer != PS_OK || text == NULL) {
 		free(text);
 		return http_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE, "metrics unavailable",
 		    NULL);
@@ -327,7 +219,7 @@ static const struct {
  * succeeded. Returns the metric result and fills *status.
  */
 static const char *
-http_ring(struct http_site *s, struct hook_result *res, unsigned *status)
+http_ring(const struct keyring_site *s, struct hook_result *res, unsigned *status)
 {
 	struct privsep_msg m;
 	struct privsep_reply a;
@@ -340,7 +232,7 @@ http_ring(struct http_site *s, struct hook_result *res, unsigned *status)
 	util_strlcpy(m.delivery, res->delivery, sizeof(m.delivery));
 	util_strlcpy(m.ref, res->ref, sizeof(m.ref));
 	util_strlcpy(m.after, res->after, sizeof(m.after));
-	if (listener_ask(&m, &a, NULL) != E_OK)
+	if (H.ask(H.ask_arg, &m, &a, NULL) != E_OK)
 		a.answer = PS_UNAVAILABLE;
 	res->queue = 0;
 	for (i = 0; i < sizeof(http_push_answers) / sizeof(http_push_answers[0]); i++) {
@@ -381,11 +273,11 @@ http_answer(const char *site, const struct hook_result *res, const char *result)
 static enum MHD_Result
 http_hook(struct MHD_Connection *c, struct http_req *r)
 {
-	struct http_site *s = r->site;
+	const struct keyring_site *s = r->site;
 	struct http_headers *hh;
 	struct hook_request req;
 	struct hook_result res;
-	char addr[HTTP_ADDR_MAX], ref[HOOK_REF_MAX * 4 + 1], fwd[128];
+	char addr[CONN_ADDR_MAX], ref[HOOK_REF_MAX * 4 + 1], fwd[128];
 	const char *result, *v;
 	unsigned status;
 
@@ -407,7 +299,7 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 
 	if (status >= 400) {
 		http_count(s->cfg->site.name, res.provider, http_result_name(status));
-		http_log_reject(addr, "webhook site=%s provider=%s delivery=%s refused %u: %s"
+		reject_log(addr, "webhook site=%s provider=%s delivery=%s refused %u: %s"
 		    " forwarded=%s", s->cfg->site.name, res.provider[0] != '\0' ? res.provider : "-",
 		    res.delivery[0] != '\0' ? res.delivery : "-", status, res.reason, fwd);
 		return http_error(c, r, status, res.reason, NULL);
@@ -465,14 +357,14 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 {
 	const union MHD_ConnectionInfo *ci;
 	const char *cl;
-	char addr[HTTP_ADDR_MAX], safe[128];
+	char addr[CONN_ADDR_MAX], safe[128];
 	uint64_t n;
 	size_t i;
 
 	http_client_addr(c, addr, sizeof(addr));
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
 	if (ci != NULL && (int64_t)ci->header_size > H.cfg->limits.max_header) {
-		http_log_reject(addr, "request headers of %zu bytes over max_header",
+		reject_log(addr, "request headers of %zu bytes over max_header",
 		    ci->header_size);
 		return http_error(c, r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
 		    "request headers too large", NULL);
@@ -488,23 +380,23 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 		}
 		return http_error(c, r, MHD_HTTP_NOT_FOUND, "not found", NULL);
 	}
-	if ((r->site = http_site(url + 7)) == NULL) {
+	if ((r->site = keyring_site(url + 7)) == NULL) {
 		util_sanitize(url + 7, safe, sizeof(safe));
-		http_log_reject(addr, "webhook for unknown site %s", safe);
+		reject_log(addr, "webhook for unknown site %s", safe);
 		return http_error(c, r, MHD_HTTP_NOT_FOUND, "unknown site", NULL);
 	}
 	if (strcmp(method, "POST") != 0) {
 		util_sanitize(method, safe, sizeof(safe));
 		http_count(r->site->cfg->site.name, NULL, "method_not_allowed");
 		/* A proxy's redirect turns POST into GET, and the body is lost on the way. */
-		http_log_reject(addr, "webhook site=%s: method %s, not POST (a redirect on the"
+		reject_log(addr, "webhook site=%s: method %s, not POST (a redirect on the"
 		    " way?)", r->site->cfg->site.name, safe);
 		return http_error(c, r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
 		    "POST");
 	}
 	if (r->site->secret == NULL) {
 		http_count(r->site->cfg->site.name, NULL, "forbidden");
-		http_log_reject(addr, "webhook site=%s: the site has no secret_file",
+		reject_log(addr, "webhook site=%s: the site has no secret_file",
 		    r->site->cfg->site.name);
 		return http_error(c, r, MHD_HTTP_FORBIDDEN,
 		    "webhooks are not configured for this site", NULL);
@@ -514,7 +406,7 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 		if (*cl == '\0' || strspn(cl, "0123456789") != strlen(cl)) {
 			util_sanitize(cl, safe, sizeof(safe));
 			http_count(r->site->cfg->site.name, NULL, "bad_request");
-			http_log_reject(addr, "webhook site=%s: Content-Length '%s' is not a number",
+			reject_log(addr, "webhook site=%s: Content-Length '%s' is not a number",
 			    r->site->cfg->site.name, safe);
 			return http_error(c, r, MHD_HTTP_BAD_REQUEST, "bad Content-Length", NULL);
 		}
@@ -522,14 +414,14 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 		if (util_parse_uint(cl, UINT64_MAX, &n) != E_OK ||
 		    n > (uint64_t)H.cfg->limits.max_body) {
 			http_count(r->site->cfg->site.name, NULL, "too_large");
-			http_log_reject(addr, "webhook site=%s: Content-Length %s over max_body",
+			reject_log(addr, "webhook site=%s: Content-Length %s over max_body",
 			    r->site->cfg->site.name, strlen(cl) > 20 ? "(huge)" : cl);
 			return http_error(c, r, MHD_HTTP_CONTENT_TOO_LARGE,
 			    "body larger than the limit", NULL);
 		}
 		/* Reserve what was announced, but never more than a first step up front. */
 		if (http_reserve(r, n < 65536 ? (size_t)n : 65536) != E_OK) {
-			http_log_reject(addr, "webhook site=%s: too many large bodies at once",
+			reject_log(addr, "webhook site=%s: too many large bodies at once",
 			    r->site->cfg->site.name);
 			return http_error(c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
 			    "busy; try again", NULL);
@@ -543,7 +435,7 @@ http_access(void *cls, struct MHD_Connection *c, const char *url, const char *me
     const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct http_req *r = *con_cls;
-	char addr[HTTP_ADDR_MAX];
+	char addr[CONN_ADDR_MAX];
 	size_t n = *upload_data_size;
 
 	if (r == NULL) {
@@ -559,13 +451,13 @@ http_access(void *cls, struct MHD_Connection *c, const char *url, const char *me
 			/* A chunked body cannot be answered mid-way: close the connection. */
 			http_client_addr(c, addr, sizeof(addr));
 			http_count(r->site->cfg->site.name, NULL, "too_large");
-			http_log_reject(addr, "webhook site=%s: body over max_body; connection"
+			reject_log(addr, "webhook site=%s: body over max_body; connection"
 			    " closed", r->site->cfg->site.name);
 			return MHD_NO;
 		}
 		if (r->len + n > r->cap && http_reserve(r, r->len + n) != E_OK) {
 			http_client_addr(c, addr, sizeof(addr));
-			http_log_reject(addr, "webhook site=%s: too many large bodies at once;"
+			reject_log(addr, "webhook site=%s: too many large bodies at once;"
 			    " connection closed", r->site->cfg->site.name);
 			return MHD_NO;
 		}
@@ -583,7 +475,6 @@ http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 {
 	struct http_req *r = *con_cls;
 	const union MHD_ConnectionInfo *ci;
-	struct http_conn *hc;
 
 	if (r != NULL) {
 		pthread_mutex_lock(&H.mu);
@@ -593,13 +484,9 @@ http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 		free(r);
 		*con_cls = NULL;
 	}
-	/* The next request on a kept-alive connection gets a deadline of its own. */
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	if (ci != NULL && (hc = ci->socket_context) != NULL) {
-		pthread_mutex_lock(&H.mu);
-		hc->deadline = util_mono_ms() + H.cfg->limits.request_timeout_ms;
-		pthread_mutex_unlock(&H.mu);
-	}
+	if (ci != NULL && ci->socket_context != NULL)
+		conn_rearm(ci->socket_context);
 }
 
 /* Track every connection from accept to close, for the whole-request deadline. */
@@ -608,84 +495,18 @@ http_connection(void *cls, struct MHD_Connection *c, void **socket_context,
     enum MHD_ConnectionNotificationCode toe)
 {
 	const union MHD_ConnectionInfo *ci;
-	struct http_conn *hc;
+	char addr[CONN_ADDR_MAX];
 
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
 		if ((ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)) == NULL)
 			return;
-		hc = util_xcalloc(1, sizeof(*hc));
-		hc->fd = ci->connect_fd;
-		http_client_addr(c, hc->addr, sizeof(hc->addr));
-		pthread_mutex_lock(&H.mu);
-		hc->deadline = util_mono_ms() + H.cfg->limits.request_timeout_ms;
-		hc->next = H.conns;
-		if (H.conns != NULL)
-			H.conns->prev = hc;
-		H.conns = hc;
-		pthread_mutex_unlock(&H.mu);
-		*socket_context = hc;
+		http_client_addr(c, addr, sizeof(addr));
+		*socket_context = conn_open(ci->connect_fd, addr);
 		return;
 	}
-	if ((hc = *socket_context) == NULL)
-		return;
-	/* Unlinked before libmicrohttpd closes the fd, so the sweeper never touches a reused one. */
-	pthread_mutex_lock(&H.mu);
-	if (hc->prev != NULL)
-		hc->prev->next = hc->next;
-	else
-		H.conns = hc->next;
-	if (hc->next != NULL)
-		hc->next->prev = hc->prev;
-	pthread_mutex_unlock(&H.mu);
-	free(hc);
+	if (*socket_context != NULL)
+		conn_close(*socket_context);
 	*socket_context = NULL;
-}
-
-/*
- * Cut connections past their deadline: shutdown() makes libmicrohttpd see the end of
- * the stream and close the connection itself, from its own thread.
- */
-static void *
-http_sweep(void *arg)
-{
-	char cut[16][HTTP_ADDR_MAX];
-	struct http_conn *hc;
-	struct timespec ts;
-	int64_t now, wake;
-	size_t i, ncut;
-
-	(void)arg;
-	pthread_mutex_lock(&H.mu);
-	while (!H.stopping) {
-		now = util_mono_ms();
-		ncut = 0;
-		for (hc = H.conns; hc != NULL; hc = hc->next) {
-			if (hc->cut || now < hc->deadline)
-				continue;
-			shutdown(hc->fd, SHUT_RDWR);
-			hc->cut = 1;
-			if (ncut < sizeof(cut) / sizeof(cut[0]))
-				util_strlcpy(cut[ncut++], hc->addr, sizeof(cut[0]));
-		}
-		for (i = 0; i < HTTP_LOG_ADDRS; i++)
-			if (H.rl[i].start != 0 && now - H.rl[i].start >= HTTP_LOG_WINDOW_MS)
-				http_ratelog_flush(&H.rl[i]);
-		if (ncut > 0) {
-			/* http_log_reject takes the mutex itself */
-			pthread_mutex_unlock(&H.mu);
-			for (i = 0; i < ncut; i++)
-				http_log_reject(cut[i], "request not complete within"
-				    " request_timeout; connection closed");
-			pthread_mutex_lock(&H.mu);
-			continue;
-		}
-		wake = now + HTTP_SWEEP_MS;
-		ts.tv_sec = wake / 1000;
-		ts.tv_nsec = (wake % 1000) * 1000000;
-		pthread_cond_timedwait(&H.cv, &H.mu, &ts);
-	}
-	pthread_mutex_unlock(&H.mu);
-	return NULL;
 }
 
 /* libmicrohttpd's own messages, at debug level; they may quote the client's bytes. */
@@ -705,113 +526,6 @@ http_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- start and stop ---- */
 
-static char *
-http_read_file(const char *path, size_t *len, struct error *e)
-{
-	char *buf;
-	ssize_t r;
-	size_t n = 0;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		util_error_sys(e, "%s", path);
-		return NULL;
-	}
-	buf = util_xmalloc(HTTP_TLS_FILE_MAX + 1);
-	while (n < HTTP_TLS_FILE_MAX && (r = read(fd, buf + n, HTTP_TLS_FILE_MAX - n)) != 0) {
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			util_error_sys(e, "%s", path);
-			close(fd);
-			free(buf);
-			return NULL;
-		}
-		n += (size_t)r;
-	}
-	close(fd);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
-/* The key goes to guarded memory as a C string, which is what libmicrohttpd wants. */
-static int
-http_load_tls(const struct config *cfg, struct error *e)
-{
-	unsigned char *key;
-	size_t len;
-	int rc;
-
-	if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
-		return util_error(e, E_CONFIG, "tls_cert: this libmicrohttpd has no TLS support");
-	if ((H.tls_cert = http_read_file(cfg->tls_cert, &len, e)) == NULL)
-		return E_CONFIG;
-	if ((rc = secret_read(cfg->tls_key, &key, &len, e)) != E_OK)
-		return rc;
-	H.tls_key_size = len + 1;
-	if ((H.tls_key = sodium_malloc(H.tls_key_size)) == NULL) {
-		secret_free(key, len);
-		return util_error(e, E_NOMEM, "cannot allocate guarded memory");
-	}
-	memcpy(H.tls_key, key, len);
-	H.tls_key[len] = '\0';
-	secret_free(key, len);
-	return E_OK;
-}
-
-static void
-http_free_sites(struct http_site *sites, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		secret_free(sites[i].secret, sites[i].secret_len);
-	free(sites);
-}
-
-static int
-http_build_sites(const struct config *cfg, struct http_site **out, struct error *e)
-{
-	struct http_site *sites, *s;
-	size_t i;
-	int rc;
-
-	sites = util_xcalloc(cfg->nsites, sizeof(*sites));
-	for (i = 0; i < cfg->nsites; i++) {
-		s = &sites[i];
-		s->cfg = &cfg->sites[i];
-		s->hook.name = s->cfg->site.name;
-		s->hook.branch = s->cfg->site.branch;
-		s->hook.tags = s->cfg->site.tags;
-		s->hook.providers = s->cfg->providers;
-		s->hook.allow_sha1 = s->cfg->allow_sha1;
-		if (s->cfg->secret_file == NULL)
-			continue;
-		if ((rc = secret_read(s->cfg->secret_file, &s->secret, &s->secret_len,
-		    e)) != E_OK) {
-			http_free_sites(sites, cfg->nsites);
-			return rc;
-		}
-		sodium_mprotect_readonly(s->secret);
-	}
-	*out = sites;
-	return E_OK;
-}
-
-static void
-http_free(void)
-{
-	http_free_sites(H.sites, H.nsites);
-	H.sites = NULL;
-	H.nsites = 0;
-	free(H.tls_cert);
-	H.tls_cert = NULL;
-	if (H.tls_key != NULL)
-		sodium_free(H.tls_key);
-	H.tls_key = NULL;
-}
-
 /*
  * Secrets and the TLS key are read once, here, before the listener process confines
  * itself and can no longer open files. http_start then serves.
@@ -819,45 +533,35 @@ http_free(void)
 int
 http_load(const struct config *cfg, struct error *e)
 {
-	int rc;
-
-	memset(H.rl, 0, sizeof(H.rl));
 	H.cfg = cfg;
 	H.buffered = 0;
 	H.buffered_max = (size_t)cfg->limits.max_body * 4 > HTTP_BODIES_MIN ?
 	    (size_t)cfg->limits.max_body * 4 : HTTP_BODIES_MIN;
-	H.stopping = 0;
-	H.conns = NULL;
-	if (sodium_init() < 0)
-		return util_error(e, E_SYS, "cannot initialise libsodium");
-	if ((rc = http_build_sites(cfg, &H.sites, e)) != E_OK)
-		goto fail;
-	H.nsites = cfg->nsites;
-	if (cfg->tls_cert != NULL && cfg->tls_key != NULL &&
-	    (rc = http_load_tls(cfg, e)) != E_OK)
-		goto fail;
-	return E_OK;
-fail:
-	http_free();
-	return rc;
+	conn_init(cfg->limits.request_timeout_ms);
+	return keyring_load(cfg, e);
 }
 
-/* listen_fd is the daemon's socket, shared with the listener before and after this one. */
+/*
+ * listen_fd is the daemon's socket, shared with the listener before and after this one;
+ * ask carries every record to the daemon, from the threads of libmicrohttpd.
+ */
 int
-http_start(int listen_fd, struct error *e)
+http_start(int listen_fd, http_ask_fn ask, void *arg, struct error *e)
 {
 	const struct config *cfg = H.cfg;
 	const struct limits *l = &cfg->limits;
 	struct MHD_OptionItem tls[3];
-	pthread_condattr_t ca;
+	char *cert, *key;
 	unsigned flags;
 	size_t pool;
-	int rc;
+	int rc, secure;
 
+	H.ask = ask;
+	H.ask_arg = arg;
 	/* ITC: MHD_quiesce_daemon needs it to wake the polling threads. */
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 	    MHD_USE_ITC;
-	if (H.tls_cert != NULL)
+	if ((secure = keyring_tls(&cert, &key)))
 		flags |= MHD_USE_TLS;
 	/*
 	 * libmicrohttpd answers 431 itself when the headers do not fit its per-connection
@@ -868,11 +572,11 @@ http_start(int listen_fd, struct error *e)
 	/* TLS options only with TLS: libmicrohttpd complains about them otherwise. */
 	memset(tls, 0, sizeof(tls));
 	tls[0].option = tls[1].option = tls[2].option = MHD_OPTION_END;
-	if (H.tls_cert != NULL) {
+	if (secure) {
 		tls[0].option = MHD_OPTION_HTTPS_MEM_CERT;
-		tls[0].ptr_value = H.tls_cert;
+		tls[0].ptr_value = cert;
 		tls[1].option = MHD_OPTION_HTTPS_MEM_KEY;
-		tls[1].ptr_value = H.tls_key;
+		tls[1].ptr_value = key;
 	}
 	H.daemon = MHD_start_daemon(flags, 0, NULL, NULL, http_access, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
@@ -888,25 +592,18 @@ http_start(int listen_fd, struct error *e)
 	    MHD_OPTION_END);
 	if (H.daemon == NULL) {
 		rc = util_error(e, E_SYS, "cannot start the webhook listener on %s%s", cfg->listen,
-		    H.tls_cert != NULL ? " (is the TLS certificate and key valid?)" : "");
+		    secure ? " (is the TLS certificate and key valid?)" : "");
 		goto fail;
 	}
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&H.cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (pthread_create(&H.sweeper, NULL, http_sweep, NULL) != 0) {
+	if ((rc = conn_start(e)) != E_OK) {
 		MHD_stop_daemon(H.daemon);
 		H.daemon = NULL;
-		pthread_cond_destroy(&H.cv);
-		rc = util_error(e, E_SYS, "cannot start the listener's timer thread");
 		goto fail;
 	}
-	H.sweeping = 1;
 	log_debug("webhook listener serving, confined");
 	return E_OK;
 fail:
-	http_free();
+	keyring_free();
 	return rc;
 }
 
@@ -923,42 +620,18 @@ http_quiesce(void)
 int
 http_drain(int64_t timeout_ms)
 {
-	int64_t deadline = util_mono_ms() + timeout_ms;
-	struct timespec ts = { 0, 20 * 1000000 };
-	struct http_conn *hc;
-	int left;
-
 	if (H.daemon == NULL)
 		return 0;
-	for (;;) {
-		left = 0;
-		pthread_mutex_lock(&H.mu);
-		for (hc = H.conns; hc != NULL; hc = hc->next)
-			left++;
-		pthread_mutex_unlock(&H.mu);
-		if (left == 0 || util_mono_ms() >= deadline)
-			return left;
-		nanosleep(&ts, NULL);
-	}
+	return conn_drain(timeout_ms);
 }
 
 void
 http_stop(void)
 {
-	if (H.daemon == NULL) {
-		http_free();	/* loaded, never started */
-		return;
+	if (H.daemon != NULL) {
+		MHD_stop_daemon(H.daemon);
+		H.daemon = NULL;
+		conn_stop();
 	}
-	MHD_stop_daemon(H.daemon);
-	H.daemon = NULL;
-	if (H.sweeping) {
-		pthread_mutex_lock(&H.mu);
-		H.stopping = 1;
-		pthread_cond_signal(&H.cv);
-		pthread_mutex_unlock(&H.mu);
-		pthread_join(H.sweeper, NULL);
-		H.sweeping = 0;
-		pthread_cond_destroy(&H.cv);
-	}
-	http_free();
+	keyring_free();	/* also when loaded and never started */
 }

@@ -1,4 +1,4 @@
-/* listener.c: the webhook listener process ("deployd __listen"): load, confine, serve, and ask the daemon. */
+/* listener.c: the webhook listener process ("deployd __listen"): load, confine, serve, and ask the daemon for http.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -19,7 +19,7 @@
 
 static struct {
 	pthread_mutex_t	mu;		/* one request and its reply at a time */
-	int		fd;		/* -1: no process of our own; ask privsep directly */
+	int		fd;		/* the channel to the daemon */
 	uint32_t	seq;
 	volatile sig_atomic_t broken;	/* the channel failed: exit, the daemon respawns us */
 } L = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
@@ -50,22 +50,21 @@ listener_read_text(uint32_t len, char **text)
 }
 
 /*
- * Send one record and wait for its reply (PS_COUNT has none). Threads take turns: the
- * channel carries one exchange at a time. Any failure breaks the channel for good (a late reply would
- * otherwise answer the next question); the listener then exits and is respawned.
- * In the daemon's own process (the fuzz target) the record goes straight to privsep.
+ * Send one record and wait for its reply (PS_COUNT has none): http.c's way to the daemon
+ * (an http_ask_fn). Threads take turns: the channel carries one exchange at a time. Any
+ * failure breaks the channel for good (a late reply would otherwise answer the next
+ * question); the listener then exits and is respawned.
  */
-int
-listener_ask(const struct privsep_msg *m, struct privsep_reply *a, char **text)
+static int
+listener_ask(void *arg, const struct privsep_msg *m, struct privsep_reply *a, char **text)
 {
 	struct privsep_msg out;
 	int rc = E_SYS;
 	ssize_t n;
 
+	(void)arg;
 	if (text != NULL)
 		*text = NULL;
-	if (L.fd < 0)
-		return privsep_handle(m, a, text);
 	memset(a, 0, sizeof(*a));
 	a->answer = PS_UNAVAILABLE;
 	out = *m;
@@ -105,7 +104,7 @@ listener_tell(uint32_t type)
 
 	memset(&m, 0, sizeof(m));
 	m.type = type;
-	return listener_ask(&m, &a, NULL);
+	return listener_ask(NULL, &m, &a, NULL);
 }
 
 /* The same confinement for the listener and for its self-test. */
@@ -255,7 +254,7 @@ listener_main(int argc, char **argv)
 		http_stop();
 		goto out;
 	}
-	if (http_start(LISTENER_LISTEN_FD, &e) != E_OK) {
+	if (http_start(LISTENER_LISTEN_FD, listener_ask, NULL, &e) != E_OK) {
 		log_error("webhook listener: %s", e.msg);
 		goto out;
 	}

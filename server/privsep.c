@@ -1,4 +1,4 @@
-/* privsep.c: the daemon's side of the listener process: spawn, answer, hand over on reload, respawn. */
+/* privsep.c: the daemon's side of the listener process: spawn, serve its records, hand over on reload, respawn. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,7 +16,6 @@
 #include "server/deployd.h"
 
 #define PRIVSEP_EXE		"/proc/self/exe"
-#define PRIVSEP_SEEN_MAX	256	/* delivery ids remembered per site */
 #define PRIVSEP_READY_MS	30000	/* a new listener has this long to start serving */
 #define PRIVSEP_QUIESCE_MS	5000	/* an old one, to stop accepting */
 #define PRIVSEP_REAP_MS		2000	/* a listener that closed the channel, to exit */
@@ -25,19 +24,6 @@
 #define PRIVSEP_STABLE_MS	30000	/* a listener up this long resets the backoff */
 #define PRIVSEP_SEND_MS		2000	/* a listener that does not read its replies is killed */
 #define PRIVSEP_FD_MIN		10	/* our copies stay clear of the child's fds 3 and 4 */
-
-/* A delivery id the daemon answered, and the deploy it asked for. */
-struct privsep_seen {
-	char		provider[16];
-	char		delivery[HOOK_DELIVERY_MAX];
-	int64_t		id;
-};
-
-struct privsep_ring {
-	char		site[PRIVSEP_SITE_MAX];
-	struct privsep_seen seen[PRIVSEP_SEEN_MAX];
-	size_t		next;
-};
 
 enum privsep_state { CH_STARTING, CH_SERVING, CH_RETIRING };
 
@@ -56,8 +42,6 @@ static struct {
 	pthread_mutex_t		 mu;	/* everything below */
 	pthread_cond_t		 cv;	/* a child changed state or went away */
 	const struct config	*cfg;
-	struct privsep_ring	*rings;
-	size_t			 nrings;
 	int			 listen_fd;
 	char			 unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct privsep_child	*children;
@@ -70,230 +54,6 @@ static struct {
 	int			 started;	/* a first listener served: respawn from now on */
 	int			 stopping;
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake = { -1, -1 } };
-
-/* ---- the messages ---- */
-
-static int
-privsep_terminated(const char *s, size_t size)
-{
-	return memchr(s, '\0', size) != NULL;
-}
-
-/* Printable ASCII only: these end up in logs and deploy history. */
-static int
-privsep_printable(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if (*s < 0x21 || *s > 0x7e)
-			return 0;
-	return 1;
-}
-
-static int
-privsep_hex40(const char *s)
-{
-	return s[0] == '\0' || (strlen(s) == 40 && strspn(s, "0123456789abcdef") == 40);
-}
-
-/* A record from the listener is untrusted: every field is checked before use. */
-static int
-privsep_valid(const struct privsep_msg *m)
-{
-	if (!privsep_terminated(m->site, sizeof(m->site)) ||
-	    !privsep_terminated(m->provider, sizeof(m->provider)) ||
-	    !privsep_terminated(m->delivery, sizeof(m->delivery)) ||
-	    !privsep_terminated(m->ref, sizeof(m->ref)) ||
-	    !privsep_terminated(m->after, sizeof(m->after)) ||
-	    !privsep_terminated(m->result, sizeof(m->result)))
-		return 0;
-	if (m->type != PS_PUSH && m->type != PS_COUNT)
-		return m->type == PS_METRICS;
-	if (!config_valid_name(m->site) ||
-	    (m->provider[0] != '\0' && provider_bit(m->provider) == 0))
-		return 0;
-	if (m->type == PS_COUNT)
-		return m->result[0] != '\0' &&
-		    strspn(m->result, "abcdefghijklmnopqrstuvwxyz_") == strlen(m->result);
-	return m->provider[0] != '\0' && privsep_printable(m->delivery) &&
-	    privsep_printable(m->ref) && privsep_hex40(m->after);
-}
-
-/* Call with the mutex held. */
-static struct privsep_ring *
-privsep_ring(const char *site)
-{
-	size_t i;
-
-	for (i = 0; i < P.nrings; i++)
-		if (strcmp(P.rings[i].site, site) == 0)
-			return &P.rings[i];
-	return NULL;
-}
-
-/* Call with the mutex held. */
-static struct privsep_seen *
-privsep_seen_find(struct privsep_ring *r, const struct privsep_msg *m)
-{
-	size_t i;
-
-	for (i = 0; i < PRIVSEP_SEEN_MAX; i++)
-		if (r->seen[i].delivery[0] != '\0' &&
-		    strcmp(r->seen[i].delivery, m->delivery) == 0 &&
-		    strcmp(r->seen[i].provider, m->provider) == 0)
-			return &r->seen[i];
-	return NULL;
-}
-
-/*
- * A verified push to the tracked ref: ring the doorbell, unless the site is paused or
- * this delivery already rang for a deploy that is waiting, running or succeeded.
- */
-static uint32_t
-privsep_push(const struct privsep_msg *m)
-{
-	struct deploy_request req;
-	struct privsep_ring *r;
-	struct privsep_seen *seen;
-	int64_t id = 0, prev = 0;
-	int rc, paused = 0, state;
-
-	sched_note_webhook(m->site);
-	if (m->delivery[0] != '\0') {
-		pthread_mutex_lock(&P.mu);
-		if ((r = privsep_ring(m->site)) != NULL && (seen = privsep_seen_find(r, m)) != NULL)
-			prev = seen->id;
-		pthread_mutex_unlock(&P.mu);
-	}
-	/* A repeat whose deploy waits, runs or succeeded is a duplicate; a failed one rings. */
-	state = sched_request_state(m->site, prev, &paused);
-	if (paused)
-		return PS_PAUSED;
-	if (prev > 0 && (state == REQ_WAITING || state == REQ_OK))
-		return PS_DUPLICATE;
-	/* A flood, or the webhook of a commit polling already deployed, queues nothing. */
-	if (strlen(m->after) == 40 && sched_is_live(m->site, m->after))
-		return PS_LIVE;
-
-	memset(&req, 0, sizeof(req));
-	req.trigger = TRIG_WEBHOOK;
-	util_strlcpy(req.provider, m->provider, sizeof(req.provider));
-	util_strlcpy(req.delivery, m->delivery, sizeof(req.delivery));
-	if ((rc = sched_request(m->site, &req, &id)) != E_OK)
-		return rc == E_STOPPED ? PS_STOPPING : rc == E_NOTFOUND ? PS_UNKNOWN :
-		    PS_UNAVAILABLE;
-	if (m->delivery[0] != '\0') {
-		pthread_mutex_lock(&P.mu);
-		if ((r = privsep_ring(m->site)) != NULL) {
-			if ((seen = privsep_seen_find(r, m)) == NULL) {
-				seen = &r->seen[r->next];
-				r->next = (r->next + 1) % PRIVSEP_SEEN_MAX;
-				util_strlcpy(seen->provider, m->provider, sizeof(seen->provider));
-				util_strlcpy(seen->delivery, m->delivery, sizeof(seen->delivery));
-			}
-			seen->id = id;
-		}
-		pthread_mutex_unlock(&P.mu);
-	}
-	return PS_QUEUED;
-}
-
-/* The metric result of a push, by the answer. */
-static const char *
-privsep_result(uint32_t answer)
-{
-	static const char *const names[] = {
-		[PS_QUEUED] = "queued",
-		[PS_DUPLICATE] = "duplicate",
-		[PS_PAUSED] = "ignored",
-		[PS_LIVE] = "ignored",
-	};
-
-	if (answer < sizeof(names) / sizeof(names[0]) && names[answer] != NULL)
-		return names[answer];
-	return "unavailable";
-}
-
-/*
- * Answer one record. *text gets the metrics text for PS_METRICS (malloc'd; a->len is
- * its length). PS_READY and PS_QUIESCED concern the sender and are handled by the loop.
- */
-int
-privsep_handle(const struct privsep_msg *m, struct privsep_reply *a, char **text)
-{
-	int known;
-	size_t len;
-
-	memset(a, 0, sizeof(*a));
-	a->seq = m->seq;
-	if (text != NULL)
-		*text = NULL;
-	if (!privsep_valid(m)) {
-		a->answer = PS_REFUSED;
-		return E_INVAL;
-	}
-	if (m->type == PS_PUSH || m->type == PS_COUNT) {
-		pthread_mutex_lock(&P.mu);
-		known = P.cfg != NULL && config_site(P.cfg, m->site) != NULL;
-		pthread_mutex_unlock(&P.mu);
-		if (!known) {
-			a->answer = PS_UNKNOWN;
-			return E_OK;
-		}
-	}
-	switch (m->type) {
-	case PS_PUSH:
-		a->answer = privsep_push(m);
-		metrics_webhook(m->site, m->provider, privsep_result(a->answer));
-		break;
-	case PS_COUNT:
-		metrics_webhook(m->site, m->provider[0] != '\0' ? m->provider : NULL, m->result);
-		break;
-	case PS_METRICS:
-		if (text == NULL || (*text = metrics_render()) == NULL ||
-		    (len = strlen(*text)) > PRIVSEP_METRICS_MAX) {
-			if (text != NULL) {
-				free(*text);
-				*text = NULL;
-			}
-			a->answer = PS_UNAVAILABLE;
-			break;
-		}
-		a->len = (uint32_t)len;
-		break;
-	default:
-		break;
-	}
-	return E_OK;
-}
-
-/* The delivery rings follow the sites; remembered deliveries carry over a reload. */
-static void
-privsep_rings(const struct config *cfg)
-{
-	struct privsep_ring *rings, *old;
-	size_t i;
-
-	rings = util_xcalloc(cfg->nsites > 0 ? cfg->nsites : 1, sizeof(*rings));
-	pthread_mutex_lock(&P.mu);
-	for (i = 0; i < cfg->nsites; i++) {
-		if ((old = privsep_ring(cfg->sites[i].site.name)) != NULL)
-			memcpy(&rings[i], old, sizeof(rings[i]));
-		util_strlcpy(rings[i].site, cfg->sites[i].site.name, sizeof(rings[i].site));
-	}
-	free(P.rings);
-	P.rings = rings;
-	P.nrings = cfg->nsites;
-	P.cfg = cfg;
-	pthread_mutex_unlock(&P.mu);
-}
-
-void
-privsep_init(const struct config *cfg)
-{
-	privsep_rings(cfg);
-}
-
-/* ---- the listener processes ---- */
 
 static void
 privsep_wake(void)
@@ -432,7 +192,7 @@ privsep_serve(struct privsep_child *ch)
 			ch->quiesced = 1;
 		pthread_cond_broadcast(&P.cv);
 		pthread_mutex_unlock(&P.mu);
-	} else if (privsep_handle(&m, &a, &text) != E_OK) {
+	} else if (privsep_msg_handle(&m, &a, &text) != E_OK) {
 		log_error("webhook listener pid %ld sent an invalid record; stopping it",
 		    (long)ch->pid);
 		return E_INVAL;
@@ -642,7 +402,7 @@ privsep_start(const struct config *cfg, struct error *e)
 	pid_t pid;
 	int fd, rc;
 
-	privsep_rings(cfg);
+	privsep_msg_init(cfg);
 	if ((fd = bind_listen(cfg->listen, P.unix_path, sizeof(P.unix_path), e)) < 0)
 		return fd;
 	P.listen_fd = fcntl(fd, F_DUPFD_CLOEXEC, PRIVSEP_FD_MIN);
@@ -659,6 +419,7 @@ privsep_start(const struct config *cfg, struct error *e)
 	P.backoff = PRIVSEP_BACKOFF_MIN;
 	P.stopping = 0;
 	pthread_mutex_lock(&P.mu);
+	P.cfg = cfg;
 	if ((pid = privsep_spawn(cfg->file)) == 0) {
 		pthread_mutex_unlock(&P.mu);
 		privsep_stop();
@@ -699,8 +460,9 @@ privsep_reload(const struct config *cfg)
 
 	if (!P.running)
 		return E_OK;
-	privsep_rings(cfg);
+	privsep_msg_init(cfg);
 	pthread_mutex_lock(&P.mu);
+	P.cfg = cfg;
 	if ((pid = privsep_spawn(cfg->file)) == 0) {
 		pthread_mutex_unlock(&P.mu);
 		log_error("reload: the listener keeps the old sites and secrets");
@@ -784,8 +546,6 @@ privsep_stop(void)
 		close(P.wake[1]);
 	}
 	P.wake[0] = P.wake[1] = -1;
-	free(P.rings);
-	P.rings = NULL;
-	P.nrings = 0;
 	P.cfg = NULL;
+	privsep_msg_free();
 }

@@ -56,18 +56,18 @@ done
 is "deployd(8) documents SIGHUP and SIGTERM" "$missing" ""
 
 # ---- deployd.yaml(5) has every key of the config table, with its default ----
-# The key table in server/config.c is the truth: LK/HK/SK/GK rows and the maps.
-keys=$(grep -oE '^[[:space:]]*((LK|HK|SK|GK)\("[a-z_]+"|\{ "[a-z_]+", K_)' "$SRCDIR/server/config.c" |
+# The key table in server/config_key.c is the truth: LK/HK/SK/GK rows and the maps.
+keys=$(grep -oE '^[[:space:]]*((LK|HK|SK|GK)\("[a-z_]+"|\{ "[a-z_]+", K_)' "$SRCDIR/server/config_key.c" |
 	grep -oE '"[a-z_]+"' | tr -d '"' | sort -u)
 nkeys=$(echo $keys | wc -w)
-[ "$nkeys" -ge 30 ] || fail "found the key table in server/config.c" "only $nkeys keys: $keys"
+[ "$nkeys" -ge 30 ] || fail "found the key table in server/config_key.c" "only $nkeys keys: $keys"
 missing=
 for k in $keys; do
 	printf '%s\n' "$TEXT5" | grep -Eq "^ +$k( |$)" || missing="$missing $k"
 done
 is "deployd.yaml(5) has an entry for each of the $nkeys config keys" "$missing" ""
 # Each default in the table appears in the key's entry.
-defaults=$(grep -oE '^[[:space:]]*(LK|HK|SK|GK)\("[a-z_]+", K_[A-Z]+, [a-z_]+, "[^"]*"' "$SRCDIR/server/config.c" |
+defaults=$(grep -oE '^[[:space:]]*(LK|HK|SK|GK)\("[a-z_]+", K_[A-Z]+, [a-z_]+, "[^"]*"' "$SRCDIR/server/config_key.c" |
 	sed -E 's/.*\("([a-z_]+)".*, "([^"]*)"$/\1=\2/')
 missing=
 for kd in $defaults; do
