@@ -46,7 +46,7 @@ fuzz_config_check(const struct config *c)
 
 		if (s->name == NULL || s->repo == NULL || s->path == NULL)
 			fuzz_util_die("site %zu lacks a required key", i);
-		if (!config_valid_name(s->name))
+		if (!config_value_name(s->name))
 			fuzz_util_die("invalid site name '%s' accepted", s->name);
 		if ((s->branch == NULL) == (s->tags == NULL))
 			fuzz_util_die("site '%s' has both or neither of branch and tags", s->name);

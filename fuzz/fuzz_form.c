@@ -1,4 +1,4 @@
-/* fuzz_form.c: libFuzzer target: provider_form_payload, the x-www-form-urlencoded payload= decoder. */
+/* fuzz_form.c: libFuzzer target: hook_form_payload, the x-www-form-urlencoded payload= decoder. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	want = malloc(size + 1);
 	wrc = fuzz_form_reference(data, size, want, &wantlen);
-	rc = provider_form_payload(data, size, &out, &outlen);
+	rc = hook_form_payload(data, size, &out, &outlen);
 	if (rc != wrc)
 		fuzz_util_die("returned %d, the reference decoder %d", rc, wrc);
 	if (rc != E_OK && (out != NULL || outlen != 0))

@@ -95,7 +95,7 @@ fuzz_webhook_proved(const struct fuzz_frame *f, const char *secret)
 	HMAC(EVP_sha1(), secret, (int)strlen(secret), f->body, f->body_len, mac, &maclen);
 	fuzz_webhook_hex(mac, maclen, hex);
 	ok |= fuzz_webhook_in_headers(f, hex);
-	if (provider_form_payload(f->body, f->body_len, &form, &formlen) == E_OK) {
+	if (hook_form_payload(f->body, f->body_len, &form, &formlen) == E_OK) {
 		HMAC(EVP_sha256(), secret, (int)strlen(secret), form, formlen, mac, &maclen);
 		fuzz_webhook_hex(mac, maclen, hex);
 		ok |= fuzz_webhook_in_headers(f, hex);

@@ -7,14 +7,14 @@
 int
 bitbucket_detect(const struct hook_request *req)
 {
-	return provider_header(req, "X-Event-Key") != NULL;
+	return hook_header_value(req, "X-Event-Key") != NULL;
 }
 
 /* Both sign the raw body with HMAC-SHA256, in the header GitHub uses for SHA-1. */
 int
 bitbucket_verify(const struct hook_input *in, char *reason, size_t len)
 {
-	const char *sig = provider_header(in->req, "X-Hub-Signature");
+	const char *sig = hook_header_value(in->req, "X-Hub-Signature");
 
 	if (sig == NULL || *sig == '\0') {
 		util_strlcpy(reason, "missing X-Hub-Signature (is a secret set on the hook?)", len);
@@ -24,7 +24,7 @@ bitbucket_verify(const struct hook_input *in, char *reason, size_t len)
 		util_strlcpy(reason, "X-Hub-Signature lacks the sha256= prefix", len);
 		return E_INVAL;
 	}
-	return provider_check_hex("SHA256", 32, sig + 7, in, in->req->body, in->req->body_len,
+	return hook_check_hex("SHA256", 32, sig + 7, in, in->req->body, in->req->body_len,
 	    "X-Hub-Signature", reason, len);
 }
 
@@ -63,14 +63,14 @@ bitbucket_cloud_change(json_t *change, struct hook_ref *r)
 
 	if (json_is_object(nw)) {
 		bitbucket_cloud_ref(r->ref, sizeof(r->ref), nw);
-		provider_copy_sha(r->after, json_object_get(json_object_get(nw, "target"), "hash"));
+		hook_copy_sha(r->after, json_object_get(json_object_get(nw, "target"), "hash"));
 	} else {
 		/* "new": null is how Cloud says the ref was deleted */
 		bitbucket_cloud_ref(r->ref, sizeof(r->ref), old);
 		r->deleted = 1;
 	}
 	if (json_is_object(old))
-		provider_copy_sha(r->before,
+		hook_copy_sha(r->before,
 		    json_object_get(json_object_get(old, "target"), "hash"));
 }
 
@@ -84,8 +84,8 @@ bitbucket_dc_change(json_t *change, struct hook_ref *r)
 		ref = json_string_value(json_object_get(json_object_get(change, "ref"), "id"));
 	if (ref == NULL || util_strlcpy(r->ref, ref, sizeof(r->ref)) >= sizeof(r->ref))
 		r->ref[0] = '\0';
-	provider_copy_sha(r->before, json_object_get(change, "fromHash"));
-	provider_copy_sha(r->after, json_object_get(change, "toHash"));
+	hook_copy_sha(r->before, json_object_get(change, "fromHash"));
+	hook_copy_sha(r->after, json_object_get(change, "toHash"));
 	r->deleted = (type != NULL && strcmp(type, "DELETE") == 0) ||
 	    strspn(r->after, "0") == SHA_HEX - 1;
 }
@@ -100,12 +100,12 @@ bitbucket_parse(const struct hook_input *in, json_t *root, struct hook_payload *
 		{ "diagnostics:ping", HOOK_PING },	/* Data Center's "Test connection" */
 		{ NULL, 0 },
 	};
-	const char *event = provider_header(in->req, "X-Event-Key");
+	const char *event = hook_header_value(in->req, "X-Event-Key");
 	int cloud;
 	json_t *changes;
 	size_t i;
 
-	provider_set_event(pl, event, events);
+	hook_set_event(pl, event, events);
 	if (pl->kind != HOOK_PUSH)
 		return E_OK;
 	cloud = strcmp(event, "repo:push") == 0;

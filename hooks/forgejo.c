@@ -4,7 +4,7 @@
 int
 forgejo_detect(const struct hook_request *req)
 {
-	return provider_has_prefix(req, "X-Forgejo-");
+	return hook_has_prefix(req, "X-Forgejo-");
 }
 
 int

@@ -7,7 +7,7 @@
 int
 gitea_detect(const struct hook_request *req)
 {
-	return provider_has_prefix(req, "X-Gitea-");
+	return hook_has_prefix(req, "X-Gitea-");
 }
 
 /*
@@ -19,13 +19,13 @@ int
 gitea_verify_header(const struct hook_input *in, const char *header, char *reason,
     size_t len)
 {
-	const char *sig = provider_header(in->req, header);
+	const char *sig = hook_header_value(in->req, header);
 
 	if (sig == NULL || *sig == '\0') {
 		snprintf(reason, len, "missing %s (is a secret set on the hook?)", header);
 		return E_INVAL;
 	}
-	return provider_check_hex("SHA256", 32, sig, in, in->json, in->json_len, header,
+	return hook_check_hex("SHA256", 32, sig, in, in->json, in->json_len, header,
 	    reason, len);
 }
 
@@ -39,10 +39,10 @@ gitea_parse_event(const struct hook_input *in, const char *header, json_t *root,
 		{ NULL, 0 },
 	};
 
-	provider_set_event(pl, provider_header(in->req, header), events);
+	hook_set_event(pl, hook_header_value(in->req, header), events);
 	if (pl->kind != HOOK_PUSH)
 		return E_OK;
-	return provider_parse_push(root, 1, pl, reason, len);
+	return hook_parse_push(root, 1, pl, reason, len);
 }
 
 int

@@ -6,7 +6,7 @@
 int
 github_detect(const struct hook_request *req)
 {
-	return provider_header(req, "X-GitHub-Event") != NULL;
+	return hook_header_value(req, "X-GitHub-Event") != NULL;
 }
 
 /*
@@ -16,17 +16,17 @@ github_detect(const struct hook_request *req)
 int
 github_verify(const struct hook_input *in, char *reason, size_t len)
 {
-	const char *sig = provider_header(in->req, "X-Hub-Signature-256");
+	const char *sig = hook_header_value(in->req, "X-Hub-Signature-256");
 
 	if (sig != NULL && *sig != '\0') {
 		if (strncmp(sig, "sha256=", 7) != 0) {
 			util_strlcpy(reason, "X-Hub-Signature-256 lacks the sha256= prefix", len);
 			return E_INVAL;
 		}
-		return provider_check_hex("SHA256", 32, sig + 7, in, in->req->body,
+		return hook_check_hex("SHA256", 32, sig + 7, in, in->req->body,
 		    in->req->body_len, "X-Hub-Signature-256", reason, len);
 	}
-	sig = provider_header(in->req, "X-Hub-Signature");
+	sig = hook_header_value(in->req, "X-Hub-Signature");
 	if (sig != NULL && *sig != '\0') {
 		if (!in->site->allow_sha1) {
 			util_strlcpy(reason, "SHA-1 signature refused (allow_sha1 is off);"
@@ -37,7 +37,7 @@ github_verify(const struct hook_input *in, char *reason, size_t len)
 			util_strlcpy(reason, "X-Hub-Signature lacks the sha1= prefix", len);
 			return E_INVAL;
 		}
-		return provider_check_hex("SHA1", 20, sig + 5, in, in->req->body,
+		return hook_check_hex("SHA1", 20, sig + 5, in, in->req->body,
 		    in->req->body_len, "X-Hub-Signature", reason, len);
 	}
 	util_strlcpy(reason, "missing X-Hub-Signature-256 (is a secret set on the hook?)", len);
@@ -54,8 +54,8 @@ github_parse(const struct hook_input *in, json_t *root, struct hook_payload *pl,
 		{ NULL, 0 },
 	};
 
-	provider_set_event(pl, provider_header(in->req, "X-GitHub-Event"), events);
+	hook_set_event(pl, hook_header_value(in->req, "X-GitHub-Event"), events);
 	if (pl->kind != HOOK_PUSH)
 		return E_OK;
-	return provider_parse_push(root, 0, pl, reason, len);
+	return hook_parse_push(root, 0, pl, reason, len);
 }

@@ -13,7 +13,7 @@
 int
 gitlab_detect(const struct hook_request *req)
 {
-	return provider_has_prefix(req, "X-Gitlab-");
+	return hook_has_prefix(req, "X-Gitlab-");
 }
 
 /* Hash both sides first: the comparison then takes the same time whatever their lengths. */
@@ -78,8 +78,8 @@ gitlab_match_any(const char *sigs, const unsigned char mac[32])
 static int
 gitlab_verify_signed(const struct hook_input *in, const char *sigs, char *reason, size_t len)
 {
-	const char *id = provider_header(in->req, "webhook-id");
-	const char *ts = provider_header(in->req, "webhook-timestamp");
+	const char *id = hook_header_value(in->req, "webhook-id");
+	const char *ts = hook_header_value(in->req, "webhook-timestamp");
 	const unsigned char *parts[5];
 	unsigned char key[256], mac[32];
 	size_t lens[5], keylen = 0;
@@ -111,7 +111,7 @@ gitlab_verify_signed(const struct hook_input *in, const char *sigs, char *reason
 	lens[3] = 1;
 	parts[4] = in->req->body;
 	lens[4] = in->req->body_len;
-	if (provider_hmac("SHA256", key, keylen, parts, lens, 5, mac, sizeof(mac)) != E_OK) {
+	if (hook_hmac("SHA256", key, keylen, parts, lens, 5, mac, sizeof(mac)) != E_OK) {
 		util_strlcpy(reason, "webhook-signature: cannot compute the HMAC", len);
 		goto out;
 	}
@@ -132,8 +132,8 @@ out:
 int
 gitlab_verify(const struct hook_input *in, char *reason, size_t len)
 {
-	const char *sig = provider_header(in->req, "webhook-signature");
-	const char *token = provider_header(in->req, "X-Gitlab-Token");
+	const char *sig = hook_header_value(in->req, "webhook-signature");
+	const char *token = hook_header_value(in->req, "X-Gitlab-Token");
 	char other[HOOK_REASON_MAX];
 	int rc;
 
@@ -159,8 +159,8 @@ gitlab_parse(const struct hook_input *in, json_t *root, struct hook_payload *pl,
 		{ NULL, 0 },
 	};
 
-	provider_set_event(pl, provider_header(in->req, "X-Gitlab-Event"), events);
+	hook_set_event(pl, hook_header_value(in->req, "X-Gitlab-Event"), events);
 	if (pl->kind != HOOK_PUSH)
 		return E_OK;
-	return provider_parse_push(root, 1, pl, reason, len);
+	return hook_parse_push(root, 1, pl, reason, len);
 }

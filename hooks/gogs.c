@@ -4,7 +4,7 @@
 int
 gogs_detect(const struct hook_request *req)
 {
-	return provider_has_prefix(req, "X-Gogs-");
+	return hook_has_prefix(req, "X-Gogs-");
 }
 
 int

@@ -103,25 +103,27 @@ int	 provider_handle(const struct hook_site *, const unsigned char *secret,
 	    struct hook_result *);	/* returns the HTTP status */
 unsigned provider_bit(const char *name);	/* 0: unknown */
 const char *provider_name(unsigned bit);
-const char *provider_header(const struct hook_request *, const char *name);
-int	 provider_has_prefix(const struct hook_request *, const char *prefix);
-int	 provider_hmac(const char *digest, const unsigned char *key, size_t keylen,
+
+/* hooks/hook.c: what the providers share, below the table that dispatches to them */
+const char *hook_header_value(const struct hook_request *, const char *name);
+int	 hook_has_prefix(const struct hook_request *, const char *prefix);
+int	 hook_hmac(const char *digest, const unsigned char *key, size_t keylen,
 	    const unsigned char *const *parts, const size_t *lens, size_t nparts,
 	    unsigned char *mac, size_t maclen);
-int	 provider_check_hex(const char *digest, size_t maclen, const char *hex,
+int	 hook_check_hex(const char *digest, size_t maclen, const char *hex,
 	    const struct hook_input *, const unsigned char *data, size_t len,
 	    const char *what, char *reason, size_t rlen);
-int	 provider_form_payload(const unsigned char *body, size_t len,
+int	 hook_form_payload(const unsigned char *body, size_t len,
 	    unsigned char **out, size_t *outlen);
-int	 provider_parse_push(json_t *root, int tests, struct hook_payload *, char *reason,
+int	 hook_parse_push(json_t *root, int tests, struct hook_payload *, char *reason,
 	    size_t len);
-void	 provider_copy_sha(char dst[SHA_HEX], json_t *v);
-void	 provider_safe_copy(char *dst, size_t dstlen, const char *src, int space);
+void	 hook_copy_sha(char dst[SHA_HEX], json_t *v);
+void	 hook_safe_copy(char *dst, size_t dstlen, const char *src, int space);
 struct hook_event {
 	const char	*name;
 	int		 kind;			/* enum hook_kind */
 };
-void	 provider_set_event(struct hook_payload *, const char *event,
+void	 hook_set_event(struct hook_payload *, const char *event,
 	    const struct hook_event *map);
 /* hooks/github.c, gitea.c, forgejo.c, gogs.c, gitlab.c, bitbucket.c */
 int	 github_detect(const struct hook_request *);

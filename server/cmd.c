@@ -73,7 +73,7 @@ cmd_status(struct cli *cli)
 	int status, rc, namew = 8;
 
 	if (cli->nargs == 1) {
-		if (!config_valid_name(cli->args[0])) {
+		if (!config_value_name(cli->args[0])) {
 			fprintf(stderr, "deployd: '%s' is not a site name\n", cli->args[0]);
 			return 2;
 		}
@@ -334,7 +334,7 @@ cmd_job(struct cli *cli, const char *site, const char *action, const char *body)
 	int64_t id;
 	int status, rc;
 
-	if (!config_valid_name(site)) {
+	if (!config_value_name(site)) {
 		fprintf(stderr, "deployd: '%s' is not a site name\n", site);
 		return 2;
 	}
@@ -400,7 +400,7 @@ cmd_releases(struct cli *cli)
 	size_t i;
 	int status, rc;
 
-	if (!config_valid_name(cli->args[0])) {
+	if (!config_value_name(cli->args[0])) {
 		fprintf(stderr, "deployd: '%s' is not a site name\n", cli->args[0]);
 		return 2;
 	}

@@ -11,49 +11,6 @@
 /* Client commands only need control_socket; they may not be allowed to read secrets. */
 static int config_check_files = 1;
 
-/* An error at node n, as FILE:LINE:COL: message; NULL n: FILE: message. */
-void
-config_err(struct config_loader *l, const yaml_node_t *n, const char *fmt, ...)
-{
-	char msg[768], *line;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (n != NULL)
-		line = util_xasprintf("%s:%zu:%zu: %s", l->file, n->start_mark.line + 1,
-		    n->start_mark.column + 1, msg);
-	else
-		line = util_xasprintf("%s: %s", l->file, msg);
-	util_strv_push(l->errors, line);
-	free(line);
-}
-
-/* A scalar's text; NULL for a list or a mapping. */
-const char *
-config_scalar(const yaml_node_t *n)
-{
-	return n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static yaml_node_t *
-config_find(struct config_loader *l, yaml_node_t *map, const char *name, int want_value)
-{
-	yaml_node_pair_t *p;
-
-	if (map == NULL || map->type != YAML_MAPPING_NODE)
-		return NULL;
-	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
-		const char *s = kn != NULL ? config_scalar(kn) : NULL;
-
-		if (s != NULL && strcmp(s, name) == 0)
-			return want_value ? yaml_document_get_node(l->doc, p->value) : kn;
-	}
-	return NULL;
-}
-
 static size_t
 config_pathlen(const char *p)
 {
@@ -73,23 +30,23 @@ config_check_site(struct config_loader *l, struct config *c, size_t idx, yaml_no
 	int rc = E_OK;
 
 	if (ss->branch != NULL && ss->tags != NULL) {
-		config_err(l, config_find(l, sn, "tags", 0),
+		config_yaml_err(l, config_yaml_find(l, sn, "tags", 0),
 		    "site '%s': branch and tags cannot both be set", ss->name);
 		rc = E_CONFIG;
 	} else if (ss->branch == NULL && ss->tags == NULL) {
-		config_err(l, sn, "site '%s': one of branch or tags is required",
+		config_yaml_err(l, sn, "site '%s': one of branch or tags is required",
 		    ss->name ? ss->name : "?");
 		rc = E_CONFIG;
 	}
 	if (ss->token_file != NULL && ss->ssh_key != NULL) {
-		config_err(l, config_find(l, sn, "token_file", 0),
+		config_yaml_err(l, config_yaml_find(l, sn, "token_file", 0),
 		    "site '%s': ssh_key and token_file cannot both be set", ss->name);
 		rc = E_CONFIG;
 	}
 	for (i = 0; i < idx; i++) {
 		os = &c->sites[i].site;
 		if (os->name != NULL && ss->name != NULL && strcmp(os->name, ss->name) == 0) {
-			config_err(l, config_find(l, sn, "name", 1),
+			config_yaml_err(l, config_yaml_find(l, sn, "name", 1),
 			    "duplicate site name '%s' (first defined at line %d)", ss->name,
 			    c->sites[i].line);
 			rc = E_CONFIG;
@@ -102,7 +59,7 @@ config_check_site(struct config_loader *l, struct config *c, size_t idx, yaml_no
 		if ((a == b && strncmp(os->path, ss->path, a) == 0) ||
 		    (a < b && strncmp(os->path, ss->path, a) == 0 && ss->path[a] == '/') ||
 		    (b < a && strncmp(os->path, ss->path, b) == 0 && os->path[b] == '/')) {
-			config_err(l, config_find(l, sn, "path", 1),
+			config_yaml_err(l, config_yaml_find(l, sn, "path", 1),
 			    "site '%s': path %s overlaps site '%s' (line %d)", ss->name,
 			    ss->path, os->name, c->sites[i].line);
 			rc = E_CONFIG;
@@ -118,10 +75,10 @@ config_parse_sites(struct config_loader *l, struct config *c, yaml_node_t *seq)
 	size_t n;
 	int rc = E_OK;
 
-	if (seq->type == YAML_SCALAR_NODE && *config_scalar(seq) == '\0')
+	if (seq->type == YAML_SCALAR_NODE && *config_yaml_scalar(seq) == '\0')
 		return E_OK;	/* "sites:" with nothing */
 	if (seq->type != YAML_SEQUENCE_NODE) {
-		config_err(l, seq, "sites: expected a list of sites");
+		config_yaml_err(l, seq, "sites: expected a list of sites");
 		return E_CONFIG;
 	}
 	n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
@@ -156,7 +113,7 @@ config_load(const char *file, struct config **out, struct strv *errors)
 
 	*out = NULL;
 	if ((fp = fopen(file, "r")) == NULL) {
-		config_err(&l, NULL, "cannot open: %s", strerror(errno));
+		config_yaml_err(&l, NULL, "cannot open: %s", strerror(errno));
 		return E_CONFIG;
 	}
 	yaml_parser_initialize(&parser);
@@ -182,11 +139,11 @@ config_load(const char *file, struct config **out, struct strv *errors)
 	root = yaml_document_get_root_node(&doc);
 	if (config_key_global(&l, root, c) != E_OK)
 		rc = E_CONFIG;
-	if (root != NULL && (sites = config_find(&l, root, "sites", 1)) != NULL &&
+	if (root != NULL && (sites = config_yaml_find(&l, root, "sites", 1)) != NULL &&
 	    config_parse_sites(&l, c, sites) != E_OK)
 		rc = E_CONFIG;
 	if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
-		config_err(&l, config_find(&l, root, c->tls_cert ? "tls_cert" : "tls_key", 0),
+		config_yaml_err(&l, config_yaml_find(&l, root, c->tls_cert ? "tls_cert" : "tls_key", 0),
 		    "tls_cert and tls_key must be set together");
 		rc = E_CONFIG;
 	}
@@ -275,20 +232,6 @@ config_warnings(const struct config *c, FILE *fp)
 			    "webhook secret: it deploys only at start-up and on demand\n",
 			    c->file, s->line, s->col, s->site.name);
 	}
-}
-
-/* [a-z0-9_-]+, at most 64: a site's name is part of URLs, paths and log lines. */
-int
-config_valid_name(const char *s)
-{
-	size_t n = 0;
-
-	for (; *s != '\0'; s++, n++) {
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-		    *s == '-' || *s == '_'))
-			return 0;
-	}
-	return n > 0 && n <= 64;
 }
 
 const struct site_config *

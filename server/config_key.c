@@ -160,7 +160,7 @@ config_key_value(struct config_loader *l, const struct config_key *k, yaml_node_
 	case K_SITES:
 		return E_INVAL;		/* config.c walks the sites */
 	default:
-		return config_value_scalar(l, k, v, config_scalar(v), field);
+		return config_value_scalar(l, k, v, config_yaml_scalar(v), field);
 	}
 }
 
@@ -175,16 +175,16 @@ config_key_map(struct config_loader *l, const struct config_key *keys, yaml_node
 	int rc = E_OK;
 
 	if (n->type != YAML_MAPPING_NODE) {
-		config_err(l, n, "%s: expected a mapping of keys", what);
+		config_yaml_err(l, n, "%s: expected a mapping of keys", what);
 		return E_CONFIG;
 	}
 	for (p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
 		yaml_node_t *kn = yaml_document_get_node(l->doc, p->key);
 		yaml_node_t *vn = yaml_document_get_node(l->doc, p->value);
-		const char *name = kn != NULL ? config_scalar(kn) : NULL;
+		const char *name = kn != NULL ? config_yaml_scalar(kn) : NULL;
 
 		if (name == NULL || vn == NULL) {
-			config_err(l, kn, "%s: keys must be plain words", what);
+			config_yaml_err(l, kn, "%s: keys must be plain words", what);
 			rc = E_CONFIG;
 			continue;
 		}
@@ -192,12 +192,12 @@ config_key_map(struct config_loader *l, const struct config_key *keys, yaml_node
 			if (strcmp(k->name, name) == 0)
 				break;
 		if (k->name == NULL) {
-			config_err(l, kn, "unknown key '%s' in %s", name, what);
+			config_yaml_err(l, kn, "unknown key '%s' in %s", name, what);
 			rc = E_CONFIG;
 			continue;
 		}
 		if (seen[k - keys]++) {
-			config_err(l, kn, "key '%s' appears twice in %s", name, what);
+			config_yaml_err(l, kn, "key '%s' appears twice in %s", name, what);
 			rc = E_CONFIG;
 			continue;
 		}
@@ -208,7 +208,7 @@ config_key_map(struct config_loader *l, const struct config_key *keys, yaml_node
 	}
 	for (k = keys; k->name != NULL; k++) {
 		if ((k->flags & F_REQUIRED) && !seen[k - keys]) {
-			config_err(l, n, "%s: required key '%s' is missing", what, k->name);
+			config_yaml_err(l, n, "%s: required key '%s' is missing", what, k->name);
 			rc = E_CONFIG;
 		}
 	}

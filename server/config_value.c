@@ -25,19 +25,19 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 	int i;
 
 	if (s == NULL) {
-		config_err(l, n, "%s: expected a single value", k->name);
+		config_yaml_err(l, n, "%s: expected a single value", k->name);
 		return E_CONFIG;
 	}
 	if (*s == '\0') {
-		config_err(l, n, "%s: empty value", k->name);
+		config_yaml_err(l, n, "%s: empty value", k->name);
 		return E_CONFIG;
 	}
 	switch (k->type) {
 	case K_STR:
 		break;
 	case K_NAME:
-		if (!config_valid_name(s)) {
-			config_err(l, n, "%s: '%s' is not a valid site name ([a-z0-9_-]+, "
+		if (!config_value_name(s)) {
+			config_yaml_err(l, n, "%s: '%s' is not a valid site name ([a-z0-9_-]+, "
 			    "at most 64)", k->name, s);
 			return E_CONFIG;
 		}
@@ -47,28 +47,28 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 	case K_HOOKSECRET:
 	case K_FILE:
 		if (*s != '/') {
-			config_err(l, n, "%s: '%s' must be an absolute path", k->name, s);
+			config_yaml_err(l, n, "%s: '%s' must be an absolute path", k->name, s);
 			return E_CONFIG;
 		}
 		if (strlen(s) >= PATH_MAX - 128) {
-			config_err(l, n, "%s: path too long", k->name);
+			config_yaml_err(l, n, "%s: path too long", k->name);
 			return E_CONFIG;
 		}
 		if ((k->type == K_SECRET || k->type == K_HOOKSECRET) && n != NULL &&
 		    l->check_files && secret_check_file(s, &e) != E_OK) {
-			config_err(l, n, "%s: %s", k->name, e.msg);
+			config_yaml_err(l, n, "%s: %s", k->name, e.msg);
 			return E_CONFIG;
 		}
 		if (k->type == K_HOOKSECRET && n != NULL && l->check_files &&
 		    config_value_hook_secret(s, &e) != E_OK) {
-			config_err(l, n, "%s: %s", k->name, e.msg);
+			config_yaml_err(l, n, "%s: %s", k->name, e.msg);
 			return E_CONFIG;
 		}
 		errno = 0;
 		if (k->type == K_FILE && n != NULL && l->check_files &&
 		    (stat(s, &st) != 0 ||
 		    !S_ISREG(st.st_mode) || access(s, R_OK) != 0)) {
-			config_err(l, n, "%s: %s: %s", k->name, s, errno != 0 ?
+			config_yaml_err(l, n, "%s: %s: %s", k->name, s, errno != 0 ?
 			    strerror(errno) : "not a regular file");
 			return E_CONFIG;
 		}
@@ -79,7 +79,7 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 		    strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0 &&
 		    (strchr(s, ':') == NULL || strchr(s, '@') == NULL ||
 		    strchr(s, '@') > strchr(s, ':'))) {
-			config_err(l, n, "%s: '%s' is not a repository URL (ssh://, "
+			config_yaml_err(l, n, "%s: '%s' is not a repository URL (ssh://, "
 			    "user@host:path, https://, git://, file:// or an absolute path)",
 			    k->name, s);
 			return E_CONFIG;
@@ -88,7 +88,7 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 	case K_LISTEN:
 		if (strncmp(s, "unix:", 5) == 0) {
 			if (s[5] != '/') {
-				config_err(l, n, "%s: unix socket path must be absolute",
+				config_yaml_err(l, n, "%s: unix socket path must be absolute",
 				    k->name);
 				return E_CONFIG;
 			}
@@ -98,7 +98,7 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 			if (colon == NULL || colon == s || colon[1] == '\0' ||
 			    util_parse_uint(colon + 1, 65535, &port) != E_OK || port == 0 ||
 			    (s[0] == '[' && colon[-1] != ']')) {
-				config_err(l, n, "%s: '%s' is not host:port, [addr]:port "
+				config_yaml_err(l, n, "%s: '%s' is not host:port, [addr]:port "
 				    "or unix:/path", k->name, s);
 				return E_CONFIG;
 			}
@@ -111,36 +111,36 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 		    (k->type == K_BRANCH && (strchr(s, '*') != NULL ||
 		    strchr(s, '?') != NULL || strchr(s, '[') != NULL)) ||
 		    strncmp(s, "refs/", 5) == 0) {
-			config_err(l, n, "%s: '%s' is not a valid %s", k->name, s,
+			config_yaml_err(l, n, "%s: '%s' is not a valid %s", k->name, s,
 			    k->type == K_BRANCH ? "branch name" : "tag pattern");
 			return E_CONFIG;
 		}
 		break;
 	case K_DURATION:
 		if (util_parse_duration(s, &v) != E_OK) {
-			config_err(l, n, "%s: '%s' is not a duration (like 30s, 5m, 2h)",
+			config_yaml_err(l, n, "%s: '%s' is not a duration (like 30s, 5m, 2h)",
 			    k->name, s);
 			return E_CONFIG;
 		}
 		if (v != 0 && (v < k->min || v > k->max)) {
-			config_err(l, n, "%s: %s is out of range", k->name, s);
+			config_yaml_err(l, n, "%s: %s is out of range", k->name, s);
 			return E_CONFIG;
 		}
 		if (v == 0 && strcmp(k->name, "poll") != 0 &&
 		    strcmp(k->name, "webhook_grace") != 0) {
-			config_err(l, n, "%s: 0 is not allowed here", k->name);
+			config_yaml_err(l, n, "%s: 0 is not allowed here", k->name);
 			return E_CONFIG;
 		}
 		*(int64_t *)field = v;
 		return E_OK;
 	case K_SIZE:
 		if (util_parse_size(s, &v) != E_OK) {
-			config_err(l, n, "%s: '%s' is not a size (like 512KiB, 25MiB)",
+			config_yaml_err(l, n, "%s: '%s' is not a size (like 512KiB, 25MiB)",
 			    k->name, s);
 			return E_CONFIG;
 		}
 		if (v < k->min || v > k->max) {
-			config_err(l, n, "%s: %s is out of range", k->name, s);
+			config_yaml_err(l, n, "%s: %s is out of range", k->name, s);
 			return E_CONFIG;
 		}
 		*(int64_t *)field = v;
@@ -148,12 +148,12 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 	case K_INT:
 		/* Every count is positive: digits only, so "", " 5" and "+5" are refused. */
 		if (util_parse_uint(s, INT64_MAX, &u) != E_OK) {
-			config_err(l, n, "%s: '%s' is not a whole number", k->name, s);
+			config_yaml_err(l, n, "%s: '%s' is not a whole number", k->name, s);
 			return E_CONFIG;
 		}
 		v = (int64_t)u;
 		if (v < k->min || v > k->max) {
-			config_err(l, n, "%s: %lld is out of range (%lld to %lld)", k->name,
+			config_yaml_err(l, n, "%s: %lld is out of range (%lld to %lld)", k->name,
 			    (long long)v, (long long)k->min, (long long)k->max);
 			return E_CONFIG;
 		}
@@ -165,7 +165,7 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 		else if (strcmp(s, "false") == 0 || strcmp(s, "no") == 0)
 			*(int *)field = 0;
 		else {
-			config_err(l, n, "%s: '%s' is not true or false", k->name, s);
+			config_yaml_err(l, n, "%s: '%s' is not true or false", k->name, s);
 			return E_CONFIG;
 		}
 		return E_OK;
@@ -176,10 +176,10 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 				return E_OK;
 			}
 		}
-		config_err(l, n, "%s: '%s' is not one of the allowed values", k->name, s);
+		config_yaml_err(l, n, "%s: '%s' is not one of the allowed values", k->name, s);
 		return E_CONFIG;
 	default:
-		config_err(l, n, "%s: expected a list or mapping", k->name);
+		config_yaml_err(l, n, "%s: expected a list or mapping", k->name);
 		return E_CONFIG;
 	}
 	free(*(char **)field);
@@ -198,22 +198,22 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 	int rc = E_OK;
 
 	if (n->type != YAML_SEQUENCE_NODE) {
-		config_err(l, n, "%s: expected a list like [a, b]", k->name);
+		config_yaml_err(l, n, "%s: expected a list like [a, b]", k->name);
 		return E_CONFIG;
 	}
 	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
 		yaml_node_t *item = yaml_document_get_node(l->doc, *it);
-		const char *s = item != NULL ? config_scalar(item) : NULL;
+		const char *s = item != NULL ? config_yaml_scalar(item) : NULL;
 
 		if (s == NULL || *s == '\0') {
-			config_err(l, item, "%s: list items must be non-empty strings", k->name);
+			config_yaml_err(l, item, "%s: list items must be non-empty strings", k->name);
 			rc = E_CONFIG;
 			continue;
 		}
 		if (k->type == K_PROVIDERS) {
 			/* The providers' own table is the list of names. */
 			if ((bit = provider_bit(s)) == 0) {
-				config_err(l, item, "%s: unknown provider '%s' (github, gitea, "
+				config_yaml_err(l, item, "%s: unknown provider '%s' (github, gitea, "
 				    "forgejo, gogs, gitlab, bitbucket)", k->name, s);
 				rc = E_CONFIG;
 			} else
@@ -221,7 +221,7 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 			continue;
 		}
 		if (k->type == K_ARGV && sv.n == 0 && *s != '/') {
-			config_err(l, item, "%s: the command '%s' must be an absolute path "
+			config_yaml_err(l, item, "%s: the command '%s' must be an absolute path "
 			    "(hooks run without a shell or PATH search)", k->name, s);
 			rc = E_CONFIG;
 		}
@@ -229,7 +229,7 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 		    strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL ||
 		    strcmp(s, ".") == 0 || strcmp(s, ".git") == 0 ||
 		    (strlen(s) >= 3 && strcmp(s + strlen(s) - 3, "/..") == 0))) {
-			config_err(l, item, "%s: '%s' must be a relative path inside the "
+			config_yaml_err(l, item, "%s: '%s' must be a relative path inside the "
 			    "release", k->name, s);
 			rc = E_CONFIG;
 		}
@@ -237,7 +237,7 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 	}
 	if (k->type == K_PROVIDERS) {
 		if (rc == E_OK && bits == 0) {
-			config_err(l, n, "%s: the list is empty; no webhook could be accepted",
+			config_yaml_err(l, n, "%s: the list is empty; no webhook could be accepted",
 			    k->name);
 			rc = E_CONFIG;
 		}
@@ -245,7 +245,7 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 		return rc;
 	}
 	if (k->type == K_ARGV && sv.n == 0) {
-		config_err(l, n, "%s: the command is empty", k->name);
+		config_yaml_err(l, n, "%s: the command is empty", k->name);
 		rc = E_CONFIG;
 	}
 	util_strv_free((struct strv *)field);
@@ -271,4 +271,18 @@ config_value_hook_secret(const char *path, struct error *e)
 	sodium_memzero(key, sizeof(key));
 	secret_free(buf, len);
 	return rc;
+}
+
+/* [a-z0-9_-]+, at most 64: a site's name is part of URLs, paths and log lines. */
+int
+config_value_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++, n++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+		    *s == '-' || *s == '_'))
+			return 0;
+	}
+	return n > 0 && n <= 64;
 }

@@ -392,7 +392,7 @@ control_parse_url(char *buf, struct control_route *r, int *has_site)
 		if (*r->action == '\0' || strchr(r->action, '/') != NULL)
 			return 0;
 	}
-	return config_valid_name(r->site);
+	return config_value_name(r->site);
 }
 
 static enum MHD_Result

@@ -102,10 +102,6 @@ void	 config_free(struct config *);
 void	 config_set_check_files(int);
 void	 config_warnings(const struct config *, FILE *);
 const struct site_config *config_site(const struct config *, const char *name);
-int	 config_valid_name(const char *);
-void	 config_err(struct config_loader *, const struct yaml_node_s *, const char *fmt, ...)
-	    __attribute__((format(printf, 3, 4)));
-const char *config_scalar(const struct yaml_node_s *);
 
 /* ---- server/config_key.c: the key table, and the walk of a mapping against it ---- */
 int	 config_key_global(struct config_loader *, struct yaml_node_s *root, struct config *);
@@ -119,6 +115,14 @@ int	 config_value_scalar(struct config_loader *, const struct config_key *,
 	    const struct yaml_node_s *, const char *s, void *field);
 int	 config_value_list(struct config_loader *, const struct config_key *,
 	    struct yaml_node_s *, void *field);
+int	 config_value_name(const char *);	/* [a-z0-9_-]+, at most 64 */
+
+/* ---- server/config_yaml.c: the document as the loader reads it ---- */
+void	 config_yaml_err(struct config_loader *, const struct yaml_node_s *, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+const char *config_yaml_scalar(const struct yaml_node_s *);
+struct yaml_node_s *config_yaml_find(struct config_loader *, struct yaml_node_s *map,
+	    const char *name, int want_value);
 
 /* server/bind.c: the webhook listener's socket, bound by the daemon */
 int	 bind_listen(const char *listen, char *unix_path, size_t len, struct error *);

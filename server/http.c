@@ -293,7 +293,7 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	req.now_ms = util_now_ms();
 	status = (unsigned)provider_handle(&s->hook, s->secret, s->secret_len,
 	    H.cfg->limits.signature_tolerance_ms, &req, &res);
-	v = provider_header(&req, "X-Forwarded-For");
+	v = hook_header_value(&req, "X-Forwarded-For");
 	util_sanitize(v != NULL ? v : "-", fwd, sizeof(fwd));
 	free(hh);
 

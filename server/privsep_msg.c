@@ -62,7 +62,7 @@ privsep_msg_valid(const struct privsep_msg *m)
 		return 0;
 	if (m->type != PS_PUSH && m->type != PS_COUNT)
 		return m->type == PS_METRICS;
-	if (!config_valid_name(m->site) ||
+	if (!config_value_name(m->site) ||
 	    (m->provider[0] != '\0' && provider_bit(m->provider) == 0))
 		return 0;
 	if (m->type == PS_COUNT)

@@ -11,8 +11,9 @@
 # Checked: every #include "..." in each part's .c and .h files; the system headers that
 # belong to one part only (<microhttpd.h> and <yaml.h> to the daemon, <git2.h> to the engine
 # and the daemon); and, given BUILDDIR, the symbols each part's library leaves undefined,
-# none of which may be defined by a library the part may not use. Prints TAP; exits 1 on
-# any violation. `make` runs it (Makefile.am), so a wrong include fails the build.
+# none of which may be defined by a library the part may not use, and no loop of calls
+# between the files of one part. Prints TAP; exits 1 on any violation. `make` runs it
+# (Makefile.am), so a wrong include or a call back up fails the build.
 set -u
 export LC_ALL=C
 SRC=${1:?usage: tests/layers.sh SRCDIR [BUILDDIR]}
@@ -109,6 +110,45 @@ if [ -n "$BUILD" ]; then
 		else
 			not_ok "$part/ (${lib_of[$part]}) calls nothing of the parts above or beside it" \
 				"it needs: $(tr '\n' ' ' <<<"$hits")"
+		fi
+	done
+fi
+
+# Loops of calls between the files of one part: file A calls B and B (perhaps through
+# others) calls A. Each file of a part stands on those below it, as the parts do.
+if [ -n "$BUILD" ]; then
+	for part in lib hooks deploy server; do
+		a=$BUILD/${lib_of[$part]}
+		[ -f "$a" ] || continue
+		loops=$(nm -A "$a" 2>/dev/null | awk '
+			{ split($1, f, ":"); m = f[2] }
+			NF == 3 && $2 ~ /^[TDBRC]$/ { def[$3] = m; files[m] = 1 }
+			NF == 3 && $2 == "U" { need[m, $3] = 1; files[m] = 1 }
+			END {
+				for (k in need) {
+					split(k, p, SUBSEP)
+					if ((p[2] in def) && def[p[2]] != p[1])
+						reach[p[1], def[p[2]]] = edge[p[1], def[p[2]]] = 1
+				}
+				for (k in files) for (i in files) for (j in files)
+					if (((i, k) in reach) && ((k, j) in reach))
+						reach[i, j] = 1
+				for (i in files) {
+					if (!((i, i) in reach))
+						continue
+					line = i " ->"
+					for (j in files)
+						if (((i, j) in edge) && ((j, i) in reach))
+							line = line " " j
+					print line
+				}
+			}' | sort)
+		if [ -z "$loops" ]; then
+			ok "$part/: no loop of calls between its files"
+		else
+			not_ok "$part/: no loop of calls between its files" \
+				"files in a loop, and the calls that close it:" \
+				"$(sed 's/\.o\b/.c/g' <<<"$loops")"
 		fi
 	done
 fi

@@ -65,6 +65,26 @@ if command -v nm >/dev/null 2>&1 && [ -f "$BUILD/libengine.a" ] && [ -f "$BUILD/
 	else
 		fail "a probe object can be built and added to a copy of libengine.a"
 	fi
+	# Two files of one part that call each other: the loop the scheduler and the daemon,
+	# and the listener and its HTTP glue, once had.
+	cp "$BUILD"/libengine.a "$TMP/sym/"
+	printf 'int loopb_call(void);\nint loopa_call(void);\nint loopa_call(void) { return loopb_call(); }\n' \
+		>"$TMP/loopa.c"
+	printf 'int loopa_call(void);\nint loopb_call(void);\nint loopb_call(void) { return loopa_call() + 1; }\n' \
+		>"$TMP/loopb.c"
+	if cc -c -o "$TMP/loopa.o" "$TMP/loopa.c" && cc -c -o "$TMP/loopb.o" "$TMP/loopb.c" &&
+		ar rc "$TMP/sym/libfloor.a" "$TMP/loopa.o" "$TMP/loopb.o"; then
+		got=$("$TMP/tree/tests/layers.sh" "$TMP/tree" "$TMP/sym" 2>&1)
+		rc=$?
+		if [ "$rc" -ne 0 ] && grep -q "loopa.c -> loopb.c" <<<"$got" &&
+			grep -q "^not ok .* lib/: no loop of calls" <<<"$got"; then
+			ok "caught: two files of the floor that call each other"
+		else
+			fail "caught: two files of the floor that call each other" "$got"
+		fi
+	else
+		fail "probe objects can be built and added to a copy of libfloor.a"
+	fi
 else
 	fail "nm and the part libraries are there" "BUILD=$BUILD"
 fi

@@ -370,14 +370,14 @@ static void
 t_site_names(void **st)
 {
 	(void)st;
-	assert_true(config_valid_name("www"));
-	assert_true(config_valid_name("a-b_c9"));
-	assert_false(config_valid_name(""));
-	assert_false(config_valid_name("WWW"));
-	assert_false(config_valid_name("a/b"));
-	assert_false(config_valid_name(".."));
-	assert_false(config_valid_name("a b"));
-	assert_false(config_valid_name(
+	assert_true(config_value_name("www"));
+	assert_true(config_value_name("a-b_c9"));
+	assert_false(config_value_name(""));
+	assert_false(config_value_name("WWW"));
+	assert_false(config_value_name("a/b"));
+	assert_false(config_value_name(".."));
+	assert_false(config_value_name("a b"));
+	assert_false(config_value_name(
 	    "a1234567890123456789012345678901234567890123456789012345678901234"));
 }
 

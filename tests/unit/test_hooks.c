@@ -245,7 +245,7 @@ t_github_vector(void **state)
 	size_t i;
 
 	(void)state;
-	assert_int_equal(provider_hmac("SHA256", (const unsigned char *)key, strlen(key),
+	assert_int_equal(hook_hmac("SHA256", (const unsigned char *)key, strlen(key),
 	    parts, lens, 1, mac, sizeof(mac)), E_OK);
 	for (i = 0; i < 32; i++)
 		sprintf(hex + 2 * i, "%02x", mac[i]);
@@ -620,7 +620,7 @@ t_form_payload(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(provider_form_payload((const unsigned char *)cases[i].in,
+		assert_int_equal(hook_form_payload((const unsigned char *)cases[i].in,
 		    strlen(cases[i].in), &out, &len), cases[i].rc);
 		if (cases[i].out == NULL) {
 			assert_null(out);
