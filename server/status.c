@@ -149,6 +149,19 @@ status_state(const struct status_view *v, const struct site_state *st)
 	return st->last_error[0] != '\0' ? "failed" : "idle";
 }
 
+/* Where the site's jobs stand by id, so that `deploy --wait` knows when its request is done. */
+static void
+status_jobs(json_t *o, const struct status_view *v)
+{
+	json_object_set_new(o, "running_id", json_integer(v->run_id));
+	json_object_set_new(o, "queued_id", json_integer(v->queued_id));
+	json_object_set_new(o, "done_id", json_integer(v->done_id));
+	json_object_set_new(o, "done_ok", json_boolean(v->done_ok));
+	json_object_set_new(o, "done_changed", json_boolean(v->done_changed));
+	json_object_set_new(o, "done_commit", status_str(v->done_commit));
+	json_object_set_new(o, "done_error", status_str(v->done_error));
+}
+
 /* One site: the scheduler's view merged with the engine's state file. */
 static json_t *
 status_site_json(const struct status_view *v)
@@ -198,15 +211,8 @@ status_site_json(const struct status_view *v)
 	json_object_set_new(o, "branch", status_str(site->branch));
 	json_object_set_new(o, "path", json_string(site->path));
 
-	/* Request bookkeeping, so that `deploy --wait` knows when its request is done. */
 	d = json_object();
-	json_object_set_new(d, "running_id", json_integer(v->run_id));
-	json_object_set_new(d, "queued_id", json_integer(v->queued_id));
-	json_object_set_new(d, "done_id", json_integer(v->done_id));
-	json_object_set_new(d, "done_ok", json_boolean(v->done_ok));
-	json_object_set_new(d, "done_changed", json_boolean(v->done_changed));
-	json_object_set_new(d, "done_commit", status_str(v->done_commit));
-	json_object_set_new(d, "done_error", status_str(v->done_error));
+	status_jobs(d, v);
 	json_object_set_new(o, "deploy", d);
 	state_free(&st);
 	return o;
@@ -244,16 +250,11 @@ status_event_json(const struct status_view *v)
 	const struct deploy_progress *p = &v->progress;
 	json_t *o;
 
-	o = json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "site", v->cfg->site.name, "seq",
-	    (json_int_t)v->seq, "state", status_state(v, NULL),
-	    "running_id", (json_int_t)v->run_id, "queued_id", (json_int_t)v->queued_id,
-	    "done_id", (json_int_t)v->done_id);
+	o = json_pack("{s:s,s:I,s:s}", "site", v->cfg->site.name, "seq", (json_int_t)v->seq,
+	    "state", status_state(v, NULL));
+	status_jobs(o, v);
 	json_object_set_new(o, "commit", status_str(v->run_commit));
-	json_object_set_new(o, "done_ok", json_boolean(v->done_ok));
-	json_object_set_new(o, "done_changed", json_boolean(v->done_changed));
-	json_object_set_new(o, "done_commit", status_str(v->done_commit));
 	json_object_set_new(o, "done_release", status_str(v->done_release));
-	json_object_set_new(o, "done_error", status_str(v->done_error));
 	json_object_set_new(o, "paused", json_boolean(v->paused));
 	json_object_set_new(o, "progress", v->running ? json_pack("{s:I,s:I,s:I,s:I,s:I}",
 	    "objects", (json_int_t)p->objects, "objects_total", (json_int_t)p->objects_total,
