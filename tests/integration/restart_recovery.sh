@@ -74,7 +74,8 @@ check "and names a complete release of the tip" current_matches "$WWW" "$TMP/src
 
 # 4. A crash between the swap and the state save: current names a release the state does not
 # record. The link is the truth: the restart adopts it instead of deploying the commit again,
-# and the prune counts from it, so the release before it stays as the rollback target.
+# and prunes at once counting from it (keep holds after a crash), so the release before it
+# stays as the rollback target.
 stop_daemon
 cp "$TMP/state/www/state.json" "$TMP/state-before-C.json"
 start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
@@ -92,7 +93,12 @@ sleep 2.5	# at least two polls
 is "status reports the adopted commit" "$(site_field www commit)" "$C"
 is "status reports the adopted release" "$(site_field www release)" "$relC"
 is "state.json records the adopted release" "$(jq -r .release "$TMP/state/www/state.json")" "$relC"
-is "the live commit is not deployed a second time" "$(release_count "$WWW")" "$nrel"
+is "there were three releases before the restart" "$nrel" 3
+is "the live commit is not deployed a second time" \
+	"$(find "$WWW/releases" -mindepth 1 -maxdepth 1 -name "*-${C:0:12}" | wc -l)" 1
+is "keep=2 holds at once: adopting prunes as activating would" "$(release_count "$WWW")" 2
+is "and the one kept besides it is of the commit before (the rollback target)" \
+	"$(find "$WWW/releases" -mindepth 1 -maxdepth 1 -name "*-${B:0:12}" | wc -l)" 1
 like "the log says why" "$(cat "$TMP/daemon.log")" "recording it as live"
 commit_file "$TMP/src" index.html "D" "D" || bail "commit failed"
 D=$(repo_head "$TMP/src")
