@@ -504,6 +504,7 @@ int	 run_hook(struct run *, const char *what, const struct strv *argv,
 int	 run_release_hook(struct run *, const char *what, const struct strv *argv,
 	    struct error *);
 void	 run_history(struct run *, int ok, const char *error);
+int	 run_take_prepared(struct run *);
 void	 run_on_failure(struct run *, int rc, const char *msg, const char *release);
 int	 run_open_site(const struct site *, int create, int *path_fd, int *releases_fd,
 	    struct error *);

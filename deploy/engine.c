@@ -1,10 +1,6 @@
-/* engine.c: the engine's entry points (prepare, activate, deploy, discard) and what their steps share. */
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
+/* engine.c: the engine's entry points: prepare, activate, deploy (both) and discard. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <git2.h>
@@ -146,7 +142,6 @@ engine_activate(const struct site *site, const char *release, const struct deplo
 	struct run run, *r = &run;
 	const struct prepared_rec *p;
 	struct error e = { 0 };
-	struct stat sb;
 	int rc;
 
 	if ((rc = engine_begin(r, site, req, res, cb, cbarg, &e)) != E_OK)
@@ -159,8 +154,7 @@ engine_activate(const struct site *site, const char *release, const struct deplo
 	else if (req->rev[0] != '\0' && strncmp(p->commit, req->rev, strlen(req->rev)) != 0)
 		rc = util_error(&e, E_INVAL, "the prepared release %s is of commit %.12s, not %s",
 		    p->name, p->commit, req->rev);
-	else if (fstatat(r->releases_fd, p->name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !S_ISDIR(sb.st_mode))
+	else if (!run_take_prepared(r))
 		rc = util_error(&e, E_NOTFOUND, "the prepared release %s is gone from %s/releases",
 		    p->name, site->path);
 	if (rc != E_OK) {
@@ -169,17 +163,12 @@ engine_activate(const struct site *site, const char *release, const struct deplo
 		res->rc = rc;
 		return engine_end(r, rc, &e);
 	}
-	util_strlcpy(r->name, p->name, sizeof(r->name));
+	/* What the prepare knew of the commit: for the record and the hooks' environment. */
 	util_strlcpy(r->commit, p->commit, sizeof(r->commit));
 	util_strlcpy(r->fr.tip, p->commit, sizeof(r->fr.tip));
 	util_strlcpy(r->fr.ref, p->ref, sizeof(r->fr.ref));
 	util_strlcpy(r->subject, p->subject, sizeof(r->subject));
 	util_strlcpy(r->author, p->author, sizeof(r->author));
-	util_strlcpy(r->reuse, p->reuse, sizeof(r->reuse));
-	r->written_ns = p->written_ns;
-	r->written = (size_t)p->files_written;
-	r->reused = (size_t)p->files_reused;
-	r->renamed = r->kept = 1;
 	util_strlcpy(res->commit, r->commit, sizeof(res->commit));
 	rc = activate_run(r, &e);
 	return engine_end(r, rc, &e);

@@ -351,19 +351,9 @@ prepare_drop(struct run *r, const char *why, struct error *e)
 static int
 prepare_take(struct run *r)
 {
-	const struct prepared_rec *p = &r->st.prepared;
-	struct stat sb;
-
-	if (p->name[0] == '\0' || strcmp(p->commit, r->commit) != 0 ||
-	    fstatat(r->releases_fd, p->name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !S_ISDIR(sb.st_mode))
+	if (r->st.prepared.name[0] == '\0' || strcmp(r->st.prepared.commit, r->commit) != 0 ||
+	    !run_take_prepared(r))
 		return 0;
-	util_strlcpy(r->name, p->name, sizeof(r->name));
-	util_strlcpy(r->reuse, p->reuse, sizeof(r->reuse));
-	r->written_ns = p->written_ns;
-	r->written = (size_t)p->files_written;
-	r->reused = (size_t)p->files_reused;
-	r->renamed = r->kept = 1;
 	log_info("site=%s commit=%.12s release %s was prepared already", r->site->name,
 	    r->commit, r->name);
 	return 1;

@@ -191,6 +191,28 @@ run_hook(struct run *r, const char *what, const struct strv *argv, const char *c
 	return rc;
 }
 
+/*
+ * Make the site's prepared release this run's release, if it is still a directory: what
+ * activation needs of it, and a failure keeps it. 0 if it is gone.
+ */
+int
+run_take_prepared(struct run *r)
+{
+	const struct prepared_rec *p = &r->st.prepared;
+	struct stat sb;
+
+	if (fstatat(r->releases_fd, p->name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !S_ISDIR(sb.st_mode))
+		return 0;
+	util_strlcpy(r->name, p->name, sizeof(r->name));
+	util_strlcpy(r->reuse, p->reuse, sizeof(r->reuse));
+	r->written_ns = p->written_ns;
+	r->written = (size_t)p->files_written;
+	r->reused = (size_t)p->files_reused;
+	r->renamed = r->kept = 1;
+	return 1;
+}
+
 /* A hook of the release (pre_activate, post_activate), run inside it; none set is success. */
 int
 run_release_hook(struct run *r, const char *what, const struct strv *argv,
