@@ -22,6 +22,7 @@ activate_record(struct run *r, struct error *e)
 	r->st.trigger = r->req->trigger;
 	r->st.last_error[0] = '\0';
 	r->st.last_error_at = 0;
+	r->st.note[0] = '\0';
 	if (strcmp(r->st.prepared.name, r->name) == 0)
 		memset(&r->st.prepared, 0, sizeof(r->st.prepared));
 	util_strlcpy(rec.name, r->name, sizeof(rec.name));
@@ -42,7 +43,7 @@ activate_record(struct run *r, struct error *e)
 	return state_save(r->site->state_dir, r->site->name, &r->st, e);
 }
 
-/* Back to what was live before, after post_activate failed; the new release is marked bad. */
+/* Back to what was live before, after the new release failed live; it is marked bad. */
 static int
 activate_undo(struct run *r, int rc, struct error *e, struct error *me)
 {
@@ -75,12 +76,13 @@ activate_undo(struct run *r, int rc, struct error *e, struct error *me)
 }
 
 /*
- * post_activate failed with the new release live: a failed deploy. With rollback_on_failure,
- * `current` goes back to the release that was live before, and the new one is marked bad so
- * that no poll deploys that commit again (releases.md: rollback marks the release bad).
+ * post_activate or the health check failed with the new release live: a failed deploy. With
+ * rollback_on_failure, `current` goes back to the release that was live before, and the new
+ * one is marked bad so that no poll deploys that commit again (releases.md: rollback marks
+ * the release bad).
  */
 static void
-activate_post_failed(struct run *r, int rc, struct error *e)
+activate_failed(struct run *r, int rc, struct error *e)
 {
 	struct error se = { 0 }, me = { 0 };
 	char clean[sizeof(e->msg)], *release, *msg = me.msg;
@@ -129,9 +131,26 @@ activate_post(struct run *r, struct error *e)
 	return rc;
 }
 
+/* health_check, with the new release live and post_activate done; what it got is kept. */
+static int
+activate_health(struct run *r, struct error *e)
+{
+	struct error se = { 0 };
+	int rc;
+
+	run_step(r, PHASE_HEALTH);
+	if ((rc = health_check(r->site->name, &r->site->health, r->st.note, sizeof(r->st.note),
+	    e)) != E_OK)
+		return rc;
+	util_strlcpy(r->res->note, r->st.note, sizeof(r->res->note));
+	if (state_save(r->site->state_dir, r->site->name, &r->st, &se) != E_OK)
+		log_error("site=%s saving state: %s", r->site->name, se.msg);
+	return E_OK;
+}
+
 /*
- * Make r->name live: one renameat of `current`, then the record and post_activate. A failure
- * before the swap leaves `current` as it was.
+ * Make r->name live: one renameat of `current`, then the record, post_activate and the health
+ * check. A failure before the swap leaves `current` as it was.
  */
 int
 activate_run(struct run *r, struct error *e)
@@ -154,7 +173,9 @@ activate_run(struct run *r, struct error *e)
 		return util_error(e, rc, "release %s is live, but saving state failed: %s",
 		    r->name, msg);
 	}
-	if ((rc = activate_post(r, e)) != E_OK)
-		activate_post_failed(r, rc, e);
+	if ((rc = activate_post(r, e)) == E_OK && r->site->health.url != NULL)
+		rc = activate_health(r, e);
+	if (rc != E_OK)
+		activate_failed(r, rc, e);
 	return rc;
 }

@@ -17,6 +17,15 @@ struct site_hooks {
 	int64_t		timeout_ms;
 };
 
+/* What is asked of the site's web server after a swap; url NULL: nothing. */
+struct site_health {
+	char		*url;
+	int64_t		 expect;	/* the HTTP status that means healthy */
+	int64_t		 timeout_ms;	/* per request */
+	int64_t		 retries;	/* further requests after the first fails */
+	int64_t		 interval_ms;	/* between two requests */
+};
+
 /*
  * A site as the engine needs it: where its content comes from and where it goes. The daemon's
  * YAML loader fills it (server/config.c); the engine never reads a configuration file.
@@ -27,6 +36,7 @@ struct site {
 	char		*branch;	/* exactly one of branch and tags */
 	char		*tags;
 	char		*path;		/* holds releases/, shared/ and current */
+	char		*subdir;	/* the release is this subtree of the commit; NULL: all */
 	int64_t		 keep;
 	int		 reuse;		/* enum reuse_mode */
 	char		*ssh_key;
@@ -39,6 +49,7 @@ struct site {
 	int64_t		 fetch_timeout_ms;
 	int		 rollback_on_failure;
 	struct site_hooks hooks;
+	struct site_health health;
 	struct strv	 shared;
 	const char	*state_dir;	/* not owned: the cache and state.json live under it */
 };
@@ -46,7 +57,8 @@ struct site {
 enum trigger { TRIG_POLL, TRIG_WEBHOOK, TRIG_MANUAL, TRIG_ROLLBACK, TRIG_STARTUP };
 
 /* What a deploy is doing now; shown by status. */
-enum phase { PHASE_IDLE, PHASE_FETCHING, PHASE_WRITING, PHASE_HOOK, PHASE_ACTIVATING };
+enum phase { PHASE_IDLE, PHASE_FETCHING, PHASE_WRITING, PHASE_HOOK, PHASE_ACTIVATING,
+    PHASE_HEALTH };
 
 /* What a queued job does; everything but ACT_DEPLOY is run by deploy/rollback.c. */
 enum action { ACT_DEPLOY, ACT_ROLLBACK, ACT_PAUSE, ACT_RESUME };
@@ -61,6 +73,8 @@ struct deploy_request {
 	int		skip_bad;	/* automatic deploy: never re-deploy a bad commit */
 };
 
+#define NOTE_MAX 256
+
 struct deploy_result {
 	int		rc;		/* 0 or E_* */
 	int		changed;	/* a new release went live */
@@ -73,6 +87,7 @@ struct deploy_result {
 	char		reuse[16];	/* how: reflink, hardlink or copy */
 	char		live[SHA_HEX];	/* the commit live after the job, "" if unknown */
 	int		prepared;	/* engine_prepare: release is prepared, not live */
+	char		note[NOTE_MAX];	/* what else there is to know, as site_state's */
 };
 
 /* How far a deploy has got: for `deploy --wait` and the events stream. */
@@ -154,6 +169,9 @@ struct site_state {
 	struct history_rec *history;		/* newest last, at most HISTORY_MAX */
 	size_t		nhistory;
 	struct prepared_rec prepared;		/* at most one per site */
+	/* About the live release: what its health check answered, or that a commit changed
+	 * nothing under subdir; "" once a new release goes live without either. */
+	char		note[NOTE_MAX];
 };
 
 /*
@@ -310,6 +328,7 @@ struct release_opts {
 	int		 allow_external;	/* symlinks may leave the release */
 	int		 reuse;			/* enum reuse_mode */
 	int		 auto_hardlink;		/* reuse: auto may pick hard links */
+	const char	*subdir;		/* write this subtree of the commits; NULL: all */
 	const char	*base;			/* the previous release in releases_fd; NULL: none */
 	const char	*base_commit;		/* its commit, 40 hex */
 	int64_t		 base_written_ns;	/* its written_ns: files changed later are not reused */
@@ -326,6 +345,8 @@ struct release_stats {
 int	 release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	    const char *tmpname, const struct release_opts *, struct release_stats *,
 	    struct error *);
+int	 release_subtree_id(const char *cache_dir, const char *commit, const char *subdir,
+	    char id[SHA_HEX], struct error *);	/* E_INVAL: commit has no such directory */
 void	 release_settle(int releases_fd, const char *tmpname);
 int64_t	 release_stamp(int releases_fd, const char *name);
 int	 release_cleanup_tmp(int releases_fd);	/* number removed, or E_SYS */
@@ -345,6 +366,7 @@ struct release_walk {
 	size_t		 nmods;
 	int		 mods_read;
 	char		 key[PATH_MAX];	/* its submodule key, "" for the site's repo */
+	const char	*subdir;	/* the site's repo only: where the release's root is in it */
 	size_t		 root;		/* where its paths start in path */
 	const char	*cache_dir;
 	char		 path[PATH_MAX];	/* path inside the release, for messages */
@@ -367,6 +389,10 @@ int	 reuse_method(struct release_walk *, const struct release_opts *, int fd,
 	    int releases_fd);
 int	 reuse_entry(struct release_walk *, int basefd, int dirfd, const char *name,
 	    const struct git_tree_entry *);	/* 1: cannot be reused, write the blob */
+
+/* ---- deploy/health.c: the site's web server asked after a swap ---- */
+int	 health_check(const char *site, const struct site_health *, char *note,
+	    size_t notelen, struct error *);
 
 /* ---- deploy/prune.c ---- */
 int	 prune_releases(int releases_fd, struct site_state *, int64_t keep,

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <git2.h>
 
 #include "deploy/deploy.h"
@@ -12,12 +13,16 @@ engine_init(void)
 {
 	if (git_libgit2_init() < 0)
 		return E_GIT;
+	/* Once, before any thread: health checks use libcurl from the deploy threads. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return E_SYS;
 	return E_OK;
 }
 
 void
 engine_shutdown(void)
 {
+	curl_global_cleanup();
 	git_libgit2_shutdown();
 }
 
@@ -27,7 +32,7 @@ engine_phase_name(int phase)
 	static const char *const names[] = {
 		[PHASE_IDLE] = "idle", [PHASE_FETCHING] = "fetching",
 		[PHASE_WRITING] = "writing", [PHASE_HOOK] = "hook",
-		[PHASE_ACTIVATING] = "activating",
+		[PHASE_ACTIVATING] = "activating", [PHASE_HEALTH] = "health-check",
 	};
 
 	if (phase < 0 || (size_t)phase >= sizeof(names) / sizeof(names[0]))

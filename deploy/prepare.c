@@ -68,7 +68,10 @@ prepare_resolve(struct run *r, const char *tip, struct error *e)
 	return rc;
 }
 
-/* Nothing to do when the target is applied and `current` names an existing release of it. */
+/*
+ * Nothing to do when the target is applied and `current` names an existing release of it,
+ * or (subdir) the release that state says is live, which a later commit did not change.
+ */
 static int
 prepare_is_live(struct run *r, char *cur, size_t len)
 {
@@ -78,7 +81,7 @@ prepare_is_live(struct run *r, char *cur, size_t len)
 	return strcmp(r->commit, r->st.applied) == 0 &&
 	    swap_read_current(r->path_fd, cur, len) == E_OK &&
 	    release_parse_name(cur, NULL, c12) == E_OK &&
-	    strncmp(c12, r->commit, 12) == 0 &&
+	    (strncmp(c12, r->commit, 12) == 0 || strcmp(cur, r->st.release) == 0) &&
 	    fstatat(r->releases_fd, cur, &st, 0) == 0 && S_ISDIR(st.st_mode);
 }
 
@@ -233,6 +236,7 @@ prepare_base(struct run *r, struct release_opts *o)
 	o->reuse = r->site->reuse;
 	/* design.md: a build hook could write into files shared with older releases. */
 	o->auto_hardlink = r->site->hooks.pre_activate.n == 0;
+	o->subdir = r->site->subdir;
 	if (swap_read_current(r->path_fd, cur, sizeof(cur)) != E_OK)
 		return;
 	for (i = 0; i < r->st.nreleases; i++) {
@@ -244,6 +248,58 @@ prepare_base(struct run *r, struct release_opts *o)
 		o->base_commit = rec->commit;
 		o->base_written_ns = rec->written_ns;
 	}
+}
+
+/*
+ * With subdir, a commit that changes nothing under it needs no release: the live one holds
+ * that very tree. The site's commit moves on, and the history and status say why. A live
+ * release that failed (post_activate, the health check) gets no such shortcut: a new push
+ * is how an operator retries it.
+ */
+static int
+prepare_unchanged(struct run *r, struct error *e)
+{
+	const char *subdir = r->site->subdir;
+	const struct release_rec *rec = NULL;
+	const struct history_rec *h;
+	char cur[RELEASE_NAME_MAX], now[SHA_HEX], live[SHA_HEX];
+	struct error ie = { 0 };
+	struct stat sb;
+	size_t i;
+
+	if (subdir == NULL || swap_read_current(r->path_fd, cur, sizeof(cur)) != E_OK ||
+	    strcmp(cur, r->st.release) != 0 || fstatat(r->releases_fd, cur, &sb, 0) != 0 ||
+	    !S_ISDIR(sb.st_mode))
+		return E_OK;
+	h = r->st.nhistory > 0 ? &r->st.history[r->st.nhistory - 1] : NULL;
+	if (h != NULL && !h->ok && strcmp(h->release, cur) == 0)
+		return E_OK;
+	for (i = 0; i < r->st.nreleases; i++)
+		if (strcmp(r->st.releases[i].name, cur) == 0 && !r->st.releases[i].bad)
+			rec = &r->st.releases[i];
+	/* Any error here is the release write's to report: it meets the same commit. */
+	if (rec == NULL ||
+	    release_subtree_id(r->cache, rec->commit, subdir, live, &ie) != E_OK ||
+	    release_subtree_id(r->cache, r->commit, subdir, now, &ie) != E_OK ||
+	    strcmp(live, now) != 0)
+		return E_OK;
+	snprintf(r->st.note, sizeof(r->st.note), "commit %.12s changes nothing under %s/; "
+	    "%s stays live", r->commit, subdir, cur);
+	log_info("site=%s %s", r->site->name, r->st.note);
+	util_strlcpy(r->res->note, r->st.note, sizeof(r->res->note));
+	util_strlcpy(r->res->release, cur, sizeof(r->res->release));
+	util_strlcpy(r->st.applied, r->commit, sizeof(r->st.applied));
+	r->st.applied_at = util_now_ms() / 1000;
+	util_strlcpy(r->st.subject, r->subject, sizeof(r->st.subject));
+	util_strlcpy(r->st.author, r->author, sizeof(r->st.author));
+	r->st.trigger = r->req->trigger;
+	r->st.last_error[0] = '\0';
+	r->st.last_error_at = 0;
+	/* The history names the release that serves this commit. */
+	util_strlcpy(r->name, cur, sizeof(r->name));
+	run_history(r, 1, NULL);
+	r->settled = 1;
+	return state_save(r->site->state_dir, r->site->name, &r->st, e);
 }
 
 /* Files written into the release so far, passed on to whoever watches the deploy. */
@@ -429,6 +485,8 @@ prepare_run(struct run *r, int record, struct error *e)
 			return rc;
 		log_info("site=%s commit=%.12s signed by %s", site->name, r->commit, signer);
 	}
+	if ((rc = prepare_unchanged(r, e)) != E_OK || r->settled)
+		return rc;
 	if (prepare_take(r))
 		return E_OK;
 	/* A newer target supersedes what was prepared for an older one. */

@@ -50,7 +50,7 @@ release_write_module(struct release_walk *w, const git_tree_entry *te, int fd,
 	git_tree *tree = NULL, *otree = NULL;
 	const git_tree *old = NULL;
 	git_odb *odb = NULL;
-	char *dir = NULL, *key;
+	char *dir = NULL, *key, inrepo[PATH_MAX];
 	int rc;
 
 	if (!w->mods_read) {
@@ -59,7 +59,12 @@ release_write_module(struct release_walk *w, const git_tree_entry *te, int fd,
 		w->mods_read = 1;
 	}
 	saved = *w;
-	if ((sm = submodule_find(w->mods, w->nmods, w->path + w->root)) == NULL)
+	/* .gitmodules names paths from the top of the repository, not of subdir. */
+	if (w->subdir != NULL)
+		snprintf(inrepo, sizeof(inrepo), "%s/%s", w->subdir, w->path + w->root);
+	else
+		util_strlcpy(inrepo, w->path + w->root, sizeof(inrepo));
+	if ((sm = submodule_find(w->mods, w->nmods, inrepo)) == NULL)
 		return util_error(w->e, E_INVAL, "submodule at '%s' has no url in .gitmodules",
 		    w->path);
 	key = w->key[0] != '\0' ? util_xasprintf("%s/%s", w->key, sm->name) :
@@ -87,6 +92,7 @@ release_write_module(struct release_walk *w, const git_tree_entry *te, int fd,
 	w->mods = NULL;
 	w->nmods = 0;
 	w->mods_read = 0;
+	w->subdir = NULL;
 	util_strlcpy(w->key, key, sizeof(w->key));
 	w->root = strlen(w->path) + 1;
 	rc = release_write_tree(w, tree, fd, old, old != NULL ? basefd : -1);
@@ -388,6 +394,66 @@ release_write_checked(const char *cache_dir, const char *commit, int releases_fd
 }
 
 /*
+ * The trees a release of commit is written from: the commit's top tree (its .gitmodules)
+ * and the tree at subdir in it (the top tree again without subdir). E_INVAL: the commit has
+ * no directory there; E_GIT: an object did not read.
+ */
+static int
+release_trees(git_repository *repo, const git_oid *commit, const char *subdir, git_tree **top,
+    git_tree **tree, struct error *e)
+{
+	git_tree_entry *te = NULL;
+	git_commit *c = NULL;
+	int rc = E_OK, grc;
+
+	*top = *tree = NULL;
+	if (git_commit_lookup(&c, repo, commit) != 0 || git_commit_tree(top, c) != 0)
+		rc = repo_error(e, "reading commit %.12s", git_oid_tostr_s(commit));
+	else if (subdir == NULL) {
+		if (git_tree_dup(tree, *top) != 0)
+			rc = repo_error(e, "reading commit %.12s", git_oid_tostr_s(commit));
+	} else if ((grc = git_tree_entry_bypath(&te, *top, subdir)) == GIT_ENOTFOUND)
+		rc = util_error(e, E_INVAL, "commit %.12s has no %s/ (the site's subdir)",
+		    git_oid_tostr_s(commit), subdir);
+	else if (grc != 0)
+		rc = repo_error(e, "reading %s in commit %.12s", subdir, git_oid_tostr_s(commit));
+	else if (git_tree_entry_type(te) != GIT_OBJECT_TREE)
+		rc = util_error(e, E_INVAL, "%s in commit %.12s is not a directory (the site's "
+		    "subdir)", subdir, git_oid_tostr_s(commit));
+	else if (git_tree_lookup(tree, repo, git_tree_entry_id(te)) != 0)
+		rc = repo_error(e, "reading %s in commit %.12s", subdir, git_oid_tostr_s(commit));
+	git_tree_entry_free(te);
+	git_commit_free(c);
+	if (rc != E_OK) {
+		git_tree_free(*top);
+		*top = NULL;
+	}
+	return rc;
+}
+
+/* The id of the tree a release of commit is written from: equal ids, equal releases. */
+int
+release_subtree_id(const char *cache_dir, const char *commit, const char *subdir,
+    char id[SHA_HEX], struct error *e)
+{
+	git_repository *repo = NULL;
+	git_tree *top = NULL, *tree = NULL;
+	git_oid oid;
+	int rc;
+
+	if (git_oid_fromstr(&oid, commit) != 0)
+		return util_error(e, E_INVAL, "bad commit id '%s'", commit);
+	if (repo_open(&repo, cache_dir) != 0)
+		return repo_error(e, "opening %s", cache_dir);
+	if ((rc = release_trees(repo, &oid, subdir, &top, &tree, e)) == E_OK)
+		git_oid_tostr(id, SHA_HEX, git_tree_id(tree));
+	git_tree_free(tree);
+	git_tree_free(top);
+	git_repository_free(repo);
+	return rc;
+}
+
+/*
  * The same, reusing what o->base (the live release) has unchanged: only the blobs that differ
  * between its commit and this one are read and written. The base is never written to.
  */
@@ -397,9 +463,9 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
     struct error *e)
 {
 	struct release_walk *w;
+	struct error oe = { 0 };
 	git_repository *repo = NULL;
-	git_commit *c = NULL, *oc = NULL;
-	git_tree *tree = NULL, *otree = NULL;
+	git_tree *top = NULL, *tree = NULL, *otop = NULL, *otree = NULL;
 	git_oid oid, ooid;
 	int fd = -1, basefd = -1, rc;
 
@@ -416,12 +482,11 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 		rc = repo_error(e, "opening %s", cache_dir);
 		goto out;
 	}
-	if (git_commit_lookup(&c, repo, &oid) != 0 || git_commit_tree(&tree, c) != 0) {
-		rc = repo_error(e, "reading commit %.12s", commit);
+	if ((rc = release_trees(repo, &oid, o->subdir, &top, &tree, e)) != E_OK)
 		goto out;
-	}
 	w->repo = repo;
-	w->top = tree;
+	w->top = top;
+	w->subdir = o->subdir;
 	w->cache_dir = cache_dir;
 	w->opts = o;
 	/* The total lets `deploy --wait` draw a bar; walking the tree reads no blob. */
@@ -431,10 +496,13 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	    (rc = reuse_method(w, o, fd, releases_fd)) != E_OK)
 		goto out;
 	stats->method = reuse_method_names[w->method];
-	/* A base whose commit the cache lost (a force-push and a fresh clone) is not used. */
+	/*
+	 * A base whose commit the cache lost (a force-push and a fresh clone), or that has no
+	 * subdir, is not used.
+	 */
 	if (o->base != NULL && o->base_commit != NULL && o->base_written_ns > 0 &&
 	    git_oid_fromstr(&ooid, o->base_commit) == 0 &&
-	    git_commit_lookup(&oc, repo, &ooid) == 0 && git_commit_tree(&otree, oc) == 0 &&
+	    release_trees(repo, &ooid, o->subdir, &otop, &otree, &oe) == E_OK &&
 	    (basefd = openat(releases_fd, o->base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC)) >= 0)
 		w->base_ns = o->base_written_ns;
@@ -454,9 +522,9 @@ out:
 	if (fd >= 0)
 		close(fd);
 	git_tree_free(otree);
-	git_commit_free(oc);
+	git_tree_free(otop);
 	git_tree_free(tree);
-	git_commit_free(c);
+	git_tree_free(top);
 	git_odb_free(w->odb);
 	git_repository_free(repo);
 	free(w);

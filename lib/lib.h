@@ -23,6 +23,7 @@ enum {
 	E_TIMEOUT = -8,
 	E_STOPPED = -9,	/* the daemon is shutting down */
 	E_SECRET = -10,	/* a secret file is unsafe or unreadable */
+	E_HEALTH = -11,	/* the release went live and failed its health check */
 };
 
 /* A failure's one-line explanation travels next to its code. */

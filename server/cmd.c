@@ -112,6 +112,12 @@ cmd_status(struct cli *cli)
 			util_sanitize(subject, safe, sizeof(safe));
 			printf("\ncommit %s  %s\n", cmd_str(answer, "commit", "-"), safe);
 		}
+		if (cmd_str(answer, "note", NULL) != NULL) {
+			char safe[NOTE_MAX];
+
+			util_sanitize(cmd_str(answer, "note", ""), safe, sizeof(safe));
+			printf("note: %s\n", safe);
+		}
 	}
 	json_decref(answer);
 	return 0;
@@ -199,7 +205,13 @@ static int
 cmd_outcome(const char *site, const char *what, json_t *ev)
 {
 	const char *commit = cmd_str(ev, "done_commit", "?");
+	const char *note = cmd_str(ev, "done_note", NULL);
+	char safe[NOTE_MAX];
 
+	if (note != NULL) {
+		util_sanitize(note, safe, sizeof(safe));
+		note = safe;
+	}
 	if (!json_is_true(json_object_get(ev, "done_ok"))) {
 		fprintf(stderr, "%s: %s failed: %s\n", site, what,
 		    cmd_str(ev, "done_error", "unknown error"));
@@ -208,9 +220,12 @@ cmd_outcome(const char *site, const char *what, json_t *ev)
 	if (strcmp(what, "deploy") != 0 && strcmp(what, "rollback") != 0)
 		printf("%s: %s done\n", site, what);
 	else if (json_is_true(json_object_get(ev, "done_changed")))
-		printf("%s: %s %.12s is live as %s\n", site,
+		printf("%s: %s %.12s is live as %s%s%s\n", site,
 		    strcmp(what, "rollback") == 0 ? "rolled back;" : "deployed;", commit,
-		    cmd_str(ev, "done_release", "?"));
+		    cmd_str(ev, "done_release", "?"), note != NULL ? "; " : "",
+		    note != NULL ? note : "");
+	else if (note != NULL)
+		printf("%s: %s\n", site, note);
 	else if (json_is_true(json_object_get(ev, "paused")) && commit[0] == '?')
 		printf("%s: paused, nothing deployed (`deployd resume %s` resumes)\n", site, site);
 	else

@@ -46,6 +46,22 @@ static const struct config_key hooks_keys[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
 };
 
+#define HC(n, t, f, d, lo, hi, fl, h) \
+	{ n, t, offsetof(struct site_health, f), d, lo, hi, NULL, fl, NULL, h }
+static const struct config_key health_keys[] = {
+	HC("url", K_URL, url, NULL, 0, 0, F_REQUIRED,
+	    "asked after every swap: http:// or https://"),
+	HC("expect", K_INT, expect, "200", 100, 599, 0,
+	    "the HTTP status that means the release is healthy"),
+	HC("timeout", K_DURATION, timeout_ms, "10s", 100, 3600 * 1000, 0,
+	    "deadline of one request"),
+	HC("retries", K_INT, retries, "3", 0, 1000, 0,
+	    "requests made after the first one fails, before the check fails"),
+	HC("interval", K_DURATION, interval_ms, "1s", 100, 3600 * 1000, 0,
+	    "wait between two requests"),
+	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
+};
+
 #define SK(n, t, f, d, lo, hi, e, fl, h) \
 	{ n, t, offsetof(struct site_config, f), d, lo, hi, e, fl, NULL, h }
 static const struct config_key site_keys[] = {
@@ -59,6 +75,8 @@ static const struct config_key site_keys[] = {
 	    "deploy the highest tag matching this pattern"),
 	SK("path", K_ABSPATH, site.path, NULL, 0, 0, NULL, F_REQUIRED,
 	    "deploy root holding releases/, shared/ and current"),
+	SK("subdir", K_RELPATH, site.subdir, NULL, 0, 0, NULL, 0,
+	    "deploy only this directory of the repository, as the release's root"),
 	SK("keep", K_INT, site.keep, "5", 2, 1000, NULL, 0,
 	    "successful releases kept, current included"),
 	SK("reuse", K_ENUM, site.reuse, "auto", 0, 0, reuse_modes, 0,
@@ -88,11 +106,13 @@ static const struct config_key site_keys[] = {
 	SK("fetch_timeout", K_DURATION, site.fetch_timeout_ms, "10m", 1000, DAY_MS, NULL, 0,
 	    "a fetch or remote check taking longer is killed"),
 	SK("rollback_on_failure", K_BOOL, site.rollback_on_failure, "false", 0, 0, NULL, 0,
-	    "swap back to the previous release when post_activate fails"),
+	    "swap back to the previous release when post_activate or health_check fails"),
 	SK("allow_external_symlinks", K_BOOL, site.allow_external_symlinks, "false", 0, 0,
 	    NULL, 0, "allow symlinks that point outside the release"),
 	{ "hooks", K_MAP, offsetof(struct site_config, site.hooks), NULL, 0, 0, NULL, 0,
 	    hooks_keys, "deploy hooks" },
+	{ "health_check", K_MAP, offsetof(struct site_config, site.health), NULL, 0, 0, NULL,
+	    0, health_keys, "a request after every swap; failing it fails the deploy" },
 	SK("shared", K_RELPATHS, site.shared, NULL, 0, 0, NULL, 0,
 	    "paths linked from path/shared into every release"),
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
@@ -252,7 +272,7 @@ config_key_free_fields(const struct config_key *keys, void *base)
 			config_key_free_fields(k->sub, field);
 			break;
 		case K_STR: case K_ABSPATH: case K_SECRET: case K_HOOKSECRET: case K_FILE:
-		case K_REPO:
+		case K_REPO: case K_RELPATH: case K_URL:
 		case K_LISTEN: case K_NAME: case K_BRANCH: case K_GLOB:
 			free(*(char **)field);
 			*(char **)field = NULL;

@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +13,8 @@
 #include "server/deployd.h"
 
 static int config_value_hook_secret(const char *, struct error *);
+static int config_value_relpath(const char *);
+static int config_value_url(const char *);
 
 /* Parse one scalar of a simple type. NULL node: parse the default string instead. */
 int
@@ -104,6 +107,20 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 			}
 		}
 		break;
+	case K_RELPATH:
+		if (!config_value_relpath(s)) {
+			config_yaml_err(l, n, "%s: '%s' must be a relative path inside the "
+			    "repository (no leading /, no . or .. or .git)", k->name, s);
+			return E_CONFIG;
+		}
+		break;
+	case K_URL:
+		if (!config_value_url(s)) {
+			config_yaml_err(l, n, "%s: '%s' is not an absolute http:// or https:// URL",
+			    k->name, s);
+			return E_CONFIG;
+		}
+		break;
 	case K_BRANCH:
 	case K_GLOB:
 		if (s[0] == '-' || strstr(s, "..") != NULL || strchr(s, ' ') != NULL ||
@@ -184,6 +201,9 @@ config_value_scalar(struct config_loader *l, const struct config_key *k,
 	}
 	free(*(char **)field);
 	*(char **)field = util_xstrdup(s);
+	/* "public/" names the same directory as "public", and messages should say it once. */
+	if (k->type == K_RELPATH && s[strlen(s) - 1] == '/')
+		(*(char **)field)[strlen(s) - 1] = '\0';
 	return E_OK;
 }
 
@@ -225,10 +245,7 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 			    "(hooks run without a shell or PATH search)", k->name, s);
 			rc = E_CONFIG;
 		}
-		if (k->type == K_RELPATHS && (*s == '/' || strcmp(s, "..") == 0 ||
-		    strncmp(s, "../", 3) == 0 || strstr(s, "/../") != NULL ||
-		    strcmp(s, ".") == 0 || strcmp(s, ".git") == 0 ||
-		    (strlen(s) >= 3 && strcmp(s + strlen(s) - 3, "/..") == 0))) {
+		if (k->type == K_RELPATHS && !config_value_relpath(s)) {
 			config_yaml_err(l, item, "%s: '%s' must be a relative path inside the "
 			    "release", k->name, s);
 			rc = E_CONFIG;
@@ -271,6 +288,51 @@ config_value_hook_secret(const char *path, struct error *e)
 	sodium_memzero(key, sizeof(key));
 	secret_free(buf, len);
 	return rc;
+}
+
+/*
+ * A path that stays inside a tree: no leading '/', and no component that is empty, '.', '..'
+ * or '.git' (a trailing '/' is allowed). Paths name directories in commits and releases.
+ */
+static int
+config_value_relpath(const char *s)
+{
+	const char *c = s, *end;
+	size_t len;
+
+	if (*s == '/' || strlen(s) >= PATH_MAX / 2)
+		return 0;
+	while (*c != '\0') {
+		end = strchr(c, '/');
+		len = end != NULL ? (size_t)(end - c) : strlen(c);
+		if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && strncmp(c, "..", 2) == 0) ||
+		    (len == 4 && strncasecmp(c, ".git", 4) == 0))
+			return 0;
+		if (end == NULL)
+			break;
+		c = end + 1;
+	}
+	return 1;
+}
+
+/* http:// or https://, a host, and nothing a request line or a log line could be split by. */
+static int
+config_value_url(const char *s)
+{
+	const char *host, *p;
+
+	if (strncmp(s, "http://", 7) == 0)
+		host = s + 7;
+	else if (strncmp(s, "https://", 8) == 0)
+		host = s + 8;
+	else
+		return 0;
+	if (*host == '\0' || *host == '/' || *host == ':' || strlen(s) > 2048)
+		return 0;
+	for (p = s; *p != '\0'; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			return 0;
+	return 1;
 }
 
 /* [a-z0-9_-]+, at most 64: a site's name is part of URLs, paths and log lines. */

@@ -68,6 +68,8 @@ enum config_type {
 	K_PROVIDERS,	/* list of provider names, stored as bits */
 	K_ARGV,		/* list of strings, argv[0] an absolute path */
 	K_RELPATHS,	/* list of relative paths inside a release */
+	K_RELPATH,	/* one relative path inside the repository's tree */
+	K_URL,		/* an http:// or https:// URL */
 	K_MAP,		/* a nested mapping with its own table */
 	K_SITES,	/* the list of sites */
 };
@@ -271,6 +273,7 @@ struct sched_site {
 	char			 done_error[512];
 	char			 done_commit[SHA_HEX];
 	char			 done_release[RELEASE_NAME_MAX];
+	char			 done_note[NOTE_MAX];
 	int			 done_changed;
 	enum phase		 phase;
 	char			 run_commit[SHA_HEX];	/* what the running deploy writes */

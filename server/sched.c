@@ -363,6 +363,7 @@ sched_worker(void *arg)
 		util_strlcpy(s->done_commit, res.commit, sizeof(s->done_commit));
 		util_strlcpy(s->done_release, res.changed ? res.release : "",
 		    sizeof(s->done_release));
+		util_strlcpy(s->done_note, res.note, sizeof(s->done_note));
 		/* A rollback's outcome is not tracked here: forget, rather than guess. */
 		if (req.action == ACT_DEPLOY && res.live[0] != '\0')
 			util_strlcpy(s->live, res.live, sizeof(s->live));

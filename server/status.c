@@ -19,6 +19,7 @@ struct status_view {
 	char		 done_error[512];
 	char		 done_commit[SHA_HEX];
 	char		 done_release[RELEASE_NAME_MAX];
+	char		 done_note[NOTE_MAX];
 	char		 run_commit[SHA_HEX];
 	struct deploy_progress progress;
 	int		 paused;
@@ -49,6 +50,7 @@ status_copy(const struct sched_site *s, struct status_view *v)
 	util_strlcpy(v->done_error, s->done_error, sizeof(v->done_error));
 	util_strlcpy(v->done_commit, s->done_commit, sizeof(v->done_commit));
 	util_strlcpy(v->done_release, s->done_release, sizeof(v->done_release));
+	util_strlcpy(v->done_note, s->done_note, sizeof(v->done_note));
 	util_strlcpy(v->run_commit, s->running ? s->run_commit : "", sizeof(v->run_commit));
 	v->progress = s->progress;
 	v->paused = s->paused;
@@ -160,6 +162,7 @@ status_jobs(json_t *o, const struct status_view *v)
 	json_object_set_new(o, "done_changed", json_boolean(v->done_changed));
 	json_object_set_new(o, "done_commit", status_str(v->done_commit));
 	json_object_set_new(o, "done_error", status_str(v->done_error));
+	json_object_set_new(o, "done_note", status_str(v->done_note));
 }
 
 /* One site: the scheduler's view merged with the engine's state file. */
@@ -201,6 +204,7 @@ status_site_json(const struct status_view *v)
 	json_object_set_new(o, "trigger_delivery", status_str(h != NULL ? h->delivery : NULL));
 	json_object_set_new(o, "last_webhook_at", util_json_time(v->last_webhook_at / 1000));
 	json_object_set_new(o, "last_error", status_str(st.last_error));
+	json_object_set_new(o, "note", status_str(st.note));
 	json_object_set_new(o, "last_error_at", util_json_time(st.last_error_at));
 	json_object_set_new(o, "next_poll_at", util_json_time(v->next_poll_at / 1000));
 	json_object_set_new(o, "failures", json_integer(v->failures));

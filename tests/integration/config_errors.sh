@@ -67,6 +67,7 @@ is "a minimal good config: exit 0" "$?" 0
 like "a minimal good config: configuration OK" "$out" '^configuration OK$'
 conf "    secret_file: $TMP/secret.ok" "    keep: 3" "    poll: 2m" "    webhook_grace: 0" \
 	"    reuse: copy" "    providers: [github, gitlab]" "    shared: [uploads]" \
+	"    subdir: public/" "    health_check: {url: 'http://127.0.0.1:8080/healthz', expect: 204}" \
 	"    hooks:" "      timeout: 30s" \
 	"  - name: blog_2" "    repo: file://$TMP/src.git" "    tags: \"v*\"" "    path: $TMP/blog" \
 	"    poll: 0" "    secret_file: $TMP/secret.0640" \
@@ -96,6 +97,22 @@ conf "    hooks:" "      timeout: soon"
 expect_error "bad duration in a nested map (hooks.timeout)" "10:16|10:7" 'timeout|duration'
 conf "limits:" "  max_body: huge"
 expect_error "bad size (limits.max_body)" "10:13|10:3" 'max_body|size'
+conf "    subdir: /srv/public"
+expect_error "subdir: an absolute path" "9:13" 'subdir.*relative path inside the repository'
+conf "    subdir: public/../.."
+expect_error "subdir: climbing out with .." "9:13" 'subdir.*relative path'
+conf "    subdir: site/.git"
+expect_error "subdir: into .git" "9:13" 'subdir.*relative path'
+conf "    health_check:" "      url: /healthz"
+expect_error "health_check.url: a relative URL" "10:12" 'url.*not an absolute http'
+conf "    health_check:" "      url: ftp://127.0.0.1/"
+expect_error "health_check.url: not http" "10:12" 'url.*not an absolute http'
+conf "    health_check:" "      expect: 200"
+expect_error "health_check without url" "10:7|9:5" "required key 'url'"
+conf "    health_check:" "      url: http://127.0.0.1/" "      expect: 700"
+expect_error "health_check.expect out of range" "11:15" 'expect.*out of range'
+conf "    health_check:" "      url: http://127.0.0.1/" "      retry: 3"
+expect_error "health_check: unknown key" "11:7" "unknown key 'retry'"
 
 # Missing required key: the site without repo, reported where that site begins.
 head8 | sed '/repo:/d' >"$TMP/norepo.yaml"

@@ -129,6 +129,8 @@ t_full_config(void **st)
 	    "      pre_activate: [/usr/bin/make, -C, ., build]\n"
 	    "      timeout: 1m\n"
 	    "    shared: [uploads, .env]\n"
+	    "    subdir: dist/site/\n"
+	    "    health_check: {url: 'https://u:p@127.0.0.1/ok', retries: 0, interval: 2s}\n"
 	    "  - name: docs\n"
 	    "    repo: /srv/git/docs.git\n"
 	    "    tags: \"v*\"\n"
@@ -158,6 +160,13 @@ t_full_config(void **st)
 	assert_int_equal(s->site.hooks.timeout_ms, 60000);
 	assert_int_equal(s->site.shared.n, 2);
 	assert_string_equal(s->site.token_user, "x-access-token");
+	/* the trailing '/' of a subdir is dropped; unset health keys keep their defaults */
+	assert_string_equal(s->site.subdir, "dist/site");
+	assert_string_equal(s->site.health.url, "https://u:p@127.0.0.1/ok");
+	assert_int_equal(s->site.health.expect, 200);
+	assert_int_equal(s->site.health.retries, 0);
+	assert_int_equal(s->site.health.interval_ms, 2000);
+	assert_int_equal(s->site.health.timeout_ms, 10000);
 	assert_int_equal(s->line, 14);
 	s = config_site(c, "docs");
 	assert_non_null(s);
@@ -167,6 +176,8 @@ t_full_config(void **st)
 	assert_int_equal(s->poll_ms, 60000);
 	assert_int_equal(s->providers, PROV_ALL);
 	assert_int_equal(s->site.hooks.timeout_ms, 300000);
+	assert_null(s->site.subdir);
+	assert_null(s->site.health.url);
 	assert_null(config_site(c, "nope"));
 	config_free(c);
 }
@@ -232,6 +243,12 @@ t_wrong_type(void **st)
 	    "      post_activate: [systemctl, reload, nginx]\n", 7, 23, "absolute path");
 	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    shared: [../etc]\n",
 	    6, 14, "relative path inside the release");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    subdir: a//b\n",
+	    6, 13, "relative path inside the repository");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    health_check:\n"
+	    "      url: http://\n", 7, 12, "not an absolute http");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    health_check:\n"
+	    "      url: http://x/\n      timeout: 0\n", 8, 16, "0 is not allowed");
 	expect_error("sites:\n  - name: WWW\n", 2, 11, "not a valid site name");
 	expect_error("sites:\n  - name: www\n    repo: not a url\n    branch: main\n"
 	    "    path: /srv/www\n", 3, 11, "not a repository URL");
