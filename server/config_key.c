@@ -53,11 +53,11 @@ static const struct config_key health_keys[] = {
 	    "asked after every swap: http:// or https://"),
 	HC("expect", K_INT, expect, "200", 100, 599, 0,
 	    "the HTTP status that means the release is healthy"),
-	HC("timeout", K_DURATION, timeout_ms, "10s", 100, 3600 * 1000, 0,
+	HC("timeout", K_DURATION, timeout_ms, "10s", 1000, 300 * 1000, 0,
 	    "deadline of one request"),
-	HC("retries", K_INT, retries, "3", 0, 1000, 0,
+	HC("retries", K_INT, retries, "3", 0, 100, 0,
 	    "requests made after the first one fails, before the check fails"),
-	HC("interval", K_DURATION, interval_ms, "1s", 100, 3600 * 1000, 0,
+	HC("interval", K_DURATION, interval_ms, "1s", 1000, 60 * 1000, 0,
 	    "wait between two requests"),
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
 };
