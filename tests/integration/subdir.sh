@@ -1,6 +1,6 @@
 #!/bin/bash
 # subdir.sh: `subdir: public/` deploys that directory of each commit as the release's root: reuse, a
-# submodule inside it, links that may not leave it, a commit that changes nothing under it (no
+# submodule inside it, shared paths, links that may not leave it, a commit that changes nothing under it (no
 # new release, the site's commit moves on), and a commit without it (a clear error, current kept).
 # timeout: 200
 . "$(dirname "$0")/../lib.sh"
@@ -37,14 +37,15 @@ release_is() {
 	local want out
 	want=$(mktemp -d "$TMP/want.XXXXXX")
 	expect "$want" "$1" || return 1
-	if ! out=$(diff -r --no-dereference "$want" "$TMP/www/current/" 2>&1); then
+	# uploads is the shared link, checked on its own
+	if ! out=$(diff -r --no-dereference -x uploads "$want" "$TMP/www/current/" 2>&1); then
 		diag "current differs from $1:public" "$(printf '%s\n' "$out" | head -n 20)"
 		return 1
 	fi
 }
 
 write_config "$TMP/deployd.yaml" "$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0 \
-	subdir=public/)"
+	subdir=public/ 'shared=[uploads]')"
 check "deployd check accepts subdir: public/" "$DEPLOYD_BIN" check -c "$TMP/deployd.yaml"
 start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
 
@@ -56,6 +57,8 @@ check "nothing outside public/ is served" test ! -e "$TMP/www/current/README.md"
 	! -e "$TMP/www/current/src" -a ! -e "$TMP/www/current/.github" -a \
 	! -e "$TMP/www/current/public"
 is "a link inside the subtree is kept" "$(readlink "$TMP/www/current/style.css")" css/site.css
+is "shared: uploads is linked at the release's root" "$(readlink "$TMP/www/current/uploads")" \
+	../../shared/uploads
 R1=$(current_release "$TMP/www")
 
 # A commit that changes nothing under public/: no release, but the site's commit moves on.

@@ -137,6 +137,69 @@ t_write(void **state)
 	assert_false(fixture_exists(f->releases_fd, ".tmp-y"));
 }
 
+/* subdir: the subtree at the release's root; its id names the content; a missing one refused. */
+static void
+t_write_subdir(void **state)
+{
+	const struct tfile files[] = {
+		TF("README.md", "not served\n"),
+		TF("public/index.html", "<h1>sub</h1>\n"),
+		TL("public/css/link", "../index.html"),
+		TL("public/out", "../README.md"),
+		TF("public.txt", "a file next to it\n"),
+	};
+	struct release_opts o = { 0 };
+	struct release_stats st;
+	struct fixture *f = *state;
+	struct error e = { 0 };
+	char commit[SHA_HEX], id[SHA_HEX], id2[SHA_HEX];
+	git_tree *tree;
+	git_commit *c;
+	git_oid oid;
+	int d;
+
+	fixture_commit(f->repo, "main", files, sizeof(files) / sizeof(files[0]), "sub\n", 0,
+	    commit);
+	o.reuse = REUSE_COPY;
+	o.subdir = "public";
+	/* A link out of the subtree is refused, though it stays inside the repository. */
+	assert_int_equal(release_write_incr(f->src, commit, f->releases_fd, ".tmp-s", &o, &st,
+	    &e), E_INVAL);
+	assert_non_null(strstr(e.msg, "out: symlink to '../README.md' points outside"));
+	o.allow_external = 1;
+	assert_int_equal(release_write_incr(f->src, commit, f->releases_fd, ".tmp-t", &o, &st,
+	    &e), E_OK);
+	assert_int_equal(st.nfiles, 3);
+	assert_true((d = openat(f->releases_fd, ".tmp-t", O_RDONLY | O_DIRECTORY)) >= 0);
+	fixture_assert_file(d, "index.html", "<h1>sub</h1>\n", 13, 0644);
+	fixture_assert_link(d, "css/link", "../index.html");
+	assert_false(fixture_exists(d, "README.md"));
+	assert_false(fixture_exists(d, "public"));
+	close(d);
+
+	/* The id is the subtree's, as git names it. */
+	assert_int_equal(release_subtree_id(f->src, commit, "public", id, &e), E_OK);
+	assert_int_equal(git_oid_fromstr(&oid, commit), 0);
+	assert_int_equal(git_commit_lookup(&c, f->repo, &oid), 0);
+	assert_int_equal(git_commit_tree(&tree, c), 0);
+	assert_string_equal(id, git_oid_tostr_s(git_tree_entry_id(git_tree_entry_byname(tree,
+	    "public"))));
+	assert_int_equal(release_subtree_id(f->src, commit, NULL, id2, &e), E_OK);
+	assert_string_equal(id2, git_oid_tostr_s(git_tree_id(tree)));
+	git_tree_free(tree);
+	git_commit_free(c);
+
+	/* Missing, or a file: E_INVAL with the reason, and nothing written. */
+	assert_int_equal(release_subtree_id(f->src, commit, "dist", id, &e), E_INVAL);
+	assert_non_null(strstr(e.msg, "has no dist/"));
+	o.subdir = "public.txt";
+	assert_int_equal(release_write_incr(f->src, commit, f->releases_fd, ".tmp-u", &o, &st,
+	    &e), E_INVAL);
+	assert_non_null(strstr(e.msg, "public.txt in commit"));
+	assert_non_null(strstr(e.msg, "is not a directory"));
+	assert_false(fixture_exists(f->releases_fd, ".tmp-u"));
+}
+
 static void
 t_write_refuses(void **state)
 {
@@ -438,6 +501,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(t_link_escapes),
 		cmocka_unit_test(t_name),
 		cmocka_unit_test(t_parse_bad),
+		FIXTURE_TEST(t_write_subdir),
 		FIXTURE_TEST(t_write),
 		FIXTURE_TEST(t_write_refuses),
 		FIXTURE_TEST(t_cleanup_tmp),
