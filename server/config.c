@@ -219,6 +219,19 @@ config_warnings(const struct config *c, FILE *fp)
 {
 	size_t i;
 
+	/* A Unix socket's peer has no address: only a trusted proxy's X-Forwarded-For has one. */
+	if (strncmp(c->listen, "unix:", 5) == 0 && !c->trusted_proxies.unix_peer) {
+		if (c->allow_from.n > 0)
+			fprintf(fp, "%s: warning: allow_from with a Unix socket listener refuses "
+			    "every request unless trusted_proxies lists unix\n", c->file);
+		for (i = 0; i < c->nsites && c->allow_from.n == 0; i++)
+			if (c->sites[i].allow_from.n > 0)
+				fprintf(fp, "%s:%d:%d: warning: site '%s': allow_from with a Unix "
+				    "socket listener refuses every webhook unless trusted_proxies "
+				    "lists unix\n", c->file, c->sites[i].line, c->sites[i].col,
+				    c->sites[i].site.name);
+	}
+
 	for (i = 0; i < c->nsites; i++) {
 		const struct site_config *s = &c->sites[i];
 

@@ -21,6 +21,7 @@ struct site_config {
 	int		 allow_sha1;
 	int64_t		 poll_ms;	/* 0: polling off */
 	int64_t		 webhook_grace_ms;
+	struct cidr_list allow_from;	/* narrows the global list; n == 0: not set */
 	int		 line, col;	/* where the site starts in the file */
 };
 
@@ -44,6 +45,8 @@ struct config {
 	char		*tls_cert;
 	char		*tls_key;
 	char		*listener_user;	/* the listener's user when started as root */
+	struct cidr_list allow_from;	/* who may send any request; n == 0: everyone */
+	struct cidr_list trusted_proxies;	/* whose X-Forwarded-For is believed */
 	struct site_config *sites;
 	size_t		 nsites;
 };
@@ -68,11 +71,13 @@ enum config_type {
 	K_PROVIDERS,	/* list of provider names, stored as bits */
 	K_ARGV,		/* list of strings, argv[0] an absolute path */
 	K_RELPATHS,	/* list of relative paths inside a release */
+	K_CIDRS,	/* list of IPv4 and IPv6 ranges (lib/cidr.c); min: fewest items */
 	K_MAP,		/* a nested mapping with its own table */
 	K_SITES,	/* the list of sites */
 };
 
 #define F_REQUIRED	0x1
+#define F_UNIX		0x2	/* K_CIDRS: the word "unix" stands for a Unix socket peer */
 
 struct config_key {
 	const char		*name;
