@@ -170,10 +170,16 @@ int	 conn_start(struct error *);	/* the sweeper thread */
 int	 conn_drain(int64_t timeout_ms);	/* returns the connections left */
 void	 conn_stop(void);
 
-/* server/reject.c: refused requests, logged one a line up to a rate, then summarised */
+/*
+ * server/reject.c: refused requests, logged one a line up to a rate, then summarised;
+ * addresses refused by allow_from, logged once and then summarised once a minute
+ */
 void	 reject_log(const char *addr, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+void	 reject_address(const char *addr, const char *fmt, ...)	/* allow_from refused it */
+	    __attribute__((format(printf, 2, 3)));
 void	 reject_tick(int64_t now_ms);	/* write the summaries that are due */
+void	 reject_stop(void);		/* write every pending summary */
 
 /*
  * server/privsep.c and server/listener.c: the listener process and the daemon talk in
@@ -182,7 +188,8 @@ void	 reject_tick(int64_t now_ms);	/* write the summaries that are due */
 enum privsep_type {
 	PS_READY = 1,	/* the listener is confined and serving */
 	PS_PUSH,	/* a verified push to a site's tracked ref */
-	PS_COUNT,	/* a webhook's metric result; the one record without a reply */
+	PS_COUNT,	/* a webhook's metric result, or with no site a refused request's;
+			   the one record without a reply */
 	PS_METRICS,	/* send the Prometheus text */
 	PS_QUIESCED,	/* the listener accepts no more connections */
 };
@@ -241,6 +248,7 @@ int	 sandbox_apply(const struct sandbox_opts *, struct error *);
 void	 metrics_init(const struct config *);
 void	 metrics_free(void);
 void	 metrics_webhook(const char *site, const char *provider, const char *result);
+void	 metrics_refused(const char *result);	/* a request that named no site */
 void	 metrics_deploy(const char *site, int ok, int64_t duration_ms);
 void	 metrics_live(const char *site, int64_t unix_secs);
 void	 metrics_webhook_missed(const char *site);
