@@ -1,11 +1,11 @@
 /* http.c: the webhook listener on libmicrohttpd: POST /hooks/<site>, GET /healthz and /metrics. */
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
@@ -109,18 +109,33 @@ http_peer(struct MHD_Connection *c, unsigned char ip[CIDR_ADDR_LEN])
 	return 0;
 }
 
-/* Every X-Forwarded-For header, joined in order as one list: a proxy may add its own line. */
+/* X-Forwarded-For, every header line of it joined in order: a proxy may add a line of its own. */
+struct http_xff {
+	char	*v;
+	size_t	 len, cap;
+};
+
 static enum MHD_Result
 http_forwarded(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
-	char **xff = cls, *joined;
+	struct http_xff *x = cls;
+	size_t n;
 
 	(void)kind;
 	if (key == NULL || value == NULL || strcasecmp(key, "X-Forwarded-For") != 0)
 		return MHD_YES;
-	joined = *xff == NULL ? util_xstrdup(value) : util_xasprintf("%s, %s", *xff, value);
-	free(*xff);
-	*xff = joined;
+	/* Grown by doubling: thousands of header lines must not cost quadratic time. */
+	n = strlen(value);
+	while (x->len + n + 3 > x->cap) {
+		x->cap = x->cap < 256 ? 256 : x->cap * 2;
+		x->v = util_xrealloc(x->v, x->cap, 1);
+	}
+	if (x->len > 0) {
+		memcpy(x->v + x->len, ", ", 2);
+		x->len += 2;
+	}
+	memcpy(x->v + x->len, value, n + 1);
+	x->len += n;
 	return MHD_YES;
 }
 
@@ -134,8 +149,9 @@ static void
 http_client(struct MHD_Connection *c, struct http_req *r)
 {
 	const struct cidr_list *trusted = &H.cfg->trusted_proxies;
+	struct http_xff xff = { NULL, 0, 0 };
 	unsigned char ip[CIDR_ADDR_LEN];
-	char *xff = NULL, hop[CONN_ADDR_MAX];
+	char hop[CONN_ADDR_MAX];
 	int trust;
 
 	r->has_ip = http_peer(c, r->ip);
@@ -145,13 +161,13 @@ http_client(struct MHD_Connection *c, struct http_req *r)
 		util_strlcpy(r->peer, "unix", sizeof(r->peer));
 	util_strlcpy(r->addr, r->peer, sizeof(r->addr));
 	MHD_get_connection_values(c, MHD_HEADER_KIND, http_forwarded, &xff);
-	util_sanitize(xff != NULL ? xff : "-", r->fwd, sizeof(r->fwd));
+	util_sanitize(xff.v != NULL ? xff.v : "-", r->fwd, sizeof(r->fwd));
 	trust = r->has_ip ? cidr_list_match(trusted, r->ip) : trusted->unix_peer;
-	if (xff == NULL || !trust) {
-		free(xff);
+	if (xff.v == NULL || !trust) {
+		free(xff.v);
 		return;
 	}
-	if (cidr_forwarded(trusted, xff, ip, hop, sizeof(hop)) == E_OK) {
+	if (cidr_forwarded(trusted, xff.v, ip, hop, sizeof(hop)) == E_OK) {
 		memcpy(r->ip, ip, sizeof(ip));
 		r->has_ip = 1;
 		util_strlcpy(r->addr, hop, sizeof(r->addr));
@@ -160,7 +176,7 @@ http_client(struct MHD_Connection *c, struct http_req *r)
 		r->bad_hop = 1;
 		util_sanitize(hop, r->addr, sizeof(r->addr));
 	}
-	free(xff);
+	free(xff.v);
 }
 
 /* Is the client in the list? An empty list is no restriction; no address is no match. */
