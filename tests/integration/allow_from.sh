@@ -41,6 +41,15 @@ get() {
 	curl -sS -o /dev/null -w '%{http_code}' --max-time 10 --interface "$from" "$@" "$base$path"
 }
 
+# served FROM URL_BASE [CURL-ARGS...]: /healthz answers 200 (for wait_for: asked on each try).
+served() {
+	local from=$1 base=$2 iface=()
+	shift 2
+	[ "$from" != - ] && iface=(--interface "$from")
+	[ "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "${iface[@]}" "$@" \
+		"$base/healthz")" = 200 ]
+}
+
 # accepted DESC SITE FROM [CURL-ARGS...]: a signed push is queued and goes live.
 accepted() {
 	local desc=$1 site=$2 from=$3
@@ -228,13 +237,18 @@ BLOG=$(site_yaml blog "$TMP/src.git" "$TMP/blog" poll=0 secret_file="$TMP/secret
 	'allow_from=[127.0.0.1/32]')
 write_config "$TMP/a.yaml" "$WWW" "$BLOG"
 dctl reload >/dev/null 2>&1 || fail "reload"
-check "reload: 127.0.0.2 is served once the new listener runs" \
-	wait_for "healthz from 127.0.0.2" 20 test "$(get /healthz 127.0.0.2 "$BASE")" = 200
+# The old listener retires once the new one serves, and writes its pending summary then.
+summaries_are() {
+	[ "$(summaries)" = "$1" ]
+}
+check "reload: the old listener's pending summary is written when it retires" \
+	wait_for "the old listener's summary" 20 summaries_are $((refused2 - 1))
+check "reload: 127.0.0.2 is served by the new listener" \
+	wait_for "healthz from 127.0.0.2" 20 served 127.0.0.2 "$BASE"
 accepted "reload: 127.0.0.2 may ring now" www 127.0.0.2
 refused "reload: 127.0.0.1 may not" www 127.0.0.1
 refused "reload: blog's new list is inside a global list that lacks it" blog 127.0.0.1
 refused "reload: 127.0.0.4 is no longer a trusted proxy" www 127.0.0.4 -H 'X-Forwarded-For: 127.0.0.2'
-is "reload: the old listener's pending summary is written when it retires" "$(summaries)" $((refused2 - 1))
 # A reload with a bad range keeps the lists that are in force.
 CFG_EXTRA='allow_from: [127.0.0.1/33]'
 write_config "$TMP/a.yaml" "$WWW"
@@ -259,8 +273,7 @@ like "ipv6: the refusal names ::1" "$(grep 'refused POST /hooks/www' "$TMP/daemo
 CFG_EXTRA='allow_from: ["::1/128"]'
 write_config "$TMP/v6.yaml" "$WWW"
 kill -HUP "$DAEMON_PID"
-check "ipv6: after SIGHUP, ::1 is served" wait_for "healthz from ::1" 20 \
-	test "$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$BASE/healthz")" = 200
+check "ipv6: after SIGHUP, ::1 is served" wait_for "healthz from ::1" 20 served - "$BASE"
 accepted "ipv6: ::1 is listed" www -
 stop_daemon || fail "the daemon stops"
 
