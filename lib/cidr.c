@@ -1,5 +1,6 @@
 /* cidr.c: IPv4 and IPv6 address ranges: parse them strictly, match a client, and find the client behind trusted proxies. */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,6 +122,24 @@ int
 cidr_match(const struct cidr *c, const unsigned char a[CIDR_ADDR_LEN])
 {
 	return cidr_prefix(a, c->addr, c->bits);
+}
+
+/* Do the two ranges share an address? Two CIDR ranges overlap only if one holds the other. */
+int
+cidr_overlap(const struct cidr *a, const struct cidr *b)
+{
+	return a->bits <= b->bits ? cidr_match(a, b->addr) : cidr_match(b, a->addr);
+}
+
+/* The range as text, as it would be written: "10.0.0.0/8", "2001:db8::/32". */
+void
+cidr_text(const struct cidr *c, char *buf, size_t len)
+{
+	char addr[INET6_ADDRSTRLEN];
+	int v4 = c->bits >= 96 && memcmp(c->addr, cidr_mapped, sizeof(cidr_mapped)) == 0;
+
+	cidr_addr_text(c->addr, addr, sizeof(addr));
+	snprintf(buf, len, "%s/%u", addr, v4 ? c->bits - 96 : c->bits);
 }
 
 /* Is the address in one of the list's ranges? */

@@ -96,6 +96,8 @@ int	 cidr_addr(const char *s, unsigned char out[CIDR_ADDR_LEN]);
 void	 cidr_addr_text(const unsigned char a[CIDR_ADDR_LEN], char *buf, size_t len);
 int	 cidr_parse(const char *s, struct cidr *, struct error *);
 int	 cidr_match(const struct cidr *, const unsigned char a[CIDR_ADDR_LEN]);
+int	 cidr_overlap(const struct cidr *, const struct cidr *);
+void	 cidr_text(const struct cidr *, char *buf, size_t len);
 int	 cidr_list_match(const struct cidr_list *, const unsigned char a[CIDR_ADDR_LEN]);
 int	 cidr_forwarded(const struct cidr_list *trusted, const char *xff,
 	    unsigned char client[CIDR_ADDR_LEN], char *text, size_t len);

@@ -112,6 +112,13 @@ like "check: trusted_proxies: a bad item named" "$out" \
 	"^$TMP/bad-tp.yaml:[0-9]+:[0-9]+: trusted_proxies: 'nobody' is not an IPv4 or IPv6"
 like "check: a site's allow_from: a bad item named" "$out" \
 	"$TMP/bad-tp.yaml:[0-9]+:[0-9]+: allow_from: '2001:db8::/129': the prefix length"
+CFG_EXTRA='allow_from: [140.82.112.0/20]'
+write_config "$TMP/outside.yaml" "$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0 \
+	'allow_from=[140.82.112.0/24, 10.0.0.0/8]')"
+out=$("$DEPLOYD_BIN" check -c "$TMP/outside.yaml" 2>&1)
+like "check: a site range outside the global list is a warning" "$out" \
+	"warning: site 'www': allow_from 10\.0\.0\.0/8 is outside the global allow_from"
+check_not "check: ... only for that range" grep -q '140\.82\.112\.0/24 is outside' <<<"$out"
 CFG_EXTRA='allow_from: []'
 write_config "$TMP/bad-empty.yaml" "$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0)"
 like "check: an empty allow_from is an error" "$("$DEPLOYD_BIN" check -c "$TMP/bad-empty.yaml" 2>&1)" \

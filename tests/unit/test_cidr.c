@@ -169,6 +169,37 @@ t_mapped(void **st)
 }
 
 static void
+t_overlap_and_text(void **st)
+{
+	static const struct { const char *a, *b; int overlap; } cases[] = {
+		{ "10.0.0.0/8", "10.1.0.0/16", 1 }, { "10.1.0.0/16", "10.0.0.0/8", 1 },
+		{ "10.0.0.0/8", "11.0.0.0/8", 0 }, { "0.0.0.0/0", "192.0.2.1", 1 },
+		{ "::/0", "10.0.0.0/8", 1 }, { "0.0.0.0/0", "2001:db8::/32", 0 },
+		{ "2001:db8::/32", "2001:db8:1::/48", 1 }, { "2001:db8::/32", "2001:db9::/32", 0 },
+		{ "127.0.0.1", "127.0.0.1", 1 }, { "127.0.0.1", "127.0.0.2", 0 },
+	};
+	static const char *const texts[] = {
+		"10.0.0.0/8", "0.0.0.0/0", "192.0.2.1/32", "2001:db8::/32", "::/0", "::1/128",
+	};
+	char buf[64];
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct cidr a = parse_ok(cases[i].a), b = parse_ok(cases[i].b);
+
+		if (cidr_overlap(&a, &b) != cases[i].overlap)
+			fail_msg("%s and %s: overlap %d", cases[i].a, cases[i].b, !cases[i].overlap);
+	}
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		struct cidr c = parse_ok(texts[i]);
+
+		cidr_text(&c, buf, sizeof(buf));
+		assert_string_equal(buf, texts[i]);
+	}
+}
+
+static void
 t_list(void **st)
 {
 	static const char *const ranges[] = { "140.82.112.0/20", "2a0a:a440::/29", "::1" };
@@ -276,6 +307,7 @@ main(void)
 		cmocka_unit_test(t_match_v4),
 		cmocka_unit_test(t_match_v6),
 		cmocka_unit_test(t_mapped),
+		cmocka_unit_test(t_overlap_and_text),
 		cmocka_unit_test(t_list),
 		cmocka_unit_test(t_addr_bad),
 		cmocka_unit_test(t_forwarded),
