@@ -12,7 +12,9 @@
  * (privsep_msg_handle) in the same process. http_start() listens on "unix:" in a temp
  * dir; each input is one client connection. The scheduler is real but not started, so a
  * verified push only queues. Sites: www (branch main), blog (tags v*, github only) and
- * open (no secret_file).
+ * open (no secret_file, and an allow_from that only X-Forwarded-For can meet: the
+ * listener trusts its Unix socket peer as a proxy, so every input's X-Forwarded-For is
+ * walked).
  *
  * libmicrohttpd 0.9.75 in epoll mode (the listener's MHD_USE_AUTO) does not notice
  * that a client half-closed in the middle of a request: the connection stays until the
@@ -57,12 +59,14 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (asprintf(&yaml, "listen: unix:%s\ncontrol_socket: %s/ctl.sock\n"
 	    "state_dir: %s/state\nlog_level: error\n"
 	    "limits:\n  max_body: 64KiB\n  max_header: 8KiB\n  request_timeout: 200ms\n"
+	    "trusted_proxies: [unix]\n"
 	    "sites:\n"
 	    "  - name: www\n    repo: %s/none.git\n    path: %s/www\n    branch: main\n"
 	    "    secret_file: %s\n"
 	    "  - name: blog\n    repo: %s/none.git\n    path: %s/blog\n    tags: \"v*\"\n"
 	    "    secret_file: %s\n    providers: [github]\n    allow_sha1: true\n"
-	    "  - name: open\n    repo: %s/none.git\n    path: %s/open\n    branch: main\n",
+	    "  - name: open\n    repo: %s/none.git\n    path: %s/open\n    branch: main\n"
+	    "    allow_from: [192.0.2.0/24, \"2001:db8::/32\"]\n",
 	    fuzz_http_sock, dir, dir, dir, dir, secret, dir, dir, secret, dir, dir) < 0)
 		abort();
 	cfg = fuzz_util_serve_config(dir, yaml);

@@ -82,6 +82,29 @@ int	 secret_check_file(const char *path, struct error *);
 int	 secret_read(const char *path, unsigned char **buf, size_t *len, struct error *);
 void	 secret_free(unsigned char *buf, size_t len);
 
+/* ---- cidr.c: IPv4 and IPv6 address ranges, and the client behind trusted proxies ---- */
+#define CIDR_ADDR_LEN	16	/* every address as IPv6; IPv4 as ::ffff:a.b.c.d */
+struct cidr {
+	unsigned char	addr[CIDR_ADDR_LEN];	/* the network: no bits set past the prefix */
+	unsigned	bits;			/* prefix length over all 128 bits */
+};
+struct cidr_list {
+	struct cidr	*v;
+	size_t		 n;
+	int		 unix_peer;	/* trusted_proxies: "unix", a peer on a Unix socket */
+};
+int	 cidr_addr(const char *s, unsigned char out[CIDR_ADDR_LEN]);
+void	 cidr_addr_text(const unsigned char a[CIDR_ADDR_LEN], char *buf, size_t len);
+int	 cidr_parse(const char *s, struct cidr *, struct error *);
+int	 cidr_match(const struct cidr *, const unsigned char a[CIDR_ADDR_LEN]);
+int	 cidr_overlap(const struct cidr *, const struct cidr *);
+void	 cidr_text(const struct cidr *, char *buf, size_t len);
+int	 cidr_list_match(const struct cidr_list *, const unsigned char a[CIDR_ADDR_LEN]);
+int	 cidr_forwarded(const struct cidr_list *trusted, const char *xff,
+	    unsigned char client[CIDR_ADDR_LEN], char *text, size_t len);
+void	 cidr_list_push(struct cidr_list *, const struct cidr *);
+void	 cidr_list_free(struct cidr_list *);
+
 /* ---- log.c ---- */
 void	 log_init(int level, int journald);
 void	 log_set_level(int level);

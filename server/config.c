@@ -1,4 +1,5 @@
 /* config.c: deployd.yaml as a whole: load it, check across keys and sites, warn, find a site. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,10 +215,46 @@ config_rsa_key(const char *path)
 	return 0;
 }
 
+/* A site's allow_from range that no global range overlaps lets nobody through. */
+static void
+config_warn_ranges(const struct config *c, const struct site_config *s, FILE *fp)
+{
+	char text[INET6_ADDRSTRLEN + 8];
+	size_t i, j;
+
+	for (i = 0; i < s->allow_from.n && c->allow_from.n > 0; i++) {
+		for (j = 0; j < c->allow_from.n; j++)
+			if (cidr_overlap(&s->allow_from.v[i], &c->allow_from.v[j]))
+				break;
+		if (j < c->allow_from.n)
+			continue;
+		cidr_text(&s->allow_from.v[i], text, sizeof(text));
+		fprintf(fp, "%s:%d:%d: warning: site '%s': allow_from %s is outside the global "
+		    "allow_from; no request from it reaches the site\n", c->file, s->line, s->col,
+		    s->site.name, text);
+	}
+}
+
 void
 config_warnings(const struct config *c, FILE *fp)
 {
 	size_t i;
+
+	for (i = 0; i < c->nsites; i++)
+		config_warn_ranges(c, &c->sites[i], fp);
+
+	/* A Unix socket's peer has no address: only a trusted proxy's X-Forwarded-For has one. */
+	if (strncmp(c->listen, "unix:", 5) == 0 && !c->trusted_proxies.unix_peer) {
+		if (c->allow_from.n > 0)
+			fprintf(fp, "%s: warning: allow_from with a Unix socket listener refuses "
+			    "every request unless trusted_proxies lists unix\n", c->file);
+		for (i = 0; i < c->nsites && c->allow_from.n == 0; i++)
+			if (c->sites[i].allow_from.n > 0)
+				fprintf(fp, "%s:%d:%d: warning: site '%s': allow_from with a Unix "
+				    "socket listener refuses every webhook unless trusted_proxies "
+				    "lists unix\n", c->file, c->sites[i].line, c->sites[i].col,
+				    c->sites[i].site.name);
+	}
 
 	for (i = 0; i < c->nsites; i++) {
 		const struct site_config *s = &c->sites[i];

@@ -115,6 +115,8 @@ static const struct config_key site_keys[] = {
 	    0, health_keys, "a request after every swap; failing it fails the deploy" },
 	SK("shared", K_RELPATHS, site.shared, NULL, 0, 0, NULL, 0,
 	    "paths linked from path/shared into every release"),
+	SK("allow_from", K_CIDRS, allow_from, NULL, 1, 0, NULL, 0,
+	    "addresses (CIDR) that may send this site's webhooks, within the global list"),
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
 };
 
@@ -139,6 +141,10 @@ static const struct config_key global_keys[] = {
 	    "private key for HTTPS on the listener"),
 	GK("listener_user", K_STR, listener_user, "nobody", 0, 0, NULL,
 	    "user the webhook listener process runs as when deployd starts as root"),
+	GK("allow_from", K_CIDRS, allow_from, NULL, 1, 0, NULL,
+	    "addresses (CIDR) that may send any request to the listener; others get 403"),
+	{ "trusted_proxies", K_CIDRS, offsetof(struct config, trusted_proxies), NULL, 0, 0,
+	    NULL, F_UNIX, NULL, "proxies (CIDR, or unix) whose X-Forwarded-For names the client" },
 	{ "sites", K_SITES, offsetof(struct config, sites), NULL, 0, 0, NULL, 0, NULL,
 	    "the sites to deploy" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
@@ -174,6 +180,7 @@ config_key_value(struct config_loader *l, const struct config_key *k, yaml_node_
 	case K_PROVIDERS:
 	case K_ARGV:
 	case K_RELPATHS:
+	case K_CIDRS:
 		return config_value_list(l, k, v, field);
 	case K_MAP:
 		return config_key_map(l, k->sub, v, field, k->name);
@@ -267,6 +274,9 @@ config_key_free_fields(const struct config_key *keys, void *base)
 		case K_ARGV:
 		case K_RELPATHS:
 			util_strv_free(field);
+			break;
+		case K_CIDRS:
+			cidr_list_free(field);
 			break;
 		case K_MAP:
 			config_key_free_fields(k->sub, field);

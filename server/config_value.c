@@ -15,6 +15,8 @@
 static int config_value_hook_secret(const char *, struct error *);
 static int config_value_relpath(const char *);
 static int config_value_url(const char *);
+static int config_value_cidrs(struct config_loader *, const struct config_key *,
+    yaml_node_t *, struct cidr_list *);
 
 /* Parse one scalar of a simple type. NULL node: parse the default string instead. */
 int
@@ -221,6 +223,8 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 		config_yaml_err(l, n, "%s: expected a list like [a, b]", k->name);
 		return E_CONFIG;
 	}
+	if (k->type == K_CIDRS)
+		return config_value_cidrs(l, k, n, field);
 	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
 		yaml_node_t *item = yaml_document_get_node(l->doc, *it);
 		const char *s = item != NULL ? config_yaml_scalar(item) : NULL;
@@ -267,6 +271,47 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 	}
 	util_strv_free((struct strv *)field);
 	*(struct strv *)field = sv;
+	return rc;
+}
+
+/*
+ * A list of address ranges, each checked by lib/cidr.c; an error names the item. k->min
+ * is the fewest items: an empty allow_from would refuse every request, surely a mistake.
+ */
+static int
+config_value_cidrs(struct config_loader *l, const struct config_key *k, yaml_node_t *n,
+    struct cidr_list *field)
+{
+	struct cidr_list list = { NULL, 0, 0 };
+	yaml_node_item_t *it;
+	struct error e;
+	struct cidr c;
+	int rc = E_OK;
+
+	for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+		yaml_node_t *item = yaml_document_get_node(l->doc, *it);
+		const char *s = item != NULL ? config_yaml_scalar(item) : NULL;
+
+		if (s == NULL) {
+			config_yaml_err(l, item, "%s: list items must be addresses or ranges like "
+			    "192.0.2.0/24", k->name);
+			rc = E_CONFIG;
+		} else if ((k->flags & F_UNIX) && strcmp(s, "unix") == 0) {
+			list.unix_peer = 1;
+		} else if (cidr_parse(s, &c, &e) != E_OK) {
+			config_yaml_err(l, item, "%s: %s%s", k->name, e.msg, (k->flags & F_UNIX) ?
+			    " (or the word unix)" : "");
+			rc = E_CONFIG;
+		} else
+			cidr_list_push(&list, &c);
+	}
+	if (rc == E_OK && (int64_t)(list.n + (size_t)list.unix_peer) < k->min) {
+		config_yaml_err(l, n, "%s: the list is empty; it would refuse every request "
+		    "(leave the key out to allow every address)", k->name);
+		rc = E_CONFIG;
+	}
+	cidr_list_free(field);
+	*field = list;
 	return rc;
 }
 

@@ -21,6 +21,7 @@ struct site_config {
 	int		 allow_sha1;
 	int64_t		 poll_ms;	/* 0: polling off */
 	int64_t		 webhook_grace_ms;
+	struct cidr_list allow_from;	/* narrows the global list; n == 0: not set */
 	int		 line, col;	/* where the site starts in the file */
 };
 
@@ -44,6 +45,8 @@ struct config {
 	char		*tls_cert;
 	char		*tls_key;
 	char		*listener_user;	/* the listener's user when started as root */
+	struct cidr_list allow_from;	/* who may send any request; n == 0: everyone */
+	struct cidr_list trusted_proxies;	/* whose X-Forwarded-For is believed */
 	struct site_config *sites;
 	size_t		 nsites;
 };
@@ -70,11 +73,13 @@ enum config_type {
 	K_RELPATHS,	/* list of relative paths inside a release */
 	K_RELPATH,	/* one relative path inside the repository's tree */
 	K_URL,		/* an http:// or https:// URL */
+	K_CIDRS,	/* list of IPv4 and IPv6 ranges (lib/cidr.c); min: fewest items */
 	K_MAP,		/* a nested mapping with its own table */
 	K_SITES,	/* the list of sites */
 };
 
 #define F_REQUIRED	0x1
+#define F_UNIX		0x2	/* K_CIDRS: the word "unix" stands for a Unix socket peer */
 
 struct config_key {
 	const char		*name;
@@ -167,10 +172,16 @@ int	 conn_start(struct error *);	/* the sweeper thread */
 int	 conn_drain(int64_t timeout_ms);	/* returns the connections left */
 void	 conn_stop(void);
 
-/* server/reject.c: refused requests, logged one a line up to a rate, then summarised */
+/*
+ * server/reject.c: refused requests, logged one a line up to a rate, then summarised;
+ * addresses refused by allow_from, logged once and then summarised once a minute
+ */
 void	 reject_log(const char *addr, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
+void	 reject_address(const char *addr, const char *fmt, ...)	/* allow_from refused it */
+	    __attribute__((format(printf, 2, 3)));
 void	 reject_tick(int64_t now_ms);	/* write the summaries that are due */
+void	 reject_stop(void);		/* write every pending summary */
 
 /*
  * server/privsep.c and server/listener.c: the listener process and the daemon talk in
@@ -179,7 +190,8 @@ void	 reject_tick(int64_t now_ms);	/* write the summaries that are due */
 enum privsep_type {
 	PS_READY = 1,	/* the listener is confined and serving */
 	PS_PUSH,	/* a verified push to a site's tracked ref */
-	PS_COUNT,	/* a webhook's metric result; the one record without a reply */
+	PS_COUNT,	/* a webhook's metric result, or with no site a refused request's;
+			   the one record without a reply */
 	PS_METRICS,	/* send the Prometheus text */
 	PS_QUIESCED,	/* the listener accepts no more connections */
 };
@@ -238,6 +250,7 @@ int	 sandbox_apply(const struct sandbox_opts *, struct error *);
 void	 metrics_init(const struct config *);
 void	 metrics_free(void);
 void	 metrics_webhook(const char *site, const char *provider, const char *result);
+void	 metrics_refused(const char *result);	/* a request that named no site */
 void	 metrics_deploy(const char *site, int ok, int64_t duration_ms);
 void	 metrics_live(const char *site, int64_t unix_secs);
 void	 metrics_webhook_missed(const char *site);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
@@ -13,10 +14,18 @@
 
 #define HTTP_HEADERS_MAX	128	/* headers handed to the providers; more are ignored */
 #define HTTP_BODIES_MIN		(64 * 1024 * 1024)	/* see http_reserve */
+#define HTTP_FORWARDED_MAX	128	/* X-Forwarded-For as logged */
 
 /* One request, from its headers to its answer. */
 struct http_req {
 	const struct keyring_site *site;
+	char		 addr[CONN_ADDR_MAX];	/* the client: the peer, or whom a trusted
+						   proxy forwarded for (see http_client) */
+	char		 peer[CONN_ADDR_MAX];	/* the socket's peer, or "unix" */
+	char		 fwd[HTTP_FORWARDED_MAX];	/* X-Forwarded-For as sent, sanitised */
+	unsigned char	 ip[CIDR_ADDR_LEN];	/* addr's address, if has_ip */
+	int		 has_ip;	/* 0: a Unix socket peer, or an unparseable hop */
+	int		 bad_hop;	/* a trusted proxy forwarded an unparseable hop */
 	unsigned char	*body;
 	size_t		 len, cap;
 	int		 answered;	/* a response is queued; ignore the rest of the body */
@@ -78,7 +87,119 @@ http_client_addr(struct MHD_Connection *c, char *buf, size_t len)
 		util_strlcpy(buf, "?", len);
 }
 
-/* A webhook's metric result, counted by the daemon (which serves /metrics); no reply. */
+/* The socket's peer as 16 bytes (lib/cidr.c); 0 for a Unix socket. */
+static int
+http_peer(struct MHD_Connection *c, unsigned char ip[CIDR_ADDR_LEN])
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	const union MHD_ConnectionInfo *ci;
+	const struct sockaddr *sa;
+
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	sa = ci != NULL ? ci->client_addr : NULL;
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		memcpy(ip, mapped, sizeof(mapped));
+		memcpy(ip + 12, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return 1;
+	}
+	if (sa != NULL && sa->sa_family == AF_INET6) {
+		memcpy(ip, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+		return 1;
+	}
+	return 0;
+}
+
+/* X-Forwarded-For, every header line of it joined in order: a proxy may add a line of its own. */
+struct http_xff {
+	char	*v;
+	size_t	 len, cap;
+};
+
+static enum MHD_Result
+http_forwarded(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct http_xff *x = cls;
+	size_t n;
+
+	(void)kind;
+	if (key == NULL || value == NULL || strcasecmp(key, "X-Forwarded-For") != 0)
+		return MHD_YES;
+	/* Grown by doubling: thousands of header lines must not cost quadratic time. */
+	n = strlen(value);
+	while (x->len + n + 3 > x->cap) {
+		x->cap = x->cap < 256 ? 256 : x->cap * 2;
+		x->v = util_xrealloc(x->v, x->cap, 1);
+	}
+	if (x->len > 0) {
+		memcpy(x->v + x->len, ", ", 2);
+		x->len += 2;
+	}
+	memcpy(x->v + x->len, value, n + 1);
+	x->len += n;
+	return MHD_YES;
+}
+
+/*
+ * Who sent the request. The socket's peer, unless it is one of trusted_proxies and sent
+ * X-Forwarded-For: then the client is the rightmost hop that is not a trusted proxy
+ * itself (cidr_forwarded). An unparseable hop leaves the client without an address,
+ * which allow_from refuses. From anyone else the header is only logged, as sent.
+ */
+static void
+http_client(struct MHD_Connection *c, struct http_req *r)
+{
+	const struct cidr_list *trusted = &H.cfg->trusted_proxies;
+	struct http_xff xff = { NULL, 0, 0 };
+	unsigned char ip[CIDR_ADDR_LEN];
+	char hop[CONN_ADDR_MAX];
+	int trust;
+
+	r->has_ip = http_peer(c, r->ip);
+	if (r->has_ip)
+		cidr_addr_text(r->ip, r->peer, sizeof(r->peer));
+	else
+		util_strlcpy(r->peer, "unix", sizeof(r->peer));
+	util_strlcpy(r->addr, r->peer, sizeof(r->addr));
+	MHD_get_connection_values(c, MHD_HEADER_KIND, http_forwarded, &xff);
+	util_sanitize(xff.v != NULL ? xff.v : "-", r->fwd, sizeof(r->fwd));
+	trust = r->has_ip ? cidr_list_match(trusted, r->ip) : trusted->unix_peer;
+	if (xff.v == NULL || !trust) {
+		free(xff.v);
+		return;
+	}
+	if (cidr_forwarded(trusted, xff.v, ip, hop, sizeof(hop)) == E_OK) {
+		memcpy(r->ip, ip, sizeof(ip));
+		r->has_ip = 1;
+		util_strlcpy(r->addr, hop, sizeof(r->addr));
+	} else {
+		r->has_ip = 0;
+		r->bad_hop = 1;
+		util_sanitize(hop, r->addr, sizeof(r->addr));
+	}
+	free(xff.v);
+}
+
+/* Is the client in the list? An empty list is no restriction; no address is no match. */
+static int
+http_allowed(const struct http_req *r, const struct cidr_list *allow)
+{
+	return allow->n == 0 || (r->has_ip && cidr_list_match(allow, r->ip));
+}
+
+/* " peer=P" when the client is not the socket's peer, for the log lines. */
+static const char *
+http_peer_note(const struct http_req *r, char *buf, size_t len)
+{
+	if (strcmp(r->addr, r->peer) == 0 && !r->bad_hop)
+		return "";
+	snprintf(buf, len, " peer=%s", r->peer);
+	return buf;
+}
+
+/*
+ * A webhook's metric result, counted by the daemon (which serves /metrics); no reply.
+ * With no site: a request refused before it reached one.
+ */
 static void
 http_count(const char *site, const char *provider, const char *result)
 {
@@ -87,7 +208,7 @@ http_count(const char *site, const char *provider, const char *result)
 
 	memset(&m, 0, sizeof(m));
 	m.type = PS_COUNT;
-	util_strlcpy(m.site, site, sizeof(m.site));
+	util_strlcpy(m.site, site != NULL ? site : "", sizeof(m.site));
 	util_strlcpy(m.provider, provider != NULL ? provider : "", sizeof(m.provider));
 	util_strlcpy(m.result, result, sizeof(m.result));
 	H.ask(H.ask_arg, &m, &a, NULL);
@@ -176,6 +297,30 @@ static const struct {
 	{ "/healthz", http_healthz },
 	{ "/metrics", http_metrics },
 };
+
+/* ---- allow_from ---- */
+
+/*
+ * 403 for a client that allow_from does not list, before the body is read or anything
+ * is verified. site: the configured site the URL names, if any, for the metrics.
+ */
+static enum MHD_Result
+http_refuse(struct MHD_Connection *c, struct http_req *r, const char *url, const char *method,
+    const struct keyring_site *site)
+{
+	char safe_url[96], safe_method[24], note[CONN_ADDR_MAX + 8];
+
+	http_count(site != NULL ? site->cfg->site.name : NULL, NULL, "address_refused");
+	util_sanitize(url, safe_url, sizeof(safe_url));
+	util_sanitize(method, safe_method, sizeof(safe_method));
+	reject_address(r->addr, "refused %s %s: %s%s%s%s forwarded=%s", safe_method, safe_url,
+	    r->bad_hop ? "unparseable X-Forwarded-For hop from a trusted proxy" :
+	    !r->has_ip ? "no client address (a Unix socket peer)" : "not in allow_from",
+	    r->site != NULL && !r->bad_hop && r->has_ip ? " of site " : "",
+	    r->site != NULL && !r->bad_hop && r->has_ip ? r->site->cfg->site.name : "",
+	    http_peer_note(r, note, sizeof(note)), r->fwd);
+	return http_error(c, r, MHD_HTTP_FORBIDDEN, "address not allowed", NULL);
+}
 
 /* ---- POST /hooks/<site> ---- */
 
@@ -277,11 +422,10 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	struct http_headers *hh;
 	struct hook_request req;
 	struct hook_result res;
-	char addr[CONN_ADDR_MAX], ref[HOOK_REF_MAX * 4 + 1], fwd[128];
-	const char *result, *v;
+	char ref[HOOK_REF_MAX * 4 + 1], note[CONN_ADDR_MAX + 8];
+	const char *result;
 	unsigned status;
 
-	http_client_addr(c, addr, sizeof(addr));
 	hh = util_xcalloc(1, sizeof(*hh));
 	MHD_get_connection_values(c, MHD_HEADER_KIND, http_collect, hh);
 	memset(&req, 0, sizeof(req));
@@ -293,15 +437,15 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	req.now_ms = util_now_ms();
 	status = (unsigned)provider_handle(&s->hook, s->secret, s->secret_len,
 	    H.cfg->limits.signature_tolerance_ms, &req, &res);
-	v = hook_header_value(&req, "X-Forwarded-For");
-	util_sanitize(v != NULL ? v : "-", fwd, sizeof(fwd));
 	free(hh);
 
 	if (status >= 400) {
 		http_count(s->cfg->site.name, res.provider, http_result_name(status));
-		reject_log(addr, "webhook site=%s provider=%s delivery=%s refused %u: %s"
-		    " forwarded=%s", s->cfg->site.name, res.provider[0] != '\0' ? res.provider : "-",
-		    res.delivery[0] != '\0' ? res.delivery : "-", status, res.reason, fwd);
+		reject_log(r->addr, "webhook site=%s provider=%s delivery=%s refused %u: %s"
+		    "%s forwarded=%s", s->cfg->site.name,
+		    res.provider[0] != '\0' ? res.provider : "-",
+		    res.delivery[0] != '\0' ? res.delivery : "-", status, res.reason,
+		    http_peer_note(r, note, sizeof(note)), r->fwd);
 		return http_error(c, r, status, res.reason, NULL);
 	}
 	/* The daemon counts the pushes it answered itself. */
@@ -313,11 +457,12 @@ http_hook(struct MHD_Connection *c, struct http_req *r)
 	}
 	util_sanitize(res.ref, ref, sizeof(ref));
 	log_info("webhook site=%s provider=%s event=%s delivery=%s ref=%s after=%s %s%s%s"
-	    " addr=%s forwarded=%s", s->cfg->site.name, res.provider, res.event[0] ? res.event : "-",
-	    res.delivery[0] != '\0' ? res.delivery : "-", ref[0] != '\0' ? ref : "-",
-	    res.after[0] != '\0' ? res.after : "-", result,
+	    " addr=%s%s forwarded=%s", s->cfg->site.name, res.provider,
+	    res.event[0] ? res.event : "-", res.delivery[0] != '\0' ? res.delivery : "-",
+	    ref[0] != '\0' ? ref : "-", res.after[0] != '\0' ? res.after : "-", result,
 	    strcmp(result, "ignored") == 0 ? ": " : "",
-	    strcmp(result, "ignored") == 0 ? res.reason : "", addr, fwd);
+	    strcmp(result, "ignored") == 0 ? res.reason : "", r->addr,
+	    http_peer_note(r, note, sizeof(note)), r->fwd);
 	if (status >= 500)
 		return http_error(c, r, status, res.reason, NULL);
 	return http_json(c, r, status, http_answer(s->cfg->site.name, &res, result), NULL);
@@ -356,12 +501,19 @@ static enum MHD_Result
 http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const char *method)
 {
 	const union MHD_ConnectionInfo *ci;
-	const char *cl;
-	char addr[CONN_ADDR_MAX], safe[128];
+	const char *cl, *addr = r->addr;
+	char safe[128];
 	uint64_t n;
 	size_t i;
 
-	http_client_addr(c, addr, sizeof(addr));
+	http_client(c, r);
+	/* The global list guards every path, before anything else is looked at. */
+	if (!http_allowed(r, &H.cfg->allow_from))
+		return http_refuse(c, r, url, method, strncmp(url, "/hooks/", 7) == 0 ?
+		    keyring_site(url + 7) : NULL);
+	if (r->bad_hop)
+		reject_log(r->peer, "unparseable X-Forwarded-For hop '%s' from trusted proxy;"
+		    " forwarded=%s", r->addr, r->fwd);
 	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
 	if (ci != NULL && (int64_t)ci->header_size > H.cfg->limits.max_header) {
 		reject_log(addr, "request headers of %zu bytes over max_header",
@@ -385,6 +537,8 @@ http_begin(struct MHD_Connection *c, struct http_req *r, const char *url, const 
 		reject_log(addr, "webhook for unknown site %s", safe);
 		return http_error(c, r, MHD_HTTP_NOT_FOUND, "unknown site", NULL);
 	}
+	if (!http_allowed(r, &r->site->cfg->allow_from))
+		return http_refuse(c, r, url, method, r->site);
 	if (strcmp(method, "POST") != 0) {
 		util_sanitize(method, safe, sizeof(safe));
 		http_count(r->site->cfg->site.name, NULL, "method_not_allowed");
@@ -435,7 +589,6 @@ http_access(void *cls, struct MHD_Connection *c, const char *url, const char *me
     const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
 	struct http_req *r = *con_cls;
-	char addr[CONN_ADDR_MAX];
 	size_t n = *upload_data_size;
 
 	if (r == NULL) {
@@ -449,15 +602,13 @@ http_access(void *cls, struct MHD_Connection *c, const char *url, const char *me
 	if (n > 0) {
 		if (r->len + n > (size_t)H.cfg->limits.max_body) {
 			/* A chunked body cannot be answered mid-way: close the connection. */
-			http_client_addr(c, addr, sizeof(addr));
 			http_count(r->site->cfg->site.name, NULL, "too_large");
-			reject_log(addr, "webhook site=%s: body over max_body; connection"
+			reject_log(r->addr, "webhook site=%s: body over max_body; connection"
 			    " closed", r->site->cfg->site.name);
 			return MHD_NO;
 		}
 		if (r->len + n > r->cap && http_reserve(r, r->len + n) != E_OK) {
-			http_client_addr(c, addr, sizeof(addr));
-			reject_log(addr, "webhook site=%s: too many large bodies at once;"
+			reject_log(r->addr, "webhook site=%s: too many large bodies at once;"
 			    " connection closed", r->site->cfg->site.name);
 			return MHD_NO;
 		}
@@ -632,6 +783,7 @@ http_stop(void)
 		MHD_stop_daemon(H.daemon);
 		H.daemon = NULL;
 		conn_stop();
+		reject_stop();
 	}
 	keyring_free();	/* also when loaded and never started */
 }

@@ -38,8 +38,14 @@ struct metrics_webhook {
 	uint64_t	 count;
 };
 
+/* Refusals of requests that name no configured site, by result: a fixed list of series. */
+static const char *const metrics_refused_results[] = { "address_refused" };
+#define METRICS_NREFUSED \
+	(sizeof(metrics_refused_results) / sizeof(metrics_refused_results[0]))
+
 static struct {
 	pthread_mutex_t		 mu;
+	uint64_t		 refused[METRICS_NREFUSED];
 	struct metrics_site	*sites;
 	size_t			 nsites;
 	struct metrics_webhook	*hooks;
@@ -87,6 +93,7 @@ metrics_free(void)
 	free(M.hooks);
 	M.sites = NULL;
 	M.hooks = NULL;
+	memset(M.refused, 0, sizeof(M.refused));
 	M.nsites = M.nhooks = 0;
 	pthread_mutex_unlock(&M.mu);
 }
@@ -122,6 +129,19 @@ metrics_webhook(const char *site, const char *provider, const char *result)
 	util_strlcpy(w->result, result, sizeof(w->result));
 	w->count = 1;
 out:
+	pthread_mutex_unlock(&M.mu);
+}
+
+/* A request refused before it reached a site (/healthz, /metrics, an unknown site). */
+void
+metrics_refused(const char *result)
+{
+	size_t i;
+
+	pthread_mutex_lock(&M.mu);
+	for (i = 0; i < METRICS_NREFUSED; i++)
+		if (strcmp(metrics_refused_results[i], result) == 0)
+			M.refused[i]++;
 	pthread_mutex_unlock(&M.mu);
 }
 
@@ -293,6 +313,11 @@ metrics_render(void)
 		metrics_label(f, w->result);
 		fprintf(f, "\"} %llu\n", (unsigned long long)w->count);
 	}
+	metrics_head(f, "deployd_requests_refused_total", "counter",
+	    "Requests naming no configured site that were refused, by result.");
+	for (i = 0; i < METRICS_NREFUSED; i++)
+		fprintf(f, "deployd_requests_refused_total{result=\"%s\"} %llu\n",
+		    metrics_refused_results[i], (unsigned long long)M.refused[i]);
 	metrics_render_sites(f);
 	pthread_mutex_unlock(&M.mu);
 	if (fclose(f) != 0) {

@@ -62,7 +62,8 @@ privsep_msg_valid(const struct privsep_msg *m)
 		return 0;
 	if (m->type != PS_PUSH && m->type != PS_COUNT)
 		return m->type == PS_METRICS;
-	if (!config_value_name(m->site) ||
+	/* A count with no site is a refusal before routing (metrics_refused). */
+	if ((!config_value_name(m->site) && !(m->type == PS_COUNT && m->site[0] == '\0')) ||
 	    (m->provider[0] != '\0' && provider_bit(m->provider) == 0))
 		return 0;
 	if (m->type == PS_COUNT)
@@ -186,7 +187,7 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 		a->answer = PS_REFUSED;
 		return E_INVAL;
 	}
-	if (m->type == PS_PUSH || m->type == PS_COUNT) {
+	if (m->type == PS_PUSH || (m->type == PS_COUNT && m->site[0] != '\0')) {
 		pthread_mutex_lock(&M.mu);
 		known = M.cfg != NULL && config_site(M.cfg, m->site) != NULL;
 		pthread_mutex_unlock(&M.mu);
@@ -201,7 +202,11 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 		metrics_webhook(m->site, m->provider, privsep_msg_result(a->answer));
 		break;
 	case PS_COUNT:
-		metrics_webhook(m->site, m->provider[0] != '\0' ? m->provider : NULL, m->result);
+		if (m->site[0] == '\0')
+			metrics_refused(m->result);
+		else
+			metrics_webhook(m->site, m->provider[0] != '\0' ? m->provider : NULL,
+			    m->result);
 		break;
 	case PS_METRICS:
 		if (text == NULL || (*text = metrics_render()) == NULL ||

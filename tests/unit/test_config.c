@@ -398,6 +398,55 @@ t_site_names(void **st)
 	    "a1234567890123456789012345678901234567890123456789012345678901234"));
 }
 
+/* allow_from (global and per site) and trusted_proxies: ranges checked, errors placed. */
+static void
+t_address_lists(void **st)
+{
+	struct strv errors;
+	struct config *c = NULL;
+	const struct site_config *s;
+	unsigned char a[CIDR_ADDR_LEN];
+
+	(void)st;
+	if (load("allow_from: [140.82.112.0/20, 2a0a:a440::/29, 127.0.0.1]\n"
+	    "trusted_proxies: [10.0.0.0/8, unix]\n"
+	    SITE_HEAD "    branch: main\n    path: /srv/www\n"
+	    "    allow_from: [140.82.112.0/24]\n"
+	    "  - name: blog\n    repo: /srv/git/blog.git\n    branch: main\n"
+	    "    path: /srv/blog\n", &c, &errors) != E_OK)
+		fail_msg("%s", errors.n ? errors.v[0] : "?");
+	assert_int_equal(c->allow_from.n, 3);
+	assert_int_equal(c->trusted_proxies.n, 1);
+	assert_true(c->trusted_proxies.unix_peer);
+	assert_false(c->allow_from.unix_peer);
+	assert_int_equal(cidr_addr("140.82.127.1", a), E_OK);
+	assert_true(cidr_list_match(&c->allow_from, a));
+	s = config_site(c, "www");
+	assert_int_equal(s->allow_from.n, 1);
+	assert_false(cidr_list_match(&s->allow_from, a));
+	assert_int_equal(config_site(c, "blog")->allow_from.n, 0);
+	config_free(c);
+
+	expect_error("allow_from: [10.0.0.0/33]\n", 1, 14, "prefix length must be 0 to 32");
+	expect_error("allow_from: [10.0.0.0/8, 300.1.1.1]\n", 1, 26, "not an IPv4 or IPv6");
+	expect_error("allow_from:\n  - fe80::/129\n", 2, 5, "0 to 128");
+	expect_error("allow_from: [abc]\n", 1, 14, "'abc'");
+	expect_error("allow_from: ['']\n", 1, 14, "empty address range");
+	expect_error("allow_from: [10.0.0.1/24]\n", 1, 14, "the range is 10.0.0.0/24");
+	expect_error("allow_from: []\n", 1, 13, "the list is empty");
+	expect_error("allow_from: 10.0.0.0/8\n", 1, 13, "expected a list");
+	expect_error("allow_from: [unix]\n", 1, 14, "'unix' is not");
+	expect_error("trusted_proxies: [127.0.0.1, localhost]\n", 1, 30, "(or the word unix)");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    allow_from: [1.2.3.4/40]\n",
+	    6, 18, "prefix length");
+	expect_error(SITE_HEAD "    branch: main\n    path: /srv/www\n    allow_from: []\n",
+	    6, 17, "the list is empty");
+	/* An empty trusted_proxies is no proxy at all, which is harmless. */
+	assert_int_equal(load("trusted_proxies: []\n", &c, &errors), E_OK);
+	assert_int_equal(c->trusted_proxies.n, 0);
+	config_free(c);
+}
+
 int
 main(void)
 {
@@ -415,6 +464,7 @@ main(void)
 		cmocka_unit_test(t_many_errors),
 		cmocka_unit_test(t_read_secret),
 		cmocka_unit_test(t_key_names),
+		cmocka_unit_test(t_address_lists),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
