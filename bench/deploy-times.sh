@@ -37,6 +37,7 @@ for ((r = 1; r <= RUNS; r++)); do
 	cat > "$WORK/deployd.yaml" <<YAML
 listen: 127.0.0.1:$((20000 + RANDOM % 30000))
 control_socket: $WORK/ctl.sock
+user: $(id -un)
 state_dir: $WORK/state
 sites:
   - name: bench

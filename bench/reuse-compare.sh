@@ -55,6 +55,7 @@ daemon() {
 	{
 		echo "listen: 127.0.0.1:$((20000 + RANDOM % 30000))"
 		echo "control_socket: $WORK/$name.sock"
+		echo "user: $(id -un)"
 		echo "state_dir: $WORK/state-$name"
 		echo "sites:"
 		for s in "$@"; do

@@ -139,6 +139,8 @@ static const struct config_key global_keys[] = {
 	    "certificate for HTTPS on the listener"),
 	GK("tls_key", K_SECRET, tls_key, NULL, 0, 0, NULL,
 	    "private key for HTTPS on the listener"),
+	GK("user", K_STR, user, "deployd", 0, 0, NULL,
+	    "user the engine, its helpers and hooks run as when deployd starts as root"),
 	GK("listener_user", K_STR, listener_user, "nobody", 0, 0, NULL,
 	    "user the webhook listener process runs as when deployd starts as root"),
 	GK("allow_from", K_CIDRS, allow_from, NULL, 1, 0, NULL,
@@ -305,6 +307,46 @@ config_key_free(struct config *c)
 	free(c->sites);
 	c->sites = NULL;
 	config_key_free_fields(global_keys, c);
+}
+
+static void
+config_key_paths_of(const struct config_key *keys, const void *base, const char *site,
+    config_path_fn fn, void *arg)
+{
+	const struct config_key *k;
+
+	for (k = keys; k->name != NULL; k++) {
+		const void *field = (const char *)base + k->off;
+		const char *v = NULL;
+
+		switch (k->type) {
+		case K_MAP:
+			config_key_paths_of(k->sub, field, site, fn, arg);
+			break;
+		case K_ARGV:
+			if (((const struct strv *)field)->n > 0)
+				v = ((const struct strv *)field)->v[0];
+			break;
+		case K_ABSPATH: case K_SECRET: case K_HOOKSECRET: case K_FILE: case K_REPO:
+			v = *(char *const *)field;
+			break;
+		default:
+			break;
+		}
+		if (v != NULL)
+			fn(arg, site, k->name, k->type, v);
+	}
+}
+
+/* Every file, directory and program the configuration names, with the key naming it. */
+void
+config_key_paths(const struct config *c, config_path_fn fn, void *arg)
+{
+	size_t i;
+
+	config_key_paths_of(global_keys, c, NULL, fn, arg);
+	for (i = 0; i < c->nsites; i++)
+		config_key_paths_of(site_keys, &c->sites[i], c->sites[i].site.name, fn, arg);
 }
 
 /* The flat list of documented key names ("limits.max_body", "sites.hooks.timeout"). */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,7 @@ demo_main(struct cli *cli)
 	char secret[sizeof(key) * 2 + 2];
 	ssize_t n;
 	int port, rc;
+	struct passwd *me;
 
 	if (cli->dir != NULL) {
 		if (util_mkdir_p(cli->dir, 0755) != E_OK || realpath(cli->dir, dir) == NULL) {
@@ -172,11 +174,14 @@ demo_main(struct cli *cli)
 		return 1;
 
 	port = demo_free_port();
+	/* The demo's files are yours: the engine stays you (a real setup uses deployd). */
+	me = getpwuid(geteuid());
 	p = util_xasprintf(
 	    "# deployd demo configuration (made by `deployd demo`)\n"
 	    "listen: 127.0.0.1:%d\n"
 	    "control_socket: %s/deployd.sock\n"
 	    "state_dir: %s/state\n"
+	    "user: %s\n"
 	    "sites:\n"
 	    "  - name: demo\n"
 	    "    repo: %s/repo\n"
@@ -184,7 +189,8 @@ demo_main(struct cli *cli)
 	    "    path: %s/site\n"
 	    "    keep: 3\n"
 	    "    poll: 5s\n"
-	    "    secret_file: %s/webhook.secret\n", port, dir, dir, dir, dir, dir);
+	    "    secret_file: %s/webhook.secret\n", port, dir, dir,
+	    me != NULL ? me->pw_name : "root", dir, dir, dir);
 	{
 		char *cfgpath = util_xasprintf("%s/deployd.yaml", dir);
 

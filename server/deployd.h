@@ -44,6 +44,7 @@ struct config {
 	struct limits	 limits;
 	char		*tls_cert;
 	char		*tls_key;
+	char		*user;		/* the engine's user when started as root */
 	char		*listener_user;	/* the listener's user when started as root */
 	struct cidr_list allow_from;	/* who may send any request; n == 0: everyone */
 	struct cidr_list trusted_proxies;	/* whose X-Forwarded-For is believed */
@@ -115,6 +116,9 @@ int	 config_key_global(struct config_loader *, struct yaml_node_s *root, struct 
 int	 config_key_site(struct config_loader *, struct yaml_node_s *, struct site_config *);
 void	 config_key_free(struct config *);	/* every field the tables fill in */
 int	 config_key_count(void);		/* the documented keys, "limits.max_body"... */
+typedef void (*config_path_fn)(void *arg, const char *site, const char *key,
+    enum config_type, const char *path);	/* site: NULL for a global key */
+void	 config_key_paths(const struct config *, config_path_fn, void *arg);
 const char *config_key_name(int i);
 
 /* ---- server/config_value.c: one value, by the type of its key ---- */
@@ -237,6 +241,19 @@ int	 privsep_msg_handle(const struct privsep_msg *, struct privsep_reply *, char
 
 /* server/listener.c: the listener process ("deployd __listen") and its side of the channel */
 int	 listener_main(int argc, char **argv);
+
+/* ---- server/privdrop.c: the engine's user when started as root ---- */
+struct privdrop {
+	int		 drop;		/* started as root, and user is not root */
+	uid_t		 uid;
+	gid_t		 gid;
+	char		 name[64];
+	char		 home[256];
+};
+int	 privdrop_prepare(const struct config *, struct privdrop *, struct error *);
+int	 privdrop_own(const struct privdrop *, int fd, const char *path, struct error *);
+int	 privdrop_apply(const struct privdrop *, const struct config *, struct error *);
+int	 privdrop_check(const struct config *, FILE *);
 
 /* server/sandbox.c: the listener's confinement */
 struct sandbox_opts {

@@ -1,12 +1,14 @@
 /* listener.c: the webhook listener process ("deployd __listen"): load, confine, serve, and ask the daemon for http.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,14 +17,16 @@
 
 #define LISTENER_LISTEN_FD	3
 #define LISTENER_CHANNEL_FD	4
+#define LISTENER_RETIRE_FD	5	/* the daemon closes its end: stop, as on its SIGTERM */
 #define LISTENER_REPLY_MS	10000	/* a daemon that does not answer in this is gone */
 
 static struct {
 	pthread_mutex_t	mu;		/* one request and its reply at a time */
 	int		fd;		/* the channel to the daemon */
+	int		sig;		/* signalfd for SIGTERM and SIGINT */
 	uint32_t	seq;
 	volatile sig_atomic_t broken;	/* the channel failed: exit, the daemon respawns us */
-} L = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+} L = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .sig = -1 };
 
 /* Read the metrics text that follows a reply: len bytes in records. */
 static int
@@ -183,31 +187,30 @@ listener_selftest(int argc, char **argv)
 }
 
 /*
- * Wait for the daemon's SIGTERM, or for the channel to break. Signals from anyone else
- * are ignored: systemd signals the whole cgroup and a terminal the whole process group,
- * and the daemon must stop its listener itself, after the webhooks it let in.
+ * Wait for the daemon's SIGTERM, for the daemon to close the retire pipe, or for the
+ * channel to break. The pipe is how a daemon that gave up root stops a listener that
+ * still runs as listener_user: it may no longer signal it. Signals from anyone else are
+ * ignored: systemd signals the whole cgroup and a terminal the whole process group, and
+ * the daemon must stop its listener itself, after the webhooks it let in.
  */
 static void
 listener_wait(void)
 {
-	struct timespec ts = { 1, 0 };
-	siginfo_t si;
-	sigset_t set;
+	struct signalfd_siginfo si;
+	struct pollfd pfd[2] = { { L.sig, POLLIN, 0 }, { LISTENER_RETIRE_FD, POLLIN, 0 } };
 	pid_t parent = getppid();
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	sigdelset(&set, SIGHUP);	/* the daemon reloads; a listener ignores SIGHUP */
 	while (!L.broken) {
-		if (sigtimedwait(&set, &si, &ts) <= 0)
+		if (poll(pfd, 2, 1000) <= 0)
 			continue;
-		if (si.si_code == SI_USER && si.si_pid == parent)
+		if (pfd[1].revents != 0)
 			return;
-		log_debug("webhook listener: signal %d from pid %ld ignored; the daemon stops"
-		    " the listener", si.si_signo, (long)si.si_pid);
+		if (pfd[0].revents == 0 || read(L.sig, &si, sizeof(si)) != (ssize_t)sizeof(si))
+			continue;
+		if (si.ssi_code == SI_USER && (pid_t)si.ssi_pid == parent)
+			return;
+		log_debug("webhook listener: signal %u from pid %lu ignored; the daemon stops"
+		    " the listener", si.ssi_signo, (unsigned long)si.ssi_pid);
 	}
 }
 
@@ -223,6 +226,7 @@ listener_main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct error e;
 	struct timeval tv = { LISTENER_REPLY_MS / 1000, 0 };
+	sigset_t set;
 	int rc = 1;
 
 	/* Never outlive the daemon: a stray listener would keep the port. */
@@ -232,12 +236,13 @@ listener_main(int argc, char **argv)
 	if (argc >= 4 && strcmp(argv[2], "--selftest-open") == 0)
 		return listener_selftest(argc, argv);
 	if (argc != 3 || fcntl(LISTENER_LISTEN_FD, F_GETFD) < 0 ||
-	    fcntl(LISTENER_CHANNEL_FD, F_GETFD) < 0) {
+	    fcntl(LISTENER_CHANNEL_FD, F_GETFD) < 0 || fcntl(LISTENER_RETIRE_FD, F_GETFD) < 0) {
 		fprintf(stderr, "deployd __listen is started by deployd serve only\n");
 		return 2;
 	}
 	fcntl(LISTENER_LISTEN_FD, F_SETFD, FD_CLOEXEC);
 	fcntl(LISTENER_CHANNEL_FD, F_SETFD, FD_CLOEXEC);
+	fcntl(LISTENER_RETIRE_FD, F_SETFD, FD_CLOEXEC);
 	log_init(LOG_LVL_INFO, getenv("JOURNAL_STREAM") != NULL);
 	if (listener_load(argv[2], &cfg) != E_OK)
 		return 2;
@@ -245,6 +250,18 @@ listener_main(int argc, char **argv)
 	L.fd = LISTENER_CHANNEL_FD;
 	setsockopt(L.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(L.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* Blocked since the spawn; SIGHUP stays blocked (the daemon reloads, not us). */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sigdelset(&set, SIGHUP);
+	/* Made before the confinement, whose seccomp filter has no signalfd4. */
+	if ((L.sig = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
+		log_error("webhook listener: signalfd: %s", strerror(errno));
+		goto out;
+	}
 	if (http_load(cfg, &e) != E_OK) {
 		log_error("webhook listener: %s", e.msg);
 		goto out;
@@ -269,6 +286,9 @@ listener_main(int argc, char **argv)
 	http_stop();
 out:
 	config_free(cfg);
+	if (L.sig >= 0)
+		close(L.sig);
 	close(LISTENER_CHANNEL_FD);
+	close(LISTENER_RETIRE_FD);
 	return rc;
 }

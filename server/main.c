@@ -77,6 +77,7 @@ cmd_check(struct cli *cli)
 	struct strv errors = { NULL, 0 };
 	struct config *c;
 	size_t i;
+	int n;
 
 	if (config_load(cli->config, &c, &errors) != E_OK) {
 		for (i = 0; i < errors.n; i++)
@@ -85,6 +86,14 @@ cmd_check(struct cli *cli)
 		return 2;
 	}
 	config_warnings(c, stderr);
+	/* Started as root, the engine runs as `user`: can that user reach what it needs? */
+	if ((n = privdrop_check(c, stderr)) != 0) {
+		if (n < 0)
+			fprintf(stderr, "%s: cannot test what user %s can reach\n", c->file,
+			    c->user);
+		config_free(c);
+		return 2;
+	}
 	config_free(c);
 	printf("configuration OK\n");
 	return 0;

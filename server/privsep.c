@@ -31,6 +31,7 @@ enum privsep_state { CH_STARTING, CH_SERVING, CH_RETIRING };
 struct privsep_child {
 	pid_t		 pid;
 	int		 fd;		/* our end of the channel; -1 once closed */
+	int		 retire;	/* our end of its retire pipe; -1 once closed */
 	int		 state;		/* enum privsep_state */
 	int		 quiesced;
 	int64_t		 started;	/* monotonic ms */
@@ -53,6 +54,7 @@ static struct {
 	int			 running;
 	int			 started;	/* a first listener served: respawn from now on */
 	int			 stopping;
+	int			 abandon;	/* stop: forget listeners we cannot kill */
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake = { -1, -1 } };
 
 static void
@@ -77,8 +79,8 @@ privsep_find(pid_t pid)
 }
 
 /*
- * "deployd __listen CONFIG" with the listening socket as fd 3 and its end of the channel
- * as fd 4; nothing else is inherited. Call with the mutex held. Returns the pid, or 0.
+ * "deployd __listen CONFIG" with the listening socket as fd 3, its end of the channel
+ * as fd 4 and the read end of its retire pipe as fd 5; nothing else is inherited. Call with the mutex held. Returns the pid, or 0.
  */
 static pid_t
 privsep_spawn(const char *file)
@@ -91,7 +93,7 @@ privsep_spawn(const char *file)
 	extern char **environ;
 	struct timeval tv = { PRIVSEP_SEND_MS / 1000, 0 };
 	sigset_t mask, dfl;
-	int sv[2], theirs, rc;
+	int sv[2], rp[2], theirs, pipe_r, rc;
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -99,11 +101,25 @@ privsep_spawn(const char *file)
 		free(a2);
 		return 0;
 	}
-	theirs = fcntl(sv[1], F_DUPFD_CLOEXEC, PRIVSEP_FD_MIN);
-	close(sv[1]);
-	if (theirs < 0) {
-		log_error("webhook listener: dup: %s", strerror(errno));
+	if (pipe2(rp, O_CLOEXEC) != 0) {
+		log_error("webhook listener: pipe: %s", strerror(errno));
 		close(sv[0]);
+		close(sv[1]);
+		free(a2);
+		return 0;
+	}
+	theirs = fcntl(sv[1], F_DUPFD_CLOEXEC, PRIVSEP_FD_MIN);
+	pipe_r = fcntl(rp[0], F_DUPFD_CLOEXEC, PRIVSEP_FD_MIN);
+	close(sv[1]);
+	close(rp[0]);
+	if (theirs < 0 || pipe_r < 0) {
+		log_error("webhook listener: dup: %s", strerror(errno));
+		if (theirs >= 0)
+			close(theirs);
+		if (pipe_r >= 0)
+			close(pipe_r);
+		close(sv[0]);
+		close(rp[1]);
 		free(a2);
 		return 0;
 	}
@@ -112,7 +128,8 @@ privsep_spawn(const char *file)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, P.listen_fd, 3);
 	posix_spawn_file_actions_adddup2(&fa, theirs, 4);
-	posix_spawn_file_actions_addclosefrom_np(&fa, 5);
+	posix_spawn_file_actions_adddup2(&fa, pipe_r, 5);
+	posix_spawn_file_actions_addclosefrom_np(&fa, 6);
 	/* The listener waits for SIGTERM with sigwait: it starts with it blocked. */
 	posix_spawnattr_init(&attr);
 	sigemptyset(&mask);
@@ -129,14 +146,17 @@ privsep_spawn(const char *file)
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(theirs);
+	close(pipe_r);
 	if (rc != 0) {
 		log_error("webhook listener: cannot start %s: %s", PRIVSEP_EXE, strerror(rc));
 		close(sv[0]);
+		close(rp[1]);
 		return 0;
 	}
 	ch = util_xcalloc(1, sizeof(*ch));
 	ch->pid = pid;
 	ch->fd = sv[0];
+	ch->retire = rp[1];
 	ch->state = CH_STARTING;
 	ch->started = util_mono_ms();
 	ch->next = P.children;
@@ -144,6 +164,26 @@ privsep_spawn(const char *file)
 	log_debug("webhook listener started, pid %ld", (long)pid);
 	privsep_wake();
 	return pid;
+}
+
+/*
+ * Call with the mutex held. SIGTERM asks a listener to finish and exit, SIGKILL ends it.
+ * One started before the engine gave up root runs as listener_user, which the engine
+ * may no longer signal: closing its retire pipe asks the same as SIGTERM, and shutting
+ * its channel down leaves it nothing to serve. It cannot outlive the engine either way
+ * (PR_SET_PDEATHSIG). Returns -1 when the signal was refused.
+ */
+static int
+privsep_kill(struct privsep_child *ch, int sig)
+{
+	if (ch->retire >= 0)
+		close(ch->retire);
+	ch->retire = -1;
+	if (kill(ch->pid, sig) == 0 || errno != EPERM)
+		return 0;
+	if (sig == SIGKILL && ch->fd >= 0)
+		shutdown(ch->fd, SHUT_RDWR);
+	return -1;
 }
 
 /* Send a reply, and the metrics text after it in records of at most PRIVSEP_CHUNK. */
@@ -239,6 +279,8 @@ privsep_reaped(struct privsep_child *ch, int status)
 	}
 	if (ch->fd >= 0)
 		close(ch->fd);
+	if (ch->retire >= 0)
+		close(ch->retire);
 	for (pp = &P.children; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == ch) {
 			*pp = ch->next;
@@ -268,7 +310,7 @@ privsep_reap(void)
 		}
 		/* A listener that closes the channel and lives on is not a listener. */
 		if (util_mono_ms() - ch->closed > PRIVSEP_REAP_MS)
-			kill(ch->pid, SIGKILL);
+			privsep_kill(ch, SIGKILL);
 	}
 }
 
@@ -280,7 +322,7 @@ privsep_close(struct privsep_child *ch)
 		close(ch->fd);
 	ch->fd = -1;
 	ch->closed = util_mono_ms();
-	kill(ch->pid, SIGTERM);
+	privsep_kill(ch, SIGTERM);
 }
 
 /* The one thread that reads every listener's records, reaps and respawns them. */
@@ -304,7 +346,7 @@ privsep_loop(void *arg)
 			if ((P.current = privsep_spawn(P.cfg->file)) == 0)
 				P.respawn_at = now + PRIVSEP_BACKOFF_MAX;
 		}
-		if (P.stopping && P.children == NULL)
+		if (P.stopping && (P.children == NULL || P.abandon))
 			break;
 		pfd[0].fd = P.wake[0];
 		pfd[0].events = POLLIN;
@@ -471,7 +513,7 @@ privsep_reload(const struct config *cfg)
 	if ((rc = privsep_wait_serving(pid, PRIVSEP_READY_MS)) != E_OK) {
 		if ((ch = privsep_find(pid)) != NULL) {
 			ch->state = CH_RETIRING;
-			kill(pid, SIGKILL);
+			privsep_kill(ch, SIGKILL);
 		}
 		pthread_mutex_unlock(&P.mu);
 		log_error("reload: the new webhook listener did not start; the listener keeps"
@@ -483,7 +525,7 @@ privsep_reload(const struct config *cfg)
 	P.respawn_at = 0;
 	if (old != 0 && (ch = privsep_find(old)) != NULL) {
 		ch->state = CH_RETIRING;
-		kill(old, SIGTERM);
+		privsep_kill(ch, SIGTERM);
 		privsep_wait_quiesced(old, PRIVSEP_QUIESCE_MS);
 	}
 	pthread_mutex_unlock(&P.mu);
@@ -507,6 +549,8 @@ privsep_stop(void)
 			kill(ch->pid, SIGKILL);
 			waitpid(ch->pid, NULL, 0);
 			close(ch->fd);
+			if (ch->retire >= 0)
+				close(ch->retire);
 			free(ch);
 		}
 	} else {
@@ -515,7 +559,7 @@ privsep_stop(void)
 		P.stopping = 1;
 		P.current = 0;
 		for (ch = P.children; ch != NULL; ch = ch->next)
-			kill(ch->pid, SIGTERM);
+			privsep_kill(ch, SIGTERM);
 		privsep_wake();
 		pthread_mutex_unlock(&P.mu);
 		deadline = util_mono_ms() + grace;
@@ -523,7 +567,9 @@ privsep_stop(void)
 			pthread_mutex_lock(&P.mu);
 			if (P.children == NULL || util_mono_ms() >= deadline) {
 				for (ch = P.children; ch != NULL; ch = ch->next)
-					kill(ch->pid, SIGKILL);
+					if (privsep_kill(ch, SIGKILL) != 0)
+						P.abandon = 1;
+				privsep_wake();
 				pthread_mutex_unlock(&P.mu);
 				break;
 			}
@@ -531,6 +577,16 @@ privsep_stop(void)
 			nanosleep(&ts, NULL);
 		}
 		pthread_join(P.thread, NULL);
+		/* Listeners we could not kill die with us (PR_SET_PDEATHSIG). */
+		while ((ch = P.children) != NULL) {
+			P.children = ch->next;
+			if (ch->fd >= 0)
+				close(ch->fd);
+			if (ch->retire >= 0)
+				close(ch->retire);
+			free(ch);
+		}
+		P.abandon = 0;
 		P.running = 0;
 		P.started = 0;
 		pthread_cond_destroy(&P.cv);

@@ -52,21 +52,29 @@ serve_load(const char *file, struct config **cfg)
 	return E_OK;
 }
 
-/* One daemon per state directory: a second one would fight over the caches. */
+/*
+ * One daemon per state directory: a second one would fight over the caches. Made as
+ * root for an engine that drops to its user, the directory and the lock are the user's.
+ */
 static int
-serve_lock_state(const struct config *cfg, int *fd, struct error *e)
+serve_lock_state(const struct config *cfg, const struct privdrop *pd, int *fd,
+    struct error *e)
 {
 	char *path;
-	int rc;
+	int rc, made = access(cfg->state_dir, F_OK) != 0;
 
 	if (util_mkdir_p(cfg->state_dir, 0750) != E_OK)
 		return util_error_sys(e, "cannot create state_dir %s", cfg->state_dir);
+	if (made && (rc = privdrop_own(pd, -1, cfg->state_dir, e)) != E_OK)
+		return rc;
 	path = util_xasprintf("%s/deployd.lock", cfg->state_dir);
 	rc = lock_acquire(path, 0, fd, e);
 	free(path);
 	if (rc == E_BUSY)
 		return util_error(e, E_BUSY, "another deployd is running with state_dir %s",
 		    cfg->state_dir);
+	if (rc == E_OK)
+		rc = privdrop_own(pd, *fd, "the state lock", e);
 	return rc;
 }
 
@@ -169,6 +177,7 @@ serve_main(const char *config_file)
 {
 	struct config *cfg = NULL;
 	struct strv retired = { NULL, 0 };
+	struct privdrop pd;
 	struct error e;
 	sigset_t set;
 	char status[128];
@@ -188,7 +197,12 @@ serve_main(const char *config_file)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (serve_lock_state(cfg, &lockfd, &e) != E_OK) {
+	if (privdrop_prepare(cfg, &pd, &e) != E_OK) {
+		log_error("%s", e.msg);
+		rc = 2;
+		goto out;
+	}
+	if (serve_lock_state(cfg, &pd, &lockfd, &e) != E_OK) {
 		log_error("%s", e.msg);
 		goto out;
 	}
@@ -196,12 +210,7 @@ serve_main(const char *config_file)
 		log_error("cannot initialise libgit2");
 		goto out;
 	}
-	for (i = 0; i < cfg->nsites; i++) {
-		if (recover_site(&cfg->sites[i].site, &e) != E_OK)
-			log_warn("site=%s recovery: %s", cfg->sites[i].site.name, e.msg);
-	}
 	metrics_init(cfg);
-	serve_live_metrics(cfg);
 	sched_init(cfg, serve_notify);
 	if (control_start(cfg, &e) != E_OK) {
 		log_error("%s", e.msg);
@@ -211,6 +220,17 @@ serve_main(const char *config_file)
 		log_error("%s", e.msg);
 		goto out_control;
 	}
+	/* Sockets bound, listener started: nothing else needs root, recovery included. */
+	if ((rc = privdrop_apply(&pd, cfg, &e)) != E_OK) {
+		log_error("%s", e.msg);
+		rc = rc == E_CONFIG ? 2 : 1;
+		goto out_control;
+	}
+	for (i = 0; i < cfg->nsites; i++) {
+		if (recover_site(&cfg->sites[i].site, &e) != E_OK)
+			log_warn("site=%s recovery: %s", cfg->sites[i].site.name, e.msg);
+	}
+	serve_live_metrics(cfg);
 	if (sched_start() != E_OK) {
 		log_error("cannot start deploy workers");
 		goto out_control;

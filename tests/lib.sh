@@ -171,6 +171,15 @@ DAEMON_STOP_TIMEOUT=${DAEMON_STOP_TIMEOUT:-20}
 # Bounds on answer times are multiplied by this (quickstart sets 3 for the sanitizer build).
 TIME_SCALE=${TIME_SCALE:-1}
 
+# ensure_deployd_user: as root, `deployd check` probes what the user named by `user:`
+# (default deployd) can reach, so that user must exist; make it as the package would.
+ensure_deployd_user() {
+	[ "$(id -u)" -eq 0 ] || return 0
+	id deployd >/dev/null 2>&1 && return 0
+	useradd --system --user-group -M -d /var/lib/deployd -s /usr/sbin/nologin deployd ||
+		bail "cannot create the deployd system user"
+}
+
 # at_exit CMD...: run CMD when the script ends, after its processes are stopped (e.g. umount).
 AT_EXIT=()
 at_exit() {
@@ -378,6 +387,8 @@ site_yaml() {
 
 # write_config FILE [SITE_YAML...]: a whole deployd.yaml in $TMP. Globals come from
 # CFG_LISTEN, CFG_SOCKET, CFG_STATE, CFG_LOG_LEVEL, CFG_MAX_PARALLEL and CFG_EXTRA (raw lines).
+# The engine runs as CFG_USER (default: whoever runs the test, so root keeps root; the
+# privilege drop has its own test).
 write_config() {
 	local file=$1 s
 	shift
@@ -391,6 +402,7 @@ write_config() {
 		echo "control_socket: $CFG_SOCKET"
 		echo "state_dir: $CFG_STATE"
 		echo "log_level: $CFG_LOG_LEVEL"
+		echo "user: ${CFG_USER:-$(id -un)}"
 		[ -n "${CFG_MAX_PARALLEL:-}" ] && echo "max_parallel_deploys: $CFG_MAX_PARALLEL"
 		[ -n "${CFG_EXTRA:-}" ] && printf '%s\n' "$CFG_EXTRA"
 		echo "sites:"
@@ -399,6 +411,25 @@ write_config() {
 		done
 	} >"$file"
 	DAEMON_CONFIG=$file
+}
+
+# ---- webhooks ----
+
+# hmac256 KEY FILE: the hex HMAC-SHA256 of FILE, as GitHub's X-Hub-Signature-256 carries it.
+hmac256() {
+	openssl dgst -sha256 -hmac "$1" -r <"$2" | cut -d' ' -f1
+}
+
+# github_push SECRET URL COMMIT DELIVERY: POST the sample GitHub push naming COMMIT, signed
+# with SECRET; prints the HTTP status, and leaves the answer in $TMP/resp.json.
+github_push() {
+	jq -cj --arg a "$3" '.after = $a' "$SRCDIR/tests/unit/data/hooks/github-push.json" \
+		>"$TMP/push.json"
+	curl -sS -o "$TMP/resp.json" -w '%{http_code}' --max-time 10 \
+		-H 'Content-Type: application/json' -H 'X-GitHub-Event: push' \
+		-H "X-GitHub-Delivery: $4" \
+		-H "X-Hub-Signature-256: sha256=$(hmac256 "$1" "$TMP/push.json")" \
+		--data-binary "@$TMP/push.json" "$2"
 }
 
 # ---- the daemon ----

@@ -32,7 +32,7 @@ n=0
 conf() {
 	n=$((n + 1))
 	F=$TMP/case$n.yaml
-	{ head8; [ $# -gt 0 ] && printf '%s\n' "$@"; } >"$F"
+	{ head8; [ $# -gt 0 ] && printf '%s\n' "$@"; printf 'user: %s\n' "$(id -un)"; } >"$F"
 }
 
 # expect_error DESC POSITIONS [MSG_ERE]: `check -c $F` exits 2 and prints $F:LINE:COL: message for

@@ -10,10 +10,6 @@
 
 SECRET='privsep-secret-0123456789'
 
-hmac256() {
-	openssl dgst -sha256 -hmac "$1" -r <"$2" | cut -d' ' -f1
-}
-
 # listener_of PID: the pids of PID's "deployd __listen" children.
 listener_of() {
 	local p
@@ -42,13 +38,7 @@ status_field() {
 
 # push COMMIT DELIVERY: a signed GitHub push; prints "status queued-or-duplicate".
 push() {
-	jq -cj --arg a "$1" '.after = $a' "$SRCDIR/tests/unit/data/hooks/github-push.json" \
-		>"$TMP/push.json"
-	curl -sS -o "$TMP/resp.json" -w '%{http_code}' --max-time 10 \
-		-H 'Content-Type: application/json' -H 'X-GitHub-Event: push' \
-		-H "X-GitHub-Delivery: $2" \
-		-H "X-Hub-Signature-256: sha256=$(hmac256 "$SECRET" "$TMP/push.json")" \
-		--data-binary "@$TMP/push.json" "http://$CFG_LISTEN/hooks/www"
+	github_push "$SECRET" "http://$CFG_LISTEN/hooks/www" "$1" "$2"
 	printf ' %s\n' "$(jq -r 'if .queued then "queued" elif .duplicate then "duplicate"
 		else "other" end' "$TMP/resp.json" 2>/dev/null)"
 }

@@ -6,10 +6,6 @@
 FIX=$SRCDIR/tests/unit/data/hooks
 SECRET='correct horse battery staple'
 
-hmac256() {
-	openssl dgst -sha256 -hmac "$1" -r <"$2" | cut -d' ' -f1
-}
-
 # post SITE FILE HEADER...: POST FILE to /hooks/SITE; prints the status, body in $TMP/resp.
 post() {
 	local site=$1 file=$2 h args=()

@@ -6,10 +6,6 @@
 FIX=$SRCDIR/tests/unit/data/hooks
 SECRET='listen-secret-9876'
 
-hmac256() {
-	openssl dgst -sha256 -hmac "$1" -r <"$2" | cut -d' ' -f1
-}
-
 make_repo "$TMP/src" || bail "make_repo failed"
 commit_file "$TMP/src" index.html "v0" "v0" || bail "commit failed"
 printf '%s\n' "$SECRET" >"$TMP/secret"

@@ -7,10 +7,6 @@ FIX=$SRCDIR/tests/unit/data/hooks
 SECRET='It is a Secret to Everybody, 42!'
 
 # hmac256 KEY FILE: lowercase hex HMAC-SHA256 of FILE, as the hosts compute it.
-hmac256() {
-	openssl dgst -sha256 -hmac "$1" -r <"$2" | cut -d' ' -f1
-}
-
 # post SITE FILE HEADER...: POST FILE to /hooks/SITE; prints the status, body in $TMP/resp.
 post() {
 	local site=$1 file=$2 h args=()

@@ -6,7 +6,11 @@
 
 MAN8=$SRCDIR/man/deployd.8
 MAN5=$SRCDIR/man/deployd.yaml.5
-DEFAULT_CFG=$SRCDIR/packaging/deployd.yaml
+# Checked as a copy in $TMP: run as root, check asks whether the deployd user can read
+# the file, and a source tree may sit in a home directory it cannot enter.
+DEFAULT_CFG=$TMP/deployd.yaml
+cp "$SRCDIR/packaging/deployd.yaml" "$DEFAULT_CFG"
+ensure_deployd_user
 COMPLETION=$SRCDIR/packaging/bash-completion/deployd
 
 for tool in man groff; do
@@ -94,6 +98,8 @@ mkdir -p "$TMP/etc/keys"
 sed -n '/^\.SH EXAMPLE/,/^\.fi/p' "$MAN5" | sed -e '1,2d' -e '$d' -e 's/\\-/-/g' \
 	-e "s|/etc/deployd/|$TMP/etc/|g" -e "s|/run/deployd/|$TMP/|; s|/var/lib/deployd|$TMP/state|" \
 	>"$TMP/example.yaml"
+# Its files are root's here: the engine stays whoever runs the test.
+echo "user: $(id -un)" >>"$TMP/example.yaml"
 for f in www.secret keys/www docs.token; do
 	printf 'secret\n' >"$TMP/etc/$f"
 	chmod 0640 "$TMP/etc/$f"

@@ -91,6 +91,7 @@ if [ -x "$RROOT/usr/sbin/deployd" ]; then
 else
 	fail "the unpacked binary is executable"
 fi
+ensure_deployd_user
 out=$("$RROOT/usr/sbin/deployd" check -c "$RROOT/etc/deployd/deployd.yaml" 2>&1)
 is "the unpacked deployd check accepts the unpacked config" "$out" "configuration OK"
 like "rpm -V finds its files intact" "$(rpm --root "$RROOT" -V --nodeps deployd 2>&1; echo "status $?")" '^status 0$'
