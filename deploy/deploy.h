@@ -58,7 +58,7 @@ enum trigger { TRIG_POLL, TRIG_WEBHOOK, TRIG_MANUAL, TRIG_ROLLBACK, TRIG_STARTUP
 
 /* What a deploy is doing now; shown by status. */
 enum phase { PHASE_IDLE, PHASE_FETCHING, PHASE_WRITING, PHASE_HOOK, PHASE_ACTIVATING,
-    PHASE_HEALTH };
+    PHASE_HEALTH, PHASE_UPKEEP };
 
 /* What a queued job does; everything but ACT_DEPLOY is run by deploy/rollback.c. */
 enum action { ACT_DEPLOY, ACT_ROLLBACK, ACT_PAUSE, ACT_RESUME };
@@ -172,6 +172,7 @@ struct site_state {
 	/* About the live release: what its health check answered, or that a commit changed
 	 * nothing under subdir; "" once a new release goes live without either. */
 	char		note[NOTE_MAX];
+	int64_t		upkeep_at;		/* unix seconds of the last cache upkeep */
 };
 
 /*
@@ -250,9 +251,19 @@ int	 signers_allowed(const char *what, const struct sshsig_policy *,
 /* ---- deploy/fetch.c ---- */
 #define FETCH_REF_MAX	256
 /* What the remote said: the commit to deploy and the ref it came from. */
+/* A cache's objects (survey), and what an upkeep removed and packed. */
+struct upkeep_stats {
+	int64_t		packs;
+	int64_t		loose;
+	int64_t		bytes;
+	int64_t		packs_gone;
+	int64_t		loose_gone;
+	int64_t		objects;	/* in the new pack */
+};
 struct fetch_result {
 	char		tip[SHA_HEX];
 	char		ref[FETCH_REF_MAX];	/* refs/heads/<branch> or refs/tags/<tag> */
+	struct upkeep_stats up;			/* an upkeep's "upkeep" line */
 };
 typedef void (*fetch_progress_fn)(void *arg, const struct deploy_progress *);
 int	 fetch_site(const struct site *, struct fetch_result *, fetch_progress_fn, void *,
@@ -261,6 +272,8 @@ int	 fetch_remote_tip(const struct site *, struct fetch_result *,
 	    struct error *);	/* ls-remote only, no download */
 int	 fetch_site_fresh(const struct site *, struct fetch_result *,
 	    struct error *);	/* re-clone a damaged cache */
+int	 fetch_upkeep(const struct site *, const char *keep, int64_t grace_s,
+	    struct fetch_result *, struct error *);	/* repack the cache */
 #define FETCH_TIMEOUT_MS (10 * 60 * 1000)	/* default of site->fetch_timeout_ms */
 void	 fetch_set_exe(const char *path);	/* default /proc/self/exe; for tests */
 void	 fetch_stop_helper(void);		/* the calling thread's poll helper exits */
@@ -280,6 +293,9 @@ struct fetcher_opts {
 	const char	*token_file;
 	const char	*token_user;
 	const char	*ca_file;
+	int		 upkeep;
+	const char	*keep;		/* --upkeep: commits to keep, comma-separated */
+	const char	*grace;		/* --upkeep: seconds */
 	const char	*cache;
 	const char	*url;
 };
@@ -296,6 +312,15 @@ int	 remote_fetch(const struct fetcher_opts *, struct git_oid *tip, char *ref,
 	    size_t reflen);
 int	 remote_fetch_fresh(const struct fetcher_opts *, struct git_oid *tip, char *ref,
 	    size_t reflen);
+
+/* ---- deploy/upkeep.c: the repository cache kept small ---- */
+int	 upkeep_survey(const char *cache, struct upkeep_stats *);
+int	 upkeep_needed(const struct upkeep_stats *);
+int64_t	 upkeep_grace_s(void);
+int	 upkeep_repack(const char *cache, const char *keep, int64_t grace_s,
+	    struct git_oid *packid);		/* in the fetch helper */
+int	 upkeep_site(const struct site *, struct upkeep_stats *before,
+	    struct upkeep_stats *after, struct error *);	/* 1 if it ran, 0, or -1 */
 
 /* ---- deploy/cred.c: credentials and trust for the fetch helper's connections ---- */
 struct git_remote_callbacks;

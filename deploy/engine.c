@@ -33,6 +33,7 @@ engine_phase_name(int phase)
 		[PHASE_IDLE] = "idle", [PHASE_FETCHING] = "fetching",
 		[PHASE_WRITING] = "writing", [PHASE_HOOK] = "hook",
 		[PHASE_ACTIVATING] = "activating", [PHASE_HEALTH] = "health-check",
+		[PHASE_UPKEEP] = "cache-upkeep",
 	};
 
 	if (phase < 0 || (size_t)phase >= sizeof(names) / sizeof(names[0]))

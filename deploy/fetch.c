@@ -23,6 +23,7 @@ enum fetch_mode {
 	FETCH_UPDATE,		/* fetch into the cache, cloning afresh if it is damaged */
 	FETCH_LS_REMOTE,	/* only ask the remote for its tip */
 	FETCH_FRESH,		/* clone afresh: the cache is known to be damaged */
+	FETCH_UPKEEP,		/* repack the cache (upkeep.c) */
 };
 
 static char fetch_exe[PATH_MAX] = "/proc/self/exe";
@@ -156,7 +157,7 @@ fetch_parse_reply(char *out, int status, struct fetch_result *fr, struct error *
  * token needs no restart.
  */
 static void
-fetch_argv(const struct site *site, enum fetch_mode mode,
+fetch_argv(const struct site *site, enum fetch_mode mode, const char *const *extra,
     struct strv *av)
 {
 	const struct {
@@ -180,6 +181,10 @@ fetch_argv(const struct site *site, enum fetch_mode mode,
 		util_strv_push(av, "--ls-remote");
 	if (mode == FETCH_FRESH)
 		util_strv_push(av, "--fresh");
+	if (mode == FETCH_UPKEEP)
+		util_strv_push(av, "--upkeep");
+	for (i = 0; extra != NULL && extra[i] != NULL; i++)
+		util_strv_push(av, extra[i]);
 	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		if (opts[i].value == NULL)
 			continue;
@@ -204,6 +209,7 @@ struct fetch_reader {
 	int		 skipping;	/* the current line overflowed buf: drop it */
 	fetch_progress_fn fn;
 	void		*arg;
+	struct upkeep_stats up;
 };
 
 static void
@@ -219,6 +225,20 @@ fetch_reader_line(struct fetch_reader *rd, char *line)
 			p.objects_total = total;
 			p.bytes = bytes;
 			rd->fn(rd->arg, &p);
+		}
+		return;
+	}
+	if (strncmp(line, "upkeep ", 7) == 0) {
+		long long v[6];
+
+		if (sscanf(line + 7, "%lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3],
+		    &v[4], &v[5]) == 6) {
+			rd->up.packs = v[0];
+			rd->up.loose = v[1];
+			rd->up.bytes = v[2];
+			rd->up.packs_gone = v[3];
+			rd->up.loose_gone = v[4];
+			rd->up.objects = v[5];
 		}
 		return;
 	}
@@ -253,7 +273,7 @@ fetch_reader_feed(struct fetch_reader *rd, const char *data, size_t n)
  * settings libgit2 keeps process-wide (the CA file) stay per site that way, too.
  */
 static int
-fetch_run(const struct site *site, enum fetch_mode mode,
+fetch_run(const struct site *site, enum fetch_mode mode, const char *const *extra,
     fetch_progress_fn fn, void *arg, struct fetch_result *fr, struct error *e)
 {
 	posix_spawn_file_actions_t fa;
@@ -275,7 +295,7 @@ fetch_run(const struct site *site, enum fetch_mode mode,
 	free(dir);
 	if (pipe2(p, O_CLOEXEC) != 0)
 		return util_error_sys(e, "pipe");
-	fetch_argv(site, mode, &av);
+	fetch_argv(site, mode, extra, &av);
 
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -340,10 +360,12 @@ fetch_run(const struct site *site, enum fetch_mode mode,
 		if (timed_out)
 			fetch_reap(pid, 0, &status);
 		return util_error(e, E_TIMEOUT, "%s timed out after %lld s",
-		    mode == FETCH_LS_REMOTE ? "checking the remote" : "fetch",
+		    mode == FETCH_LS_REMOTE ? "checking the remote" :
+		    mode == FETCH_UPKEEP ? "cache upkeep" : "fetch",
 		    (long long)((limit + 999) / 1000));
 	}
 	rc = fetch_parse_reply(rd->reply, status, fr, e);
+	fr->up = rd->up;
 	free(rd);
 	return rc;
 }
@@ -482,7 +504,7 @@ fetch_ls_remote_served(const struct site *site,
 	int rc = E_OK, attempt, fresh;
 
 	memset(fr, 0, sizeof(*fr));
-	fetch_argv(site, FETCH_LS_REMOTE, &av);
+	fetch_argv(site, FETCH_LS_REMOTE, NULL, &av);
 	rd = util_xcalloc(1, sizeof(*rd));
 	/* A helper that died since the last poll (OOM killer, a hand) gets one replacement. */
 	for (attempt = 0; attempt < 2; attempt++) {
@@ -513,7 +535,7 @@ int
 fetch_site(const struct site *site, struct fetch_result *fr,
     fetch_progress_fn fn, void *arg, struct error *e)
 {
-	return fetch_run(site, FETCH_UPDATE, fn, arg, fr, e);
+	return fetch_run(site, FETCH_UPDATE, NULL, fn, arg, fr, e);
 }
 
 /* Clone the site afresh, replacing a cache found damaged after a fetch said it was fine. */
@@ -521,7 +543,7 @@ int
 fetch_site_fresh(const struct site *site,
     struct fetch_result *fr, struct error *e)
 {
-	return fetch_run(site, FETCH_FRESH, NULL, NULL, fr, e);
+	return fetch_run(site, FETCH_FRESH, NULL, NULL, NULL, fr, e);
 }
 
 /* Ask the remote what it would deploy now, without downloading anything (ls-remote). */
@@ -532,5 +554,17 @@ fetch_remote_tip(const struct site *site,
 	/* A CA file is a process-wide libgit2 setting: such sites keep a helper each time. */
 	if (site->ca_file == NULL)
 		return fetch_ls_remote_served(site, fr, e);
-	return fetch_run(site, FETCH_LS_REMOTE, NULL, NULL, fr, e);
+	return fetch_run(site, FETCH_LS_REMOTE, NULL, NULL, NULL, fr, e);
+}
+
+/* Repack the site's cache in a helper (upkeep.c), keeping the commits in keep. */
+int
+fetch_upkeep(const struct site *site, const char *keep, int64_t grace_s,
+    struct fetch_result *fr, struct error *e)
+{
+	char grace[32];
+	const char *extra[] = { "--grace", grace, "--keep", keep, NULL };
+
+	snprintf(grace, sizeof(grace), "%lld", (long long)grace_s);
+	return fetch_run(site, FETCH_UPKEEP, extra, NULL, NULL, fr, e);
 }

@@ -29,6 +29,8 @@ fetcher_args(int argc, char **argv, struct fetcher_opts *o)
 		{ "--token-file", &o->token_file },
 		{ "--token-user", &o->token_user },
 		{ "--ca-file", &o->ca_file },
+		{ "--keep", &o->keep },
+		{ "--grace", &o->grace },
 	};
 	size_t j;
 	int i;
@@ -45,6 +47,10 @@ fetcher_args(int argc, char **argv, struct fetcher_opts *o)
 		}
 		if (strcmp(argv[i], "--fresh") == 0) {
 			o->fresh = 1;
+			continue;
+		}
+		if (strcmp(argv[i], "--upkeep") == 0) {
+			o->upkeep = 1;
 			continue;
 		}
 		for (j = 0; j < sizeof(opts) / sizeof(opts[0]); j++)
@@ -73,7 +79,15 @@ fetcher_run(const struct fetcher_opts *o, git_oid *tip, char *ref, size_t reflen
 	ref[0] = '\0';
 	remote_fail_clear();
 	cred_redact_url(o->url, shown, sizeof(shown));
-	if (cred_url_ssh(o->url, host, sizeof(host), &port) && o->known_hosts == NULL)
+	/* Upkeep works on the cache alone: the remote may be down meanwhile. */
+	if (o->upkeep) {
+		uint64_t grace = 0;
+
+		if (o->grace == NULL || util_parse_uint(o->grace, INT64_MAX, &grace) != E_OK)
+			remote_fail("usage: --upkeep needs --grace SECONDS");
+		else if ((rc = upkeep_repack(o->cache, o->keep, (int64_t)grace, tip)) == 0)
+			util_strlcpy(ref, "upkeep", reflen);
+	} else if (cred_url_ssh(o->url, host, sizeof(host), &port) && o->known_hosts == NULL)
 		remote_fail("%s is an SSH remote but known_hosts is not set; deployd never "
 		    "trusts a host key on first use (ssh-keyscan -p %d %s > FILE)", shown, port,
 		    host);
@@ -144,7 +158,7 @@ fetcher_serve(char *exe)
 }
 
 /*
- * "deployd __fetch [--ls-remote | --fresh] (--branch B | --tags GLOB) [--ssh-key F]
+ * "deployd __fetch [--ls-remote | --fresh | --upkeep --grace S --keep IDS] (--branch B | --tags GLOB) [--ssh-key F]
  * [--known-hosts F] [--token-file F] [--token-user U] [--ca-file F] -- CACHE URL": prints
  * "ok <commit> <ref>" or "error <message>"; exits 0 or 1.
  */
@@ -161,7 +175,7 @@ fetcher_main(int argc, char **argv)
 	if (getppid() == 1)
 		return 1;
 	if (fetcher_args(argc, argv, &o) != 0) {
-		printf("error usage: deployd __fetch [--ls-remote | --fresh] "
+		printf("error usage: deployd __fetch [--ls-remote | --fresh | --upkeep] "
 		    "(--branch B | --tags GLOB) "
 		    "[--ssh-key F] [--known-hosts F] [--token-file F] [--token-user U] "
 		    "[--ca-file F] -- CACHE URL\n");

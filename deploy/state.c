@@ -44,6 +44,7 @@ static const struct state_field state_fields[] = {
 	SF(struct site_state, pause_reason, SK_STR),
 	SF(struct site_state, next_id, SK_INT64),
 	SF(struct site_state, note, SK_STR),
+	SF(struct site_state, upkeep_at, SK_INT64),
 };
 
 static const struct state_field state_release_fields[] = {
@@ -207,6 +208,8 @@ state_to_json(const struct site_state *st)
 	/* The same for a note: files without one stay as older versions wrote them. */
 	if (st->note[0] == '\0')
 		json_object_del(o, "note");
+	if (st->upkeep_at == 0)
+		json_object_del(o, "upkeep_at");
 	a = json_array();
 	for (i = 0; i < st->nreleases; i++)
 		json_array_append_new(a, state_obj_to_json(&st->releases[i],

@@ -272,6 +272,8 @@ void	 metrics_deploy(const char *site, int ok, int64_t duration_ms);
 void	 metrics_live(const char *site, int64_t unix_secs);
 void	 metrics_webhook_missed(const char *site);
 void	 metrics_poll_error(const char *site);
+void	 metrics_cache(const char *site, int upkeep, int64_t packs, int64_t loose,
+	    int64_t bytes);
 char	*metrics_render(void);		/* malloc'd Prometheus text, NULL on failure */
 
 /* ---- server/sched.c: queues deploys, one running and one pending per site ---- */

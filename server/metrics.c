@@ -1,5 +1,6 @@
 /* metrics.c: the daemon's counters, rendered as Prometheus text for GET /metrics; thread-safe. */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,11 @@ struct metrics_site {
 	int64_t		 live;				/* 0: nothing live yet */
 	uint64_t	 missed;
 	uint64_t	 poll_errors;
+	uint64_t	 upkeeps_ok;
+	uint64_t	 upkeeps_failed;
+	int64_t		 cache_packs;		/* the cache as last surveyed; -1: not yet */
+	int64_t		 cache_loose;
+	int64_t		 cache_bytes;
 };
 
 struct metrics_webhook {
@@ -66,6 +72,7 @@ metrics_site(const char *name)
 	M.sites = util_xrealloc(M.sites, M.nsites + 1, sizeof(*M.sites));
 	memset(&M.sites[M.nsites], 0, sizeof(M.sites[M.nsites]));
 	M.sites[M.nsites].name = util_xstrdup(name);
+	M.sites[M.nsites].cache_packs = -1;
 	return &M.sites[M.nsites++];
 }
 
@@ -201,6 +208,25 @@ metrics_poll_error(const char *site)
 	pthread_mutex_unlock(&M.mu);
 }
 
+/* A cache surveyed after a deploy, and whether an upkeep ran (1), failed (-1) or not (0). */
+void
+metrics_cache(const char *site, int upkeep, int64_t packs, int64_t loose, int64_t bytes)
+{
+	struct metrics_site *s;
+
+	pthread_mutex_lock(&M.mu);
+	if ((s = metrics_site(site)) != NULL) {
+		if (upkeep > 0)
+			s->upkeeps_ok++;
+		else if (upkeep < 0)
+			s->upkeeps_failed++;
+		s->cache_packs = packs;
+		s->cache_loose = loose;
+		s->cache_bytes = bytes;
+	}
+	pthread_mutex_unlock(&M.mu);
+}
+
 /* Label values escaped as the exposition format wants: backslash, quote, newline. */
 static void
 metrics_label(FILE *f, const char *v)
@@ -231,6 +257,56 @@ metrics_site_line(FILE *f, const char *name, const char *site, const char *extra
 	fprintf(f, "\"%s%s} %s\n", extra != NULL ? "," : "", extra != NULL ? extra : "", value);
 }
 
+/* A counter's two series for one site, result="success" and result="failure". */
+static void
+metrics_results(FILE *f, const char *name, const char *site, uint64_t ok, uint64_t failed)
+{
+	char v[32];
+
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)ok);
+	metrics_site_line(f, name, site, "result=\"success\"", v);
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)failed);
+	metrics_site_line(f, name, site, "result=\"failure\"", v);
+}
+
+/* The repository caches: upkeeps, and what the last survey after a deploy found. */
+static void
+metrics_render_cache(FILE *f)
+{
+	static const struct {
+		const char	*name;
+		const char	*help;
+		size_t		 off;
+	} gauges[] = {
+		{ "deployd_cache_packs", "Pack files in the site's repository cache.",
+		    offsetof(struct metrics_site, cache_packs) },
+		{ "deployd_cache_loose_objects", "Loose objects in the site's repository cache.",
+		    offsetof(struct metrics_site, cache_loose) },
+		{ "deployd_cache_bytes", "Bytes of objects in the site's repository cache.",
+		    offsetof(struct metrics_site, cache_bytes) },
+	};
+	char v[64];
+	size_t i, g;
+
+	metrics_head(f, "deployd_cache_upkeeps_total", "counter",
+	    "Repacks of the site's repository cache, by result.");
+	for (i = 0; i < M.nsites; i++)
+		metrics_results(f, "deployd_cache_upkeeps_total", M.sites[i].name,
+		    M.sites[i].upkeeps_ok, M.sites[i].upkeeps_failed);
+	for (g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++) {
+		metrics_head(f, gauges[g].name, "gauge", gauges[g].help);
+		for (i = 0; i < M.nsites; i++) {
+			int64_t n = *(const int64_t *)(const void *)((const char *)&M.sites[i] +
+			    gauges[g].off);
+
+			if (M.sites[i].cache_packs < 0)
+				continue;
+			snprintf(v, sizeof(v), "%lld", (long long)n);
+			metrics_site_line(f, gauges[g].name, M.sites[i].name, NULL, v);
+		}
+	}
+}
+
 static void
 metrics_render_sites(FILE *f)
 {
@@ -240,13 +316,9 @@ metrics_render_sites(FILE *f)
 	size_t i, b;
 
 	metrics_head(f, "deployd_deploys_total", "counter", "Deploys by site and result.");
-	for (i = 0; i < M.nsites; i++) {
-		s = &M.sites[i];
-		snprintf(v, sizeof(v), "%llu", (unsigned long long)s->deploys_ok);
-		metrics_site_line(f, "deployd_deploys_total", s->name, "result=\"success\"", v);
-		snprintf(v, sizeof(v), "%llu", (unsigned long long)s->deploys_failed);
-		metrics_site_line(f, "deployd_deploys_total", s->name, "result=\"failure\"", v);
-	}
+	for (i = 0; i < M.nsites; i++)
+		metrics_results(f, "deployd_deploys_total", M.sites[i].name,
+		    M.sites[i].deploys_ok, M.sites[i].deploys_failed);
 	metrics_head(f, "deployd_deploy_duration_seconds", "histogram",
 	    "How long deploys took, from request to live or failed.");
 	for (i = 0; i < M.nsites; i++) {
@@ -287,6 +359,7 @@ metrics_render_sites(FILE *f)
 		snprintf(v, sizeof(v), "%llu", (unsigned long long)M.sites[i].poll_errors);
 		metrics_site_line(f, "deployd_poll_errors_total", M.sites[i].name, NULL, v);
 	}
+	metrics_render_cache(f);
 }
 
 /* The whole exposition, malloc'd; the caller frees it. */

@@ -307,6 +307,35 @@ sched_notify_status(const struct sched_site *s, const struct deploy_request *req
 	S.notify(msg);
 }
 
+/*
+ * After a deploy that fetched: keep the site's repository cache small. It runs in this
+ * worker while the site still counts as running, so its next deploy waits for it rather
+ * than racing it, and status shows the phase "cache-upkeep".
+ */
+static void
+sched_upkeep(struct sched_site *s)
+{
+	const char *name = s->cfg->site.name;
+	struct upkeep_stats before, after;
+	struct error e;
+	int64_t t0 = util_mono_ms();
+	int rc;
+
+	sched_phase_cb(s, PHASE_UPKEEP, NULL, NULL);
+	rc = upkeep_site(&s->cfg->site, &before, &after, &e);
+	if (rc > 0)
+		log_info("site=%s cache upkeep: %lld packs, %lld loose objects, %lld KiB -> "
+		    "%lld packs, %lld loose objects, %lld KiB (%lld objects packed) in %lld ms",
+		    name, (long long)before.packs, (long long)before.loose,
+		    (long long)(before.bytes / 1024), (long long)after.packs,
+		    (long long)after.loose, (long long)(after.bytes / 1024),
+		    (long long)after.objects, (long long)(util_mono_ms() - t0));
+	else if (rc < 0)
+		log_warn("site=%s cache upkeep failed: %s", name, e.msg);
+	metrics_cache(name, rc, rc < 0 ? before.packs : after.packs,
+	    rc < 0 ? before.loose : after.loose, rc < 0 ? before.bytes : after.bytes);
+}
+
 static void *
 sched_worker(void *arg)
 {
@@ -314,6 +343,7 @@ sched_worker(void *arg)
 	struct deploy_result res;
 	struct sched_site *s;
 	int64_t id;
+	int upkeep;
 
 	(void)arg;
 	pthread_mutex_lock(&S.mu);
@@ -347,12 +377,13 @@ sched_worker(void *arg)
 
 		if (res.changed || res.rc != E_OK)
 			sched_notify_status(s, &req, &res);
+		/* Only a fetch adds objects; a poll that found nothing new added none. */
+		upkeep = req.action == ACT_DEPLOY && res.rc == E_OK &&
+		    (res.changed || res.note[0] != '\0');
 
 		pthread_mutex_lock(&S.mu);
 		if (poll_after_deploy(s, &req, &res))
 			pthread_cond_signal(&S.timer);
-		s->running = 0;
-		s->phase = PHASE_IDLE;
 		s->done_id = id;
 		s->done_ok = res.rc == E_OK;
 		s->recent[s->recent_next].id = id;
@@ -369,6 +400,19 @@ sched_worker(void *arg)
 			util_strlcpy(s->live, res.live, sizeof(s->live));
 		else if (req.action == ACT_ROLLBACK)
 			s->live[0] = '\0';
+		/*
+		 * The deploy is done (`deploy --wait` returns), but the site stays running
+		 * through the upkeep: its next deploy waits rather than finding the lock taken.
+		 */
+		if (upkeep) {
+			sched_moved(s);
+			pthread_cond_broadcast(&S.done);
+			pthread_mutex_unlock(&S.mu);
+			sched_upkeep(s);
+			pthread_mutex_lock(&S.mu);
+		}
+		s->running = 0;
+		s->phase = PHASE_IDLE;
 		sched_moved(s);
 		if (s->pending && !S.stopping) {
 			s->pending = 0;

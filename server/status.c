@@ -165,6 +165,22 @@ status_jobs(json_t *o, const struct status_view *v)
 	json_object_set_new(o, "done_note", status_str(v->done_note));
 }
 
+/* The repository cache as it is now (a directory listing, no git), and its last upkeep. */
+static json_t *
+status_cache(const struct site *site, const struct site_state *st)
+{
+	struct upkeep_stats up;
+	char *cache = fetch_cache_path(site);
+	int ok = upkeep_survey(cache, &up) == E_OK;
+
+	free(cache);
+	return json_pack("{s:o,s:o,s:o,s:o}",
+	    "packs", ok ? json_integer(up.packs) : json_null(),
+	    "loose_objects", ok ? json_integer(up.loose) : json_null(),
+	    "bytes", ok ? json_integer(up.bytes) : json_null(),
+	    "last_upkeep_at", util_json_time(st->upkeep_at));
+}
+
 /* One site: the scheduler's view merged with the engine's state file. */
 static json_t *
 status_site_json(const struct status_view *v)
@@ -218,6 +234,7 @@ status_site_json(const struct status_view *v)
 	d = json_object();
 	status_jobs(d, v);
 	json_object_set_new(o, "deploy", d);
+	json_object_set_new(o, "cache", status_cache(site, &st));
 	state_free(&st);
 	return o;
 }

@@ -228,6 +228,15 @@ child_pids() {
 	cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$'
 }
 
+# tree_pids PID: PID and all its descendants.
+tree_pids() {
+	local c
+	echo "$1"
+	for c in $(child_pids "$1"); do
+		tree_pids "$c"
+	done
+}
+
 # stop_pid PID SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.
 stop_pid() {
 	local pid=$1 secs=$2 deadline

@@ -29,15 +29,6 @@ status_field() {
 	sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status" 2>/dev/null | tr -s '\t ' ' '
 }
 
-# tree_pids PID: PID and all its descendants.
-tree_pids() {
-	local c
-	echo "$1"
-	for c in $(child_pids "$1"); do
-		tree_pids "$c"
-	done
-}
-
 # rooted_procs PID: each process of PID's tree that has uid or gid 0 in any of its four
 # slots (real, effective, saved, file system), as "pid comm Uid: ... Gid: ...".
 rooted_procs() {
