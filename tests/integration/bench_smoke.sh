@@ -18,7 +18,7 @@ rc=0
 "$SRCDIR/bench/run" --quick --dir "$TMP/bench" "$DEPLOYD_BIN" >"$TMP/out" 2>"$TMP/err" || rc=$?
 is "bench/run exits 0" "$rc" 0 || diag "$(tail -n 20 "$TMP/err")"
 grep "^| " "$TMP/out" | tail -n +2 >"$TMP/rows"
-is "the table has every row" "$(wc -l <"$TMP/rows")" 16
+is "the table has every row" "$(wc -l <"$TMP/rows")" 22
 
 # row LABEL: the row whose first column is LABEL (leading spaces kept)
 row() { awk -F' [|] ' -v l="$1" '{sub(/^[|] /, "")} $1 == l' "$TMP/rows"; }
@@ -28,7 +28,9 @@ NUM='^[0-9]+(\.[0-9]+)?$'
 for label in "Webhook ingest, signed 7 KB push (req/s)" "  p99 latency (ms)" \
 	"Bad signatures rejected (req/s)" "Push-to-live, one-file change (s)" "First deploy (s)" \
 	"Peak RSS, first deploy (MB)" "RSS idle, 10 sites (MB)" \
-	"1,000 sites polled every 60 s (% of a core)" "  CPU per poll (ms)"; do
+	"1,000 sites polled every 60 s (% of a core)" "  CPU per poll (ms)" \
+	"No-change deploy after 30 deploys (ms), with upkeep" "  one-file deploy (ms), with upkeep" \
+	"No-change deploy after 30 deploys (ms), no upkeep"; do
 	v=$(col "$label" 2)
 	v=${v%\%}
 	like "'$label' has a number for deployd" "$v" "$NUM"
@@ -37,6 +39,8 @@ like "ingest has a numeric ratio against webhook" \
 	"$(col "Webhook ingest, signed 7 KB push (req/s)" 4)" '^[0-9]+(\.[0-9]+)?x$'
 like "push-to-live has a numeric ratio against git-sync" \
 	"$(col "Push-to-live, one-file change (s)" 4)" '^[0-9]+(\.[0-9]+)?x$'
+like "the cache row compares with a mirror clone" \
+	"$(col "  cache size (KB), with upkeep" 4)" '^[0-9]+(\.[0-9]+)?x$'
 like "the disk row gives a size and a percentage" \
 	"$(col "Disk added per further release (KB)" 2)" '^[0-9]+ \([0-9.]+%\)$'
 like "every signed request was answered 2xx" "$(col "  answers not 2xx" 2)" '^0 of [1-9][0-9]*$'

@@ -19,10 +19,12 @@ fsck_ok() {
 has_object() {
 	git_q --git-dir="$CACHE" cat-file -e "$1" 2>/dev/null
 }
-# deploy_commit FILE CONTENT: commit, push and deploy --wait; prints the commit.
+# deploy_commit FILE CONTENT: commit, push, deploy --wait and wait for the upkeep that
+# may follow (deploy --wait answers before it); prints the commit.
 deploy_commit() {
 	commit_file "$TMP/src" "$1" "$2" "$1 $2" >/dev/null 2>&1 || return 1
 	dctl deploy www --wait >/dev/null 2>&1 || return 1
+	wait_for "the site to be idle" 60 site_field_is www state idle || return 1
 	repo_head "$TMP/src"
 }
 # force_commit FILE CONTENT: commit on the work tree as it is and force-push it.
@@ -65,6 +67,7 @@ BLOB_GONE=$(git_q -C "$TMP/src" rev-parse HEAD:site/abandoned.html)
 git_q -C "$TMP/src" reset -q --hard HEAD~1
 force_commit site/after.html "after" || bail "force-push failed"
 dctl deploy www --wait >/dev/null 2>&1 || bail "deploy after the force-push failed"
+wait_for "the site to be idle" 60 site_field_is www state idle
 for i in 6 7 8 9; do
 	deploy_commit "site/n$i.html" "n$i" >/dev/null || bail "deploy $i failed"
 done
