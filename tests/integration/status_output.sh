@@ -47,7 +47,7 @@ for f in $FIELDS; do
 	is "json: every site has the field $f" "$(jq --arg f "$f" '[.sites[] | has($f)] | all' <<<"$js")" true
 done
 is "json: state is one of the documented states" \
-	"$(jq '[.sites[].state | IN("idle","fetching","writing","hook","activating","failed")] | all' <<<"$js")" true
+	"$(jq '[.sites[].state | IN("idle","fetching","writing","hook","activating","health-check","cache-upkeep","failed")] | all' <<<"$js")" true
 is "json: paused is a boolean" "$(jq '[.sites[].paused | type == "boolean"] | all' <<<"$js")" true
 times_ok=$(jq -r '[.sites[] | .deployed_at, .last_webhook_at, .last_error_at, .next_poll_at
 	| select(. != null) | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z$")] | all' <<<"$js")
