@@ -23,7 +23,8 @@
 # Environment: CRASH_FILES (2000), CRASH_MAX_DELAY_MS (fixed; default: 1.2 times a measured
 # deploy with its prune, narrowed while kills find the deploy done and widened while they find it not begun),
 # CRASH_TIME_LIMIT (seconds; stop starting new kills after it, 0 = none), CRASH_SEED (for
-# $RANDOM), CRASH_HOOK (0 to run without the pre_activate hook).
+# $RANDOM), CRASH_HOOK (0 to run without the pre_activate hook; with it, reuse: auto never
+# picks hard links), CRASH_REUSE (the site's reuse: auto, reflink, hardlink or copy).
 
 if [ -n "${1:-}" ]; then
 	DEPLOYD_BIN=$(realpath -e "$1") || { echo "Bail out! no such binary: $1"; exit 1; }
@@ -45,6 +46,7 @@ ALL=("$(repo_head "$TMP/src")")
 WWW=$TMP/www
 extra=()
 [ "${CRASH_HOOK:-1}" != 0 ] && extra+=('hooks={pre_activate: [/bin/sleep, "0.05"], timeout: 30s}')
+[ -n "${CRASH_REUSE:-}" ] && extra+=("reuse=$CRASH_REUSE")
 CFG_LOG_LEVEL=info write_config "$TMP/deployd.yaml" \
 	"$(site_yaml www "$TMP/src.git" "$WWW" poll=1s keep=3 "${extra[@]}")"
 start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
@@ -275,5 +277,7 @@ fi
 [ "$kills" -ge "$KILLS" ] || fail "all $KILLS kills happened within the time limit" "only $kills"
 stop_daemon
 is "the daemon exits 0 on SIGTERM at the end" "$DAEMON_STATUS" 0
-echo "# kills=$kills violations=$violations time=$((SECONDS - T0))s"
+# How the releases' unchanged files were actually taken (the log line of each release written).
+reuse=$(grep -o 'reused by [a-z]*' "$TMP/daemon.log" | sort | uniq -c | awk '{printf "%s%s=%s", sep, $4, $1; sep = ","}')
+echo "# kills=$kills violations=$violations time=$((SECONDS - T0))s releases reused by: ${reuse:-none}"
 done_testing
