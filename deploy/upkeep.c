@@ -449,26 +449,24 @@ out:
 static char *
 upkeep_keep_list(const struct site_state *st)
 {
-	struct strv ids = { NULL, 0 };
-	char *csv;
-	size_t i, len = 1;
+	const char *extra[] = { st->applied, st->desired, st->prepared.commit };
+	size_t i, n = st->nreleases + sizeof(extra) / sizeof(extra[0]), cap = n * SHA_HEX + 1;
+	size_t off = 0;
+	char *csv = util_xcalloc(1, cap);
 
-	for (i = 0; i < st->nreleases; i++)
-		util_strv_push(&ids, st->releases[i].commit);
-	util_strv_push(&ids, st->applied);
-	util_strv_push(&ids, st->desired);
-	util_strv_push(&ids, st->prepared.commit);
-	for (i = 0; i < ids.n; i++)
-		len += strlen(ids.v[i]) + 1;
-	csv = util_xcalloc(1, len);
-	for (i = 0; i < ids.n; i++) {
-		if (ids.v[i][0] == '\0')
+	for (i = 0; i < n; i++) {
+		const char *id = i < st->nreleases ? st->releases[i].commit :
+		    extra[i - st->nreleases];
+		int w;
+
+		if (id[0] == '\0')
 			continue;
-		if (csv[0] != '\0')
-			strcat(csv, ",");
-		strcat(csv, ids.v[i]);
+		/* Each id is shorter than SHA_HEX, so with its comma it always fits. */
+		w = snprintf(csv + off, cap - off, "%s%s", off > 0 ? "," : "", id);
+		if (w < 0 || (size_t)w >= cap - off)
+			break;
+		off += (size_t)w;
 	}
-	util_strv_free(&ids);
 	return csv;
 }
 
