@@ -542,13 +542,32 @@ control_bind(const char *path, struct error *e)
 	return fd;
 }
 
+static int control_fd = -1;	/* bound by control_open, not yet served */
+
+/*
+ * Bind the socket while the daemon may still be root; it is served (control_start) only
+ * once recovery has run, so an answer to `status` means the sites are recovered.
+ */
 int
-control_start(const struct config *cfg, struct error *e)
+control_open(const struct config *cfg, struct error *e)
 {
 	int fd;
 
 	if ((fd = control_bind(cfg->control_socket, e)) < 0)
 		return fd;
+	control_fd = fd;
+	return E_OK;
+}
+
+int
+control_start(const struct config *cfg, struct error *e)
+{
+	int fd, rc;
+
+	if (control_fd < 0 && (rc = control_open(cfg, e)) != E_OK)
+		return rc;
+	fd = control_fd;
+	control_fd = -1;
 	control_cfg = cfg;
 	/* A thread per connection: an events stream blocks its own thread, nobody else's. */
 	control_stopping = 0;
@@ -574,6 +593,10 @@ control_start(const struct config *cfg, struct error *e)
 void
 control_stop(void)
 {
+	if (control_fd >= 0) {
+		close(control_fd);
+		control_fd = -1;
+	}
 	if (control_daemon == NULL)
 		return;
 	control_stopping = 1;

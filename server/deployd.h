@@ -368,6 +368,7 @@ json_t	*status_sites(void);
 int	 status_event(const char *site, int64_t *seq, int64_t timeout_ms, json_t **out);
 
 /* ---- server/control.c ---- */
+int	 control_open(const struct config *, struct error *);	/* bind only */
 int	 control_start(const struct config *, struct error *);
 void	 control_stop(void);
 void	 control_reload(const struct config *);

@@ -212,7 +212,7 @@ serve_main(const char *config_file)
 	}
 	metrics_init(cfg);
 	sched_init(cfg, serve_notify);
-	if (control_start(cfg, &e) != E_OK) {
+	if (control_open(cfg, &e) != E_OK) {
 		log_error("%s", e.msg);
 		goto out_engine;
 	}
@@ -231,6 +231,11 @@ serve_main(const char *config_file)
 			log_warn("site=%s recovery: %s", cfg->sites[i].site.name, e.msg);
 	}
 	serve_live_metrics(cfg);
+	/* Only now: a client that gets an answer finds every site recovered. */
+	if (control_start(cfg, &e) != E_OK) {
+		log_error("%s", e.msg);
+		goto out_control;
+	}
 	if (sched_start() != E_OK) {
 		log_error("cannot start deploy workers");
 		goto out_control;
