@@ -259,6 +259,7 @@ struct upkeep_stats {
 	int64_t		packs_gone;
 	int64_t		loose_gone;
 	int64_t		objects;	/* in the new pack */
+	int64_t		full;		/* 1: a full repack (a new base), 0: incremental */
 };
 struct fetch_result {
 	char		tip[SHA_HEX];

@@ -229,16 +229,17 @@ fetch_reader_line(struct fetch_reader *rd, char *line)
 		return;
 	}
 	if (strncmp(line, "upkeep ", 7) == 0) {
-		long long v[6];
+		long long v[7] = { 0 };
 
-		if (sscanf(line + 7, "%lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3],
-		    &v[4], &v[5]) == 6) {
+		if (sscanf(line + 7, "%lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2],
+		    &v[3], &v[4], &v[5], &v[6]) >= 6) {
 			rd->up.packs = v[0];
 			rd->up.loose = v[1];
 			rd->up.bytes = v[2];
 			rd->up.packs_gone = v[3];
 			rd->up.loose_gone = v[4];
 			rd->up.objects = v[5];
+			rd->up.full = v[6];
 		}
 		return;
 	}

@@ -18,6 +18,9 @@
 #define UPKEEP_PACKS_MAX	8	/* more packs than this: repack */
 #define UPKEEP_LOOSE_MAX	256	/* more loose objects than this: repack */
 #define UPKEEP_GRACE_S		3600	/* unreachable objects younger than this stay */
+#define UPKEEP_FULL_AGE_S	86400	/* a base pack older than this is rewritten whole */
+#define UPKEEP_FULL_SHARE	10	/* rewrite it whole once the rest reach 1/10 of it */
+#define UPKEEP_BASE_FILE	"deployd-upkeep-base"
 
 static int64_t
 upkeep_knob(const char *name, int64_t def)
@@ -119,12 +122,36 @@ upkeep_git_fail(const char *what)
 	return -1;
 }
 
-/* What a ref names goes into the pack: a commit through the walk, anything else whole. */
+/* The commits the walk starts from: a full repack records them as its base's roots. */
+struct upkeep_roots {
+	git_oid	*v;
+	size_t	 n;
+	size_t	 cap;
+};
+
+static int
+upkeep_push(git_revwalk *walk, struct upkeep_roots *r, const git_oid *id)
+{
+	if (git_revwalk_push(walk, id) != 0)
+		return -1;
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 16;
+		r->v = util_xrealloc(r->v, r->cap, sizeof(*r->v));
+	}
+	git_oid_cpy(&r->v[r->n++], id);
+	return 0;
+}
+
+/*
+ * What a ref names goes into the pack: a commit through the walk; an annotated tag as
+ * itself (each tag of a chain) with its commit through the walk, so that an incremental
+ * pack does not take the commit's whole tree again; any other target whole.
+ */
 static int
 upkeep_add_ref(git_repository *repo, git_packbuilder *pb, git_revwalk *walk,
-    const char *name)
+    struct upkeep_roots *roots, const char *name)
 {
-	git_object *obj = NULL, *peeled = NULL;
+	git_object *obj = NULL, *next;
 	git_oid id;
 	int rc = 0;
 
@@ -132,21 +159,25 @@ upkeep_add_ref(git_repository *repo, git_packbuilder *pb, git_revwalk *walk,
 		return 0;	/* a dangling symbolic ref names nothing */
 	if (git_object_lookup(&obj, repo, &id, GIT_OBJECT_ANY) != 0)
 		return upkeep_git_fail(name);
-	if (git_object_type(obj) == GIT_OBJECT_COMMIT)
-		rc = git_revwalk_push(walk, &id);
-	else {
-		rc = git_packbuilder_insert_recur(pb, &id, NULL);
-		if (rc == 0 && git_object_peel(&peeled, obj, GIT_OBJECT_COMMIT) == 0)
-			rc = git_revwalk_push(walk, git_object_id(peeled));
+	while (rc == 0 && git_object_type(obj) == GIT_OBJECT_TAG) {
+		rc = git_packbuilder_insert(pb, git_object_id(obj), NULL);
+		if (rc == 0 && (rc = git_tag_target(&next, (git_tag *)obj)) == 0) {
+			git_object_free(obj);
+			obj = next;
+		}
 	}
-	git_object_free(peeled);
+	if (rc == 0 && git_object_type(obj) == GIT_OBJECT_COMMIT)
+		rc = upkeep_push(walk, roots, git_object_id(obj));
+	else if (rc == 0)
+		rc = git_packbuilder_insert_recur(pb, git_object_id(obj), NULL);
 	git_object_free(obj);
 	return rc != 0 ? upkeep_git_fail(name) : 0;
 }
 
 /* The commits of releases still on disk, which a force-push may have left unreachable. */
 static int
-upkeep_add_keep(git_repository *repo, git_revwalk *walk, const char *csv)
+upkeep_add_keep(git_repository *repo, git_revwalk *walk, struct upkeep_roots *roots,
+    const char *csv)
 {
 	char *list = util_xstrdup(csv), *save = NULL, *hex;
 	git_object *obj;
@@ -165,7 +196,7 @@ upkeep_add_keep(git_repository *repo, git_revwalk *walk, const char *csv)
 		if (git_object_lookup_prefix(&obj, repo, &id, strlen(hex),
 		    GIT_OBJECT_COMMIT) != 0)
 			continue;
-		if (git_revwalk_push(walk, git_object_id(obj)) != 0)
+		if (upkeep_push(walk, roots, git_object_id(obj)) != 0)
 			rc = upkeep_git_fail(hex);
 		git_object_free(obj);
 	}
@@ -184,18 +215,30 @@ upkeep_fsync(const char *path)
 	}
 }
 
+/* Adds the pack of index idx to odb; 0 or -1. */
+static int
+upkeep_odb_add(git_odb *odb, const char *idx, int priority)
+{
+	git_odb_backend *be = NULL;
+
+	if (git_odb_backend_one_pack(&be, idx) != 0 || git_odb_add_backend(odb, be,
+	    priority) != 0) {
+		if (be != NULL)
+			be->free(be);
+		return -1;
+	}
+	return 0;
+}
+
 /* An odb of one pack, to ask what it holds. */
 static git_odb *
 upkeep_one_pack(const char *idx)
 {
-	git_odb_backend *be = NULL;
 	git_odb *odb = NULL;
 
 	if (git_odb_new(&odb) != 0)
 		return NULL;
-	if (git_odb_backend_one_pack(&be, idx) != 0 || git_odb_add_backend(odb, be, 1) != 0) {
-		if (be != NULL)
-			be->free(be);
+	if (upkeep_odb_add(odb, idx, 1) != 0) {
 		git_odb_free(odb);
 		return NULL;
 	}
@@ -239,7 +282,7 @@ upkeep_covered(git_odb *fresh, const char *idx)
  * something unreachable: it goes once it is older than the grace period.
  */
 static void
-upkeep_drop_packs(const char *packdir, const char *keep_name, git_odb *fresh, time_t cutoff,
+upkeep_drop_packs(const char *packdir, const char *const *stay, git_odb *fresh, time_t cutoff,
     struct upkeep_stats *gone)
 {
 	static const char *const ext[] = { ".idx", ".pack", ".rev", ".bitmap", ".promisor",
@@ -248,6 +291,7 @@ upkeep_drop_packs(const char *packdir, const char *keep_name, git_odb *fresh, ti
 	struct stat sb;
 	size_t i, n;
 	char *base, *path, *idx;
+	int kept;
 	DIR *dir;
 
 	if ((dir = opendir(packdir)) == NULL)
@@ -256,9 +300,11 @@ upkeep_drop_packs(const char *packdir, const char *keep_name, git_odb *fresh, ti
 		if (strncmp(d->d_name, "pack-", 5) != 0 || !upkeep_has_suffix(d->d_name, ".idx"))
 			continue;
 		n = strlen(d->d_name) - 4;
+		for (kept = 0, i = 0; stay[i] != NULL && !kept; i++)
+			kept = strncmp(d->d_name, stay[i], n) == 0 && strlen(stay[i]) == n;
 		base = util_xasprintf("%s/%.*s", packdir, (int)n, d->d_name);
 		path = util_xasprintf("%s.keep", base);
-		if (strcmp(d->d_name, keep_name) == 0 || access(path, F_OK) == 0) {
+		if (kept || access(path, F_OK) == 0) {
 			free(path);
 			free(base);
 			continue;
@@ -358,12 +404,127 @@ upkeep_drop_temps(const char *dirpath, const char *prefix, time_t cutoff)
 }
 
 /*
+ * The base: the pack of the last full repack, and the commits it was made from, in
+ * CACHE/deployd-upkeep-base ("pack HEX", then one commit id a line). Everything those
+ * commits reach is in that pack, so an upkeep may pack only what is newer, with the walk
+ * hiding them, and leave the base alone. A marker that does not hold (a pack gone, a
+ * commit it does not have, a malformed line) only means a full repack.
+ */
+struct upkeep_base {
+	char		 name[64];	/* pack-HEX */
+	git_odb		*odb;		/* that pack alone */
+	struct upkeep_roots roots;
+	int64_t		 bytes;		/* its .pack */
+	time_t		 made;		/* the marker's mtime */
+};
+
+static void
+upkeep_base_free(struct upkeep_base *b)
+{
+	git_odb_free(b->odb);
+	free(b->roots.v);
+	memset(b, 0, sizeof(*b));
+}
+
+static int
+upkeep_base_read(const char *cache, const char *packdir, struct upkeep_base *b)
+{
+	char *path = util_xasprintf("%s/%s", cache, UPKEEP_BASE_FILE), line[128], *p;
+	struct stat sb;
+	git_oid id;
+	size_t i;
+	FILE *f;
+	int ok = 0;
+
+	memset(b, 0, sizeof(*b));
+	if ((f = fopen(path, "re")) == NULL || fstat(fileno(f), &sb) != 0)
+		goto out;
+	b->made = sb.st_mtime;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if ((p = strchr(line, '\n')) != NULL)
+			*p = '\0';
+		if (b->name[0] == '\0') {
+			if (strncmp(line, "pack ", 5) != 0 || !upkeep_is_hex(line + 5, 40))
+				goto out;
+			snprintf(b->name, sizeof(b->name), "pack-%.40s", line + 5);
+			continue;
+		}
+		if (!upkeep_is_hex(line, 40) || git_oid_fromstr(&id, line) != 0)
+			goto out;
+		if (b->roots.n == b->roots.cap) {
+			b->roots.cap = b->roots.cap ? b->roots.cap * 2 : 16;
+			b->roots.v = util_xrealloc(b->roots.v, b->roots.cap, sizeof(id));
+		}
+		git_oid_cpy(&b->roots.v[b->roots.n++], &id);
+	}
+	free(path);
+	path = util_xasprintf("%s/%s.pack", packdir, b->name);
+	if (stat(path, &sb) != 0)
+		goto out;
+	b->bytes = sb.st_size;
+	free(path);
+	path = util_xasprintf("%s/%s.idx", packdir, b->name);
+	if ((b->odb = upkeep_one_pack(path)) == NULL)
+		goto out;
+	for (i = 0; i < b->roots.n; i++)
+		if (!git_odb_exists(b->odb, &b->roots.v[i]))
+			goto out;
+	ok = b->roots.n > 0;
+out:
+	if (f != NULL)
+		fclose(f);
+	free(path);
+	if (!ok)
+		upkeep_base_free(b);
+	return ok ? 0 : -1;
+}
+
+/* After a full repack, before anything is removed: the new pack is the base. */
+static void
+upkeep_base_write(const char *cache, const git_oid *pack, const struct upkeep_roots *r)
+{
+	char *path = util_xasprintf("%s/%s", cache, UPKEEP_BASE_FILE);
+	size_t i, len = 46 + r->n * 41;
+	char *buf = util_xcalloc(1, len + 1);
+	size_t off = (size_t)snprintf(buf, len + 1, "pack %s\n", git_oid_tostr_s(pack));
+	struct error e;
+
+	for (i = 0; i < r->n; i++)
+		off += (size_t)snprintf(buf + off, len + 1 - off, "%s\n",
+		    git_oid_tostr_s(&r->v[i]));
+	/* A marker that cannot be written is removed: no marker means a full repack. */
+	if (util_write_file_atomic(path, buf, off, 0644, &e) != E_OK)
+		unlink(path);
+	free(buf);
+	free(path);
+}
+
+/* Is an incremental upkeep sound and worth it, or is it time to rewrite the base? */
+static int
+upkeep_incremental(const struct upkeep_base *b, const char *cache)
+{
+	struct upkeep_stats st;
+
+	if (b->odb == NULL)
+		return 0;
+	if (time(NULL) - b->made > (time_t)upkeep_knob("DEPLOYD_UPKEEP_FULL_AGE",
+	    UPKEEP_FULL_AGE_S))
+		return 0;	/* unreachable objects in the base go only with a full one */
+	if (upkeep_survey(cache, &st) != E_OK)
+		return 0;
+	return (st.bytes - b->bytes) * UPKEEP_FULL_SHARE < b->bytes;
+}
+
+/*
  * `__fetch --upkeep`: one new pack of everything reachable from the cache's refs and from
  * the commits in keep (comma-separated ids), written, synced and named before anything is
  * removed; then old packs and loose objects that it holds go, and what it does not hold
- * (unreachable) goes once older than grace_s. A kill at any instant leaves every
- * reachable object in a complete pack or where it was. Prints "upkeep PACKS LOOSE BYTES
- * PACKS_GONE LOOSE_GONE OBJECTS"; 0, or -1 with remote_fail's line.
+ * (unreachable) goes once older than grace_s. While the packs beside the base stay small
+ * against it, the new pack holds only what the base does not (the walk hides the base's
+ * commits) and the base stays; otherwise the new pack holds everything and becomes the
+ * base. A kill at any instant leaves every reachable object in a complete pack or where
+ * it was. Prints "upkeep PACKS LOOSE BYTES PACKS_GONE LOOSE_GONE OBJECTS FULL"; 0, or -1
+ * with remote_fail's line.
  */
 int
 upkeep_repack(const char *cache, const char *keep, int64_t grace_s, git_oid *packid)
@@ -375,63 +536,95 @@ upkeep_repack(const char *cache, const char *keep, int64_t grace_s, git_oid *pac
 	git_reference *ref;
 	git_odb *fresh = NULL;
 	struct upkeep_stats after, gone = { 0 };
-	char *packdir = NULL, *objdir = NULL, *idx = NULL, *pack = NULL;
+	struct upkeep_roots roots = { 0 };
+	struct upkeep_base base;
+	char *packdir = NULL, *objdir = NULL, *idx = NULL, *pack = NULL, newname[64];
+	const char *stay[3] = { newname, NULL, NULL };
 	time_t cutoff = time(NULL) - (time_t)grace_s;
-	size_t nobj = 0;
-	int rc = -1;
+	size_t i, nobj = 0;
+	int rc = -1, full;
 
 	memset(packid, 0, sizeof(*packid));
-	if (git_repository_open_bare(&repo, cache) != 0)
-		return upkeep_git_fail(cache);
+	newname[0] = '\0';
+	objdir = util_xasprintf("%s/objects", cache);
+	packdir = util_xasprintf("%s/objects/pack", cache);
+	upkeep_base_read(cache, packdir, &base);
+	full = !upkeep_incremental(&base, cache);
+	if (git_repository_open_bare(&repo, cache) != 0) {
+		upkeep_git_fail(cache);
+		goto out;
+	}
 	if (git_packbuilder_new(&pb, repo) != 0 || git_revwalk_new(&walk, repo) != 0 ||
-	    git_reference_iterator_new(&it, repo) != 0) {
+	    git_reference_iterator_new(&it, repo) != 0 || git_odb_new(&fresh) != 0) {
 		upkeep_git_fail("starting");
 		goto out;
 	}
 	while (git_reference_next(&ref, it) == 0) {
-		int r = upkeep_add_ref(repo, pb, walk, git_reference_name(ref));
+		int r = upkeep_add_ref(repo, pb, walk, &roots, git_reference_name(ref));
 
 		git_reference_free(ref);
 		if (r != 0)
 			goto out;
 	}
-	if (keep != NULL && keep[0] != '\0' && upkeep_add_keep(repo, walk, keep) != 0)
+	if (keep != NULL && keep[0] != '\0' && upkeep_add_keep(repo, walk, &roots, keep) != 0)
 		goto out;
+	for (i = 0; !full && i < base.roots.n; i++)
+		if (git_revwalk_hide(walk, &base.roots.v[i]) != 0) {
+			upkeep_git_fail("hiding the base");
+			goto out;
+		}
 	if (git_packbuilder_insert_walk(pb, walk) != 0) {
 		upkeep_git_fail("walking the history");
 		goto out;
 	}
-	objdir = util_xasprintf("%s/objects", cache);
-	packdir = util_xasprintf("%s/objects/pack", cache);
 	if ((nobj = git_packbuilder_object_count(pb)) > 0) {
 		if (git_packbuilder_write(pb, packdir, 0, NULL, NULL) != 0) {
 			upkeep_git_fail("writing the pack");
 			goto out;
 		}
 		git_oid_cpy(packid, git_packbuilder_hash(pb));
-		idx = util_xasprintf("%s/pack-%s.idx", packdir, git_oid_tostr_s(packid));
-		pack = util_xasprintf("%s/pack-%s.pack", packdir, git_oid_tostr_s(packid));
+		snprintf(newname, sizeof(newname), "pack-%s", git_oid_tostr_s(packid));
+		idx = util_xasprintf("%s/%s.idx", packdir, newname);
+		pack = util_xasprintf("%s/%s.pack", packdir, newname);
 		/* Durable before anything it replaces is removed. */
 		upkeep_fsync(pack);
 		upkeep_fsync(idx);
 		upkeep_fsync(packdir);
-		if ((fresh = upkeep_one_pack(idx)) == NULL) {
+		if (upkeep_odb_add(fresh, idx, 1) != 0) {
 			upkeep_git_fail("reading the new pack");
 			goto out;
 		}
-		upkeep_drop_packs(packdir, strrchr(idx, '/') + 1, fresh, cutoff, &gone);
+		if (full)
+			upkeep_base_write(cache, packid, &roots);
+	}
+	if (!full) {
+		/* What the base holds is as good as packed: the base stays, its objects go. */
+		char *bidx = util_xasprintf("%s/%s.idx", packdir, base.name);
+
+		stay[1] = base.name;
+		i = upkeep_odb_add(fresh, bidx, 2) != 0;
+		free(bidx);
+		if (i) {
+			upkeep_git_fail("reading the base pack");
+			goto out;
+		}
+	}
+	if (nobj > 0 || !full) {
+		upkeep_drop_packs(packdir, stay, fresh, cutoff, &gone);
 		upkeep_drop_loose(objdir, fresh, cutoff, &gone);
 	}
 	upkeep_drop_temps(packdir, "pack_git2_", cutoff);
 	upkeep_drop_temps(objdir, "tmp_", cutoff);
 	upkeep_fsync(packdir);
 	upkeep_survey(cache, &after);
-	printf("upkeep %lld %lld %lld %lld %lld %zu\n", (long long)after.packs,
+	printf("upkeep %lld %lld %lld %lld %lld %zu %d\n", (long long)after.packs,
 	    (long long)after.loose, (long long)after.bytes, (long long)gone.packs,
-	    (long long)gone.loose, nobj);
+	    (long long)gone.loose, nobj, full);
 	rc = 0;
 out:
 	git_odb_free(fresh);
+	upkeep_base_free(&base);
+	free(roots.v);
 	git_reference_iterator_free(it);
 	git_revwalk_free(walk);
 	git_packbuilder_free(pb);

@@ -325,11 +325,12 @@ sched_upkeep(struct sched_site *s)
 	rc = upkeep_site(&s->cfg->site, &before, &after, &e);
 	if (rc > 0)
 		log_info("site=%s cache upkeep: %lld packs, %lld loose objects, %lld KiB -> "
-		    "%lld packs, %lld loose objects, %lld KiB (%lld objects packed) in %lld ms",
+		    "%lld packs, %lld loose objects, %lld KiB (%s, %lld objects packed) in %lld ms",
 		    name, (long long)before.packs, (long long)before.loose,
 		    (long long)(before.bytes / 1024), (long long)after.packs,
 		    (long long)after.loose, (long long)(after.bytes / 1024),
-		    (long long)after.objects, (long long)(util_mono_ms() - t0));
+		    after.full ? "full" : "incremental", (long long)after.objects,
+		    (long long)(util_mono_ms() - t0));
 	else if (rc < 0)
 		log_warn("site=%s cache upkeep failed: %s", name, e.msg);
 	metrics_cache(name, rc, rc < 0 ? before.packs : after.packs,

@@ -1,5 +1,5 @@
 #!/bin/bash
-# cache_upkeep.sh: the repository cache is repacked between deploys once it has too many packs: reachable objects and releases on disk stay, what a force-push abandoned goes after the grace period, and SIGKILLs during the upkeep leave a cache git fsck accepts.
+# cache_upkeep.sh: the repository cache is repacked between deploys once it has too many packs (whole, or only what its base pack lacks): reachable objects and releases on disk stay, what a force-push abandoned goes after the grace period, and SIGKILLs during either kind of upkeep leave a cache git fsck accepts.
 # timeout: 400
 #
 # The thresholds are lowered through the environment (DEPLOYD_UPKEEP_PACKS and
@@ -38,6 +38,8 @@ upkeeps() {
 }
 
 make_repo "$TMP/src" || bail "make_repo failed"
+# A photo-sized file that never changes: the base pack is large against what deploys add.
+head -c 1048576 /dev/urandom >"$TMP/src/photo.bin"
 make_big_repo "$TMP/src" 600 || bail "make_big_repo failed"
 export DEPLOYD_UPKEEP_PACKS=3 DEPLOYD_UPKEEP_GRACE=3600
 write_config "$TMP/deployd.yaml" "$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0 keep=2)"
@@ -52,7 +54,7 @@ check "an upkeep ran once the cache had more than 3 packs" test "$(upkeeps)" -ge
 check "the cache has at most 3 packs after 5 more deploys ($(packs))" test "$(packs)" -le 3
 check "git fsck accepts the cache" fsck_ok
 like "the log says what it did" "$(grep -m1 'cache upkeep: ' "$TMP/daemon.log")" \
-	'cache upkeep: [0-9]+ packs, [0-9]+ loose objects, [0-9]+ KiB -> 1 packs, 0 loose objects, [0-9]+ KiB \([0-9]+ objects packed\) in [0-9]+ ms'
+	'cache upkeep: [0-9]+ packs, [0-9]+ loose objects, [0-9]+ KiB -> 1 packs, 0 loose objects, [0-9]+ KiB \(full, [0-9]+ objects packed\) in [0-9]+ ms'
 check "the live release is the tip's tree" current_matches "$TMP/www" "$TMP/src" "$H"
 like "metrics count it" "$(curl -sS "http://$CFG_LISTEN/metrics" | grep '^deployd_cache_upkeeps_total{site="www",result="success"}')" \
 	' [1-9][0-9]*$'
@@ -60,6 +62,33 @@ like "metrics show the cache's packs" "$(curl -sS "http://$CFG_LISTEN/metrics" |
 	' [0-9]+$'
 like "status --json shows the cache" "$(status_json www | jq -c '.cache | [.packs, .loose_objects, (.bytes > 0), (.last_upkeep_at | test("^[0-9]{4}-"))]')" \
 	'^\[[0-9]+,[0-9]+,true,true\]$'
+
+# ---- later upkeeps pack only what the base does not hold, and leave the base alone ----
+base_pack() {
+	sed -n 's/^pack \([0-9a-f]\{40\}\)$/pack-\1.pack/p' "$CACHE/deployd-upkeep-base" 2>/dev/null
+}
+BASE=$(base_pack)
+check "the full repack recorded its pack as the base ($BASE)" test -f "$CACHE/objects/pack/$BASE"
+n0=$(upkeeps)
+for i in 1 2 3 4; do
+	H=$(deploy_commit "site/i$i.html" "i$i") || bail "deploy i$i failed"
+done
+check "another upkeep ran" test "$(upkeeps)" -gt "$n0"
+like "it was incremental, and left the base and one new pack" "$(grep 'cache upkeep: ' "$TMP/daemon.log" | tail -n 1)" \
+	'-> 2 packs, 0 loose objects, [0-9]+ KiB \(incremental, [0-9]+ objects packed\)'
+check "the base pack is untouched" test -f "$CACHE/objects/pack/$BASE"
+is "and is still the base" "$(base_pack)" "$BASE"
+check "git fsck accepts the cache" fsck_ok
+check "the live release is the tip's tree" current_matches "$TMP/www" "$TMP/src" "$H"
+# A marker that does not hold (here: garbage) only means a full repack.
+printf 'pack nonsense\n' >"$CACHE/deployd-upkeep-base"
+for i in 5 6 7; do
+	H=$(deploy_commit "site/i$i.html" "i$i") || bail "deploy i$i failed"
+done
+like "a damaged base marker gets a full repack" "$(grep 'cache upkeep: ' "$TMP/daemon.log" | tail -n 1)" \
+	'-> 1 packs, 0 loose objects, [0-9]+ KiB \(full, '
+check "which records a new base" test -f "$CACHE/objects/pack/$(base_pack)"
+check "git fsck accepts the cache" fsck_ok
 
 # ---- a force-push: the abandoned commit stays while its release is on disk or in grace ----
 H_GONE=$(deploy_commit site/abandoned.html "abandoned $$ content") || bail "deploy failed"
@@ -78,8 +107,9 @@ check "git fsck accepts the cache" fsck_ok
 stop_daemon
 
 # ---- with the grace over, they go; releases on disk keep theirs ----
-# From here every deploy sets an upkeep off (more than 1 pack).
-export DEPLOYD_UPKEEP_GRACE=0 DEPLOYD_UPKEEP_PACKS=1
+# From here every deploy sets an upkeep off (more than 1 pack), and each is a full one
+# (an incremental upkeep leaves what the base holds until the base is a day old).
+export DEPLOYD_UPKEEP_GRACE=0 DEPLOYD_UPKEEP_PACKS=1 DEPLOYD_UPKEEP_FULL_AGE=0
 H_KEPT=$(repo_head "$TMP/src")
 start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
 git_q -C "$TMP/src" reset -q --hard HEAD~1
@@ -110,12 +140,13 @@ upkeep_helper() {
 	pgrep -f -- "__fetch --upkeep .*$CACHE" | head -n 1
 }
 KILLS=${UPKEEP_KILLS:-12}
-landed_write=0 landed_remove=0 landed_after=0 bad=0
+landed_write=0 landed_remove=0 landed_after=0 bad=0 in_full=0
 for ((k = 1; k <= KILLS; k++)); do
 	commit_file "$TMP/src" "site/k$k.html" "k$k" "k$k" >/dev/null 2>&1 || bail "commit failed"
 	dctl deploy www >/dev/null 2>&1
 	wait_for "the upkeep helper" 30 upkeep_helper || { diag "kill $k: no upkeep started"; continue; }
 	P=$(upkeep_helper)
+	[ "${DEPLOYD_UPKEEP_FULL_AGE:-0}" = 0 ] && in_full=$((in_full + 1))
 	pack_names >"$TMP/packs.before"
 	sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
 	kill -KILL "$P" 2>/dev/null
@@ -132,9 +163,11 @@ for ((k = 1; k <= KILLS; k++)); do
 		bad=$((bad + 1))
 		diag "kill $k: git fsck refused the cache" "$(head -n 5 "$TMP/fsck.out")"
 	fi
+	# Every other kill lands in an incremental upkeep.
+	DEPLOYD_UPKEEP_FULL_AGE=$((k % 2 ? 0 : 86400))
 	start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart after kill $k"
 done
-is "git fsck accepted the cache after every one of $KILLS kills (write: $landed_write, removal: $landed_remove, after: $landed_after)" "$bad" 0
+is "git fsck accepted the cache after every one of $KILLS kills (write: $landed_write, removal: $landed_remove, after: $landed_after; $in_full in full upkeeps, the rest in incremental ones)" "$bad" 0
 H=$(deploy_commit site/final.html "final") || fail "the deploy after the kills failed"
 check "and the next deploy is the tip's tree" current_matches "$TMP/www" "$TMP/src" "$H"
 check "git fsck accepts the cache at the end" fsck_ok
