@@ -1,20 +1,23 @@
 #!/bin/bash
-# soak.sh: one daemon, three sites, ROUNDS rounds of webhooks, polls, deploys, failing deploys, hook timeouts, reloads, rollbacks and resumes; fails if descriptors, threads, children, zombies or memory grow.
+# soak.sh: one daemon, three sites per worker, ROUNDS rounds of webhooks, polls, deploys, failing deploys, hook timeouts, reloads, rollbacks and resumes; fails if descriptors, threads, children, zombies or memory grow.
 #
 # usage: tests/soak.sh DEPLOYD_BIN [ROUNDS]      (default 300 rounds)
 #
 # Sites: "a" (webhook and CLI deploys, rollback and resume, a post_activate hook), "b"
 # (CLI deploys whose pre_activate hook fails or hangs past hooks.timeout for some commits,
 # so current must stay put) and "c" (found by polling every second, paused and resumed).
-# Every round does one of those things; every SOAK_SAMPLE rounds (default ROUNDS/10, at
-# least 20) the script waits until no deploy is running and samples, over every process
-# of the daemon's tree: open descriptors, threads, child processes, zombies and PSS
-# (/proc/PID/smaps_rollup). It prints the series as a table, and fails if, from the first
-# sample (taken after a warm-up of one sample period) to the last, descriptors grew by
-# more than 3, threads or children by more than 2, or any sample held a zombie; or if the
-# smallest PSS of the second half of the run exceeds the largest of the first half (after
-# the warm-up) by more than SOAK_PSS_SLACK_KB (default 2048) plus 5 %.
-# Environment: SOAK_SAMPLE, SOAK_PSS_SLACK_KB, SOAK_FILES (files in site c, 200).
+# Every round does one of those things. With SOAK_JOBS=J (default 1), J workers each drive
+# their own three sites (a, b, c, then a2, b2, c2, ...) through ROUNDS rounds at once, so
+# the daemon deploys several sites concurrently; only the first worker reloads.
+# Every SOAK_SAMPLE rounds (default ROUNDS/10, at least 20) the workers meet, the script
+# waits until no deploy is running and samples, over every process of the daemon's tree:
+# open descriptors, threads, child processes, zombies and PSS (/proc/PID/smaps_rollup).
+# It prints the series as a table, and fails if, from the first sample (taken after a
+# warm-up of one sample period) to the last, descriptors grew by more than 3, threads or
+# children by more than 2, or any sample held a zombie; or if the smallest PSS of the
+# second half of the run exceeds the largest of the first half (after the warm-up) by more
+# than SOAK_PSS_SLACK_KB (default 2048) plus 5 %.
+# Environment: SOAK_JOBS, SOAK_SAMPLE, SOAK_PSS_SLACK_KB, SOAK_FILES (files in site c, 200).
 
 if [ -n "${1:-}" ]; then
 	DEPLOYD_BIN=$(realpath -e "$1") || { echo "Bail out! no such binary: $1"; exit 1; }
@@ -24,44 +27,58 @@ ROUNDS=${2:-300}
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 case $ROUNDS in ''|*[!0-9]*|0) bail "usage: tests/soak.sh DEPLOYD_BIN [ROUNDS]" ;; esac
+JOBS=${SOAK_JOBS:-1}
+case $JOBS in ''|*[!0-9]*|0) bail "SOAK_JOBS must be a positive number" ;; esac
 SAMPLE=${SOAK_SAMPLE:-$((ROUNDS / 10))}
 [ "$SAMPLE" -ge 20 ] || SAMPLE=20
 SLACK_KB=${SOAK_PSS_SLACK_KB:-2048}
 SECRET='soak-secret-0123456789abcdef'
 T0=$SECONDS
+TOP=$TMP
 
-# ---- sites ----
-make_repo "$TMP/a" && commit_file "$TMP/a" index.html "a0" "a0" || bail "repo a"
-make_repo "$TMP/b" && commit_file "$TMP/b" index.html "b0" "b0" || bail "repo b"
-make_repo "$TMP/c" || bail "repo c"
-make_big_repo "$TMP/c" "${SOAK_FILES:-200}" || bail "repo c"
-printf '%s\n' "$SECRET" >"$TMP/secret"
-chmod 600 "$TMP/secret"
+# ---- sites: worker W has its files in $TOP/wW and sites aS, bS, cS (S empty for W=1) ----
+printf '%s\n' "$SECRET" >"$TOP/secret"
+chmod 600 "$TOP/secret"
 # b's pre_activate runs in the new release: a file named fail or hang there decides.
-cat >"$TMP/pre-b.sh" <<'EOF'
+cat >"$TOP/pre-b.sh" <<'EOF2'
 #!/bin/sh
 [ -e fail ] && { echo "refusing a release with a fail file"; exit 3; }
 [ -e hang ] && exec sleep 60
 exit 0
-EOF
-cat >"$TMP/post-a.sh" <<EOF
+EOF2
+cat >"$TOP/post-a.sh" <<EOF2
 #!/bin/sh
-echo "\$DEPLOYD_COMMIT" >"$TMP/post-a.last"
-EOF
-chmod 755 "$TMP/pre-b.sh" "$TMP/post-a.sh"
+echo "\$DEPLOYD_SITE \$DEPLOYD_COMMIT" >>"$TOP/post-a.log"
+EOF2
+chmod 755 "$TOP/pre-b.sh" "$TOP/post-a.sh"
+
+suffix() { [ "$1" -eq 1 ] || echo "$1"; }
+
+SITES=()
+for ((w = 1; w <= JOBS; w++)); do
+	W=$TOP/w$w
+	S=$(suffix "$w")
+	make_repo "$W/a" && commit_file "$W/a" index.html "a0" "a0" || bail "repo a$S"
+	make_repo "$W/b" && commit_file "$W/b" index.html "b0" "b0" || bail "repo b$S"
+	make_repo "$W/c" || bail "repo c$S"
+	make_big_repo "$W/c" "${SOAK_FILES:-200}" || bail "repo c$S"
+	SITES+=("$(site_yaml "a$S" "$W/a.git" "$W/www-a" poll=0 secret_file="$TOP/secret" keep=3 \
+		"hooks={post_activate: [$TOP/post-a.sh]}")" \
+		"$(site_yaml "b$S" "$W/b.git" "$W/www-b" poll=0 keep=3 \
+		"hooks={pre_activate: [$TOP/pre-b.sh], timeout: 1s}")" \
+		"$(site_yaml "c$S" "$W/c.git" "$W/www-c" poll=1s keep=2)")
+done
 
 CFG_LOG_LEVEL=info
 CFG_LISTEN=127.0.0.1:$(free_port)
-write_config "$TMP/deployd.yaml" \
-	"$(site_yaml a "$TMP/a.git" "$TMP/www-a" poll=0 secret_file="$TMP/secret" keep=3 \
-		"hooks={post_activate: [$TMP/post-a.sh]}")" \
-	"$(site_yaml b "$TMP/b.git" "$TMP/www-b" poll=0 keep=3 \
-		"hooks={pre_activate: [$TMP/pre-b.sh], timeout: 1s}")" \
-	"$(site_yaml c "$TMP/c.git" "$TMP/www-c" poll=1s keep=2)"
-start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
-wait_live "$TMP/www-a" "$(repo_head "$TMP/a")" 30 || bail "site a did not deploy"
-wait_live "$TMP/www-b" "$(repo_head "$TMP/b")" 30 || bail "site b did not deploy"
-wait_live "$TMP/www-c" "$(repo_head "$TMP/c")" 60 || bail "site c did not deploy"
+write_config "$TOP/deployd.yaml" "${SITES[@]}"
+start_daemon "$TOP/deployd.yaml" || bail "daemon did not start"
+for ((w = 1; w <= JOBS; w++)); do
+	W=$TOP/w$w
+	wait_live "$W/www-a" "$(repo_head "$W/a")" 30 || bail "site a$(suffix "$w") did not deploy"
+	wait_live "$W/www-b" "$(repo_head "$W/b")" 30 || bail "site b$(suffix "$w") did not deploy"
+	wait_live "$W/www-c" "$(repo_head "$W/c")" 60 || bail "site c$(suffix "$w") did not deploy"
+done
 
 # ---- what a round does ----
 N_OK=0
@@ -87,7 +104,7 @@ deploy_b() {
 	git_q -C "$TMP/b" add -A && git_q -C "$TMP/b" commit -q -m "b$i $kind" &&
 		push_work "$TMP/b" || { bad "$i" "cannot push to b"; return; }
 	want=$(repo_head "$TMP/b")
-	dctl deploy b --wait >"$TMP/deploy.out" 2>&1
+	dctl deploy "b$S" --wait >"$TMP/deploy.out" 2>&1
 	rc=$?
 	case $kind in
 	good)
@@ -116,22 +133,22 @@ round() {
 	local i=$1 h rc code
 	case $((i % 10)) in
 	0)
-		if [ $((i % 50)) -eq 0 ]; then
+		if [ $((i % 50)) -eq 0 ] && [ -z "$S" ]; then
 			dctl reload >/dev/null 2>&1 || bad "$i" "reload failed"
 			N_RELOAD=$((N_RELOAD + 1))
 		else
-			dctl deploy a --wait >/dev/null 2>&1 || bad "$i" "a: a deploy of the live tip failed"
+			dctl deploy "a$S" --wait >/dev/null 2>&1 || bad "$i" "a: a deploy of the live tip failed"
 		fi ;;
 	1|8)
 		h=$(commit_a "$i") || { bad "$i" "cannot push to a"; return; }
 		if [ $((i % 10)) -eq 1 ]; then
-			code=$(github_push "$SECRET" "http://$CFG_LISTEN/hooks/a" "$h" "soak-$i")
+			code=$(github_push "$SECRET" "http://$CFG_LISTEN/hooks/a$S" "$h" "soak$S-$i")
 			[ "$code" = 202 ] || bad "$i" "a: webhook answered $code"
 			N_WEBHOOK=$((N_WEBHOOK + 1))
 			wait_live "$TMP/www-a" "$h" 30 >/dev/null 2>&1 ||
 				{ bad "$i" "a: webhook deploy not live"; return; }
 		else
-			dctl deploy a --wait >/dev/null 2>&1 && current_is "$TMP/www-a" "$h" ||
+			dctl deploy "a$S" --wait >/dev/null 2>&1 && current_is "$TMP/www-a" "$h" ||
 				{ bad "$i" "a: CLI deploy failed"; return; }
 		fi
 		N_OK=$((N_OK + 1)) ;;
@@ -147,20 +164,20 @@ round() {
 		if [ $((i % 20)) -eq 5 ]; then
 			deploy_b hang "$i"
 		else
-			code=$(github_push "wrong-$SECRET" "http://$CFG_LISTEN/hooks/a" "$(repo_head "$TMP/a")" "soak-bad-$i")
+			code=$(github_push "wrong-$SECRET" "http://$CFG_LISTEN/hooks/a$S" "$(repo_head "$TMP/a")" "soak$S-bad-$i")
 			[ "$code" = 401 ] || bad "$i" "a: a bad signature answered $code"
 		fi ;;
 	6)
 		if [ "$(release_count "$TMP/www-a")" -ge 2 ]; then
-			dctl rollback a >/dev/null 2>&1 || bad "$i" "a: rollback failed"
+			dctl rollback "a$S" >/dev/null 2>&1 || bad "$i" "a: rollback failed"
 			N_ROLLBACK=$((N_ROLLBACK + 1))
 		fi
-		dctl resume a >/dev/null 2>&1 || bad "$i" "a: resume failed" ;;
+		dctl resume "a$S" >/dev/null 2>&1 || bad "$i" "a: resume failed" ;;
 	7)
-		dctl pause c >/dev/null 2>&1 || bad "$i" "c: pause failed"
-		dctl resume c >/dev/null 2>&1 || bad "$i" "c: resume failed" ;;
+		dctl pause "c$S" >/dev/null 2>&1 || bad "$i" "c: pause failed"
+		dctl resume "c$S" >/dev/null 2>&1 || bad "$i" "c: resume failed" ;;
 	9)
-		code=$(github_push "$SECRET" "http://$CFG_LISTEN/hooks/a" "$(repo_head "$TMP/a")" "soak-$((i - 8))")
+		code=$(github_push "$SECRET" "http://$CFG_LISTEN/hooks/a$S" "$(repo_head "$TMP/a")" "soak$S-$((i - 8))")
 		[ "$code" = 202 ] || bad "$i" "a: a redelivery answered $code" ;;
 	esac
 }
@@ -194,15 +211,44 @@ sample() {
 		pss=$((pss + ${n:-0}))
 	done
 	SERIES+=("$1 $((N_OK + N_FAIL)) $fds $thr $kids $zomb $pss")
+	# As it goes too, so that a long run stopped early still shows its series.
+	diag "sample: ${SERIES[-1]} ($((SECONDS - T0)) s)"
+}
+
+# work W FROM TO: worker W's rounds FROM..TO in its own directory; leaves its counts in
+# $TOP/wW/counts (a subshell's variables do not come back).
+work() {
+	local w=$1 i
+	TMP=$TOP/w$w
+	S=$(suffix "$w")
+	N_OK=0 N_FAIL=0 N_HOOK_TIMEOUT=0 N_WEBHOOK=0 N_RELOAD=0 N_ROLLBACK=0 BAD=0
+	for ((i = $2; i <= $3; i++)); do
+		daemon_running || { bad "$i" "the daemon died"; break; }
+		round "$i"
+	done
+	echo "$N_OK $N_FAIL $N_HOOK_TIMEOUT $N_WEBHOOK $N_RELOAD $N_ROLLBACK $BAD" >"$TMP/counts"
 }
 
 sample 0
-for ((i = 1; i <= ROUNDS; i++)); do
-	daemon_running || bail "the daemon died in round $i" "$(tail -n 30 "$TMP/daemon.log")"
-	round "$i"
-	if [ $((i % SAMPLE)) -eq 0 ] || [ "$i" -eq "$ROUNDS" ]; then
-		sample "$i"
-	fi
+for ((from = 1; from <= ROUNDS; from += SAMPLE)); do
+	to=$((from + SAMPLE - 1))
+	[ "$to" -le "$ROUNDS" ] || to=$ROUNDS
+	pids=()
+	for ((w = 1; w <= JOBS; w++)); do
+		rm -f "$TOP/w$w/counts"
+		work "$w" "$from" "$to" &
+		pids+=($!)
+	done
+	wait "${pids[@]}"	# not a bare wait: the daemon is a background job too
+	for ((w = 1; w <= JOBS; w++)); do
+		read -r a b c d e f g <"$TOP/w$w/counts" 2>/dev/null ||
+			{ a=0 b=0 c=0 d=0 e=0 f=0 g=1; diag "worker $w left no counts"; }
+		N_OK=$((N_OK + a)) N_FAIL=$((N_FAIL + b)) N_HOOK_TIMEOUT=$((N_HOOK_TIMEOUT + c))
+		N_WEBHOOK=$((N_WEBHOOK + d)) N_RELOAD=$((N_RELOAD + e)) N_ROLLBACK=$((N_ROLLBACK + f))
+		BAD=$((BAD + g))
+	done
+	daemon_running || bail "the daemon died by round $to" "$(tail -n 30 "$TOP/daemon.log")"
+	sample "$to"
 done
 
 # ---- verdict ----
@@ -212,7 +258,7 @@ for row in "${SERIES[@]}"; do
 done
 is "every round did what it should" "$BAD" 0
 is "the daemon is still running" "$(daemon_running && echo yes)" yes
-ok "$ROUNDS rounds: $N_OK deploys, $N_FAIL failing deploys ($N_HOOK_TIMEOUT hook timeouts), $N_WEBHOOK webhooks, $N_ROLLBACK rollbacks, $N_RELOAD reloads in $((SECONDS - T0)) s"
+ok "$ROUNDS rounds x $JOBS workers: $N_OK deploys, $N_FAIL failing deploys ($N_HOOK_TIMEOUT hook timeouts), $N_WEBHOOK webhooks, $N_ROLLBACK rollbacks, $N_RELOAD reloads in $((SECONDS - T0)) s"
 # Warm-up: the first period fills caches, pools and the helper processes.
 if [ "${#SERIES[@]}" -ge 3 ]; then
 	read -r _ _ f0 t0 k0 _ p0 <<<"${SERIES[1]}"
