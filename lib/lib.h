@@ -24,6 +24,7 @@ enum {
 	E_STOPPED = -9,	/* the daemon is shutting down */
 	E_SECRET = -10,	/* a secret file is unsafe or unreadable */
 	E_HEALTH = -11,	/* the release went live and failed its health check */
+	E_STALE = -12,	/* what the caller holds is out of date: read it again */
 };
 
 /* A failure's one-line explanation travels next to its code. */

@@ -7,6 +7,7 @@
 #   lib/     the floor: itself only
 #   hooks/   the webhook providers: the floor
 #   deploy/  the engine: the floor
+#   fleet/   the fleet's etcd client: the floor
 #   server/  the daemon and the command line: everything
 # Checked: every #include "..." in each part's .c and .h files; the system headers that
 # belong to one part only (<microhttpd.h> and <yaml.h> to the daemon, <git2.h> to the engine
@@ -36,7 +37,8 @@ allowed() {
 	lib) echo "lib" ;;
 	hooks) echo "lib hooks" ;;
 	deploy) echo "lib deploy" ;;
-	server) echo "lib hooks deploy server" ;;
+	fleet) echo "lib fleet" ;;
+	server) echo "lib hooks deploy fleet server" ;;
 	esac
 }
 
@@ -49,7 +51,7 @@ in_list() {
 	return 1
 }
 
-for part in lib hooks deploy server; do
+for part in lib hooks deploy fleet server; do
 	found=()
 	may=$(allowed "$part")
 	files=("$SRC/$part"/*.[ch])
@@ -89,15 +91,15 @@ done
 # Symbols: what a part's library needs must not come from a part it may not use.
 if [ -n "$BUILD" ]; then
 	declare -A lib_of=([lib]=libfloor.a [hooks]=libhooks.a [deploy]=libengine.a
-		[server]=libdaemon.a)
-	for part in lib hooks deploy; do
+		[fleet]=libfleet.a [server]=libdaemon.a)
+	for part in lib hooks deploy fleet; do
 		a=$BUILD/${lib_of[$part]}
 		if [ ! -f "$a" ]; then
 			not_ok "$part/: library $a exists" "build it first"
 			continue
 		fi
 		forbidden=()
-		for other in lib hooks deploy server; do
+		for other in lib hooks deploy fleet server; do
 			in_list "$other" "$(allowed "$part")" && continue
 			forbidden+=("$BUILD/${lib_of[$other]}")
 		done
@@ -117,7 +119,7 @@ fi
 # Loops of calls between the files of one part: file A calls B and B (perhaps through
 # others) calls A. Each file of a part stands on those below it, as the parts do.
 if [ -n "$BUILD" ]; then
-	for part in lib hooks deploy server; do
+	for part in lib hooks deploy fleet server; do
 		a=$BUILD/${lib_of[$part]}
 		[ -f "$a" ] || continue
 		loops=$(nm -A "$a" 2>/dev/null | awk '

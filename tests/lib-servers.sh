@@ -12,6 +12,11 @@
 #                                (user x-access-token, password TOKEN); repositories under
 #                                $HTTP_ROOT: https://127.0.0.1:$HTTPS_PORT/git/NAME.git
 # git:// start_git_daemon        git daemon on $GIT_PORT exporting $GITD_ROOT: git://127.0.0.1:$GIT_PORT/NAME.git
+# etcd:  start_etcd N [tls] [ARGS] an N-member etcd cluster on 127.0.0.1 (Debian's etcd-server);
+#                                client URLs in ETCD_URLS (array) and ETCD_ENDPOINTS (comma list),
+#                                member PIDs in ETCD_PIDS; with tls, clients need $TLS_DIR/client.pem
+#                                and client.key (signed by ca.pem); ARGS go to every member.
+#        etcdctl_ ARGS...        etcdctl (API v3) against ETCD_ENDPOINTS, with the TLS files if any
 # Every server is started with spawn, so lib.sh stops it by PID when the script ends.
 
 SSH_USER=${SSH_USER:-deployd-git}
@@ -207,4 +212,61 @@ while True:
     c.close()
 ' "$BAD_PORT" "$1"
 	wait_port "$BAD_PORT" 10
+}
+
+# ---- etcd ----
+
+# A client certificate from the test CA, for etcd's --client-cert-auth, and a server
+# certificate that is a client one too: etcd's JSON gateway dials its own gRPC port with it.
+_etcd_client_cert() {
+	(
+		cd "$TLS_DIR" || exit 1
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n' >etcd-server.ext &&
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+			-extfile etcd-server.ext -out etcd-server.pem 2>/dev/null &&
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=deployd" \
+			-keyout client.key -out client.csr 2>/dev/null &&
+		printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n' >client.ext &&
+		openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+			-extfile client.ext -out client.pem 2>/dev/null &&
+		chmod 600 client.key
+	) || { fail "openssl could not make the etcd client certificate"; return 1; }
+}
+
+start_etcd() {
+	local n=$1 tls=${2:-} i scheme=http cluster="" peers=() tlsargs=()
+	shift $(($# < 2 ? $# : 2))
+	need etcd:etcd-server etcdctl:etcd-client || return 1
+	if [ "$tls" = tls ]; then
+		[ -f "$TLS_DIR/server.pem" ] || make_test_ca || return 1
+		[ -f "$TLS_DIR/etcd-server.pem" ] || _etcd_client_cert || return 1
+		scheme=https
+		tlsargs=(--cert-file "$TLS_DIR/etcd-server.pem" --key-file "$TLS_DIR/server.key"
+			--client-cert-auth --trusted-ca-file "$TLS_DIR/ca.pem")
+	fi
+	ETCD_URLS=() ETCD_PIDS=() ETCD_RUN=$((${ETCD_RUN:-0} + 1))
+	for ((i = 0; i < n; i++)); do
+		ETCD_URLS+=("$scheme://127.0.0.1:$(free_port)")
+		peers+=("http://127.0.0.1:$(free_port)")
+		cluster+="${cluster:+,}e$i=${peers[i]}"
+	done
+	for ((i = 0; i < n; i++)); do
+		spawn "$TMP/etcd-e$i.log" etcd --name "e$i" --data-dir "$TMP/etcd/$ETCD_RUN/e$i" \
+			--listen-client-urls "${ETCD_URLS[i]}" --advertise-client-urls "${ETCD_URLS[i]}" \
+			--listen-peer-urls "${peers[i]}" --initial-advertise-peer-urls "${peers[i]}" \
+			--initial-cluster "$cluster" --initial-cluster-token "deployd-test-$$" \
+			--heartbeat-interval 50 --election-timeout 500 "${tlsargs[@]}" "$@"
+		ETCD_PIDS+=("$LAST_PID")
+	done
+	ETCD_ENDPOINTS=$(IFS=,; echo "${ETCD_URLS[*]}")
+	ETCD_TLS=$tls
+	wait_for "etcd cluster of $n to be healthy" 30 etcdctl_ endpoint health >/dev/null ||
+		{ diag "$(tail -n 20 "$TMP/etcd-e0.log")"; return 1; }
+}
+
+etcdctl_() {
+	local tlsargs=()
+	[ "${ETCD_TLS:-}" = tls ] && tlsargs=(--cacert "$TLS_DIR/ca.pem"
+		--cert "$TLS_DIR/client.pem" --key "$TLS_DIR/client.key")
+	ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 2s "${tlsargs[@]}" "$@"
 }

@@ -17,9 +17,9 @@ while IFS= read -r line; do
 done <<<"$out"
 is "tests/layers.sh passes on this tree" "$rc" 0
 
-# A copy of the four parts' sources, to break one file at a time.
+# A copy of the five parts' sources, to break one file at a time.
 mkdir -p "$TMP/tree/tests"
-cp -r "$SRCDIR/lib" "$SRCDIR/hooks" "$SRCDIR/deploy" "$SRCDIR/server" "$TMP/tree/"
+cp -r "$SRCDIR/lib" "$SRCDIR/hooks" "$SRCDIR/deploy" "$SRCDIR/fleet" "$SRCDIR/server" "$TMP/tree/"
 cp "$SRCDIR/tests/layers.sh" "$TMP/tree/tests/"
 
 # forbid FILE LINE WHAT: put LINE into FILE of the copy; the check must fail and name FILE.
@@ -47,6 +47,9 @@ forbid deploy/fetch.c '#include <microhttpd.h>' "the engine includes the HTTP se
 forbid deploy/state.c '#include <yaml.h>' "the engine includes the YAML parser"
 forbid deploy/deploy.h '#include "server/deployd.h"' "the engine's header includes the daemon's"
 forbid hooks/hooks.h '#include "deploy/deploy.h"' "the providers' header includes the engine's"
+forbid fleet/etcd.c '#include "deploy/deploy.h"' "the etcd client includes the engine"
+forbid fleet/fleet.h '#include "server/deployd.h"' "the etcd client's header includes the daemon's"
+forbid deploy/run.c '#include "fleet/fleet.h"' "the engine includes the etcd client"
 
 # And a call in the wrong direction, caught by symbol: an engine object that calls the daemon.
 if command -v nm >/dev/null 2>&1 && [ -f "$BUILD/libengine.a" ] && [ -f "$BUILD/libdaemon.a" ]; then
