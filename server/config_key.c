@@ -120,6 +120,36 @@ static const struct config_key site_keys[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
 };
 
+#define FK(n, t, f, d, lo, hi, fl, h) \
+	{ n, t, offsetof(struct fleet_config, f), d, lo, hi, NULL, fl, NULL, h }
+static const struct config_key fleet_keys[] = {
+	FK("etcd", K_URLS, etcd, NULL, 0, 0, F_REQUIRED,
+	    "etcd endpoints, http:// or https://, tried in turn"),
+	FK("prefix", K_STR, prefix, "/deployd/", 0, 0, 0,
+	    "every key of the fleet lives under it; fleets may share one etcd"),
+	FK("node", K_STR, node, NULL, 0, 0, 0,
+	    "this node's name, unique in the fleet (default: the host name)"),
+	FK("zone", K_STR, zone, NULL, 0, 0, 0,
+	    "free text shown in status: the cloud, region or rack"),
+	FK("ca_file", K_FILE, ca_file, NULL, 0, 0, 0,
+	    "CA certificates that etcd's server certificate is checked against"),
+	FK("cert_file", K_FILE, cert_file, NULL, 0, 0, 0,
+	    "client certificate for etcd (with key_file)"),
+	FK("key_file", K_SECRET, key_file, NULL, 0, 0, 0,
+	    "private key of the client certificate"),
+	FK("user", K_STR, user, NULL, 0, 0, 0,
+	    "etcd user (with password_file)"),
+	FK("password_file", K_SECRET, password_file, NULL, 0, 0, 0,
+	    "file holding the etcd user's password"),
+	FK("lease_ttl", K_DURATION, lease_ttl_ms, "10s", 2000, 600 * 1000, 0,
+	    "a node that stops renewing its lease for this long has left the fleet"),
+	FK("prepare_timeout", K_DURATION, prepare_timeout_ms, "10m", 1000, DAY_MS, 0,
+	    "how long a cutover waits for the nodes to prepare"),
+	FK("min_ready", K_STR, min_ready, "all", 0, 0, 0,
+	    "nodes that must have prepared: all, a count, or a percentage of the live ones"),
+	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
+};
+
 #define GK(n, t, f, d, lo, hi, e, h) \
 	{ n, t, offsetof(struct config, f), d, lo, hi, e, 0, NULL, h }
 static const struct config_key global_keys[] = {
@@ -149,6 +179,10 @@ static const struct config_key global_keys[] = {
 	    NULL, F_UNIX, NULL, "proxies (CIDR, or unix) whose X-Forwarded-For names the client" },
 	{ "sites", K_SITES, offsetof(struct config, sites), NULL, 0, 0, NULL, 0, NULL,
 	    "the sites to deploy" },
+	GK("include", K_INCLUDE, include, NULL, 0, 0, NULL,
+	    "files (patterns, in name order) that each hold a list of more sites"),
+	{ "fleet", K_MAP, offsetof(struct config, fleet), NULL, 0, 0, NULL, 0, fleet_keys,
+	    "fleet mode: nodes that move together, coordinated through etcd" },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }
 };
 
@@ -183,6 +217,11 @@ config_key_value(struct config_loader *l, const struct config_key *k, yaml_node_
 	case K_ARGV:
 	case K_RELPATHS:
 	case K_CIDRS:
+	case K_URLS:
+		return config_value_list(l, k, v, field);
+	case K_INCLUDE:
+		if (config_yaml_scalar(v) != NULL)
+			return config_value_include(l, k, v, config_yaml_scalar(v), field);
 		return config_value_list(l, k, v, field);
 	case K_MAP:
 		return config_key_map(l, k->sub, v, field, k->name);
@@ -275,6 +314,8 @@ config_key_free_fields(const struct config_key *keys, void *base)
 		switch (k->type) {
 		case K_ARGV:
 		case K_RELPATHS:
+		case K_URLS:
+		case K_INCLUDE:
 			util_strv_free(field);
 			break;
 		case K_CIDRS:
@@ -302,8 +343,10 @@ config_key_free(struct config *c)
 {
 	size_t i;
 
-	for (i = 0; i < c->nsites; i++)
+	for (i = 0; i < c->nsites; i++) {
 		config_key_free_fields(site_keys, &c->sites[i]);
+		free(c->sites[i].file);
+	}
 	free(c->sites);
 	c->sites = NULL;
 	config_key_free_fields(global_keys, c);

@@ -249,6 +249,16 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 			    "(hooks run without a shell or PATH search)", k->name, s);
 			rc = E_CONFIG;
 		}
+		if (k->type == K_URLS && !config_value_url(s)) {
+			config_yaml_err(l, item, "%s: '%s' is not an http:// or https:// URL",
+			    k->name, s);
+			rc = E_CONFIG;
+		}
+		if (k->type == K_INCLUDE) {
+			if (config_value_include(l, k, item, s, &sv) != E_OK)
+				rc = E_CONFIG;
+			continue;
+		}
 		if (k->type == K_RELPATHS && !config_value_relpath(s)) {
 			config_yaml_err(l, item, "%s: '%s' must be a relative path inside the "
 			    "release", k->name, s);
@@ -267,6 +277,10 @@ config_value_list(struct config_loader *l, const struct config_key *k, yaml_node
 	}
 	if (k->type == K_ARGV && sv.n == 0) {
 		config_yaml_err(l, n, "%s: the command is empty", k->name);
+		rc = E_CONFIG;
+	}
+	if (k->type == K_URLS && sv.n == 0 && rc == E_OK) {
+		config_yaml_err(l, n, "%s: the list is empty", k->name);
 		rc = E_CONFIG;
 	}
 	util_strv_free((struct strv *)field);
@@ -392,4 +406,33 @@ config_value_name(const char *s)
 			return 0;
 	}
 	return n > 0 && n <= 64;
+}
+
+/*
+ * One include pattern, added to the list: absolute, or relative to the directory of the
+ * file that names it. What it matches is read once the whole file is (config.c).
+ */
+int
+config_value_include(struct config_loader *l, const struct config_key *k,
+    const yaml_node_t *n, const char *s, struct strv *field)
+{
+	const char *slash = strrchr(l->file, '/');
+	char *path;
+
+	if (*s == '\0') {
+		config_yaml_err(l, n, "%s: empty pattern", k->name);
+		return E_CONFIG;
+	}
+	if (*s == '/' || slash == NULL)
+		path = util_xstrdup(s);
+	else
+		path = util_xasprintf("%.*s/%s", (int)(slash - l->file), l->file, s);
+	if (strlen(path) >= PATH_MAX - 128) {
+		config_yaml_err(l, n, "%s: pattern too long", k->name);
+		free(path);
+		return E_CONFIG;
+	}
+	util_strv_push(field, path);
+	free(path);
+	return E_OK;
 }

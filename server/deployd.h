@@ -7,6 +7,7 @@
 #include "lib/lib.h"
 #include "hooks/hooks.h"
 #include "deploy/deploy.h"
+#include "fleet/fleet.h"
 
 #define DEPLOYD_VERSION PACKAGE_VERSION
 #define DEFAULT_CONFIG "/etc/deployd/deployd.yaml"
@@ -22,7 +23,24 @@ struct site_config {
 	int64_t		 poll_ms;	/* 0: polling off */
 	int64_t		 webhook_grace_ms;
 	struct cidr_list allow_from;	/* narrows the global list; n == 0: not set */
-	int		 line, col;	/* where the site starts in the file */
+	char		*file;		/* the file that defines it: deployd.yaml or an include */
+	int		 line, col;	/* where the site starts in that file */
+};
+
+/* fleet: etcd and this node's place in the fleet (fleet.md); etcd.n == 0: no fleet. */
+struct fleet_config {
+	struct strv	 etcd;		/* endpoints, http(s)://host:port */
+	char		*prefix;	/* every key under it: "/deployd/" */
+	char		*node;		/* this node's name; the host name by default */
+	char		*zone;
+	char		*ca_file;
+	char		*cert_file;
+	char		*key_file;
+	char		*user;
+	char		*password_file;
+	int64_t		 lease_ttl_ms;
+	int64_t		 prepare_timeout_ms;
+	char		*min_ready;	/* "all", a count or a percentage */
 };
 
 struct limits {
@@ -48,6 +66,8 @@ struct config {
 	char		*listener_user;	/* the listener's user when started as root */
 	struct cidr_list allow_from;	/* who may send any request; n == 0: everyone */
 	struct cidr_list trusted_proxies;	/* whose X-Forwarded-For is believed */
+	struct strv	 include;	/* patterns of files that hold more sites */
+	struct fleet_config fleet;
 	struct site_config *sites;
 	size_t		 nsites;
 };
@@ -75,6 +95,8 @@ enum config_type {
 	K_RELPATH,	/* one relative path inside the repository's tree */
 	K_URL,		/* an http:// or https:// URL */
 	K_CIDRS,	/* list of IPv4 and IPv6 ranges (lib/cidr.c); min: fewest items */
+	K_URLS,		/* list of http:// and https:// base URLs, at least one */
+	K_INCLUDE,	/* one file pattern or a list of them */
 	K_MAP,		/* a nested mapping with its own table */
 	K_SITES,	/* the list of sites */
 };
@@ -127,6 +149,8 @@ int	 config_value_scalar(struct config_loader *, const struct config_key *,
 int	 config_value_list(struct config_loader *, const struct config_key *,
 	    struct yaml_node_s *, void *field);
 int	 config_value_name(const char *);	/* [a-z0-9_-]+, at most 64 */
+int	 config_value_include(struct config_loader *, const struct config_key *,
+	    const struct yaml_node_s *, const char *pattern, struct strv *field);
 
 /* ---- server/config_yaml.c: the document as the loader reads it ---- */
 void	 config_yaml_err(struct config_loader *, const struct yaml_node_s *, const char *fmt, ...)
@@ -134,6 +158,11 @@ void	 config_yaml_err(struct config_loader *, const struct yaml_node_s *, const 
 const char *config_yaml_scalar(const struct yaml_node_s *);
 struct yaml_node_s *config_yaml_find(struct config_loader *, struct yaml_node_s *map,
 	    const char *name, int want_value);
+
+/* ---- server/fleet.c: the daemon's side of fleet mode ---- */
+int	 fleet_connect(const struct fleet_config *, int64_t timeout_ms, const int *stop,
+	    struct etcd **, struct error *);
+int	 fleet_probe(const struct config *, FILE *out, FILE *warn);
 
 /* server/bind.c: the webhook listener's socket, bound by the daemon */
 int	 bind_listen(const char *listen, char *unix_path, size_t len, struct error *);

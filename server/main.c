@@ -7,6 +7,8 @@
 
 #include <sodium.h>
 
+#include <curl/curl.h>
+
 #include "server/deployd.h"
 
 struct cmd {
@@ -93,6 +95,11 @@ cmd_check(struct cli *cli)
 			    c->user);
 		config_free(c);
 		return 2;
+	}
+	/* Fleet mode: does the store answer? A warning only: etcd may be down for now. */
+	if (c->fleet.etcd.n > 0 && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) {
+		fleet_probe(c, stdout, stderr);
+		curl_global_cleanup();
 	}
 	config_free(c);
 	printf("configuration OK\n");

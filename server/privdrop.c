@@ -104,7 +104,7 @@ privdrop_problem(struct privdrop_probe *pr, const char *site, const char *key,
 {
 	int saved = errno;
 	const struct site_config *s = site != NULL ? config_site(pr->cfg, site) : NULL;
-	char *where = s != NULL ? util_xasprintf("%s:%d:%d: site '%s': ", pr->cfg->file,
+	char *where = s != NULL ? util_xasprintf("%s:%d:%d: site '%s': ", s->file,
 	    s->line, s->col, site) : util_xasprintf("%s: ", pr->cfg->file);
 	char *msg = util_xasprintf("%s%s %s: user %s %s (%s)", where, key, path, pr->user,
 	    what, strerror(saved));

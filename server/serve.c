@@ -37,6 +37,14 @@ serve_notify(const char *msg)
 	close(fd);
 }
 
+/*
+ * Fleet mode's keys are read and checked, and check asks the store, but the daemon does not
+ * coordinate yet: rather than deploy on its own clock, which fleet mode promises never to
+ * do, a node with fleet: refuses to start.
+ */
+#define SERVE_NO_FLEET "fleet: this version of deployd checks fleet mode's configuration " \
+	"but cannot run it yet; remove fleet: to run this node on its own"
+
 static int
 serve_load(const char *file, struct config **cfg)
 {
@@ -47,6 +55,12 @@ serve_load(const char *file, struct config **cfg)
 		for (i = 0; i < errors.n; i++)
 			fprintf(stderr, "%s\n", errors.v[i]);
 		util_strv_free(&errors);
+		return E_CONFIG;
+	}
+	if ((*cfg)->fleet.etcd.n > 0) {
+		fprintf(stderr, "%s: %s\n", file, SERVE_NO_FLEET);
+		config_free(*cfg);
+		*cfg = NULL;
 		return E_CONFIG;
 	}
 	return E_OK;
@@ -145,6 +159,13 @@ serve_reload(const char *file, struct config **cfg, struct strv *retired)
 		log_error("reload: configuration has errors; still running the old one");
 		util_strv_free(&errors);
 		serve_notify("READY=1\nSTATUS=reload failed: configuration has errors");
+		return;
+	}
+	if (next->fleet.etcd.n > 0) {
+		log_error("reload: %s: %s (still running the old configuration)", file,
+		    SERVE_NO_FLEET);
+		config_free(next);
+		serve_notify("READY=1\nSTATUS=reload refused: fleet mode");
 		return;
 	}
 	if ((fixed = serve_fixed_change(*cfg, next)) != NULL) {

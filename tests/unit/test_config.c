@@ -447,6 +447,157 @@ t_address_lists(void **st)
 	config_free(c);
 }
 
+/* fleet: every key, the defaults, and each check that spans keys, at its line and column. */
+static void
+t_fleet(void **st)
+{
+	struct strv errors;
+	struct config *c = NULL;
+	char host[256] = "";
+
+	(void)st;
+	/* Without fleet: nothing of it is set, and the daemon is what it was. */
+	assert_int_equal(load(SITE_HEAD "    branch: main\n    path: /srv/www\n", &c, &errors),
+	    E_OK);
+	assert_int_equal(c->fleet.etcd.n, 0);
+	config_free(c);
+
+	if (load("fleet:\n  etcd: [https://10.0.1.5:2379, 'https://10.8.0.5:2379']\n"
+	    "  prefix: /acme/\n  node: web-aws-1\n  zone: aws-eu-west-1\n"
+	    "  ca_file: @S@\n  cert_file: @S@\n  key_file: @S@\n"
+	    "  user: deployd\n  password_file: @S@\n  lease_ttl: 5s\n"
+	    "  prepare_timeout: 2m\n  min_ready: 60%\n", &c, &errors) != E_OK)
+		fail_msg("%s", errors.n ? errors.v[0] : "?");
+	assert_int_equal(c->fleet.etcd.n, 2);
+	assert_string_equal(c->fleet.etcd.v[1], "https://10.8.0.5:2379");
+	assert_string_equal(c->fleet.prefix, "/acme/");
+	assert_string_equal(c->fleet.node, "web-aws-1");
+	assert_string_equal(c->fleet.zone, "aws-eu-west-1");
+	assert_string_equal(c->fleet.key_file, secret);
+	assert_int_equal(c->fleet.lease_ttl_ms, 5000);
+	assert_int_equal(c->fleet.prepare_timeout_ms, 120000);
+	assert_string_equal(c->fleet.min_ready, "60%");
+	config_free(c);
+
+	/* The defaults of fleet.md; the node is the host's name. */
+	if (load("fleet:\n  etcd: [http://127.0.0.1:2379]\n", &c, &errors) != E_OK)
+		fail_msg("%s", errors.n ? errors.v[0] : "?");
+	assert_string_equal(c->fleet.prefix, "/deployd/");
+	assert_int_equal(c->fleet.lease_ttl_ms, 10000);
+	assert_int_equal(c->fleet.prepare_timeout_ms, 600000);
+	assert_string_equal(c->fleet.min_ready, "all");
+	assert_null(c->fleet.zone);
+	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+	assert_string_equal(c->fleet.node, host);
+	config_free(c);
+
+	expect_error("fleet:\n  zone: x\n", 2, 3, "required key 'etcd' is missing");
+	expect_error("fleet:\n  etcd: []\n", 2, 9, "the list is empty");
+	expect_error("fleet:\n  etcd: http://a:2379\n", 2, 9, "expected a list");
+	expect_error("fleet:\n  etcd: [http://a:2379, 'ftp://b']\n", 2, 25, "'ftp://b' is not");
+	expect_error("fleet:\n  etcd: [http://a]\n  node: 'web 1'\n", 3, 9, "node 'web 1'");
+	expect_error("fleet:\n  etcd: [http://a]\n  prefix: deployd/\n", 3, 11,
+	    "must start and end with '/'");
+	expect_error("fleet:\n  etcd: [http://a]\n  cert_file: @S@\n", 3, 3,
+	    "cert_file and key_file must be set together");
+	expect_error("fleet:\n  etcd: [http://a]\n  password_file: @S@\n", 3, 3,
+	    "user and password_file must be set together");
+	expect_error("fleet:\n  etcd: [http://a]\n  min_ready: 0\n", 3, 14, "min_ready '0'");
+	expect_error("fleet:\n  etcd: [http://a]\n  min_ready: 101%\n", 3, 14, "percentage");
+	expect_error("fleet:\n  etcd: [http://a]\n  min_ready: most\n", 3, 14, "min_ready");
+	expect_error("fleet:\n  etcd: [http://a]\n  lease_ttl: 1s\n", 3, 14, "out of range");
+	expect_error("fleet:\n  etcd: [http://a]\n  colour: red\n", 3, 3, "unknown key 'colour'");
+	expect_error("fleet:\n  etcd: [http://a]\n  key_file: /nonexistent/k\n  "
+	    "cert_file: @S@\n", 3, 13, "/nonexistent/k");
+}
+
+/* write_file DIR/NAME with text; the test's temporary directory holds it. */
+static void
+write_file(const char *name, const char *text)
+{
+	char *path = util_xasprintf("%s/%s", tmpdir, name);
+	FILE *fp = fopen(path, "w");
+
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	free(path);
+}
+
+/* include: files in name order, relative to the config's directory; errors name the file. */
+static void
+t_include(void **st)
+{
+	struct strv errors;
+	struct config *c = NULL;
+	char *dir = util_xasprintf("%s/sites.d", tmpdir), *want;
+
+	(void)st;
+	assert_int_equal(mkdir(dir, 0755), 0);
+	write_file("sites.d/20-shop.yaml", "- name: shop\n  repo: /srv/git/shop.git\n"
+	    "  branch: main\n  path: /srv/shop\n");
+	write_file("sites.d/10-blog.yaml", "# blog\n- name: blog\n  repo: /srv/git/blog.git\n"
+	    "  branch: main\n  path: /srv/blog\n");
+	write_file("sites.d/README", "not yaml: [\n");
+	write_file("sites.d/30-empty.yaml", "");
+	if (load("include: sites.d/*.yaml\n" SITE_HEAD "    branch: main\n    path: /srv/www\n",
+	    &c, &errors) != E_OK)
+		fail_msg("%s", errors.n ? errors.v[0] : "?");
+	assert_int_equal(c->nsites, 3);
+	assert_string_equal(c->sites[0].site.name, "www");
+	assert_string_equal(c->sites[1].site.name, "blog");
+	assert_string_equal(c->sites[2].site.name, "shop");
+	want = util_xasprintf("%s/sites.d/10-blog.yaml", tmpdir);
+	assert_string_equal(c->sites[1].file, want);
+	free(want);
+	assert_int_equal(c->sites[1].line, 2);
+	assert_string_equal(c->sites[0].file, cfgpath);
+	config_free(c);
+
+	/* A list of patterns; one that matches nothing is an empty sites.d, not an error. */
+	if (load("include: [@D@/sites.d/1*.yaml, '@D@/none.d/*.yaml']\n", &c, &errors) != E_OK)
+		fail_msg("%s", errors.n ? errors.v[0] : "?");
+	assert_int_equal(c->nsites, 1);
+	assert_string_equal(c->sites[0].site.name, "blog");
+	config_free(c);
+
+	expect_error("include: @D@/absent.yaml\n", 1, 10, "no such file");
+	expect_error("include: ''\n", 1, 10, "empty");
+
+	/* Errors inside an included file name that file, its line and column. */
+	write_file("sites.d/40-bad.yaml", "- name: api\n  repo: /srv/git/api.git\n"
+	    "  branch: main\n  path: /srv/api\n  keep: 1\n");
+	assert_int_equal(load("include: sites.d/*.yaml\n", &c, &errors), E_CONFIG);
+	want = util_xasprintf("%s/sites.d/40-bad.yaml:5:9: keep", tmpdir);
+	if (errors.n != 1 || strncmp(errors.v[0], want, strlen(want)) != 0)
+		fail_msg("got \"%s\", want \"%s\"", errors.n ? errors.v[0] : "", want);
+	free(want);
+	util_strv_free(&errors);
+
+	/* A site defined twice, across files: both places are named. */
+	write_file("sites.d/40-bad.yaml", "- name: blog\n  repo: /srv/git/b2.git\n"
+	    "  branch: main\n  path: /srv/blog2\n");
+	assert_int_equal(load("include: sites.d/*.yaml\n", &c, &errors), E_CONFIG);
+	if (errors.n != 1 || strstr(errors.v[0], "40-bad.yaml:1:9: duplicate site name 'blog' "
+	    "(first defined at ") == NULL || strstr(errors.v[0], "10-blog.yaml:2)") == NULL)
+		fail_msg("got \"%s\"", errors.n ? errors.v[0] : "");
+	util_strv_free(&errors);
+
+	write_file("sites.d/40-bad.yaml", "sites:\n  - name: api\n");
+	assert_int_equal(load("include: sites.d/*.yaml\n", &c, &errors), E_CONFIG);
+	if (errors.n != 1 || strstr(errors.v[0], "40-bad.yaml:1:1: an included file holds a "
+	    "list of sites") == NULL)
+		fail_msg("got \"%s\"", errors.n ? errors.v[0] : "");
+	util_strv_free(&errors);
+
+	write_file("sites.d/40-bad.yaml", "- name: api\n  repo: [\n");
+	assert_int_equal(load("include: sites.d/*.yaml\n", &c, &errors), E_CONFIG);
+	if (errors.n != 1 || strstr(errors.v[0], "40-bad.yaml:3:1: YAML syntax error") == NULL)
+		fail_msg("got \"%s\"", errors.n ? errors.v[0] : "");
+	util_strv_free(&errors);
+	free(dir);
+}
+
 int
 main(void)
 {
@@ -465,6 +616,8 @@ main(void)
 		cmocka_unit_test(t_read_secret),
 		cmocka_unit_test(t_key_names),
 		cmocka_unit_test(t_address_lists),
+		cmocka_unit_test(t_fleet),
+		cmocka_unit_test(t_include),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
