@@ -609,7 +609,11 @@ etcd_put(struct etcd *c, const char *key, const void *val, size_t vlen, int64_t 
 	return etcd_call(c, "/v3/kv/put", etcd_put_body(key, val, vlen, lease), NULL, e);
 }
 
-/* Put only if the key's mod_revision is mod_rev (0: only if the key does not exist). */
+/*
+ * Put only if the key's mod_revision is mod_rev (0: only if the key does not exist). An
+ * attempt that timed out on one member is retried on the next, so *done == 0 can follow a
+ * put that took effect: a caller that must know reads the key again.
+ */
 int
 etcd_put_if(struct etcd *c, const char *key, const void *val, size_t vlen, int64_t lease,
     int64_t mod_rev, int *done, struct error *e)

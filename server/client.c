@@ -1,113 +1,159 @@
 /* client.c: the client side of the control socket: a request and its JSON answer, or a site's events stream. */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/un.h>
-#include <unistd.h>
+
+#include <curl/curl.h>
 
 #include "server/deployd.h"
 
 #define CLIENT_RESP_MAX (16 * 1024 * 1024)
 
-/* Connect to the control socket, saying plainly why not: no daemon, or no permission. */
-static int
-client_connect(const char *socket_path, struct error *e)
+/*
+ * HTTP over the Unix socket is libcurl's (CURLOPT_UNIX_SOCKET_PATH): chunked answers, the
+ * status line and the headers are its business. What stays here is what the operator reads
+ * when it fails: no daemon, no permission, no answer in time.
+ */
+
+/* What a transfer received: the whole answer, or a stream handed over line by line. */
+struct client_rx {
+	char		*buf;
+	size_t		 len, cap;
+	int		 too_big;
+	client_line_fn	 on_line;	/* NULL: keep the whole answer */
+	void		*arg;
+	int		 rc;		/* what on_line returned to end the stream; -1 while it runs */
+};
+
+static size_t
+client_receive(char *data, size_t size, size_t nmemb, void *arg)
 {
-	struct sockaddr_un sun;
-	int fd;
+	struct client_rx *rx = arg;
+	size_t n = size * nmemb, used = 0;
+	char *nl;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	if (util_strlcpy(sun.sun_path, socket_path, sizeof(sun.sun_path)) >=
-	    sizeof(sun.sun_path))
-		return util_error(e, E_INVAL, "socket path too long: %s", socket_path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return util_error_sys(e, "socket");
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		int err = errno;
-
-		close(fd);
-		if (err == EACCES || err == EPERM)
-			return util_error(e, E_SYS, "permission denied: %s (are you in the "
-			    "daemon's group?)", socket_path);
-		if (err == ENOENT || err == ECONNREFUSED)
-			return util_error(e, E_SYS, "deployd is not running (nothing answers "
-			    "on %s)", socket_path);
-		errno = err;
-		return util_error_sys(e, "cannot connect to %s", socket_path);
+	if (rx->len + n > CLIENT_RESP_MAX) {
+		rx->too_big = 1;
+		return 0;
 	}
-	return fd;
+	if (rx->len + n + 1 > rx->cap) {
+		rx->cap = (rx->len + n + 1) * 2;
+		rx->buf = util_xrealloc(rx->buf, rx->cap, 1);
+	}
+	memcpy(rx->buf + rx->len, data, n);
+	rx->len += n;
+	rx->buf[rx->len] = '\0';
+	if (rx->on_line == NULL)
+		return n;
+	while (rx->rc < 0 && (nl = memchr(rx->buf + used, '\n', rx->len - used)) != NULL) {
+		*nl = '\0';
+		rx->rc = rx->on_line(rx->arg, rx->buf + used);
+		used = (size_t)(nl + 1 - rx->buf);
+	}
+	memmove(rx->buf, rx->buf + used, rx->len - used);
+	rx->len -= used;
+	return rx->rc < 0 ? n : 0;	/* 0: the reader is done, curl ends the transfer */
 }
 
-/* One request per connection (Connection: close), so the answer ends at EOF. */
+/* A handle for path on the control socket; *headers is the caller's to free. */
+static CURL *
+client_handle(const char *socket_path, const char *path, struct client_rx *rx,
+    char *err, struct curl_slist **headers, struct error *e)
+{
+	struct sockaddr_un sun;
+	char *url;
+	CURL *c;
+
+	if (strlen(socket_path) >= sizeof(sun.sun_path)) {
+		util_error(e, E_INVAL, "socket path too long: %s", socket_path);
+		return NULL;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (c = curl_easy_init()) == NULL) {
+		util_error(e, E_NOMEM, "cannot start libcurl");
+		return NULL;
+	}
+	url = util_xasprintf("http://localhost%s", path);
+	curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, socket_path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	free(url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "deployd/" PACKAGE_VERSION " (cli)");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, client_receive);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, rx);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+	*headers = curl_slist_append(NULL, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, *headers);
+	err[0] = '\0';
+	return c;
+}
+
+/* Why a transfer failed, in the operator's words. */
+static int
+client_failed(CURL *c, CURLcode rc, const char *socket_path, const struct client_rx *rx,
+    const char *err, struct error *e)
+{
+	long oserr = 0;
+
+	if (rc == CURLE_COULDNT_CONNECT) {
+		curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &oserr);
+		if (oserr == EACCES || oserr == EPERM)
+			return util_error(e, E_SYS, "permission denied: %s (are you in the "
+			    "daemon's group?)", socket_path);
+		if (oserr == ENOENT || oserr == ECONNREFUSED)
+			return util_error(e, E_SYS, "deployd is not running (nothing answers "
+			    "on %s)", socket_path);
+		return util_error(e, E_SYS, "cannot connect to %s: %s", socket_path,
+		    oserr != 0 ? strerror((int)oserr) : err);
+	}
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return util_error(e, E_TIMEOUT, "deployd did not answer within %d s",
+		    CLIENT_TIMEOUT_MS / 1000);
+	if (rx->too_big)
+		return util_error(e, E_INVAL, "answer too large");
+	return util_error(e, E_INVAL, "malformed answer from deployd (%s)",
+	    err[0] != '\0' ? err : curl_easy_strerror(rc));
+}
+
+/* One request and its whole answer. */
 int
 client_request(const char *socket_path, const char *method, const char *path,
     const char *body, int *status, char **resp, struct error *e)
 {
-	struct pollfd pfd;
-	char *req, *buf = NULL, *hdr_end;
-	size_t len = 0, cap = 0;
-	int fd, rc;
+	struct client_rx rx = { .rc = -1 };
+	struct curl_slist *headers = NULL;
+	char err[CURL_ERROR_SIZE];
+	long code = 0;
+	CURLcode rc;
+	CURL *c;
 
 	*resp = NULL;
-	if ((fd = client_connect(socket_path, e)) < 0)
-		return fd;
-	req = util_xasprintf("%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", method, path,
-	    body ? strlen(body) : 0, body ? body : "");
-	rc = util_write_all(fd, req, strlen(req));
-	free(req);
-	if (rc != E_OK) {
-		close(fd);
-		return util_error_sys(e, "write to %s", socket_path);
+	if ((c = client_handle(socket_path, path, &rx, err, &headers, e)) == NULL)
+		return e->code;
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)CLIENT_TIMEOUT_MS);
+	if (strcmp(method, "GET") != 0) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body != NULL ? body : "");
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	}
-	for (;;) {
-		ssize_t n;
-
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if ((rc = poll(&pfd, 1, CLIENT_TIMEOUT_MS)) == 0) {
-			free(buf);
-			close(fd);
-			return util_error(e, E_TIMEOUT, "deployd did not answer within %d s",
-			    CLIENT_TIMEOUT_MS / 1000);
-		}
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (cap - len < 4096) {
-			cap = cap ? cap * 2 : 16384;
-			buf = util_xrealloc(buf, cap + 1, 1);
-		}
-		if ((n = read(fd, buf + len, cap - len)) < 0) {
-			if (errno == EINTR)
-				continue;
-			free(buf);
-			close(fd);
-			return util_error_sys(e, "read from %s", socket_path);
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > CLIENT_RESP_MAX) {
-			free(buf);
-			close(fd);
-			return util_error(e, E_INVAL, "answer too large");
-		}
+	if ((rc = curl_easy_perform(c)) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	else
+		client_failed(c, rc, socket_path, &rx, err, e);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(headers);
+	if (rc != CURLE_OK) {
+		free(rx.buf);
+		return e->code;
 	}
-	close(fd);
-	if (buf == NULL)
-		return util_error(e, E_INVAL, "empty answer from deployd");
-	buf[len] = '\0';
-	if (sscanf(buf, "HTTP/1.%*d %d", status) != 1 ||
-	    (hdr_end = strstr(buf, "\r\n\r\n")) == NULL) {
-		free(buf);
-		return util_error(e, E_INVAL, "malformed answer from deployd");
+	if (rx.buf == NULL) {
+		free(rx.buf);
+		return util_error(e, E_INVAL, "empty answer from deployd (HTTP %ld)", code);
 	}
-	*resp = util_xstrdup(hdr_end + 4);
-	free(buf);
+	*status = (int)code;
+	*resp = rx.buf;
 	return E_OK;
 }
 
@@ -185,69 +231,55 @@ client_call(struct cli *cli, const char *method, const char *path, const char *b
 	return 0;
 }
 
-/* Read the status line and headers of the events stream; 0 if it is a 200. */
-static int
-client_stream_head(int fd, char *buf, size_t cap, size_t *len, size_t *body,
-    struct error *e)
-{
-	char *end;
-	int status;
-	ssize_t n;
-
-	*len = 0;
-	for (;;) {
-		if ((n = read(fd, buf + *len, cap - 1 - *len)) < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return util_error(e, E_INVAL, "the daemon closed the events stream");
-		*len += (size_t)n;
-		buf[*len] = '\0';
-		if ((end = strstr(buf, "\r\n\r\n")) != NULL)
-			break;
-		if (*len >= cap - 1)
-			return util_error(e, E_INVAL, "malformed answer from deployd");
-	}
-	*body = (size_t)(end + 4 - buf);
-	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-		return util_error(e, E_INVAL, "malformed answer from deployd");
-	if (status != 200)
-		return util_error(e, E_INVAL, "the daemon refused the events stream (HTTP %d)",
-		    status);
-	return E_OK;
-}
-
 /*
- * Open the site's events stream from request id on: HTTP/1.0, so it comes unchunked and
- * ends at EOF. Prints the error and returns the exit code, like client_call; on 0, *fd is
- * the stream and buf holds the *len bytes of it already read.
+ * Follow the site's events stream from request id on, handing each line to fn until fn
+ * returns an exit code (0 or more). A daemon that says nothing for CLIENT_TIMEOUT_MS (it
+ * sends a line at least every 10 s) or ends the stream first is an error. Prints the error
+ * and returns the exit code, like client_call.
  */
 int
-client_events(struct cli *cli, const char *site, int64_t id, int *fd, char *buf, size_t cap,
-    size_t *len)
+client_follow(struct cli *cli, const char *site, int64_t id, client_line_fn fn, void *arg)
 {
-	struct error e = { 0 };		/* a failed write says nothing in it */
-	char *req, *sock;
-	size_t off = 0;
+	struct client_rx rx = { .on_line = fn, .arg = arg, .rc = -1 };
+	struct curl_slist *headers = NULL;
+	struct error e = { 0, "" };
+	char err[CURL_ERROR_SIZE], *sock, *path;
+	long code = 0;
+	CURLcode rc;
+	CURL *c;
 
 	if (client_socket(cli, &sock) != E_OK)
 		return 2;
-	*fd = client_connect(sock, &e);
-	free(sock);
-	if (*fd < 0) {
+	path = util_xasprintf("/v1/sites/%s/events?id=%lld", site, (long long)id);
+	c = client_handle(sock, path, &rx, err, &headers, &e);
+	free(path);
+	if (c == NULL) {
+		free(sock);
 		fprintf(stderr, "deployd: %s\n", e.msg);
 		return 1;
 	}
-	req = util_xasprintf("GET /v1/sites/%s/events?id=%lld HTTP/1.0\r\nHost: localhost"
-	    "\r\n\r\n", site, (long long)id);
-	if (util_write_all(*fd, req, strlen(req)) != E_OK ||
-	    client_stream_head(*fd, buf, cap, len, &off, &e) != E_OK) {
-		free(req);
-		close(*fd);
-		fprintf(stderr, "deployd: %s\n", e.msg[0] ? e.msg : "cannot follow the deploy");
-		return 1;
+	/* No word for this long, at less than a byte a second, ends the wait. */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(CLIENT_TIMEOUT_MS / 1000));
+	curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	if (rx.rc < 0) {
+		if (rc == CURLE_OPERATION_TIMEDOUT)
+			fprintf(stderr, "\ndeployd: no word from the daemon for %d s\n",
+			    CLIENT_TIMEOUT_MS / 1000);
+		else if (rc == CURLE_HTTP_RETURNED_ERROR)
+			fprintf(stderr, "deployd: the daemon refused the events stream (HTTP "
+			    "%ld)\n", code);
+		else if (rc != CURLE_OK && code == 0) {
+			client_failed(c, rc, sock, &rx, err, &e);
+			fprintf(stderr, "deployd: %s\n", e.msg);
+		} else
+			rx.rc = fn(arg, NULL);	/* the stream ended before the job did */
 	}
-	free(req);
-	memmove(buf, buf + off, *len - off);
-	*len -= off;
-	return 0;
+	curl_easy_cleanup(c);
+	curl_slist_free_all(headers);
+	free(rx.buf);
+	free(sock);
+	return rx.rc < 0 ? 1 : rx.rc;
 }

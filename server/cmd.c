@@ -1,6 +1,4 @@
 /* cmd.c: the subcommands that ask the daemon: status, deploy, rollback, pause, resume, releases, reload. */
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,6 +234,7 @@ cmd_outcome(const char *site, const char *what, json_t *ev)
 /* What the --wait display remembers between events. */
 struct cmd_watch {
 	const char	*site;
+	const char	*what;		/* "deploy", "rollback": for the messages */
 	int64_t		 id;
 	int		 tty;
 	int64_t		 start;		/* monotonic ms */
@@ -273,6 +272,34 @@ cmd_show(struct cmd_watch *w, json_t *ev)
 	util_strlcpy(w->state, state, sizeof(w->state));
 }
 
+/* One line of the events stream: progress, or the outcome of the job (an exit code). */
+static int
+cmd_wait_line(void *arg, char *line)
+{
+	struct cmd_watch *w = arg;
+	json_t *ev;
+	int rc = -1;
+
+	if (line == NULL) {
+		fprintf(stderr, "%s%s: the daemon stopped before the %s finished\n",
+		    w->tty && w->state[0] != '\0' ? "\n" : "", w->site, w->what);
+		return 1;
+	}
+	if ((ev = json_loads(line, 0, NULL)) == NULL)
+		return -1;	/* not an event of ours: skip it */
+	if (json_object_get(ev, "error") != NULL) {
+		fprintf(stderr, "%s: %s\n", w->site, cmd_str(ev, "error", "?"));
+		rc = 1;
+	} else if (cmd_int(ev, "done_id") >= w->id) {
+		if (w->tty && w->state[0] != '\0')
+			printf("\r\033[K");
+		rc = cmd_outcome(w->site, w->what, ev);
+	} else
+		cmd_show(w, ev);
+	json_decref(ev);
+	return rc;
+}
+
 /*
  * Follow the site's events stream until the job that answers request id is done; the
  * daemon sends a line at least every 10 s.
@@ -280,64 +307,11 @@ cmd_show(struct cmd_watch *w, json_t *ev)
 static int
 cmd_wait(struct cli *cli, const char *site, int64_t id, const char *what)
 {
-	struct cmd_watch w = { .site = site, .id = id, .tty = isatty(STDOUT_FILENO) };
-	struct pollfd pfd;
-	char buf[65536], *nl;
-	size_t len = 0;
-	json_t *ev;
-	int fd, rc;
+	struct cmd_watch w = { .site = site, .id = id, .what = what,
+	    .tty = isatty(STDOUT_FILENO) };
 
 	w.start = util_mono_ms();
-	if ((rc = client_events(cli, site, id, &fd, buf, sizeof(buf), &len)) != 0)
-		return rc;
-	rc = -1;	/* the exit code, once the job is done or the stream fails */
-	while (rc < 0) {
-		ssize_t n;
-
-		while (rc < 0 && (nl = memchr(buf, '\n', len)) != NULL) {
-			*nl = '\0';
-			if ((ev = json_loads(buf, 0, NULL)) != NULL) {
-				if (json_object_get(ev, "error") != NULL) {
-					fprintf(stderr, "%s: %s\n", site,
-					    cmd_str(ev, "error", "?"));
-					rc = 1;
-				} else if (cmd_int(ev, "done_id") >= id) {
-					if (w.tty && w.state[0] != '\0')
-						printf("\r\033[K");
-					rc = cmd_outcome(site, what, ev);
-				} else
-					cmd_show(&w, ev);
-				json_decref(ev);
-			}
-			len -= (size_t)(nl + 1 - buf);
-			memmove(buf, nl + 1, len);
-		}
-		if (rc >= 0)
-			break;
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		if ((n = poll(&pfd, 1, CLIENT_TIMEOUT_MS)) == 0) {
-			fprintf(stderr, "\ndeployd: no word from the daemon for %d s\n",
-			    CLIENT_TIMEOUT_MS / 1000);
-			rc = 1;
-			break;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (len >= sizeof(buf) - 1)
-			len = 0;	/* a line longer than any event: not ours, drop it */
-		if ((n = read(fd, buf + len, sizeof(buf) - 1 - len)) < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fprintf(stderr, "%s%s: the daemon stopped before the %s finished\n",
-			    w.tty && w.state[0] != '\0' ? "\n" : "", site, what);
-			rc = 1;
-			break;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	return rc;
+	return client_follow(cli, site, id, cmd_wait_line, &w);
 }
 
 /* POST a job for SITE, then report it or wait for it. */

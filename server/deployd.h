@@ -431,8 +431,9 @@ int	 client_request(const char *socket_path, const char *method, const char *pat
 /* These two print the error and return the exit code (0, 1 or 2). */
 int	 client_call(struct cli *, const char *method, const char *path, const char *body,
 	    json_t **answer, int *status);
-int	 client_events(struct cli *, const char *site, int64_t id, int *fd, char *buf,
-	    size_t cap, size_t *len);
+/* One line of a stream, or NULL when it ended; an exit code (0 or more) ends the wait. */
+typedef int	(*client_line_fn)(void *arg, char *line);
+int	 client_follow(struct cli *, const char *site, int64_t id, client_line_fn, void *arg);
 
 /* ---- server/cmd.c: the subcommands that ask the daemon ---- */
 int	 cmd_status(struct cli *);

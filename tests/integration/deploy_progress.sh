@@ -125,4 +125,19 @@ sleep 0.5
 stop_daemon
 is "the daemon stops promptly with a stream open (exit 0)" "$DAEMON_STATUS" 0
 check "the stream ended with the daemon" wait_for "curl to exit" 5 eval '! kill -0 '"$CURL"' 2>/dev/null'
+
+# 7. deploy --wait when the daemon dies under it: exit 1, and it says the deploy did not finish.
+write_config "$TMP/deployd.yaml" "$(site_yaml www "git://127.0.0.1:$PORT/site.git" "$WWW" poll=0 \
+	'hooks={pre_activate: [/bin/sleep, "20"], timeout: 60s}')"
+start_daemon "$TMP/deployd.yaml" || bail "daemon did not restart"
+wait_for "idle" 30 site_field_is www state idle
+commit_file "$TMP/srv/site" index5.html "five" "five" || bail "commit failed"
+dctl deploy www --wait >"$TMP/dying.out" 2>&1 &
+WAITER=$!
+wait_for "the deploy to reach its hook" 60 grep -q '^www: hook' "$TMP/dying.out"
+kill9_daemon
+wait "$WAITER"
+is "deploy --wait: exit 1 when the daemon dies" "$?" 1
+like "and it says the deploy did not finish" "$(cat "$TMP/dying.out")" \
+	"www: the daemon stopped before the deploy finished"
 done_testing
