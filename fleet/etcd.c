@@ -232,11 +232,18 @@ etcd_answer_error(struct etcd *c, size_t ep, const char *path, json_t *j, long s
 		return status >= 200 && status < 300 ? E_OK : util_error(e, status >= 500 ?
 		    ETCD_TRANSIENT : E_INVAL, "etcd %s%s: HTTP %ld", c->endpoints.v[ep], path,
 		    status);
-	msg = json_is_string(err) ? json_string_value(err) :
-	    json_string_value(json_object_get(j, "message"));
+	/* Unary answers: {"error": "...", "code": N}; a stream's: {"error": {"grpc_code": N,
+	 * "message": "..."}}. */
+	if (json_is_object(err)) {
+		msg = json_string_value(json_object_get(err, "message"));
+		code = etcd_int(err, "grpc_code");
+	} else {
+		msg = json_is_string(err) ? json_string_value(err) :
+		    json_string_value(json_object_get(j, "message"));
+		code = etcd_int(j, "code");
+	}
 	if (msg == NULL)
 		msg = "error without a message";
-	code = etcd_int(j, "code");
 	util_error(e, E_INVAL, "etcd %s%s: %s", c->endpoints.v[ep], path, msg);
 	/* A member shutting down cancels what its gateway holds: another member will do. */
 	if (strstr(msg, "connection is closing") != NULL || strstr(msg, "transport is closing") !=
@@ -302,8 +309,9 @@ etcd_once(struct etcd *c, size_t ep, const char *path, const char *body, int64_t
 		return E_OK;
 	if (c->len > 0)
 		j = json_loadb(c->buf, c->len, JSON_DISABLE_EOF_CHECK, NULL);
-	/* A stream with no line yet, or a one-answer stream (keepalive): {"result": ...}. */
-	if ((res = json_object_get(j, "result")) != NULL && json_object_get(j, "error") == NULL) {
+	/* A one-answer stream (keepalive) wraps its answer: {"result": ...}. */
+	if (c->on_line == NULL && (res = json_object_get(j, "result")) != NULL &&
+	    json_object_get(j, "error") == NULL) {
 		json_incref(res);
 		json_decref(j);
 		j = res;
