@@ -148,12 +148,8 @@ client_request(const char *socket_path, const char *method, const char *path,
 		free(rx.buf);
 		return e->code;
 	}
-	if (rx.buf == NULL) {
-		free(rx.buf);
-		return util_error(e, E_INVAL, "empty answer from deployd (HTTP %ld)", code);
-	}
 	*status = (int)code;
-	*resp = rx.buf;
+	*resp = rx.buf != NULL ? rx.buf : util_xstrdup("");
 	return E_OK;
 }
 
