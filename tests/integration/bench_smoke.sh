@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench_smoke.sh: bench/run at toy sizes prints its whole table, with numbers where numbers belong (the figures themselves are not checked).
-# timeout: 240
+# timeout: 360
 . "$(dirname "$0")/../lib.sh"
 
 for t in wrk webhook python3; do
