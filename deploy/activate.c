@@ -1,8 +1,10 @@
 /* activate.c: the second half of a deploy: swap `current` to a prepared release, record it, post_activate. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "deploy/deploy.h"
 
@@ -149,6 +151,30 @@ activate_health(struct run *r, struct error *e)
 }
 
 /*
+ * A fleet's cutover names the instant every node swaps, so that the skew is the clocks'
+ * offset rather than the distance to etcd. The lock is held and the state read already:
+ * nothing but the rename is left after the wait. A clock far ahead must not hold a site
+ * for long, so the wait is bounded.
+ */
+#define ACTIVATE_WAIT_MAX_MS 5000
+
+void
+activate_wait(int64_t at_ms)
+{
+	int64_t left = at_ms - util_now_ms();
+	struct timespec ts;
+
+	if (at_ms <= 0 || left <= 0)
+		return;
+	if (left > ACTIVATE_WAIT_MAX_MS)
+		at_ms = util_now_ms() + ACTIVATE_WAIT_MAX_MS;
+	ts.tv_sec = at_ms / 1000;
+	ts.tv_nsec = (at_ms % 1000) * 1000000;
+	while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+/*
  * Make r->name live: one renameat of `current`, then the record, post_activate and the health
  * check. A failure before the swap leaves `current` as it was.
  */
@@ -158,8 +184,10 @@ activate_run(struct run *r, struct error *e)
 	int rc;
 
 	run_step(r, PHASE_ACTIVATING);
+	activate_wait(r->req->at_ms);
 	if ((rc = swap_current(r->path_fd, r->name, e)) != E_OK)
 		return rc;
+	r->res->swapped_at_ms = util_now_ms();
 	r->live = 1;
 	r->renamed = 0;
 	r->res->changed = 1;

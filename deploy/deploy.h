@@ -54,14 +54,17 @@ struct site {
 	const char	*state_dir;	/* not owned: the cache and state.json live under it */
 };
 
-enum trigger { TRIG_POLL, TRIG_WEBHOOK, TRIG_MANUAL, TRIG_ROLLBACK, TRIG_STARTUP };
+enum trigger { TRIG_POLL, TRIG_WEBHOOK, TRIG_MANUAL, TRIG_ROLLBACK, TRIG_STARTUP, TRIG_FLEET };
 
 /* What a deploy is doing now; shown by status. */
 enum phase { PHASE_IDLE, PHASE_FETCHING, PHASE_WRITING, PHASE_HOOK, PHASE_ACTIVATING,
     PHASE_HEALTH, PHASE_UPKEEP };
 
-/* What a queued job does; everything but ACT_DEPLOY is run by deploy/rollback.c. */
-enum action { ACT_DEPLOY, ACT_ROLLBACK, ACT_PAUSE, ACT_RESUME };
+/*
+ * What a queued job does: deploy, prepare and activate are the engine's entry points below;
+ * rollback, pause and resume are run by deploy/rollback.c.
+ */
+enum action { ACT_DEPLOY, ACT_ROLLBACK, ACT_PAUSE, ACT_RESUME, ACT_PREPARE, ACT_ACTIVATE };
 
 struct deploy_request {
 	enum trigger	trigger;
@@ -71,6 +74,7 @@ struct deploy_request {
 	int		action;		/* enum action; 0 is a deploy */
 	char		target[RELEASE_NAME_MAX];	/* rollback: release or commit prefix */
 	int		skip_bad;	/* automatic deploy: never re-deploy a bad commit */
+	int64_t		at_ms;		/* activate: swap at this unix ms instant, not before */
 };
 
 #define NOTE_MAX 256
@@ -87,6 +91,7 @@ struct deploy_result {
 	char		reuse[16];	/* how: reflink, hardlink or copy */
 	char		live[SHA_HEX];	/* the commit live after the job, "" if unknown */
 	int		prepared;	/* engine_prepare: release is prepared, not live */
+	int64_t		swapped_at_ms;	/* unix ms of the swap of `current`; 0: none */
 	char		note[NOTE_MAX];	/* what else there is to know, as site_state's */
 };
 
@@ -200,6 +205,8 @@ int	 recover_site(const struct site *, struct error *);
 
 /* ---- deploy/rollback.c: rollback, pause and resume, serialised with deploys ---- */
 int	 rollback_run(const struct site *, const struct deploy_request *, struct deploy_result *);
+int	 rollback_target(const struct site *, const char *want, char commit[SHA_HEX],
+	    struct error *);
 int	 rollback_pause(const struct site *, int paused,
 	    const char *reason, struct error *);
 json_t	*rollback_releases_json(const struct site *, struct error *);
@@ -570,6 +577,7 @@ int	 prepare_drop(struct run *, const char *why, struct error *);
 
 /* ---- deploy/activate.c: the swap and everything after it ---- */
 int	 activate_run(struct run *, struct error *);
+void	 activate_wait(int64_t at_ms);	/* sleep until that unix ms instant (0: not at all) */
 
 /* ---- deploy/repo.c: opening a cache, and libgit2's reason for a failure ---- */
 int	 repo_open(struct git_repository **, const char *dir);

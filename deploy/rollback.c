@@ -31,9 +31,12 @@ rollback_close(struct rollback_site *r)
 	state_free(&r->st);
 }
 
+/* What a caller needs opened: the state alone, or the releases too, under the lock or not. */
+enum { ROLLBACK_STATE, ROLLBACK_LOCKED, ROLLBACK_LOOK };
+
 static int
 rollback_open(const struct site *site,
-    struct rollback_site *r, int need_releases, struct error *e)
+    struct rollback_site *r, int need, struct error *e)
 {
 	char *lock;
 	int rc;
@@ -42,13 +45,15 @@ rollback_open(const struct site *site,
 	r->lockfd = r->path_fd = r->releases_fd = -1;
 	if ((rc = state_load(site->state_dir, site->name, &r->st, e)) != E_OK)
 		return rc;
-	if (!need_releases)
+	if (need == ROLLBACK_STATE)
 		return E_OK;
-	lock = util_xasprintf("%s/.deployd.lock", site->path);
-	rc = lock_acquire(lock, 1, &r->lockfd, e);
-	free(lock);
-	if (rc != E_OK)
-		return rc;
+	if (need == ROLLBACK_LOCKED) {
+		lock = util_xasprintf("%s/.deployd.lock", site->path);
+		rc = lock_acquire(lock, 1, &r->lockfd, e);
+		free(lock);
+		if (rc != E_OK)
+			return rc;
+	}
 	if ((r->path_fd = open(site->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return util_error_sys(e, "%s", site->path);
 	if ((r->releases_fd = openat(r->path_fd, "releases", O_RDONLY | O_DIRECTORY |
@@ -127,15 +132,17 @@ rollback_run(const struct site *site,
 	memset(&h, 0, sizeof(h));
 	h.started_at = util_now_ms();
 	h.trigger = TRIG_ROLLBACK;
-	if ((rc = rollback_open(site, &r, 1, &e)) != E_OK)
+	if ((rc = rollback_open(site, &r, ROLLBACK_LOCKED, &e)) != E_OK)
 		goto out;
 	if ((target = rollback_pick(&r, req->target, &e)) == NULL) {
 		rc = e.code;
 		goto out;
 	}
 	util_strlcpy(from, r.st.release, sizeof(from));
+	activate_wait(req->at_ms);
 	if ((rc = swap_current(r.path_fd, target->name, &e)) != E_OK)
 		goto out;
+	res->swapped_at_ms = util_now_ms();
 	/* The release rolled away from stays on disk for debugging, marked bad. */
 	for (i = 0; i < r.st.nreleases; i++)
 		if (strcmp(r.st.releases[i].name, from) == 0)
@@ -147,15 +154,19 @@ rollback_run(const struct site *site,
 	r.st.subject[0] = r.st.author[0] = '\0';
 	r.st.last_error[0] = '\0';
 	r.st.last_error_at = 0;
-	r.st.paused = 1;
-	snprintf(r.st.pause_reason, sizeof(r.st.pause_reason),
-	    "rolled back from %s to %s; automatic deploys paused until `deployd resume %s`",
-	    from[0] ? from : "(none)", target->name, site->name);
+	/* A fleet's rollback is paused in the fleet's store, and resumed there. */
+	if (req->trigger != TRIG_FLEET) {
+		r.st.paused = 1;
+		snprintf(r.st.pause_reason, sizeof(r.st.pause_reason), "rolled back from %s to "
+		    "%s; automatic deploys paused until `deployd resume %s`",
+		    from[0] ? from : "(none)", target->name, site->name);
+	}
 	util_strlcpy(res->commit, target->commit, sizeof(res->commit));
 	util_strlcpy(res->release, target->name, sizeof(res->release));
 	res->changed = 1;
-	log_info("site=%s commit=%.12s rolled back from %s to %s; automatic deploys paused",
-	    site->name, target->commit, from[0] ? from : "(none)", target->name);
+	log_info("site=%s commit=%.12s rolled back from %s to %s%s", site->name,
+	    target->commit, from[0] ? from : "(none)", target->name,
+	    req->trigger != TRIG_FLEET ? "; automatic deploys paused" : " (the fleet's)");
 out:
 	res->rc = rc;
 	res->duration_ms = util_mono_ms() - start;
@@ -185,7 +196,7 @@ rollback_pause(const struct site *site, int paused,
 	struct rollback_site r;
 	int rc;
 
-	if ((rc = rollback_open(site, &r, 0, e)) != E_OK) {
+	if ((rc = rollback_open(site, &r, ROLLBACK_STATE, e)) != E_OK) {
 		rollback_close(&r);
 		return rc;
 	}
@@ -299,4 +310,26 @@ rollback_releases_json(const struct site *site,
 	close(fd);
 	state_free(&st);
 	return arr;
+}
+
+/*
+ * Which commit a rollback to want (NULL: the previous good release) would make live, without
+ * the lock or a swap: a fleet's coordinator names it before every node swaps to it.
+ */
+int
+rollback_target(const struct site *site, const char *want, char commit[SHA_HEX],
+    struct error *e)
+{
+	struct rollback_site r;
+	struct release_rec *rec;
+	int rc;
+
+	if ((rc = rollback_open(site, &r, ROLLBACK_LOOK, e)) == E_OK) {
+		if ((rec = rollback_pick(&r, want, e)) != NULL)
+			util_strlcpy(commit, rec->commit, SHA_HEX);
+		else
+			rc = e->code != E_OK ? e->code : E_NOTFOUND;
+	}
+	rollback_close(&r);
+	return rc;
 }

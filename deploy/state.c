@@ -93,6 +93,7 @@ state_trigger_name(int trigger)
 	static const char *const names[] = {
 		[TRIG_POLL] = "poll", [TRIG_WEBHOOK] = "webhook", [TRIG_MANUAL] = "manual",
 		[TRIG_ROLLBACK] = "rollback", [TRIG_STARTUP] = "startup",
+		[TRIG_FLEET] = "fleet",
 	};
 
 	if (trigger < 0 || (size_t)trigger >= sizeof(names) / sizeof(names[0]))
@@ -105,7 +106,7 @@ state_trigger_from_name(const char *s)
 {
 	int t;
 
-	for (t = TRIG_POLL; t <= TRIG_STARTUP; t++)
+	for (t = TRIG_POLL; t <= TRIG_FLEET; t++)
 		if (strcmp(state_trigger_name(t), s) == 0)
 			return t;
 	return -1;

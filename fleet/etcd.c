@@ -617,6 +617,29 @@ etcd_put(struct etcd *c, const char *key, const void *val, size_t vlen, int64_t 
 	return etcd_call(c, "/v3/kv/put", etcd_put_body(key, val, vlen, lease), NULL, e);
 }
 
+/* One put in a transaction that compares one key's revision, by target "MOD" or "CREATE". */
+static int
+etcd_put_txn(struct etcd *c, const char *key, const void *val, size_t vlen, int64_t lease,
+    const char *cmp_key, const char *target, int64_t rev, int *done, struct error *e)
+{
+	json_t *body = json_object(), *cmp = json_object(), *put = json_object(), *j;
+	int rc;
+
+	etcd_set_key(cmp, cmp_key, 0);
+	json_object_set_new(cmp, "target", json_string(target));
+	json_object_set_new(cmp, "result", json_string("EQUAL"));
+	json_object_set_new(cmp, strcmp(target, "CREATE") == 0 ? "create_revision" :
+	    "mod_revision", etcd_jint(rev));
+	json_object_set_new(put, "request_put", etcd_put_body(key, val, vlen, lease));
+	json_object_set_new(body, "compare", json_pack("[o]", cmp));
+	json_object_set_new(body, "success", json_pack("[o]", put));
+	if ((rc = etcd_call(c, "/v3/kv/txn", body, &j, e)) != E_OK)
+		return rc;
+	*done = json_is_true(json_object_get(j, "succeeded"));
+	json_decref(j);
+	return E_OK;
+}
+
 /*
  * Put only if the key's mod_revision is mod_rev (0: only if the key does not exist). An
  * attempt that timed out on one member is retried on the next, so *done == 0 can follow a
@@ -626,22 +649,19 @@ int
 etcd_put_if(struct etcd *c, const char *key, const void *val, size_t vlen, int64_t lease,
     int64_t mod_rev, int *done, struct error *e)
 {
-	json_t *body = json_object(), *cmp = json_object(), *put = json_object(), *j;
-	int rc;
+	return etcd_put_txn(c, key, val, vlen, lease, key, mod_rev == 0 ? "CREATE" : "MOD",
+	    mod_rev, done, e);
+}
 
-	etcd_set_key(cmp, key, 0);
-	json_object_set_new(cmp, "target", json_string(mod_rev == 0 ? "CREATE" : "MOD"));
-	json_object_set_new(cmp, "result", json_string("EQUAL"));
-	json_object_set_new(cmp, mod_rev == 0 ? "create_revision" : "mod_revision",
-	    etcd_jint(mod_rev));
-	json_object_set_new(put, "request_put", etcd_put_body(key, val, vlen, lease));
-	json_object_set_new(body, "compare", json_pack("[o]", cmp));
-	json_object_set_new(body, "success", json_pack("[o]", put));
-	if ((rc = etcd_call(c, "/v3/kv/txn", body, &j, e)) != E_OK)
-		return rc;
-	*done = json_is_true(json_object_get(j, "succeeded"));
-	json_decref(j);
-	return E_OK;
+/*
+ * Put only while another key exists as created at create_rev: an election's leader key,
+ * so that a coordinator whose lease has gone can no longer write. *done as for put_if.
+ */
+int
+etcd_put_while(struct etcd *c, const char *key, const void *val, size_t vlen,
+    const char *held, int64_t create_rev, int *done, struct error *e)
+{
+	return etcd_put_txn(c, key, val, vlen, 0, held, "CREATE", create_rev, done, e);
 }
 
 int

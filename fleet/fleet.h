@@ -54,6 +54,8 @@ int	 etcd_put(struct etcd *, const char *key, const void *val, size_t vlen,
 	    int64_t lease, struct error *);
 int	 etcd_put_if(struct etcd *, const char *key, const void *val, size_t vlen,
 	    int64_t lease, int64_t mod_rev, int *done, struct error *);
+int	 etcd_put_while(struct etcd *, const char *key, const void *val, size_t vlen,
+	    const char *held, int64_t create_rev, int *done, struct error *);
 int	 etcd_delete(struct etcd *, const char *key, int prefix, int64_t *deleted,
 	    struct error *);
 int	 etcd_lease_grant(struct etcd *, int64_t ttl_s, int64_t *id, struct error *);

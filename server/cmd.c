@@ -62,6 +62,97 @@ cmd_status_row(json_t *s, int namew)
 	    cmd_str(s, "release", "-"), deployed, trig, next, err);
 }
 
+static int64_t
+cmd_int(json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+/* "fleet: node web-1 in aws, coordinator web-2, store reachable" */
+static void
+cmd_fleet_line(json_t *f)
+{
+	char zone[64], coord[64], err[200];
+
+	if (f == NULL)
+		return;
+	util_sanitize(cmd_str(f, "zone", ""), zone, sizeof(zone));
+	util_sanitize(cmd_str(f, "coordinator", "none"), coord, sizeof(coord));
+	util_sanitize(cmd_str(f, "store_error", ""), err, sizeof(err));
+	printf("\nfleet: node %s%s%s, coordinator %s, store %s%s%s\n", cmd_str(f, "node", "?"),
+	    zone[0] ? " in " : "", zone, coord, json_is_true(json_object_get(f,
+	    "store_reachable")) ? "reachable" : "UNREACHABLE", err[0] ? ": " : "", err);
+}
+
+static void
+cmd_commit12(json_t *o, const char *key, char buf[13])
+{
+	util_strlcpy(buf, cmd_str(o, key, "-")[0] ? cmd_str(o, key, "-") : "-", 13);
+}
+
+/* status --fleet: a line per site, then a row per node. */
+static int
+cmd_status_fleet(struct cli *cli)
+{
+	json_t *v, *s, *n, *t, *c;
+	char live[13], prep[13], tc[13], cc[13], err[80], zone[24], swapped[32], why[200];
+	size_t i, j;
+	int status, rc;
+
+	if ((rc = client_call(cli, "GET", "/v1/fleet", NULL, &v, &status)) != 0)
+		return rc;
+	if (cli->json) {
+		json_dumpf(v, stdout, JSON_INDENT(2));
+		printf("\n");
+		json_decref(v);
+		return 0;
+	}
+	util_sanitize(json_is_true(json_object_get(json_object_get(v, "store"),
+	    "reachable")) ? "reachable" : cmd_str(json_object_get(v, "store"), "error",
+	    "unreachable"), why, sizeof(why));
+	printf("node %s, coordinator %s, store %s\n", cmd_str(v, "node", "?"),
+	    cmd_str(v, "coordinator", "none"), why);
+	json_array_foreach(json_object_get(v, "sites"), i, s) {
+		t = json_object_get(s, "target");
+		c = json_object_get(s, "cutover");
+		cmd_commit12(t, "commit", tc);
+		cmd_commit12(c, "commit", cc);
+		printf("\nsite %s: target %s (generation %lld, %s), cutover %s (generation %lld)",
+		    cmd_str(s, "name", "?"), tc, (long long)cmd_int(t, "gen"),
+		    cmd_str(t, "why", "-"), cc, (long long)cmd_int(c, "gen"));
+		if (json_is_integer(json_object_get(s, "skew_ms")))
+			printf(", skew %lld ms", (long long)cmd_int(s, "skew_ms"));
+		if (json_is_object(json_object_get(s, "paused")))
+			printf(", PAUSED");
+		printf("\n");
+		if (cmd_str(t, "failed", NULL) != NULL) {
+			util_sanitize(cmd_str(t, "failed", ""), why, sizeof(why));
+			printf("  no cutover: %s\n", why);
+		}
+		if (cmd_str(s, "refused", NULL) != NULL) {
+			util_sanitize(cmd_str(s, "refused", ""), why, sizeof(why));
+			printf("  this node: %s\n", why);
+		}
+		printf("  %-16s %-14s %-12s %-12s %-12s %-8s %s\n", "NODE", "ZONE", "STATE",
+		    "LIVE", "PREPARED", "SWAP-GEN", "LAST-ERROR");
+		json_array_foreach(json_object_get(s, "nodes"), j, n) {
+			cmd_commit12(n, "live", live);
+			cmd_commit12(n, "prepared", prep);
+			util_sanitize(cmd_str(n, "zone", "-")[0] ? cmd_str(n, "zone", "-") : "-",
+			    zone, sizeof(zone));
+			util_sanitize(cmd_str(n, "error", "-")[0] ? cmd_str(n, "error", "-") : "-",
+			    err, sizeof(err));
+			snprintf(swapped, sizeof(swapped), "%lld", (long long)cmd_int(n,
+			    "swapped_gen"));
+			printf("  %-16s %-14s %-12s %-12s %-12s %-8s %s\n", cmd_str(n, "node", "?"),
+			    zone, json_is_true(json_object_get(n, "alive")) ? cmd_str(n, "state",
+			    "?") : "gone", live, prep, swapped, err);
+		}
+	}
+	json_decref(v);
+	return 0;
+}
+
 int
 cmd_status(struct cli *cli)
 {
@@ -70,6 +161,8 @@ cmd_status(struct cli *cli)
 	size_t i;
 	int status, rc, namew = 8;
 
+	if (cli->fleet)
+		return cmd_status_fleet(cli);
 	if (cli->nargs == 1) {
 		if (!config_value_name(cli->args[0])) {
 			fprintf(stderr, "deployd: '%s' is not a site name\n", cli->args[0]);
@@ -101,6 +194,7 @@ cmd_status(struct cli *cli)
 	json_array_foreach(sites, i, s)
 		cmd_status_row(s, namew);
 	json_decref(sites);
+	cmd_fleet_line(json_object_get(answer, "fleet"));
 	if (cli->nargs == 1) {
 		const char *subject = cmd_str(answer, "subject", NULL);
 
@@ -137,12 +231,6 @@ cmd_bytes(int64_t n, char *buf, size_t len)
 		snprintf(buf, len, "%lld B", (long long)n);
 	else
 		snprintf(buf, len, "%.1f %s", v, units[u]);
-}
-
-static int64_t
-cmd_int(json_t *o, const char *key)
-{
-	return json_integer_value(json_object_get(o, key));
 }
 
 /* "fetching 120/400 objects, 1.2 MiB" or "writing 800/2000 files", from an event's progress. */
@@ -314,6 +402,67 @@ cmd_wait(struct cli *cli, const char *site, int64_t id, const char *what)
 	return client_follow(cli, site, id, cmd_wait_line, &w);
 }
 
+/*
+ * A fleet took the job: say so; with --wait, follow the fleet until a cutover of a newer
+ * generation than the one live when asked has gone live on every node that is up.
+ */
+static int
+cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *answer)
+{
+	json_t *v, *s, *n;
+	char path[128], msg[256];
+	int64_t gen0 = -1, tgen0 = -1, t0 = util_mono_ms(), gen, tgen;
+	size_t i, alive, live;
+	int status, rc;
+
+	util_sanitize(cmd_str(answer, "message", ""), msg, sizeof(msg));
+	printf("%s: %s: %s\n", site, action, msg);
+	if (!cli->wait || (strcmp(action, "deploy") != 0 && strcmp(action, "rollback") != 0))
+		return 0;
+	snprintf(path, sizeof(path), "/v1/fleet");
+	while (util_mono_ms() - t0 < 15 * 60 * 1000) {
+		if ((rc = client_call(cli, "GET", path, NULL, &v, &status)) != 0)
+			return rc;
+		s = NULL;
+		json_array_foreach(json_object_get(v, "sites"), i, n)
+			if (strcmp(cmd_str(n, "name", ""), site) == 0)
+				s = n;
+		gen = cmd_int(json_object_get(s, "cutover"), "gen");
+		tgen = cmd_int(json_object_get(s, "target"), "gen");
+		if (gen0 < 0) {
+			gen0 = gen;
+			tgen0 = tgen;
+		}
+		alive = live = 0;
+		json_array_foreach(json_object_get(s, "nodes"), i, n) {
+			if (!json_is_true(json_object_get(n, "alive")))
+				continue;
+			alive++;
+			live += cmd_int(n, "live_gen") == gen;
+		}
+		if (cmd_str(json_object_get(s, "target"), "failed", NULL) != NULL && tgen > gen) {
+			util_sanitize(cmd_str(json_object_get(s, "target"), "failed", ""), msg,
+			    sizeof(msg));
+			fprintf(stderr, "%s: the fleet did not cut over: %s\n", site, msg);
+			json_decref(v);
+			return 1;
+		}
+		/* No new target after a few seconds: the remote's tip was live already. */
+		if ((gen > gen0 || (tgen == tgen0 && util_mono_ms() - t0 > 3000)) &&
+		    tgen <= gen && alive > 0 && live == alive) {
+			printf("%s: %.12s live on %zu node%s (cutover %lld)\n", site,
+			    cmd_str(json_object_get(s, "cutover"), "commit", "?"), live,
+			    live == 1 ? "" : "s", (long long)gen);
+			json_decref(v);
+			return 0;
+		}
+		json_decref(v);
+		usleep(200 * 1000);
+	}
+	fprintf(stderr, "%s: gave up waiting for the fleet\n", site);
+	return 1;
+}
+
 /* POST a job for SITE, then report it or wait for it. */
 static int
 cmd_job(struct cli *cli, const char *site, const char *action, const char *body)
@@ -330,6 +479,11 @@ cmd_job(struct cli *cli, const char *site, const char *action, const char *body)
 	snprintf(path, sizeof(path), "/v1/sites/%s/%s", site, action);
 	if ((rc = client_call(cli, "POST", path, body, &answer, &status)) != 0)
 		return rc;
+	if (json_is_true(json_object_get(answer, "fleet"))) {
+		rc = cmd_fleet_job(cli, site, action, answer);
+		json_decref(answer);
+		return rc;
+	}
 	id = json_integer_value(json_object_get(answer, "id"));
 	json_decref(answer);
 	if (!cli->wait) {

@@ -53,7 +53,11 @@ static int
 control_list(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
 {
+	json_t *f = fleet_view_brief();
+
 	*answer = json_pack("{s:o}", "sites", status_sites());
+	if (f != NULL)
+		json_object_set_new(*answer, "fleet", f);
 	return MHD_HTTP_OK;
 }
 
@@ -61,10 +65,14 @@ static int
 control_show(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
 {
+	json_t *f;
+
 	if ((*answer = status_site(r->site)) == NULL) {
 		*answer = control_unknown_site(r->site);
 		return MHD_HTTP_NOT_FOUND;
 	}
+	if ((f = fleet_view_brief()) != NULL)
+		json_object_set_new(*answer, "fleet", f);
 	return MHD_HTTP_OK;
 }
 
@@ -125,6 +133,51 @@ control_body_str(json_t *body, const char *key, char *buf, size_t len)
 	return 1;
 }
 
+/* In a fleet, a deploy rings the doorbell: the coordinator sets the fleet's target. */
+static int
+control_fleet_deploy(struct MHD_Connection *c, const struct control_route *r, const char *rev,
+    json_t **answer)
+{
+	int rc;
+
+	control_log_peer(c, "deploy (fleet)", r->site);
+	if (rev[0] != '\0' && strlen(rev) != 40) {
+		*answer = json_pack("{s:s}", "error", "in a fleet, --rev takes the full 40-hex "
+		    "commit id: every node must read it the same way");
+		return MHD_HTTP_BAD_REQUEST;
+	}
+	/* A pinned commit holds until resume, on one node as in a fleet. */
+	if (rev[0] != '\0') {
+		char reason[256];
+		struct error e;
+
+		snprintf(reason, sizeof(reason), "pinned to %.12s by `deployd deploy --rev`; "
+		    "automatic deploys paused until `deployd resume %s`", rev, r->site);
+		if ((rc = fleet_pause(r->site, 1, reason, &e)) == E_NOTFOUND) {
+			*answer = control_unknown_site(r->site);
+			return MHD_HTTP_NOT_FOUND;
+		} else if (rc != E_OK) {
+			*answer = json_pack("{s:s,s:s}", "error", "the fleet's store did not take "
+			    "it", "detail", e.msg);
+			return MHD_HTTP_SERVICE_UNAVAILABLE;
+		}
+	}
+	rc = fleet_ring(r->site, "cli", "", rev);
+	if (rc == E_NOTFOUND) {
+		*answer = control_unknown_site(r->site);
+		return MHD_HTTP_NOT_FOUND;
+	}
+	if (rc != E_OK) {
+		*answer = json_pack("{s:s}", "error", "the fleet's store cannot be reached; "
+		    "nothing was asked of the fleet");
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	*answer = json_pack("{s:s,s:b,s:b,s:s}", "site", r->site, "queued", 1, "fleet", 1,
+	    "message", rev[0] != '\0' ? "the fleet's coordinator will make that commit its "
+	    "target" : "the fleet's coordinator will ask the remote for its tip");
+	return MHD_HTTP_ACCEPTED;
+}
+
 static int
 control_deploy(struct MHD_Connection *c, const struct control_route *r, json_t *body,
     json_t **answer)
@@ -149,7 +202,41 @@ control_deploy(struct MHD_Connection *c, const struct control_route *r, json_t *
 		*answer = json_pack("{s:s}", "error", "rev must be a commit id (4 to 40 hex)");
 		return MHD_HTTP_BAD_REQUEST;
 	}
+	if (fleet_on())
+		return control_fleet_deploy(c, r, req.rev, answer);
 	return control_queue(c, r, &req, "deploy", answer);
+}
+
+/* In a fleet, a rollback is a cutover of the whole fleet to a release every node has. */
+static int
+control_fleet_rollback(struct MHD_Connection *c, const struct control_route *r,
+    const char *want, json_t **answer)
+{
+	char to[SHA_HEX], *msg;
+	struct error e;
+	int rc;
+
+	control_log_peer(c, "rollback (fleet)", r->site);
+	rc = fleet_rollback(r->site, want[0] != '\0' ? want : NULL, to, &e);
+	if (rc == E_NOTFOUND && strncmp(e.msg, "unknown site", 12) == 0) {
+		*answer = control_unknown_site(r->site);
+		return MHD_HTTP_NOT_FOUND;
+	}
+	if (rc == E_NOTFOUND || rc == E_INVAL) {
+		*answer = json_pack("{s:s}", "error", e.msg);
+		return MHD_HTTP_CONFLICT;
+	}
+	if (rc != E_OK) {
+		*answer = json_pack("{s:s,s:s}", "error", "the fleet's store did not take it",
+		    "detail", e.msg);
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	msg = util_xasprintf("every node of the fleet swaps back to %.12s; automatic deploys "
+	    "are paused until `deployd resume %s`", to, r->site);
+	*answer = json_pack("{s:s,s:b,s:b,s:s,s:s}", "site", r->site, "queued", 1, "fleet", 1,
+	    "commit", to, "message", msg);
+	free(msg);
+	return MHD_HTTP_ACCEPTED;
 }
 
 static int
@@ -166,7 +253,34 @@ control_rollback(struct MHD_Connection *c, const struct control_route *r, json_t
 		    "commit prefix");
 		return MHD_HTTP_BAD_REQUEST;
 	}
+	if (fleet_on())
+		return control_fleet_rollback(c, r, req.target, answer);
 	return control_queue(c, r, &req, "rollback", answer);
+}
+
+/* A fleet is paused and resumed as one: a key in etcd, read by the coordinator. */
+static int
+control_fleet_pause(struct MHD_Connection *c, const struct control_route *r, int on,
+    json_t **answer)
+{
+	struct error e;
+	int rc;
+
+	control_log_peer(c, on ? "pause (fleet)" : "resume (fleet)", r->site);
+	rc = fleet_pause(r->site, on, "paused by `deployd pause`", &e);
+	if (rc == E_NOTFOUND) {
+		*answer = control_unknown_site(r->site);
+		return MHD_HTTP_NOT_FOUND;
+	}
+	if (rc != E_OK) {
+		*answer = json_pack("{s:s,s:s}", "error", "the fleet's store did not take it",
+		    "detail", e.msg);
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	}
+	*answer = json_pack("{s:s,s:b,s:b,s:s}", "site", r->site, "done", 1, "fleet", 1,
+	    "message", on ? "paused on every node of the fleet" :
+	    "resumed on every node of the fleet");
+	return MHD_HTTP_OK;
 }
 
 static int
@@ -178,6 +292,8 @@ control_pause(struct MHD_Connection *c, const struct control_route *r, json_t *b
 	memset(&req, 0, sizeof(req));
 	req.trigger = TRIG_MANUAL;
 	req.action = strcmp(r->action, "pause") == 0 ? ACT_PAUSE : ACT_RESUME;
+	if (fleet_on())
+		return control_fleet_pause(c, r, req.action == ACT_PAUSE, answer);
 	return control_queue(c, r, &req, r->action, answer);
 }
 
@@ -348,6 +464,19 @@ control_events(struct MHD_Connection *c, const struct control_route *r, json_t *
 	return ret == MHD_YES ? CONTROL_QUEUED : CONTROL_FAILED;
 }
 
+static int
+control_fleet(struct MHD_Connection *c, const struct control_route *r, json_t *body,
+    json_t **answer)
+{
+	if (!fleet_on()) {
+		*answer = json_pack("{s:s}", "error", "this node is not in a fleet (no fleet: "
+		    "in its configuration)");
+		return MHD_HTTP_NOT_FOUND;
+	}
+	*answer = fleet_view(NULL);
+	return MHD_HTTP_OK;
+}
+
 static const struct {
 	const char	*method;
 	int		 has_site;	/* 1: /v1/sites/<site>..., 0: /v1/sites or /v1/<action> */
@@ -363,6 +492,7 @@ static const struct {
 	{ "POST", 1, "pause", control_pause },
 	{ "POST", 1, "resume", control_pause },
 	{ "POST", 0, "reload", control_reload_req },
+	{ "GET", 0, "fleet", control_fleet },
 };
 #define NROUTES (sizeof(control_routes) / sizeof(control_routes[0]))
 

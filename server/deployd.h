@@ -159,10 +159,122 @@ const char *config_yaml_scalar(const struct yaml_node_s *);
 struct yaml_node_s *config_yaml_find(struct config_loader *, struct yaml_node_s *map,
 	    const char *name, int want_value);
 
-/* ---- server/fleet.c: the daemon's side of fleet mode ---- */
+/*
+ * ---- server/fleet*.c: fleet mode at run time (fleet.md) ----
+ * Four threads, each with its own etcd client: membership (the lease and nodes/<node>),
+ * the watch (a mirror of every key under the prefix), the campaign (the coordinator), and
+ * the one that acts: this node's jobs (fleet_node.c), and while it leads the fleet's
+ * targets and cutovers (fleet_coord.c). Everything below is under F.mu.
+ */
+struct fleet_kv {
+	char		*key;		/* without the prefix: "sites/www/target" */
+	char		*raw;		/* the value as stored */
+	json_t		*val;		/* parsed; NULL: not a JSON object */
+	int64_t		 create_rev;
+	int64_t		 mod_rev;
+	int64_t		 lease;
+};
+
+/* This node's part in one site of the fleet, and the coordinator's bookkeeping for it. */
+struct fleet_site {
+	const struct site_config *cfg;
+	char		 hash[17];	/* of name, repo, branch and tags */
+	char		 refused[256];	/* why this node's copy may not join; "": joined */
+	char		 live[SHA_HEX];
+	char		 live_release[RELEASE_NAME_MAX];
+	char		 prepared[SHA_HEX];
+	char		 prepared_release[RELEASE_NAME_MAX];
+	const char	*state;		/* idle, preparing, prepared, activating, live, failed */
+	char		 error[512];
+	char		 error_commit[SHA_HEX];
+	int		 busy;		/* a job asked for by the fleet is queued or running */
+	int64_t		 job_gen;	/* the cutover that job makes live; 0: a prepare */
+	int64_t		 live_gen;	/* the cutover live here */
+	int64_t		 prep_gen;	/* the last target prepared or tried */
+	int64_t		 prepare_ms;	/* how long the last prepare took */
+	int64_t		 swapped_at;	/* unix ms of this node's last swap */
+	int64_t		 swapped_gen;
+	int64_t		 retry_at;	/* monotonic ms: a failed catch-up tries again then */
+	int64_t		 retry_ms;
+	int		 dirty;		/* this node's record needs writing */
+	char		 bell_provider[16];	/* a doorbell to ring; "": none */
+	char		 bell_delivery[96];
+	char		 bell_rev[SHA_HEX];
+	int64_t		 bell_seen;	/* coordinator: mod_rev of the doorbell handled */
+	int64_t		 next_poll;	/* coordinator: monotonic ms; 0: at once */
+	int64_t		 lead_gen;	/* coordinator: F.lead_gen when last looked at */
+	int64_t		 rollback_gen;	/* the rollback cutover tried by a swap back */
+};
+
+struct fleet {
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cond;		/* the mirror, a job, the lease or stop moved */
+	const struct config *cfg;
+	int		 stop;		/* read by etcd calls in progress */
+	int		 started;
+	struct fleet_kv	*kv;		/* the mirror of every key under the prefix */
+	size_t		 nkv;
+	int		 synced;	/* read whole at least once */
+	int64_t		 rev;		/* the store's revision the mirror has seen */
+	int		 store_ok;	/* the last call to etcd answered */
+	char		 store_error[256];
+	char		 endpoint[256];
+	int64_t		 lease;		/* 0: none held */
+	int64_t		 lease_gen;	/* moves on with each new lease */
+	int64_t		 rtt_ms;	/* the slowest of the recent renewals */
+	int		 leading;	/* this node is the coordinator */
+	struct etcd_kv	 leader;	/* the key that proves it */
+	int64_t		 lead_gen;	/* moves on with each election won */
+	struct fleet_site *sites;
+	size_t		 nsites;
+	pthread_t	 threads[4];
+	size_t		 nthreads;
+	int64_t		 cutovers;	/* metrics: releases this node made live */
+};
+extern struct fleet F;
+
+/* server/fleet.c: connection, the threads, and what the rest of the daemon asks */
 int	 fleet_connect(const struct fleet_config *, int64_t timeout_ms, const int *stop,
 	    struct etcd **, struct error *);
 int	 fleet_probe(const struct config *, FILE *out, FILE *warn);
+int	 fleet_start(const struct config *, struct error *);
+void	 fleet_stop(void);
+int	 fleet_on(void);
+int	 fleet_ring(const char *site, const char *provider, const char *delivery,
+	    const char *rev);			/* E_OK, E_NOTFOUND, or E_STALE: no store */
+int	 fleet_is_live(const char *site, const char *commit);
+int	 fleet_pause(const char *site, int on, const char *reason, struct error *);
+int	 fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct error *);
+
+/* server/fleet_store.c: the mirror of the fleet's keys; F.mu held for all but put */
+void	 fleet_store_apply(const struct etcd_kv *, int deleted);
+void	 fleet_store_clear(struct fleet_kv *);
+const struct fleet_kv *fleet_store_get(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));	/* F.mu held */
+const char *fleet_store_str(const struct fleet_kv *, const char *field);	/* "" if absent */
+int64_t	 fleet_store_int(const struct fleet_kv *, const char *field);
+int	 fleet_store_put(struct etcd *, const char *key, json_t *val, int64_t lease,
+	    struct error *);			/* F.mu not held; steals val */
+int	 fleet_store_alive(const char *node);		/* F.mu held: nodes/<node> exists */
+const char *fleet_store_leader(void);		/* F.mu held: the coordinator's name, or NULL */
+
+/* server/fleet_node.c: this node's side: prepare on target, swap on cutover */
+void	 fleet_node_init(struct fleet_site *, const struct site_config *);
+void	 fleet_node_step(struct fleet_site *, int64_t now);	/* F.mu held */
+void	 fleet_node_claim(struct etcd *, struct fleet_site *);	/* F.mu held */
+json_t	*fleet_node_record(const struct fleet_site *);
+void	 fleet_node_done(const char *site, const struct deploy_request *,
+	    const struct deploy_result *);
+
+/* server/fleet_coord.c: the coordinator: targets from doorbells and polls, cutovers */
+void	 fleet_coord_step(struct etcd *, struct fleet_site *, int64_t now);	/* F.mu held;
+						   may let go of it while it waits */
+int64_t	 fleet_coord_need(const char *min_ready, int64_t members);
+
+/* server/fleet_view.c: status --fleet, GET /v1/fleet, and plain status's line */
+json_t	*fleet_view(const char *site);	/* NULL site: every site */
+json_t	*fleet_view_brief(void);		/* NULL when there is no fleet */
+void	 fleet_view_metrics(FILE *);
 
 /* server/bind.c: the webhook listener's socket, bound by the daemon */
 int	 bind_listen(const char *listen, char *unix_path, size_t len, struct error *);
@@ -238,6 +350,7 @@ enum privsep_answer {
 	PS_UNKNOWN,	/* no such site (any more) */
 	PS_REFUSED,	/* a malformed record */
 	PS_LIVE,	/* the pushed commit is live and nothing is under way: nothing to do */
+	PS_NOSTORE,	/* fleet mode: the store cannot be reached to pass the push on */
 };
 #define PRIVSEP_SITE_MAX	65
 #define PRIVSEP_METRICS_MAX	(4 * 1024 * 1024)
@@ -308,9 +421,13 @@ char	*metrics_render(void);		/* malloc'd Prometheus text, NULL on failure */
 /* ---- server/sched.c: queues deploys, one running and one pending per site ---- */
 /* Told of each deploy that changed something or failed, as a STATUS= line for systemd. */
 typedef void (*sched_notify_fn)(const char *status);
+/* Told of every job's end, from the worker that ran it, outside the scheduler's mutex. */
+typedef void (*sched_done_fn)(const char *site, const struct deploy_request *,
+    const struct deploy_result *);
 int	 sched_init(const struct config *, sched_notify_fn);
 void	 sched_free(void);
 int	 sched_start(void);
+void	 sched_set_done(sched_done_fn);
 int	 sched_reload(const struct config *);
 void	 sched_stop(void);
 int	 sched_request(const char *site, const struct deploy_request *, int64_t *id);
@@ -379,6 +496,8 @@ struct sched {
 	int			 holding;	/* a reload waits: start no new job */
 	int64_t			 next_id;
 	sched_notify_fn		 notify;	/* the daemon's ear; NULL: nobody listens */
+	int			 fleet;		/* fleet mode: the fleet asks for every job */
+	sched_done_fn		 done_fn;	/* told of every job's end; NULL: nobody */
 };
 extern struct sched S;
 int64_t	 sched_request_locked(struct sched_site *, const struct deploy_request *);
@@ -422,6 +541,7 @@ struct cli {
 	int		 wait;
 	const char	*rev;
 	const char	*dir;
+	int		 fleet;		/* status --fleet */
 };
 
 /* ---- server/client.c: the client side of the control socket ---- */

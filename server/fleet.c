@@ -1,9 +1,16 @@
-/* fleet.c: the daemon's side of fleet mode: an etcd client made from the fleet: keys, and what `deployd check` says of the store. */
+/* fleet.c: fleet mode's threads: the lease, the mirror of the store, the election, and the one that acts. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "server/deployd.h"
+
+#define FLEET_WATCH_MS	2000	/* a watch call returns this often to look at stop */
+#define FLEET_RETRY_MS	500	/* after a failed call, before the next */
+#define FLEET_TICK_MS	200	/* the acting thread looks at its timers this often */
 
 int
 fleet_connect(const struct fleet_config *f, int64_t timeout_ms, const int *stop,
@@ -53,4 +60,560 @@ fleet_probe(const struct config *c, FILE *out, FILE *warn)
 	etcd_close(cl);
 	free(key);
 	return rc == E_OK ? 0 : 1;
+}
+
+int
+fleet_on(void)
+{
+	return F.started;
+}
+
+static void
+fleet_reachable(int ok, const struct etcd *c, const struct error *e)
+{
+	pthread_mutex_lock(&F.mu);
+	if (ok != F.store_ok)
+		log_info("fleet: the store is %s%s%s", ok ? "reachable again" : "unreachable",
+		    ok ? "" : ": ", ok ? "" : e->msg);
+	F.store_ok = ok;
+	if (!ok)
+		util_strlcpy(F.store_error, e->msg, sizeof(F.store_error));
+	else {
+		F.store_error[0] = '\0';
+		if (c != NULL)
+			util_strlcpy(F.endpoint, etcd_endpoint(c), sizeof(F.endpoint));
+	}
+	pthread_mutex_unlock(&F.mu);
+}
+
+/* Sleep up to ms, or until stop; F.mu held. */
+static void
+fleet_wait(int64_t ms)
+{
+	struct timespec ts;
+	int64_t at = util_now_ms() + ms;
+
+	ts.tv_sec = at / 1000;
+	ts.tv_nsec = (at % 1000) * 1000000;
+	if (!F.stop)
+		pthread_cond_timedwait(&F.cond, &F.mu, &ts);
+}
+
+static struct etcd *
+fleet_client(int64_t timeout_ms)
+{
+	struct etcd *c = NULL;
+	struct error e;
+
+	/* The configuration was checked at load; what can fail here is a file read. */
+	while (fleet_connect(&F.cfg->fleet, timeout_ms, &F.stop, &c, &e) != E_OK) {
+		log_error("fleet: %s", e.msg);
+		pthread_mutex_lock(&F.mu);
+		fleet_wait(5000);
+		if (F.stop) {
+			pthread_mutex_unlock(&F.mu);
+			return NULL;
+		}
+		pthread_mutex_unlock(&F.mu);
+	}
+	return c;
+}
+
+/* ---- membership: the lease, and nodes/<node> on it ---- */
+
+static int
+fleet_register(struct etcd *c, int64_t *lease, struct error *e)
+{
+	const struct fleet_config *f = &F.cfg->fleet;
+	char *key = util_xasprintf("nodes/%s", f->node);
+	json_t *v;
+	int rc;
+
+	if ((rc = etcd_lease_grant(c, (f->lease_ttl_ms + 999) / 1000, lease, e)) != E_OK) {
+		free(key);
+		return rc;
+	}
+	pthread_mutex_lock(&F.mu);
+	v = json_pack("{s:s,s:s,s:I,s:I}", "zone", f->zone != NULL ? f->zone : "",
+	    "version", DEPLOYD_VERSION, "started", (json_int_t)util_now_ms(),
+	    "rtt_ms", (json_int_t)F.rtt_ms);
+	pthread_mutex_unlock(&F.mu);
+	rc = fleet_store_put(c, key, v, *lease, e);
+	free(key);
+	return rc;
+}
+
+/*
+ * A lease renewed every third of its time to live. When renewals fail for a whole ttl
+ * the lease is gone in etcd as well: this node has left the fleet (and lost any election)
+ * until it registers again.
+ */
+static void *
+fleet_member(void *arg)
+{
+	const struct fleet_config *f = &F.cfg->fleet;
+	struct etcd *c = fleet_client(f->lease_ttl_ms / 3);
+	int64_t lease = 0, ttl, last_ok = 0, t0, rtt, rtts[4] = { 0 };
+	struct error e;
+	size_t n = 0, i;
+
+	(void)arg;
+	while (c != NULL && !F.stop) {
+		if (lease == 0) {
+			if (fleet_register(c, &lease, &e) == E_OK) {
+				last_ok = util_mono_ms();
+				log_info("fleet: node %s joined (lease %llx, ttl %llds)", f->node,
+				    (unsigned long long)lease, (long long)(f->lease_ttl_ms / 1000));
+				pthread_mutex_lock(&F.mu);
+				F.lease = lease;
+				F.lease_gen++;
+				pthread_cond_broadcast(&F.cond);
+				pthread_mutex_unlock(&F.mu);
+				fleet_reachable(1, c, &e);
+			} else {
+				lease = 0;
+				fleet_reachable(0, c, &e);
+			}
+		}
+		pthread_mutex_lock(&F.mu);
+		fleet_wait(lease != 0 ? f->lease_ttl_ms / 3 : FLEET_RETRY_MS);
+		pthread_mutex_unlock(&F.mu);
+		if (F.stop || lease == 0)
+			continue;
+		t0 = util_mono_ms();
+		if (etcd_lease_keepalive(c, lease, &ttl, &e) == E_OK && ttl > 0) {
+			last_ok = util_mono_ms();
+			rtt = last_ok - t0;
+			rtts[n++ % 4] = rtt;
+			for (i = 0, rtt = 0; i < 4; i++)
+				rtt = rtts[i] > rtt ? rtts[i] : rtt;
+			pthread_mutex_lock(&F.mu);
+			F.rtt_ms = rtt;
+			pthread_mutex_unlock(&F.mu);
+			fleet_reachable(1, c, &e);
+			continue;
+		}
+		if (e.msg[0] == '\0' || ttl <= 0)
+			util_strlcpy(e.msg, "the lease expired", sizeof(e.msg));
+		fleet_reachable(0, c, &e);
+		if (ttl > 0 && util_mono_ms() - last_ok < f->lease_ttl_ms)
+			continue;
+		log_warn("fleet: node %s lost its lease: %s", f->node, e.msg);
+		lease = 0;
+		pthread_mutex_lock(&F.mu);
+		F.lease = 0;
+		F.leading = 0;
+		pthread_cond_broadcast(&F.cond);
+		pthread_mutex_unlock(&F.mu);
+	}
+	/* Leaving on purpose: the others need not wait a ttl to stop counting this node. */
+	if (c != NULL && lease != 0 && etcd_lease_revoke(c, lease, &e) != E_OK)
+		log_debug("fleet: revoking the lease: %s", e.msg);
+	etcd_close(c);
+	return NULL;
+}
+
+/* ---- the mirror: a read of the prefix, then a watch from the revision after it ---- */
+
+static int
+fleet_watch_event(void *arg, const struct etcd_event *ev)
+{
+	(void)arg;
+	pthread_mutex_lock(&F.mu);
+	fleet_store_apply(ev->kv, ev->type == ETCD_DELETE);
+	pthread_cond_broadcast(&F.cond);
+	pthread_mutex_unlock(&F.mu);
+	return 0;
+}
+
+static int
+fleet_resync(struct etcd *c, int64_t *rev, struct error *e)
+{
+	struct etcd_kvs kvs;
+	size_t i;
+	int rc;
+
+	if ((rc = etcd_get(c, F.cfg->fleet.prefix, 1, &kvs, e)) != E_OK)
+		return rc;
+	pthread_mutex_lock(&F.mu);
+	for (i = 0; i < F.nkv; i++)
+		fleet_store_clear(&F.kv[i]);
+	F.nkv = 0;
+	for (i = 0; i < kvs.n; i++)
+		fleet_store_apply(&kvs.v[i], 0);
+	F.synced = 1;
+	F.rev = kvs.rev;
+	pthread_cond_broadcast(&F.cond);
+	pthread_mutex_unlock(&F.mu);
+	*rev = kvs.rev + 1;
+	etcd_kvs_free(&kvs);
+	return E_OK;
+}
+
+static void *
+fleet_watch(void *arg)
+{
+	struct etcd *c = fleet_client(3000);
+	int64_t rev = 0;
+	int rc, stale = 1;
+	struct error e;
+
+	(void)arg;
+	while (c != NULL && !F.stop) {
+		if (stale && (rc = fleet_resync(c, &rev, &e)) != E_OK) {
+			fleet_reachable(0, c, &e);
+			pthread_mutex_lock(&F.mu);
+			fleet_wait(FLEET_RETRY_MS);
+			pthread_mutex_unlock(&F.mu);
+			continue;
+		}
+		stale = 0;
+		rc = etcd_watch(c, F.cfg->fleet.prefix, 1, &rev, FLEET_WATCH_MS,
+		    fleet_watch_event, NULL, &e);
+		if (rc == E_STALE) {
+			log_info("fleet: %s; reading the store again", e.msg);
+			stale = 1;
+		} else if (rc != E_OK && rc != E_TIMEOUT && rc != E_STOPPED) {
+			/* Resumed from rev: nothing is missed. */
+			log_debug("fleet: watch: %s", e.msg);
+			pthread_mutex_lock(&F.mu);
+			fleet_wait(FLEET_RETRY_MS);
+			pthread_mutex_unlock(&F.mu);
+		}
+	}
+	etcd_close(c);
+	return NULL;
+}
+
+/* ---- the election: one coordinator, while its lease lives ---- */
+
+static void *
+fleet_campaign(void *arg)
+{
+	const struct fleet_config *f = &F.cfg->fleet;
+	struct etcd *c = fleet_client(3000);
+	char *name = util_xasprintf("%sleader", f->prefix);
+	struct etcd_kv leader;
+	struct error e;
+	int64_t lease, gen;
+
+	(void)arg;
+	pthread_mutex_lock(&F.mu);
+	while (c != NULL && !F.stop) {
+		if (F.lease == 0 || F.leading) {
+			fleet_wait(FLEET_TICK_MS);
+			continue;
+		}
+		lease = F.lease;
+		gen = F.lease_gen;
+		pthread_mutex_unlock(&F.mu);
+		/* Waits in etcd while another node leads; a call that gives up is made again. */
+		if (etcd_campaign(c, name, lease, f->node, FLEET_WATCH_MS, &leader, &e) != E_OK) {
+			pthread_mutex_lock(&F.mu);
+			if (e.code != E_TIMEOUT && !F.stop)
+				fleet_wait(FLEET_RETRY_MS);
+			continue;
+		}
+		pthread_mutex_lock(&F.mu);
+		if (F.lease_gen != gen) {
+			/* Won with a lease that has gone since: the key went with it. */
+			etcd_kv_free(&leader);
+			continue;
+		}
+		etcd_kv_free(&F.leader);
+		F.leader = leader;
+		F.leading = 1;
+		F.lead_gen++;
+		log_info("fleet: node %s is the coordinator", f->node);
+		pthread_cond_broadcast(&F.cond);
+	}
+	pthread_mutex_unlock(&F.mu);
+	free(name);
+	etcd_close(c);
+	return NULL;
+}
+
+/* ---- the thread that acts ---- */
+
+/* Write this node's records that changed, and ring the doorbells waiting; F.mu held. */
+static void
+fleet_flush(struct etcd *c, int64_t lease)
+{
+	struct fleet_site *s;
+	struct error e;
+	json_t *v;
+	char *key;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < F.nsites; i++) {
+		s = &F.sites[i];
+		if (s->bell_provider[0] != '\0') {
+			v = json_pack("{s:s,s:s,s:s,s:I}", "provider", s->bell_provider,
+			    "delivery", s->bell_delivery, "node", F.cfg->fleet.node,
+			    "at", (json_int_t)util_now_ms());
+			if (s->bell_rev[0] != '\0')
+				json_object_set_new(v, "rev", json_string(s->bell_rev));
+			s->bell_provider[0] = '\0';
+			key = util_xasprintf("sites/%s/doorbell", s->cfg->site.name);
+			pthread_mutex_unlock(&F.mu);
+			if ((rc = fleet_store_put(c, key, v, 0, &e)) != E_OK)
+				log_warn("site=%s fleet: ringing the doorbell: %s",
+				    s->cfg->site.name, e.msg);
+			free(key);
+			pthread_mutex_lock(&F.mu);
+		}
+		if (!s->dirty || lease == 0)
+			continue;
+		s->dirty = 0;
+		v = fleet_node_record(s);
+		key = util_xasprintf("sites/%s/nodes/%s", s->cfg->site.name, F.cfg->fleet.node);
+		pthread_mutex_unlock(&F.mu);
+		rc = fleet_store_put(c, key, v, lease, &e);
+		free(key);
+		pthread_mutex_lock(&F.mu);
+		if (rc != E_OK) {
+			s->dirty = 1;
+			log_debug("site=%s fleet: writing this node's record: %s",
+			    s->cfg->site.name, e.msg);
+		}
+	}
+}
+
+static void *
+fleet_act(void *arg)
+{
+	struct etcd *c = fleet_client(3000);
+	int64_t lease_gen = 0, now;
+	size_t i;
+
+	(void)arg;
+	pthread_mutex_lock(&F.mu);
+	while (c != NULL && !F.stop) {
+		if (!F.synced || F.lease == 0) {
+			fleet_wait(FLEET_TICK_MS);
+			continue;
+		}
+		if (F.lease_gen != lease_gen) {
+			/* A new lease: every record this node wrote went with the old one. */
+			lease_gen = F.lease_gen;
+			for (i = 0; i < F.nsites; i++)
+				F.sites[i].dirty = 1;
+		}
+		for (i = 0; i < F.nsites; i++)
+			fleet_node_claim(c, &F.sites[i]);
+		now = util_mono_ms();
+		for (i = 0; i < F.nsites; i++)
+			fleet_node_step(&F.sites[i], now);
+		fleet_flush(c, F.lease);
+		for (i = 0; i < F.nsites && F.leading && !F.stop; i++)
+			fleet_coord_step(c, &F.sites[i], util_mono_ms());
+		fleet_flush(c, F.lease);
+		fleet_wait(FLEET_TICK_MS);
+	}
+	pthread_mutex_unlock(&F.mu);
+	/* The coordinator's ls-remote ran in a helper of this thread's. */
+	fetch_stop_helper();
+	etcd_close(c);
+	return NULL;
+}
+
+/* ---- what the rest of the daemon asks ---- */
+
+int
+fleet_ring(const char *site, const char *provider, const char *delivery, const char *rev)
+{
+	size_t i;
+	int rc = E_NOTFOUND;
+
+	pthread_mutex_lock(&F.mu);
+	for (i = 0; i < F.nsites; i++) {
+		struct fleet_site *s = &F.sites[i];
+
+		if (strcmp(s->cfg->site.name, site) != 0)
+			continue;
+		/* Cut off from the store, the push would wait unseen: say so now. */
+		if (!F.store_ok || F.lease == 0) {
+			rc = E_STALE;
+			break;
+		}
+		util_strlcpy(s->bell_provider, provider, sizeof(s->bell_provider));
+		util_strlcpy(s->bell_delivery, delivery, sizeof(s->bell_delivery));
+		util_strlcpy(s->bell_rev, rev != NULL ? rev : "", sizeof(s->bell_rev));
+		pthread_cond_broadcast(&F.cond);
+		rc = E_OK;
+		break;
+	}
+	pthread_mutex_unlock(&F.mu);
+	return rc;
+}
+
+/* The fleet's cutover is commit, and no newer target is on its way. */
+int
+fleet_is_live(const char *site, const char *commit)
+{
+	const struct fleet_kv *c, *t;
+	int live;
+
+	pthread_mutex_lock(&F.mu);
+	c = fleet_store_get("sites/%s/cutover", site);
+	t = fleet_store_get("sites/%s/target", site);
+	live = c != NULL && strcmp(fleet_store_str(c, "commit"), commit) == 0 &&
+	    (t == NULL || fleet_store_int(t, "gen") <= fleet_store_int(c, "gen") ||
+	    fleet_store_str(t, "failed")[0] != '\0');
+	pthread_mutex_unlock(&F.mu);
+	return live;
+}
+
+int
+fleet_start(const struct config *cfg, struct error *e)
+{
+	pthread_condattr_t ca;
+	void *(*fns[])(void *) = { fleet_member, fleet_watch, fleet_campaign, fleet_act };
+	size_t i;
+
+	if (cfg->fleet.etcd.n == 0)
+		return E_OK;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_REALTIME);
+	pthread_cond_init(&F.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	F.cfg = cfg;
+	F.stop = 0;
+	F.nsites = cfg->nsites;
+	F.sites = util_xcalloc(cfg->nsites, sizeof(*F.sites));
+	for (i = 0; i < cfg->nsites; i++)
+		fleet_node_init(&F.sites[i], &cfg->sites[i]);
+	sched_set_done(fleet_node_done);
+	F.started = 1;
+	for (i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+		if (pthread_create(&F.threads[i], NULL, fns[i], NULL) != 0) {
+			fleet_stop();
+			return util_error(e, E_SYS, "fleet: cannot start a thread");
+		}
+		F.nthreads++;
+	}
+	log_info("fleet: node %s%s%s, etcd %s, prefix %s", cfg->fleet.node,
+	    cfg->fleet.zone != NULL ? " in " : "", cfg->fleet.zone != NULL ? cfg->fleet.zone : "",
+	    cfg->fleet.etcd.v[0], cfg->fleet.prefix);
+	return E_OK;
+}
+
+void
+fleet_stop(void)
+{
+	size_t i;
+
+	if (!F.started)
+		return;
+	pthread_mutex_lock(&F.mu);
+	F.stop = 1;
+	pthread_cond_broadcast(&F.cond);
+	pthread_mutex_unlock(&F.mu);
+	for (i = 0; i < F.nthreads; i++)
+		pthread_join(F.threads[i], NULL);
+	F.nthreads = 0;
+	sched_set_done(NULL);
+	for (i = 0; i < F.nkv; i++)
+		fleet_store_clear(&F.kv[i]);
+	free(F.kv);
+	F.kv = NULL;
+	F.nkv = 0;
+	free(F.sites);
+	F.sites = NULL;
+	F.nsites = 0;
+	etcd_kv_free(&F.leader);
+	pthread_cond_destroy(&F.cond);
+	F.started = 0;
+}
+
+/*
+ * An operator's rollback, for the whole fleet: the commit of the release this node would
+ * roll back to, the live one marked bad fleet-wide, the fleet paused, and the doorbell rung
+ * for the coordinator to cut over to it at once (every node still has its release).
+ */
+int
+fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct error *e)
+{
+	const struct fleet_kv *cut;
+	struct etcd *c = NULL;
+	char from[SHA_HEX], *key, reason[256];
+	size_t i;
+	int rc;
+
+	for (i = 0; i < F.nsites; i++)
+		if (strcmp(F.sites[i].cfg->site.name, site) == 0)
+			break;
+	if (i == F.nsites)
+		return util_error(e, E_NOTFOUND, "unknown site '%s'", site);
+	if ((rc = rollback_target(&F.sites[i].cfg->site, want, to, e)) != E_OK)
+		return rc;
+	pthread_mutex_lock(&F.mu);
+	cut = fleet_store_get("sites/%s/cutover", site);
+	util_strlcpy(from, fleet_store_str(cut, "commit"), sizeof(from));
+	pthread_mutex_unlock(&F.mu);
+	if ((rc = fleet_connect(&F.cfg->fleet, 3000, &F.stop, &c, e)) != E_OK)
+		return rc;
+	if (strlen(from) == 40 && strcmp(from, to) != 0) {
+		key = util_xasprintf("sites/%s/bad/%s", site, from);
+		rc = fleet_store_put(c, key, json_pack("{s:s,s:s,s:I}", "by", F.cfg->fleet.node,
+		    "to", to, "at", (json_int_t)util_now_ms()), 0, e);
+		free(key);
+	}
+	snprintf(reason, sizeof(reason), "rolled back from %.12s to %.12s; automatic deploys "
+	    "paused until `deployd resume %s`", from[0] ? from : "(none)", to, site);
+	key = util_xasprintf("sites/%s/paused", site);
+	if (rc == E_OK)
+		rc = fleet_store_put(c, key, json_pack("{s:s,s:s,s:I}", "by", F.cfg->fleet.node,
+		    "reason", reason, "at", (json_int_t)util_now_ms()), 0, e);
+	free(key);
+	key = util_xasprintf("sites/%s/doorbell", site);
+	if (rc == E_OK)
+		rc = fleet_store_put(c, key, json_pack("{s:s,s:s,s:s,s:s,s:I}", "provider",
+		    "rollback", "delivery", "", "node", F.cfg->fleet.node, "rev", to, "at",
+		    (json_int_t)util_now_ms()), 0, e);
+	free(key);
+	etcd_close(c);
+	return rc;
+}
+
+/* An operator's pause or resume, for the whole fleet: one key, written at once. */
+int
+fleet_pause(const char *site, int on, const char *reason, struct error *e)
+{
+	struct etcd *c = NULL;
+	char *key;
+	json_t *v;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < F.nsites; i++)
+		if (strcmp(F.sites[i].cfg->site.name, site) == 0)
+			break;
+	if (i == F.nsites)
+		return util_error(e, E_NOTFOUND, "unknown site '%s'", site);
+	if ((rc = fleet_connect(&F.cfg->fleet, 3000, &F.stop, &c, e)) != E_OK)
+		return rc;
+	key = util_xasprintf("sites/%s/paused", site);
+	if (on) {
+		v = json_pack("{s:s,s:s,s:I}", "by", F.cfg->fleet.node, "reason", reason,
+		    "at", (json_int_t)util_now_ms());
+		rc = fleet_store_put(c, key, v, 0, e);
+	} else {
+		char *full = util_xasprintf("%s%s", F.cfg->fleet.prefix, key);
+
+		rc = etcd_delete(c, full, 0, NULL, e);
+		free(full);
+		if (rc == E_OK) {
+			/* Resuming catches up with the remote at once, as on one node. */
+			pthread_mutex_lock(&F.mu);
+			util_strlcpy(F.sites[i].bell_provider, "cli", sizeof(F.sites[i].bell_provider));
+			F.sites[i].bell_delivery[0] = F.sites[i].bell_rev[0] = '\0';
+			pthread_cond_broadcast(&F.cond);
+			pthread_mutex_unlock(&F.mu);
+		}
+	}
+	free(key);
+	etcd_close(c);
+	return rc;
 }

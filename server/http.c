@@ -230,6 +230,9 @@ http_respond(struct MHD_Connection *c, struct http_req *r, unsigned status,
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (allow != NULL)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	/* Every 503 here is a passing state (a restart, a full queue, a fleet cut off). */
+	if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -356,6 +359,8 @@ static const struct {
 	{ PS_STOPPING, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", "shutting down" },
 	{ PS_UNAVAILABLE, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
 	    "cannot queue the deploy" },
+	{ PS_NOSTORE, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+	    "the fleet's store cannot be reached" },
 };
 
 /*

@@ -28,8 +28,8 @@ static const struct cmd cmds[] = {
 	    "run the daemon in the foreground", 0, 0 },
 	{ "check", cmd_check, "check [-c FILE]",
 	    "validate the configuration and exit", 0, 0 },
-	{ "status", cmd_status, "status [SITE] [--json] [-c FILE | -s SOCKET]",
-	    "show every site, or one, as a table or JSON", 0, 1 },
+	{ "status", cmd_status, "status [SITE] [--fleet] [--json] [-c FILE | -s SOCKET]",
+	    "show every site, or one, as a table or JSON; --fleet: every node's", 0, 1 },
 	{ "deploy", cmd_deploy, "deploy SITE [--rev REV] [--wait]",
 	    "deploy the tip now, or pin commit REV (pauses automatic deploys)", 1, 1 },
 	{ "rollback", cmd_rollback, "rollback SITE [RELEASE]",
@@ -62,6 +62,7 @@ usage(FILE *fp)
 	    "      --wait          wait for the deploy to finish; exit 1 if it failed\n"
 	    "      --rev REV       deploy: the commit to pin (4 to 40 hex digits)\n"
 	    "      --dir DIR       demo: where to create the demo (default: a new temporary dir)\n"
+	    "      --fleet         status: every node of the fleet, per site\n"
 	    "  -h, --help          this help, or a command's help after the command\n"
 	    "  -V, --version       print the version\n"
 	    "\nexit status: 0 ok, 1 operation failed, 2 usage or configuration error\n");
@@ -122,6 +123,7 @@ main(int argc, char **argv)
 		{ "wait", no_argument, NULL, 'w' },
 		{ "rev", required_argument, NULL, 'r' },
 		{ "dir", required_argument, NULL, 'd' },
+		{ "fleet", no_argument, NULL, 'f' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 }
@@ -162,6 +164,7 @@ main(int argc, char **argv)
 		case 'w': cli.wait = 1; break;
 		case 'r': cli.rev = optarg; break;
 		case 'd': cli.dir = optarg; break;
+		case 'f': cli.fleet = 1; break;
 		case 'h': help = 1; break;
 		case 'V': printf("deployd %s\n", DEPLOYD_VERSION); return 0;
 		default: usage(stderr); return 2;

@@ -393,6 +393,7 @@ metrics_render(void)
 		    metrics_refused_results[i], (unsigned long long)M.refused[i]);
 	metrics_render_sites(f);
 	pthread_mutex_unlock(&M.mu);
+	fleet_view_metrics(f);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

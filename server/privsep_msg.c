@@ -100,6 +100,44 @@ privsep_msg_seen(struct privsep_ring *r, const struct privsep_msg *m)
 }
 
 /*
+ * In a fleet a push rings the fleet's doorbell, for the coordinator to act on. A delivery
+ * seen before is a duplicate (the fleet keeps no per-delivery outcome to retry on), and
+ * a node cut off from the store says so rather than take a push it cannot pass on.
+ */
+static uint32_t
+privsep_msg_fleet(const struct privsep_msg *m)
+{
+	struct privsep_ring *r;
+	struct privsep_seen *seen;
+	int rc;
+
+	if (m->delivery[0] != '\0') {
+		pthread_mutex_lock(&M.mu);
+		r = privsep_msg_ring(m->site);
+		seen = r != NULL ? privsep_msg_seen(r, m) : NULL;
+		pthread_mutex_unlock(&M.mu);
+		if (seen != NULL)
+			return PS_DUPLICATE;
+	}
+	if (strlen(m->after) == 40 && fleet_is_live(m->site, m->after))
+		return PS_LIVE;
+	if ((rc = fleet_ring(m->site, m->provider, m->delivery, NULL)) != E_OK)
+		return rc == E_NOTFOUND ? PS_UNKNOWN : PS_NOSTORE;
+	if (m->delivery[0] != '\0') {
+		pthread_mutex_lock(&M.mu);
+		if ((r = privsep_msg_ring(m->site)) != NULL && privsep_msg_seen(r, m) == NULL) {
+			seen = &r->seen[r->next];
+			r->next = (r->next + 1) % PRIVSEP_MSG_SEEN_MAX;
+			util_strlcpy(seen->provider, m->provider, sizeof(seen->provider));
+			util_strlcpy(seen->delivery, m->delivery, sizeof(seen->delivery));
+			seen->id = 1;
+		}
+		pthread_mutex_unlock(&M.mu);
+	}
+	return PS_QUEUED;
+}
+
+/*
  * A verified push to the tracked ref: ring the doorbell, unless the site is paused or
  * this delivery already rang for a deploy that is waiting, running or succeeded.
  */
@@ -113,6 +151,8 @@ privsep_msg_push(const struct privsep_msg *m)
 	int rc, paused = 0, state;
 
 	sched_note_webhook(m->site);
+	if (fleet_on())
+		return privsep_msg_fleet(m);
 	if (m->delivery[0] != '\0') {
 		pthread_mutex_lock(&M.mu);
 		if ((r = privsep_msg_ring(m->site)) != NULL &&

@@ -28,6 +28,16 @@ sched_find(const char *name)
 
 static void	sched_site_init(struct sched_site *, const struct site_config *, int64_t);
 
+/*
+ * A fleet's node never deploys on its own clock: no start-up deploy and no polling; the
+ * fleet asks for every job (server/fleet.c).
+ */
+static int64_t
+sched_poll_start(const struct site_config *cfg, int64_t now)
+{
+	return cfg->poll_ms > 0 && !S.fleet ? now + poll_jitter(cfg->poll_ms) : 0;
+}
+
 /* The scheduler calls nothing above it: what the daemon wants to hear, it asks for here. */
 int
 sched_init(const struct config *cfg, sched_notify_fn notify)
@@ -36,6 +46,7 @@ sched_init(const struct config *cfg, sched_notify_fn notify)
 	size_t i;
 
 	S.cfg = cfg;
+	S.fleet = cfg->fleet.etcd.n > 0;
 	S.notify = notify;
 	S.nsites = cfg->nsites;
 	S.sites = util_xcalloc(cfg->nsites, sizeof(*S.sites));
@@ -184,7 +195,7 @@ sched_run(struct sched_site *s, struct deploy_request *req, struct deploy_result
 	pthread_mutex_unlock(&S.mu);
 	switch (req->action) {
 	case ACT_ROLLBACK:
-		if (rollback_run(&s->cfg->site, req, res) == E_OK)
+		if (rollback_run(&s->cfg->site, req, res) == E_OK && req->trigger != TRIG_FLEET)
 			paused = 1;
 		break;
 	case ACT_PAUSE:
@@ -196,6 +207,12 @@ sched_run(struct sched_site *s, struct deploy_request *req, struct deploy_result
 		else
 			paused = req->action == ACT_PAUSE;
 		break;
+	case ACT_PREPARE:
+		engine_prepare(&s->cfg->site, req, res, sched_phase_cb, s);
+		break;
+	case ACT_ACTIVATE:
+		engine_activate(&s->cfg->site, NULL, req, res, sched_phase_cb, s);
+		break;
 	default:
 		if (paused && sched_automatic(req)) {
 			log_debug("site=%s %s deploy skipped: paused", s->cfg->site.name,
@@ -206,8 +223,9 @@ sched_run(struct sched_site *s, struct deploy_request *req, struct deploy_result
 		if (sched_automatic(req))
 			req->skip_bad = 1;
 		engine_deploy(&s->cfg->site, req, res, sched_phase_cb, s);
-		/* A pinned revision holds until resume, like a rollback. */
-		if (res->rc == E_OK && req->rev[0] != '\0') {
+		/* A pinned revision holds until resume, like a rollback; a fleet's cutover
+		 * is the fleet's to hold. */
+		if (res->rc == E_OK && req->rev[0] != '\0' && req->trigger != TRIG_FLEET) {
 			snprintf(reason, sizeof(reason), "pinned to %.12s by `deployd deploy "
 			    "--rev`; automatic deploys paused until `deployd resume %s`",
 			    res->commit, s->cfg->site.name);
@@ -369,7 +387,8 @@ sched_worker(void *arg)
 		memset(&res, 0, sizeof(res));
 		sched_run(s, &req, &res);
 
-		if (req.action == ACT_DEPLOY || req.action == ACT_ROLLBACK)
+		if (req.action == ACT_DEPLOY || req.action == ACT_ROLLBACK ||
+		    req.action == ACT_ACTIVATE)
 			metrics_deploy(s->cfg->site.name, res.rc == E_OK, res.duration_ms);
 		if (res.changed)
 			metrics_live(s->cfg->site.name, util_now_ms() / 1000);
@@ -378,9 +397,12 @@ sched_worker(void *arg)
 
 		if (res.changed || res.rc != E_OK)
 			sched_notify_status(s, &req, &res);
-		/* Only a fetch adds objects; a poll that found nothing new added none. */
-		upkeep = req.action == ACT_DEPLOY && res.rc == E_OK &&
-		    (res.changed || res.note[0] != '\0');
+		if (S.done_fn != NULL)
+			S.done_fn(s->cfg->site.name, &req, &res);
+		/* Only a fetch adds objects; a poll that found nothing new added none. A fleet's
+		 * prepare leaves it to the activate, so as not to hold up the cutover. */
+		upkeep = (req.action == ACT_DEPLOY || req.action == ACT_ACTIVATE) &&
+		    res.rc == E_OK && (res.changed || res.note[0] != '\0');
 
 		pthread_mutex_lock(&S.mu);
 		if (poll_after_deploy(s, &req, &res))
@@ -397,7 +419,7 @@ sched_worker(void *arg)
 		    sizeof(s->done_release));
 		util_strlcpy(s->done_note, res.note, sizeof(s->done_note));
 		/* A rollback's outcome is not tracked here: forget, rather than guess. */
-		if (req.action == ACT_DEPLOY && res.live[0] != '\0')
+		if ((req.action == ACT_DEPLOY || req.action == ACT_ACTIVATE) && res.live[0] != '\0')
 			util_strlcpy(s->live, res.live, sizeof(s->live));
 		else if (req.action == ACT_ROLLBACK)
 			s->live[0] = '\0';
@@ -484,8 +506,9 @@ sched_start(void)
 	for (i = 0; i < S.nsites; i++) {
 		struct sched_site *s = &S.sites[i];
 
-		s->next_poll = s->cfg->poll_ms > 0 ? now + poll_jitter(s->cfg->poll_ms) : 0;
-		sched_request_locked(s, &req);
+		s->next_poll = sched_poll_start(s->cfg, now);
+		if (!S.fleet)
+			sched_request_locked(s, &req);
 	}
 	pthread_mutex_unlock(&S.mu);
 
@@ -515,7 +538,7 @@ sched_site_init(struct sched_site *s, const struct site_config *cfg, int64_t now
 		util_strlcpy(s->live, st.applied, sizeof(s->live));
 	}
 	state_free(&st);
-	s->next_poll = cfg->poll_ms > 0 ? now + poll_jitter(cfg->poll_ms) : 0;
+	s->next_poll = sched_poll_start(cfg, now);
 }
 
 /*
@@ -562,7 +585,7 @@ sched_reload(const struct config *cfg)
 		ns[i].cfg = &cfg->sites[i];
 		ns[i].qnext = NULL;
 		ns[i].queued = 0;
-		if (cfg->sites[i].poll_ms == 0)
+		if (cfg->sites[i].poll_ms == 0 || S.fleet)
 			ns[i].next_poll = 0;
 		else if (ns[i].next_poll == 0 || cfg->sites[i].poll_ms != old[j].cfg->poll_ms)
 			ns[i].next_poll = now + poll_jitter(cfg->sites[i].poll_ms);
@@ -574,7 +597,7 @@ sched_reload(const struct config *cfg)
 		for (j = 0; j < oldn; j++)
 			if (strcmp(old[j].cfg->site.name, cfg->sites[i].site.name) == 0)
 				break;
-		if (j == oldn)
+		if (j == oldn && !S.fleet)
 			sched_request_locked(&ns[i], &req);
 		else if (old[j].queued)
 			sched_enqueue(&ns[i]);
@@ -608,4 +631,12 @@ sched_stop(void)
 	free(S.workers);
 	S.workers = NULL;
 	S.started = 0;
+}
+
+void
+sched_set_done(sched_done_fn fn)
+{
+	pthread_mutex_lock(&S.mu);
+	S.done_fn = fn;
+	pthread_mutex_unlock(&S.mu);
 }

@@ -37,14 +37,6 @@ serve_notify(const char *msg)
 	close(fd);
 }
 
-/*
- * Fleet mode's keys are read and checked, and check asks the store, but the daemon does not
- * coordinate yet: rather than deploy on its own clock, which fleet mode promises never to
- * do, a node with fleet: refuses to start.
- */
-#define SERVE_NO_FLEET "fleet: this version of deployd checks fleet mode's configuration " \
-	"but cannot run it yet; remove fleet: to run this node on its own"
-
 static int
 serve_load(const char *file, struct config **cfg)
 {
@@ -55,12 +47,6 @@ serve_load(const char *file, struct config **cfg)
 		for (i = 0; i < errors.n; i++)
 			fprintf(stderr, "%s\n", errors.v[i]);
 		util_strv_free(&errors);
-		return E_CONFIG;
-	}
-	if ((*cfg)->fleet.etcd.n > 0) {
-		fprintf(stderr, "%s: %s\n", file, SERVE_NO_FLEET);
-		config_free(*cfg);
-		*cfg = NULL;
 		return E_CONFIG;
 	}
 	return E_OK;
@@ -161,11 +147,12 @@ serve_reload(const char *file, struct config **cfg, struct strv *retired)
 		serve_notify("READY=1\nSTATUS=reload failed: configuration has errors");
 		return;
 	}
-	if (next->fleet.etcd.n > 0) {
-		log_error("reload: %s: %s (still running the old configuration)", file,
-		    SERVE_NO_FLEET);
+	/* A fleet's threads hold the sites they started with. */
+	if (next->fleet.etcd.n > 0 || (*cfg)->fleet.etcd.n > 0) {
+		log_error("reload: a fleet node takes a new configuration by a restart "
+		    "(still running the old configuration)");
 		config_free(next);
-		serve_notify("READY=1\nSTATUS=reload refused: fleet mode");
+		serve_notify("READY=1\nSTATUS=reload refused: restart needed (fleet mode)");
 		return;
 	}
 	if ((fixed = serve_fixed_change(*cfg, next)) != NULL) {
@@ -261,6 +248,10 @@ serve_main(const char *config_file)
 		log_error("cannot start deploy workers");
 		goto out_control;
 	}
+	if (fleet_start(cfg, &e) != E_OK) {
+		log_error("%s", e.msg);
+		goto out_control;
+	}
 	log_info("deployd %s serving %zu site%s (config %s)", DEPLOYD_VERSION, cfg->nsites,
 	    cfg->nsites == 1 ? "" : "s", cfg->file);
 	snprintf(status, sizeof(status), "READY=1\nSTATUS=serving %zu sites", cfg->nsites);
@@ -282,11 +273,13 @@ serve_main(const char *config_file)
 	/* Stop taking webhooks first, then let deploys in flight finish. */
 	privsep_stop();
 	sched_stop();
+	fleet_stop();
 out_control:
 	privsep_stop();
 	control_stop();
 out_engine:
 	sched_stop();
+	fleet_stop();
 	sched_free();
 	metrics_free();
 	engine_shutdown();

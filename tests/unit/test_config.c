@@ -598,6 +598,28 @@ t_include(void **st)
 	free(dir);
 }
 
+/* min_ready read against the live members: "all", a count (capped), a percentage (rounded up). */
+static void
+t_fleet_need(void **st)
+{
+	static const struct {
+		const char	*min_ready;
+		int64_t		 members, need;
+	} cases[] = {
+		{ "all", 3, 3 }, { "all", 1, 1 }, { "all", 0, 1 },
+		{ "2", 3, 2 }, { "2", 1, 1 }, { "5", 3, 3 }, { "1", 6, 1 },
+		{ "50%", 3, 2 }, { "50%", 4, 2 }, { "34%", 3, 2 }, { "100%", 3, 3 }, { "1%", 3, 1 },
+	};
+	size_t i;
+
+	(void)st;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (fleet_coord_need(cases[i].min_ready, cases[i].members) != cases[i].need)
+			fail_msg("min_ready %s of %lld: got %lld, want %lld", cases[i].min_ready,
+			    (long long)cases[i].members, (long long)fleet_coord_need(
+			    cases[i].min_ready, cases[i].members), (long long)cases[i].need);
+}
+
 int
 main(void)
 {
@@ -618,6 +640,7 @@ main(void)
 		cmocka_unit_test(t_address_lists),
 		cmocka_unit_test(t_fleet),
 		cmocka_unit_test(t_include),
+		cmocka_unit_test(t_fleet_need),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,298 @@
+/* fleet_coord.c: the coordinator: one writer of each site's target and cutover, from doorbells, polls and the nodes' records. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/deployd.h"
+
+#define FLEET_MARGIN_MIN_MS	100	/* the cutover's instant is at least this far ahead */
+#define FLEET_ROLLBACK_MIN_MS	25	/* less for a rollback: nobody prepares, speed matters */
+
+/* How many of members must have prepared: "all", a count, or a percentage. */
+int64_t
+fleet_coord_need(const char *min_ready, int64_t members)
+{
+	uint64_t v;
+	size_t len = strlen(min_ready);
+	int64_t need;
+
+	if (strcmp(min_ready, "all") == 0)
+		need = members;
+	else if (len > 1 && min_ready[len - 1] == '%') {
+		char num[16];
+
+		if (len > sizeof(num))
+			return members;
+		memcpy(num, min_ready, len - 1);
+		num[len - 1] = '\0';
+		if (util_parse_uint(num, 100, &v) != E_OK)
+			return members;
+		need = (members * (int64_t)v + 99) / 100;
+	} else if (util_parse_uint(min_ready, 1000000, &v) == E_OK)
+		need = (int64_t)v < members ? (int64_t)v : members;
+	else
+		need = members;
+	return need < 1 ? 1 : need;
+}
+
+/*
+ * Write key while this node still leads; F.mu held, let go of during the call. A write
+ * the store refused means the election key is gone: this node no longer coordinates.
+ */
+static int
+fleet_coord_write(struct etcd *c, const char *site, const char *what, json_t *v)
+{
+	char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	char *key = util_xasprintf("%ssites/%s/%s", F.cfg->fleet.prefix, site, what);
+	char *held = util_xstrdup(F.leader.key);
+	int64_t rev = F.leader.create_rev;
+	struct error e;
+	int rc, done = 0;
+
+	json_decref(v);
+	pthread_mutex_unlock(&F.mu);
+	rc = etcd_put_while(c, key, text, strlen(text), held, rev, &done, &e);
+	pthread_mutex_lock(&F.mu);
+	if (rc != E_OK)
+		log_warn("site=%s fleet: writing %s: %s", site, what, e.msg);
+	else if (!done) {
+		log_warn("site=%s fleet: not writing %s: this node no longer leads", site, what);
+		F.leading = 0;
+	}
+	free(text);
+	free(key);
+	free(held);
+	return rc == E_OK && done ? E_OK : E_STALE;
+}
+
+/* Ask the remote for its tip, outside F.mu; "" when it did not answer. */
+static void
+fleet_coord_tip(struct fleet_site *s, char tip[SHA_HEX])
+{
+	struct fetch_result fr;
+	struct error e;
+
+	tip[0] = '\0';
+	pthread_mutex_unlock(&F.mu);
+	if (fetch_remote_tip(&s->cfg->site, &fr, &e) == E_OK)
+		util_strlcpy(tip, fr.tip, SHA_HEX);
+	else
+		log_warn("site=%s fleet: asking the remote for its tip: %s", s->cfg->site.name,
+		    e.msg);
+	pthread_mutex_lock(&F.mu);
+}
+
+static int
+fleet_coord_hex40(const char *c)
+{
+	return strlen(c) == 40 && strspn(c, "0123456789abcdef") == 40;
+}
+
+/* The instant to swap at: beyond the slowest node's recent round trip to etcd. */
+static int64_t
+fleet_coord_margin(int64_t floor)
+{
+	int64_t m = F.rtt_ms * 4, r;
+	size_t i;
+
+	for (i = 0; i < F.nkv; i++)
+		if (strncmp(F.kv[i].key, "nodes/", 6) == 0 &&
+		    (r = fleet_store_int(&F.kv[i], "rtt_ms") * 4) > m)
+			m = r;
+	return m > floor ? m : floor;
+}
+
+/*
+ * A rollback skips the prepare: the target and the cutover at once, to a release every
+ * node still has (a node that lacks it deploys the commit, as any late node does).
+ */
+static void
+fleet_coord_rollback(struct etcd *c, struct fleet_site *s, const char *commit)
+{
+	const char *name = s->cfg->site.name;
+	const struct fleet_kv *tgt, *cut;
+	int64_t gen, at;
+
+	if (!fleet_coord_hex40(commit))
+		return;
+	tgt = fleet_store_get("sites/%s/target", name);
+	cut = fleet_store_get("sites/%s/cutover", name);
+	gen = fleet_store_int(tgt, "gen") > fleet_store_int(cut, "gen") ?
+	    fleet_store_int(tgt, "gen") : fleet_store_int(cut, "gen");
+	gen++;
+	log_info("site=%s fleet: rollback to %.12s, generation %lld", name, commit,
+	    (long long)gen);
+	/* The cutover first: seen before it, a newer target would set the nodes preparing. */
+	at = util_now_ms() + fleet_coord_margin(FLEET_ROLLBACK_MIN_MS);
+	if (fleet_coord_write(c, name, "cutover", json_pack("{s:s,s:I,s:I,s:I,s:s,s:b}",
+	    "commit", commit, "gen", (json_int_t)gen, "at", (json_int_t)at, "written",
+	    (json_int_t)util_now_ms(), "by", F.cfg->fleet.node, "rollback", 1)) != E_OK)
+		return;
+	fleet_coord_write(c, name, "target", json_pack("{s:s,s:I,s:s,s:I,s:s}", "commit",
+	    commit, "gen", (json_int_t)gen, "why", "rollback", "at", (json_int_t)util_now_ms(),
+	    "by", F.cfg->fleet.node));
+}
+
+/*
+ * A new target when the doorbell rang, a poll is due, or this node has just been elected:
+ * the remote's tip, or the commit an operator named. One writer, so two quick pushes
+ * never leave the older tip as the target.
+ */
+static void
+fleet_coord_target(struct etcd *c, struct fleet_site *s, int64_t now)
+{
+	const char *name = s->cfg->site.name, *why = NULL;
+	const struct fleet_kv *bell, *tgt, *cut;
+	char tip[SHA_HEX], rev[SHA_HEX];
+	int64_t gen;
+
+	rev[0] = '\0';
+	bell = fleet_store_get("sites/%s/doorbell", name);
+	if (bell != NULL && bell->mod_rev > s->bell_seen) {
+		s->bell_seen = bell->mod_rev;
+		if (strcmp(fleet_store_str(bell, "provider"), "rollback") == 0) {
+			fleet_coord_rollback(c, s, fleet_store_str(bell, "rev"));
+			return;
+		}
+		why = strcmp(fleet_store_str(bell, "provider"), "cli") == 0 ? "cli" : "webhook";
+		if (fleet_coord_hex40(fleet_store_str(bell, "rev")))
+			util_strlcpy(rev, fleet_store_str(bell, "rev"), sizeof(rev));
+	}
+	if (s->next_poll == 0 || (s->cfg->poll_ms > 0 && now >= s->next_poll)) {
+		if (why == NULL)
+			why = s->next_poll == 0 ? "election" : "poll";
+		s->next_poll = now + (s->cfg->poll_ms > 0 ? poll_jitter(s->cfg->poll_ms) :
+		    INT64_MAX / 2);
+	}
+	if (why == NULL)
+		return;
+	if (rev[0] == '\0' && fleet_store_get("sites/%s/paused", name) != NULL)
+		return;
+	if (rev[0] == '\0')
+		fleet_coord_tip(s, tip);
+	else
+		util_strlcpy(tip, rev, sizeof(tip));
+	if (tip[0] == '\0' || !F.leading)
+		return;
+	if (rev[0] == '\0' && fleet_store_get("sites/%s/bad/%s", name, tip) != NULL) {
+		log_info("site=%s fleet: the remote's tip %.12s was rolled back (marked bad); not "
+		    "deploying it again", name, tip);
+		return;
+	}
+	/* Read again: the mirror moved on while the remote was asked. */
+	tgt = fleet_store_get("sites/%s/target", name);
+	cut = fleet_store_get("sites/%s/cutover", name);
+	if (tgt != NULL && strcmp(fleet_store_str(tgt, "commit"), tip) == 0 &&
+	    (fleet_store_str(tgt, "failed")[0] == '\0' || strcmp(why, "cli") != 0))
+		return;
+	gen = fleet_store_int(tgt, "gen") > fleet_store_int(cut, "gen") ? fleet_store_int(tgt, "gen") :
+	    fleet_store_int(cut, "gen");
+	log_info("site=%s fleet: target %.12s (%s), generation %lld", name, tip, why,
+	    (long long)(gen + 1));
+	fleet_coord_write(c, name, "target", json_pack("{s:s,s:I,s:s,s:I,s:s}", "commit", tip,
+	    "gen", (json_int_t)(gen + 1), "why", why, "at", (json_int_t)util_now_ms(),
+	    "by", F.cfg->fleet.node));
+}
+
+/* Give a target up: no cutover, and status says why. */
+static void
+fleet_coord_fail(struct etcd *c, const char *name, const struct fleet_kv *tgt, const char *why)
+{
+	json_t *v = json_deep_copy(tgt->val);
+
+	log_error("site=%s fleet: no cutover to %.12s: %s", name, fleet_store_str(tgt, "commit"), why);
+	json_object_set_new(v, "failed", json_string(why));
+	fleet_coord_write(c, name, "target", v);
+}
+
+/*
+ * The target not yet cut over: cut over once min_ready of the live members have it
+ * prepared (or live); give up when that can no longer happen or prepare_timeout passed.
+ */
+static void
+fleet_coord_cutover(struct etcd *c, struct fleet_site *s)
+{
+	const char *name = s->cfg->site.name, *commit;
+	const struct fleet_kv *tgt, *cut, *kv;
+	char dir[256], lag[256], failed[512], why[768];
+	int64_t members = 0, ready = 0, nfailed = 0, need, at;
+	size_t i, dlen;
+
+	tgt = fleet_store_get("sites/%s/target", name);
+	cut = fleet_store_get("sites/%s/cutover", name);
+	if (tgt == NULL || fleet_store_int(tgt, "gen") <= fleet_store_int(cut, "gen") ||
+	    fleet_store_str(tgt, "failed")[0] != '\0' || !fleet_coord_hex40(fleet_store_str(tgt, "commit")))
+		return;
+	commit = fleet_store_str(tgt, "commit");
+	dlen = (size_t)snprintf(dir, sizeof(dir), "sites/%s/nodes/", name);
+	lag[0] = failed[0] = '\0';
+	for (i = 0; i < F.nkv; i++) {
+		kv = &F.kv[i];
+		if (strncmp(kv->key, dir, dlen) != 0 || !fleet_store_alive(kv->key + dlen) ||
+		    fleet_store_str(kv, "refused")[0] != '\0')
+			continue;
+		members++;
+		if (strcmp(fleet_store_str(kv, "prepared"), commit) == 0 ||
+		    strcmp(fleet_store_str(kv, "live"), commit) == 0)
+			ready++;
+		else if (strcmp(fleet_store_str(kv, "state"), "failed") == 0 &&
+		    strcmp(fleet_store_str(kv, "error_commit"), commit) == 0) {
+			nfailed++;
+			if (failed[0] == '\0')
+				snprintf(failed, sizeof(failed), "node %s could not prepare it: %s",
+				    kv->key + dlen, fleet_store_str(kv, "error"));
+		} else
+			snprintf(lag + strlen(lag), sizeof(lag) - strlen(lag), "%s%s",
+			    lag[0] ? ", " : "", kv->key + dlen);
+	}
+	need = fleet_coord_need(F.cfg->fleet.min_ready, members);
+	if (members > 0 && ready >= need) {
+		at = util_now_ms() + fleet_coord_margin(FLEET_MARGIN_MIN_MS);
+		log_info("site=%s fleet: cutover to %.12s, generation %lld: %lld of %lld nodes "
+		    "prepared", name, commit, (long long)fleet_store_int(tgt, "gen"), (long long)ready,
+		    (long long)members);
+		fleet_coord_write(c, name, "cutover", json_pack("{s:s,s:I,s:I,s:I,s:s,s:I,s:I}",
+		    "commit", commit, "gen", (json_int_t)fleet_store_int(tgt, "gen"), "at",
+		    (json_int_t)at, "written", (json_int_t)util_now_ms(), "by", F.cfg->fleet.node,
+		    "ready", (json_int_t)ready, "members", (json_int_t)members));
+		return;
+	}
+	if (nfailed > 0 && members - nfailed < need) {
+		fleet_coord_fail(c, name, tgt, failed);
+		return;
+	}
+	if (util_now_ms() - fleet_store_int(tgt, "at") > F.cfg->fleet.prepare_timeout_ms) {
+		snprintf(why, sizeof(why), "prepare_timeout passed with %lld of %lld nodes "
+		    "prepared (%lld needed)%s%s", (long long)ready, (long long)members,
+		    (long long)need, lag[0] ? "; waiting for " : "", lag);
+		fleet_coord_fail(c, name, tgt, why);
+	}
+}
+
+/* One look at a site while this node leads; F.mu held. */
+void
+fleet_coord_step(struct etcd *c, struct fleet_site *s, int64_t now)
+{
+	size_t plen = strlen(F.cfg->fleet.prefix);
+
+	/* The election key went (a lease lost, someone's delete): so did the lead. */
+	if (F.leader.key == NULL || strncmp(F.leader.key, F.cfg->fleet.prefix, plen) != 0 ||
+	    (F.rev >= F.leader.create_rev && fleet_store_get("%s", F.leader.key + plen) == NULL)) {
+		if (F.leading) {
+			log_warn("fleet: the election key is gone; no longer the coordinator");
+			F.leading = 0;
+		}
+		return;
+	}
+	if (s->refused[0] != '\0')
+		return;
+	if (s->lead_gen != F.lead_gen) {
+		/* Newly elected: look at the remote now, and at any doorbell that rang. */
+		s->lead_gen = F.lead_gen;
+		s->next_poll = 0;
+		s->bell_seen = 0;
+	}
+	fleet_coord_target(c, s, now);
+	if (F.leading)
+		fleet_coord_cutover(c, s);
+}
