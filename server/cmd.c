@@ -411,7 +411,7 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 {
 	json_t *v, *s, *n;
 	char path[128], msg[256];
-	int64_t gen0 = -1, tgen0 = -1, t0 = util_mono_ms(), gen, tgen;
+	int64_t base = cmd_int(answer, "gen"), t0 = util_mono_ms(), gen, tgen;
 	size_t i, alive, live;
 	int status, rc;
 
@@ -429,10 +429,6 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 				s = n;
 		gen = cmd_int(json_object_get(s, "cutover"), "gen");
 		tgen = cmd_int(json_object_get(s, "target"), "gen");
-		if (gen0 < 0) {
-			gen0 = gen;
-			tgen0 = tgen;
-		}
 		alive = live = 0;
 		json_array_foreach(json_object_get(s, "nodes"), i, n) {
 			if (!json_is_true(json_object_get(n, "alive")))
@@ -447,8 +443,8 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 			json_decref(v);
 			return 1;
 		}
-		/* No new target after a few seconds: the remote's tip was live already. */
-		if ((gen > gen0 || (tgen == tgen0 && util_mono_ms() - t0 > 3000)) &&
+		/* Nothing new after a few seconds: the remote's tip was the fleet's already. */
+		if ((gen > base || (tgen <= base && util_mono_ms() - t0 > 3000)) &&
 		    tgen <= gen && alive > 0 && live == alive) {
 			printf("%s: %.12s live on %zu node%s (cutover %lld)\n", site,
 			    cmd_str(json_object_get(s, "cutover"), "commit", "?"), live,

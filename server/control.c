@@ -138,6 +138,7 @@ static int
 control_fleet_deploy(struct MHD_Connection *c, const struct control_route *r, const char *rev,
     json_t **answer)
 {
+	int64_t gen;
 	int rc;
 
 	control_log_peer(c, "deploy (fleet)", r->site);
@@ -162,6 +163,7 @@ control_fleet_deploy(struct MHD_Connection *c, const struct control_route *r, co
 			return MHD_HTTP_SERVICE_UNAVAILABLE;
 		}
 	}
+	gen = fleet_gen(r->site);
 	rc = fleet_ring(r->site, "cli", "", rev);
 	if (rc == E_NOTFOUND) {
 		*answer = control_unknown_site(r->site);
@@ -172,8 +174,8 @@ control_fleet_deploy(struct MHD_Connection *c, const struct control_route *r, co
 		    "nothing was asked of the fleet");
 		return MHD_HTTP_SERVICE_UNAVAILABLE;
 	}
-	*answer = json_pack("{s:s,s:b,s:b,s:s}", "site", r->site, "queued", 1, "fleet", 1,
-	    "message", rev[0] != '\0' ? "the fleet's coordinator will make that commit its "
+	*answer = json_pack("{s:s,s:b,s:b,s:I,s:s}", "site", r->site, "queued", 1, "fleet", 1,
+	    "gen", (json_int_t)gen, "message", rev[0] != '\0' ? "the fleet's coordinator will make that commit its "
 	    "target" : "the fleet's coordinator will ask the remote for its tip");
 	return MHD_HTTP_ACCEPTED;
 }
@@ -214,9 +216,11 @@ control_fleet_rollback(struct MHD_Connection *c, const struct control_route *r,
 {
 	char to[SHA_HEX], *msg;
 	struct error e;
+	int64_t gen;
 	int rc;
 
 	control_log_peer(c, "rollback (fleet)", r->site);
+	gen = fleet_gen(r->site);
 	rc = fleet_rollback(r->site, want[0] != '\0' ? want : NULL, to, &e);
 	if (rc == E_NOTFOUND && strncmp(e.msg, "unknown site", 12) == 0) {
 		*answer = control_unknown_site(r->site);
@@ -233,8 +237,8 @@ control_fleet_rollback(struct MHD_Connection *c, const struct control_route *r,
 	}
 	msg = util_xasprintf("every node of the fleet swaps back to %.12s; automatic deploys "
 	    "are paused until `deployd resume %s`", to, r->site);
-	*answer = json_pack("{s:s,s:b,s:b,s:s,s:s}", "site", r->site, "queued", 1, "fleet", 1,
-	    "commit", to, "message", msg);
+	*answer = json_pack("{s:s,s:b,s:b,s:s,s:I,s:s}", "site", r->site, "queued", 1, "fleet",
+	    1, "commit", to, "gen", (json_int_t)gen, "message", msg);
 	free(msg);
 	return MHD_HTTP_ACCEPTED;
 }

@@ -243,6 +243,7 @@ int	 fleet_on(void);
 int	 fleet_ring(const char *site, const char *provider, const char *delivery,
 	    const char *rev);			/* E_OK, E_NOTFOUND, or E_STALE: no store */
 int	 fleet_is_live(const char *site, const char *commit);
+int64_t	 fleet_gen(const char *site);
 int	 fleet_pause(const char *site, int on, const char *reason, struct error *);
 int	 fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct error *);
 

@@ -448,6 +448,19 @@ fleet_ring(const char *site, const char *provider, const char *delivery, const c
 	return rc;
 }
 
+/* The newest generation the site's target or cutover has: `--wait` waits for one past it. */
+int64_t
+fleet_gen(const char *site)
+{
+	int64_t t, c;
+
+	pthread_mutex_lock(&F.mu);
+	t = fleet_store_int(fleet_store_get("sites/%s/target", site), "gen");
+	c = fleet_store_int(fleet_store_get("sites/%s/cutover", site), "gen");
+	pthread_mutex_unlock(&F.mu);
+	return t > c ? t : c;
+}
+
 /* The fleet's cutover is commit, and no newer target is on its way. */
 int
 fleet_is_live(const char *site, const char *commit)

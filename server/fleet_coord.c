@@ -51,7 +51,10 @@ fleet_coord_write(struct etcd *c, const char *site, const char *what, json_t *v)
 
 	json_decref(v);
 	pthread_mutex_unlock(&F.mu);
-	rc = etcd_put_while(c, key, text, strlen(text), held, rev, &done, &e);
+	if (text == NULL)
+		rc = util_error(&e, E_INVAL, "the value could not be made");
+	else
+		rc = etcd_put_while(c, key, text, strlen(text), held, rev, &done, &e);
 	pthread_mutex_lock(&F.mu);
 	if (rc != E_OK)
 		log_warn("site=%s fleet: writing %s: %s", site, what, e.msg);
@@ -103,6 +106,34 @@ fleet_coord_margin(int64_t floor)
 }
 
 /*
+ * The next generation: past the target's, the cutover's and every generation a node has
+ * recorded, so that a key overwritten by hand (or by garbage) never sends it backwards,
+ * which the nodes would take for old news.
+ */
+static int64_t
+fleet_coord_next_gen(const char *name)
+{
+	int64_t gen = 0, g;
+	char dir[256];
+	size_t i, dlen;
+	const char *fields[] = { "live_gen", "prep_gen" }, **f;
+
+	if ((g = fleet_store_int(fleet_store_get("sites/%s/target", name), "gen")) > gen)
+		gen = g;
+	if ((g = fleet_store_int(fleet_store_get("sites/%s/cutover", name), "gen")) > gen)
+		gen = g;
+	dlen = (size_t)snprintf(dir, sizeof(dir), "sites/%s/nodes/", name);
+	for (i = 0; i < F.nkv; i++) {
+		if (strncmp(F.kv[i].key, dir, dlen) != 0)
+			continue;
+		for (f = fields; f < fields + 2; f++)
+			if ((g = fleet_store_int(&F.kv[i], *f)) > gen)
+				gen = g;
+	}
+	return gen + 1;
+}
+
+/*
  * A rollback skips the prepare: the target and the cutover at once, to a release every
  * node still has (a node that lacks it deploys the commit, as any late node does).
  */
@@ -110,16 +141,11 @@ static void
 fleet_coord_rollback(struct etcd *c, struct fleet_site *s, const char *commit)
 {
 	const char *name = s->cfg->site.name;
-	const struct fleet_kv *tgt, *cut;
 	int64_t gen, at;
 
 	if (!fleet_coord_hex40(commit))
 		return;
-	tgt = fleet_store_get("sites/%s/target", name);
-	cut = fleet_store_get("sites/%s/cutover", name);
-	gen = fleet_store_int(tgt, "gen") > fleet_store_int(cut, "gen") ?
-	    fleet_store_int(tgt, "gen") : fleet_store_int(cut, "gen");
-	gen++;
+	gen = fleet_coord_next_gen(name);
 	log_info("site=%s fleet: rollback to %.12s, generation %lld", name, commit,
 	    (long long)gen);
 	/* The cutover first: seen before it, a newer target would set the nodes preparing. */
@@ -142,7 +168,7 @@ static void
 fleet_coord_target(struct etcd *c, struct fleet_site *s, int64_t now)
 {
 	const char *name = s->cfg->site.name, *why = NULL;
-	const struct fleet_kv *bell, *tgt, *cut;
+	const struct fleet_kv *bell, *tgt;
 	char tip[SHA_HEX], rev[SHA_HEX];
 	int64_t gen;
 
@@ -181,16 +207,14 @@ fleet_coord_target(struct etcd *c, struct fleet_site *s, int64_t now)
 	}
 	/* Read again: the mirror moved on while the remote was asked. */
 	tgt = fleet_store_get("sites/%s/target", name);
-	cut = fleet_store_get("sites/%s/cutover", name);
 	if (tgt != NULL && strcmp(fleet_store_str(tgt, "commit"), tip) == 0 &&
 	    (fleet_store_str(tgt, "failed")[0] == '\0' || strcmp(why, "cli") != 0))
 		return;
-	gen = fleet_store_int(tgt, "gen") > fleet_store_int(cut, "gen") ? fleet_store_int(tgt, "gen") :
-	    fleet_store_int(cut, "gen");
+	gen = fleet_coord_next_gen(name);
 	log_info("site=%s fleet: target %.12s (%s), generation %lld", name, tip, why,
-	    (long long)(gen + 1));
+	    (long long)gen);
 	fleet_coord_write(c, name, "target", json_pack("{s:s,s:I,s:s,s:I,s:s}", "commit", tip,
-	    "gen", (json_int_t)(gen + 1), "why", why, "at", (json_int_t)util_now_ms(),
+	    "gen", (json_int_t)gen, "why", why, "at", (json_int_t)util_now_ms(),
 	    "by", F.cfg->fleet.node));
 }
 

@@ -64,11 +64,12 @@ fleet_node_commit(const struct fleet_kv *kv)
 json_t *
 fleet_node_record(const struct fleet_site *s)
 {
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:s}",
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:s}",
 	    "zone", F.cfg->fleet.zone != NULL ? F.cfg->fleet.zone : "",
 	    "hash", s->hash, "state", s->refused[0] != '\0' ? "refused" : s->state,
 	    "live", s->live, "live_release", s->live_release, "live_gen",
-	    (json_int_t)s->live_gen, "prepared", s->prepared, "prepared_release",
+	    (json_int_t)s->live_gen, "prep_gen", (json_int_t)s->prep_gen,
+	    "prepared", s->prepared, "prepared_release",
 	    s->prepared_release, "prepare_ms", (json_int_t)s->prepare_ms,
 	    "swapped_at", (json_int_t)s->swapped_at, "swapped_gen", (json_int_t)s->swapped_gen,
 	    "error", s->error, "error_commit", s->error_commit, "refused", s->refused);

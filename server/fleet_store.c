@@ -123,12 +123,15 @@ fleet_store_apply(const struct etcd_kv *kv, int deleted)
 int
 fleet_store_put(struct etcd *c, const char *key, json_t *val, int64_t lease, struct error *e)
 {
-	char *text = json_dumps(val, JSON_COMPACT | JSON_SORT_KEYS);
+	char *text = val != NULL ? json_dumps(val, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	char *full = util_xasprintf("%s%s", F.cfg->fleet.prefix, key);
 	int rc;
 
 	json_decref(val);
-	rc = etcd_put(c, full, text, strlen(text), lease, e);
+	if (text == NULL)
+		rc = util_error(e, E_INVAL, "fleet: the value of %s could not be made", key);
+	else
+		rc = etcd_put(c, full, text, strlen(text), lease, e);
 	free(text);
 	free(full);
 	return rc;

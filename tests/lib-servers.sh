@@ -16,6 +16,7 @@
 #                                client URLs in ETCD_URLS (array) and ETCD_ENDPOINTS (comma list),
 #                                member PIDs in ETCD_PIDS; with tls, clients need $TLS_DIR/client.pem
 #                                and client.key (signed by ca.pem); ARGS go to every member.
+#        etcd_restart I          start member I again (same data directory) after a kill
 #        etcdctl_ ARGS...        etcdctl (API v3) against ETCD_ENDPOINTS, with the TLS files if any
 # Every server is started with spawn, so lib.sh stops it by PID when the script ends.
 
@@ -251,17 +252,26 @@ start_etcd() {
 		cluster+="${cluster:+,}e$i=${peers[i]}"
 	done
 	for ((i = 0; i < n; i++)); do
-		spawn "$TMP/etcd-e$i.log" etcd --name "e$i" --data-dir "$TMP/etcd/$ETCD_RUN/e$i" \
+		# Each member's command in a file of its own, so that etcd_restart can start it again.
+		printf '%q ' exec etcd --name "e$i" --data-dir "$TMP/etcd/$ETCD_RUN/e$i" \
 			--listen-client-urls "${ETCD_URLS[i]}" --advertise-client-urls "${ETCD_URLS[i]}" \
 			--listen-peer-urls "${peers[i]}" --initial-advertise-peer-urls "${peers[i]}" \
 			--initial-cluster "$cluster" --initial-cluster-token "deployd-test-$$" \
-			--heartbeat-interval 50 --election-timeout 500 "${tlsargs[@]}" "$@"
+			--heartbeat-interval 50 --election-timeout 500 "${tlsargs[@]}" "$@" \
+			>"$TMP/etcd-e$i.sh"
+		spawn "$TMP/etcd-e$i.log" bash "$TMP/etcd-e$i.sh"
 		ETCD_PIDS+=("$LAST_PID")
 	done
 	ETCD_ENDPOINTS=$(IFS=,; echo "${ETCD_URLS[*]}")
 	ETCD_TLS=$tls
 	wait_for "etcd cluster of $n to be healthy" 30 etcdctl_ endpoint health >/dev/null ||
 		{ diag "$(tail -n 20 "$TMP/etcd-e0.log")"; return 1; }
+}
+
+# etcd_restart I: start member I again, with its data, after it was killed.
+etcd_restart() {
+	spawn "$TMP/etcd-e$1.log" bash "$TMP/etcd-e$1.sh"
+	ETCD_PIDS[$1]=$LAST_PID
 }
 
 etcdctl_() {
