@@ -81,3 +81,5 @@ echo "skew across 3 nodes: median $(echo "$skews" | median) ms, worst $(echo "$s
 echo "push-to-live: fleet of 3 median $fm ms, single node median $sm ms, ratio $(awk -v a="$fm" -v b="$sm" 'BEGIN { printf "%.2f", a / b }')"
 for i in 0 1 2; do node_stop $i; done
 stop_daemon
+ok "fleet-skew: $ROUNDS rounds" >/dev/null
+done_testing >/dev/null

@@ -14,6 +14,7 @@ struct site_hooks {
 	struct strv	pre_activate;
 	struct strv	post_activate;
 	struct strv	on_failure;
+	struct strv	run_once;	/* fleet mode: once per commit for the fleet, before the cutover */
 	int64_t		timeout_ms;
 };
 

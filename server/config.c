@@ -436,6 +436,10 @@ config_warnings(const struct config *c, FILE *fp)
 			    "Debian's libssh2 cannot sign with rsa-sha2 and servers refuse "
 			    "ssh-rsa: use an ed25519 or ECDSA key\n", s->file, s->line, s->col,
 			    s->site.name);
+		if (s->site.hooks.run_once.n > 0 && c->fleet.etcd.n == 0)
+			fprintf(fp, "%s:%d:%d: warning: site '%s': hooks.run_once runs only in "
+			    "fleet mode; without fleet: it is never run\n", s->file, s->line, s->col,
+			    s->site.name);
 		if (s->poll_ms == 0 && s->secret_file == NULL)
 			fprintf(fp, "%s:%d:%d: warning: site '%s' has neither polling nor a "
 			    "webhook secret: it deploys only at start-up and on demand\n",

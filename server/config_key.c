@@ -41,6 +41,9 @@ static const struct config_key hooks_keys[] = {
 	    "command run after the new release went live"),
 	HK("on_failure", K_ARGV, on_failure, NULL, 0, 0,
 	    "command run after any failed deploy, with DEPLOYD_ERROR set"),
+	HK("run_once", K_ARGV, run_once, NULL, 0, 0,
+	    "fleet mode: command run once per commit for the whole fleet, on the coordinator in "
+	    "its prepared release, before the cutover"),
 	HK("timeout", K_DURATION, timeout_ms, "5m", 1000, DAY_MS,
 	    "a hook running longer is killed with its process group"),
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, NULL, NULL }

@@ -229,6 +229,118 @@ fleet_coord_fail(struct etcd *c, const char *name, const struct fleet_kv *tgt, c
 	fleet_coord_write(c, name, "target", v);
 }
 
+/* Write this node's run_once record; F.mu not held. */
+static int
+fleet_coord_once_put(struct etcd *c, const char *key, const char *state, const char *out,
+    const char *err, struct error *e)
+{
+	return fleet_store_put(c, key, json_pack("{s:s,s:s,s:I,s:s,s:s}", "state", state, "node",
+	    F.cfg->fleet.node, "at", (json_int_t)util_now_ms(), "output", out, "error", err),
+	    0, e);
+}
+
+/*
+ * Run run_once in this node's prepared release, under the site's etcd lock; F.mu held, let
+ * go of meanwhile. The lock is held for the whole run, on this node's lease: a record that
+ * says "running" seen under the lock is one whose node died midway, and it runs again (at
+ * least once, as for any migration tool). What the run ended in is written for the next
+ * look to act on.
+ */
+static void
+fleet_coord_exec(struct etcd *c, struct fleet_site *s, const char *commit_in)
+{
+	const struct site *site = &s->cfg->site;
+	char commit[SHA_HEX], live[SHA_HEX], tail[2048], *lockname, *key, *full, *path, *lock;
+	const char *st;
+	struct hookrun_env env;
+	struct hookrun_result res;
+	struct etcd_kvs kvs;
+	struct error e, he = { 0, "" };
+	int64_t lease = F.lease;
+	json_t *v;
+	int rc;
+
+	util_strlcpy(commit, commit_in, sizeof(commit));
+	util_strlcpy(live, s->live, sizeof(live));
+	path = util_xasprintf("%s/releases/%s", site->path, s->prepared_release);
+	key = util_xasprintf("sites/%s/run_once/%s", site->name, commit);
+	full = util_xasprintf("%s%s", F.cfg->fleet.prefix, key);
+	/* Not a prefix of the records: etcd's lock waits for every older key under its name. */
+	lockname = util_xasprintf("%ssites/%s/locks/run_once", F.cfg->fleet.prefix, site->name);
+	pthread_mutex_unlock(&F.mu);
+	if ((rc = etcd_lock(c, lockname, lease, 5000, &lock, &e)) != E_OK) {
+		log_warn("site=%s fleet: run_once lock: %s", site->name, e.msg);
+		goto out;
+	}
+	if ((rc = etcd_get(c, full, 0, &kvs, &e)) == E_OK) {
+		v = kvs.n == 1 ? json_loadb(kvs.v[0].value, kvs.v[0].vlen, 0, NULL) : NULL;
+		st = json_string_value(json_object_get(v, "state"));
+		/* Settled while this node waited for the lock. */
+		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
+			rc = E_STALE;
+		json_decref(v);
+		etcd_kvs_free(&kvs);
+	}
+	if (rc == E_OK && (rc = fleet_coord_once_put(c, key, "running", "", "", &e)) == E_OK) {
+		log_info("site=%s commit=%.12s fleet: run_once in %s", site->name, commit, path);
+		memset(&env, 0, sizeof(env));
+		env.site = site->name;
+		env.release = path;
+		env.commit = commit;
+		env.previous_commit = live;
+		env.ref = "";
+		rc = hookrun_run("run_once", &site->hooks.run_once, path, &env,
+		    site->hooks.timeout_ms, &res, &he);
+		hookrun_log(site->name, "run_once", &res);
+		hookrun_tail(&res, tail, sizeof(tail));
+		hookrun_result_free(&res);
+		if (rc != E_OK)
+			log_error("site=%s commit=%.12s fleet: %s", site->name, commit, he.msg);
+		if (fleet_coord_once_put(c, key, rc == E_OK ? "done" : "failed", tail, he.msg,
+		    &e) != E_OK)
+			log_warn("site=%s fleet: recording run_once: %s", site->name, e.msg);
+	} else if (rc != E_OK && rc != E_STALE)
+		log_warn("site=%s fleet: run_once: %s", site->name, e.msg);
+	if (etcd_unlock(c, lock, &e) != E_OK)
+		log_warn("site=%s fleet: run_once unlock: %s", site->name, e.msg);
+	free(lock);
+out:
+	pthread_mutex_lock(&F.mu);
+	free(lockname);
+	free(full);
+	free(key);
+	free(path);
+}
+
+/*
+ * run_once before the cutover: done, go on (1); failed, give the target up; running on a
+ * live node, wait; else run it here, in this node's prepared release, and look again.
+ */
+static int
+fleet_coord_run_once(struct etcd *c, struct fleet_site *s, const struct fleet_kv *tgt,
+    const char *commit)
+{
+	const char *name = s->cfg->site.name;
+	const struct fleet_kv *ro = fleet_store_get("sites/%s/run_once/%s", name, commit);
+	const char *st = fleet_store_str(ro, "state"), *by = fleet_store_str(ro, "node");
+	char why[768];
+
+	if (strcmp(st, "done") == 0)
+		return 1;
+	if (strcmp(st, "failed") == 0) {
+		snprintf(why, sizeof(why), "run_once failed on node %s: %s", by,
+		    fleet_store_str(ro, "error"));
+		fleet_coord_fail(c, name, tgt, why);
+		return 0;
+	}
+	if (strcmp(st, "running") == 0 && strcmp(by, F.cfg->fleet.node) != 0 &&
+	    fleet_store_alive(by))
+		return 0;
+	if (strcmp(s->prepared, commit) == 0)
+		fleet_coord_exec(c, s, commit);
+	return 0;
+}
+
 /*
  * The target not yet cut over: cut over once min_ready of the live members have it
  * prepared (or live); give up when that can no longer happen or prepare_timeout passed.
@@ -270,6 +382,9 @@ fleet_coord_cutover(struct etcd *c, struct fleet_site *s)
 			    lag[0] ? ", " : "", kv->key + dlen);
 	}
 	need = fleet_coord_need(F.cfg->fleet.min_ready, members);
+	if (members > 0 && ready >= need && s->cfg->site.hooks.run_once.n > 0 &&
+	    !fleet_coord_run_once(c, s, tgt, commit))
+		return;
 	if (members > 0 && ready >= need) {
 		at = util_now_ms() + fleet_coord_margin(FLEET_MARGIN_MIN_MS);
 		log_info("site=%s fleet: cutover to %.12s, generation %lld: %lld of %lld nodes "

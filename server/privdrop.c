@@ -79,6 +79,7 @@ static const struct {
 	{ "pre_activate", NEED_EXEC },
 	{ "post_activate", NEED_EXEC },
 	{ "on_failure", NEED_EXEC },
+	{ "run_once", NEED_EXEC },
 };
 
 static enum privdrop_need
