@@ -1,13 +1,16 @@
-/* demo.c: `deployd demo`: a throwaway repository, site and config, then the daemon serving them. */
+/* demo.c: `deployd demo`: a throwaway repository, site and config, then the daemon serving them; with --fleet, an etcd and three nodes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <git2.h>
@@ -113,6 +116,182 @@ static const char demo_payload[] =
     "\"repository\":{\"name\":\"demo\",\"full_name\":\"local/demo\"},"
     "\"pusher\":{\"name\":\"you\"},\"commits\":[]}\n";
 
+#define DEMO_NODES 3
+
+/* Start the words of argv, separated by single spaces, with the output appended to log. */
+static pid_t
+demo_spawn(const char *argv, const char *log)
+{
+	struct strv av = { NULL, 0 };
+	char *copy = util_xstrdup(argv), *w, *save = NULL;
+	pid_t pid;
+	int fd;
+
+	for (w = strtok_r(copy, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save))
+		util_strv_push(&av, w);
+	free(copy);
+	if ((pid = fork()) != 0) {
+		util_strv_free(&av);
+		return pid;
+	}
+	if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+	}
+	execvp(av.v[0], av.v);
+	fprintf(stderr, "deployd demo: %s: %s\n", av.v[0], strerror(errno));
+	_exit(127);
+}
+
+/* Wait until something listens on the port, or give up after ms. */
+static int
+demo_wait_port(int port, int64_t ms)
+{
+	struct sockaddr_in sin;
+	int64_t end = util_mono_ms() + ms;
+	int fd, ok;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sin.sin_port = htons((uint16_t)port);
+	while (util_mono_ms() < end) {
+		if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			return 0;
+		ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+		close(fd);
+		if (ok)
+			return 1;
+		usleep(100 * 1000);
+	}
+	return 0;
+}
+
+/*
+ * demo --fleet: a one-member etcd and three nodes with their own directories, ports and
+ * sockets, all following the demo repository; runs until SIGINT or SIGTERM, then stops them.
+ */
+static int
+demo_fleet(const char *dir, const char *self)
+{
+	pid_t pids[DEMO_NODES + 1];
+	int ports[DEMO_NODES], cport = demo_free_port(), pport = demo_free_port(), sig;
+	char *p, *cfg[DEMO_NODES], curl[64], peer[64], name[16], *logf;
+	struct passwd *me = getpwuid(geteuid());
+	sigset_t set;
+	size_t i, n = 0;
+	int rc = 1;
+
+	snprintf(curl, sizeof(curl), "http://127.0.0.1:%d", cport);
+	snprintf(peer, sizeof(peer), "demo=http://127.0.0.1:%d", pport);
+	if (strchr(dir, ' ') != NULL || strchr(self, ' ') != NULL) {
+		fprintf(stderr, "deployd demo --fleet: %s: a path with spaces is not supported\n",
+		    strchr(dir, ' ') != NULL ? dir : self);
+		return 1;
+	}
+	if (access("/usr/bin/etcd", X_OK) != 0 && access("/usr/local/bin/etcd", X_OK) != 0) {
+		fprintf(stderr, "deployd demo --fleet needs etcd (Debian: apt-get install "
+		    "etcd-server)\n");
+		return 1;
+	}
+	/* The demo's directory is made by mkdtemp or checked by realpath: no spaces to split. */
+	p = util_xasprintf("etcd --name demo --data-dir %s/etcd --listen-client-urls %s "
+	    "--advertise-client-urls %s --listen-peer-urls http://127.0.0.1:%d "
+	    "--initial-advertise-peer-urls http://127.0.0.1:%d --initial-cluster %s", dir, curl,
+	    curl, pport, pport, peer);
+	logf = util_xasprintf("%s/etcd.log", dir);
+	pids[n++] = demo_spawn(p, logf);
+	free(logf);
+	free(p);
+	if (pids[0] < 0 || !demo_wait_port(cport, 20000)) {
+		fprintf(stderr, "deployd demo: etcd did not start; see %s/etcd.log\n", dir);
+		goto out;
+	}
+	for (i = 0; i < DEMO_NODES; i++) {
+		ports[i] = demo_free_port();
+		p = util_xasprintf("%s/node%zu", dir, i + 1);
+		util_mkdir_p(p, 0755);
+		free(p);
+		p = util_xasprintf(
+		    "# deployd demo --fleet: node %zu of %d (made by `deployd demo --fleet`)\n"
+		    "listen: 127.0.0.1:%d\n"
+		    "control_socket: %s/node%zu/deployd.sock\n"
+		    "state_dir: %s/node%zu/state\n"
+		    "user: %s\n"
+		    "fleet:\n"
+		    "  etcd: [%s]\n"
+		    "  node: node%zu\n"
+		    "  zone: %s\n"
+		    "  lease_ttl: 3s\n"
+		    "sites:\n"
+		    "  - name: demo\n"
+		    "    repo: %s/repo\n"
+		    "    branch: main\n"
+		    "    path: %s/node%zu/site\n"
+		    "    keep: 3\n"
+		    "    poll: 5s\n"
+		    "    secret_file: %s/webhook.secret\n", i + 1, DEMO_NODES, ports[i], dir, i + 1,
+		    dir, i + 1, me != NULL ? me->pw_name : "root", curl, i + 1,
+		    i < 2 ? "cloud-a" : "cloud-b", dir, dir, i + 1, dir);
+		cfg[i] = util_xasprintf("%s/node%zu/deployd.yaml", dir, i + 1);
+		rc = demo_write(cfg[i], p, 0644);
+		free(p);
+		if (rc != E_OK)
+			goto out;
+	}
+	/* The children inherit no blocked signal; this process waits for its own. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	for (i = 0; i < DEMO_NODES; i++) {
+		p = util_xasprintf("%s serve -c %s", self, cfg[i]);
+		logf = util_xasprintf("%s/node%zu/deployd.log", dir, i + 1);
+		pids[n++] = demo_spawn(p, logf);
+		free(logf);
+		free(p);
+	}
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	snprintf(name, sizeof(name), "node1");
+	printf("deployd demo --fleet in %s\n\n"
+	    "  etcd        %s (log %s/etcd.log)\n"
+	    "  repository  %s/repo (branch main)\n"
+	    "  nodes       node1 and node2 in zone cloud-a, node3 in cloud-b; each has its\n"
+	    "              live site in %s/nodeN/site/current and its log in nodeN/deployd.log\n\n"
+	    "1. Change the page and commit:\n"
+	    "     cd %s/repo && echo '<h1>changed</h1>' > index.html && "
+	    "git commit -qam 'my change'\n\n"
+	    "2. Ring the webhook of one node (%s); all three prepare, then swap together:\n"
+	    "     curl -sS -H 'Content-Type: application/json' -H 'X-GitHub-Event: push' "
+	    "-H \"X-GitHub-Delivery: $(date +%%s%%N)\" "
+	    "-H \"X-Hub-Signature-256: sha256=$(openssl dgst -sha256 -hmac "
+	    "\"$(cat %s/webhook.secret)\" < %s/push.json | sed 's/^.*= //')\" "
+	    "--data-binary @%s/push.json http://127.0.0.1:%d/hooks/demo\n\n"
+	    "3. Watch the fleet: the target, the cutover, its skew, and every node:\n"
+	    "     %s status --fleet -c %s\n"
+	    "     readlink %s/node*/site/current\n\n"
+	    "Stop with Ctrl-C (it stops the nodes and etcd); remove %s when done.\n\n",
+	    dir, curl, dir, dir, dir, dir, name, dir, dir, dir, ports[0], self, cfg[0], dir, dir);
+	fflush(stdout);
+	while (sigwait(&set, &sig) != 0)
+		;
+	rc = 0;
+out:
+	/* The nodes first (they leave the fleet), etcd last. */
+	for (i = n; i-- > 0;) {
+		int st;
+
+		if (pids[i] <= 0)
+			continue;
+		kill(pids[i], SIGTERM);
+		if (waitpid(pids[i], &st, 0) > 0 && i > 0 && !(WIFEXITED(st) &&
+		    WEXITSTATUS(st) == 0))
+			rc = 1;
+	}
+	for (i = 0; i < DEMO_NODES && n > 1 + i; i++)
+		free(cfg[i]);
+	return rc;
+}
+
 int
 demo_main(struct cli *cli)
 {
@@ -173,6 +352,8 @@ demo_main(struct cli *cli)
 	if (rc != E_OK)
 		return 1;
 
+	if (cli->fleet)
+		return demo_fleet(dir, self);
 	port = demo_free_port();
 	/* The demo's files are yours: the engine stays you (a real setup uses deployd). */
 	me = getpwuid(geteuid());

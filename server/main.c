@@ -42,8 +42,8 @@ static const struct cmd cmds[] = {
 	    "restart automatic deploys, skipping commits marked bad", 1, 1 },
 	{ "reload", cmd_reload, "reload",
 	    "re-read the configuration (same as SIGHUP); errors keep the old one", 0, 0 },
-	{ "demo", cmd_demo_entry, "demo [--dir DIR]",
-	    "run a self-contained local demo", 0, 0 },
+	{ "demo", cmd_demo_entry, "demo [--fleet] [--dir DIR]",
+	    "run a self-contained local demo; --fleet: etcd and three nodes", 0, 0 },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -62,7 +62,7 @@ usage(FILE *fp)
 	    "      --wait          wait for the deploy to finish; exit 1 if it failed\n"
 	    "      --rev REV       deploy: the commit to pin (4 to 40 hex digits)\n"
 	    "      --dir DIR       demo: where to create the demo (default: a new temporary dir)\n"
-	    "      --fleet         status: every node of the fleet, per site\n"
+	    "      --fleet         status: every node of the fleet; demo: a fleet of three\n"
 	    "  -h, --help          this help, or a command's help after the command\n"
 	    "  -V, --version       print the version\n"
 	    "\nexit status: 0 ok, 1 operation failed, 2 usage or configuration error\n");

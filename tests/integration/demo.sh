@@ -1,6 +1,6 @@
 #!/bin/bash
-# demo.sh: `deployd demo` as the README's quick start uses it: the printed commands really work.
-# timeout: 90
+# demo.sh: `deployd demo` as the README's quick start uses it, and `deployd demo --fleet`: the printed commands really work.
+# timeout: 180
 . "$(dirname "$0")/../lib.sh"
 
 D=$TMP/demo
@@ -29,4 +29,29 @@ like "the printed status command works" "$(eval "$status")" "^demo +idle"
 kill -TERM "$PID"
 wait "$PID"
 is "the demo stops on SIGTERM with status 0" "$?" 0
+
+# ---- demo --fleet: an etcd and three nodes that swap together ----
+F=$TMP/fleet-demo
+"$DEPLOYD_BIN" demo --fleet --dir "$F" >"$TMP/fleet.out" 2>&1 &
+PID=$!
+track_pid "$PID"
+three_live() { local i; for i in 1 2 3; do test -L "$F/node$i/site/current" || return 1; done; }
+check "demo --fleet: the three nodes go live" wait_for "three nodes live" 60 three_live
+like "it prints the directory" "$(head -n 1 "$TMP/fleet.out")" "deployd demo --fleet in $F"
+commit=$(grep -o "cd $F/repo && .*my change'" "$TMP/fleet.out")
+ring=$(grep -o "curl -sS .*hooks/demo" "$TMP/fleet.out")
+status=$(grep -o "[^ ]*deployd status --fleet -c [^ ]*" "$TMP/fleet.out")
+isnt "it prints a commit command" "$commit" ""
+isnt "and a curl command" "$ring" ""
+(eval "$commit") || fail "the printed commit command works"
+like "the printed curl command is accepted by one node" "$(eval "$ring")" '"queued":true'
+three_changed() { local i; for i in 1 2 3; do grep -q changed "$F/node$i/site/current/index.html" || return 1; done; }
+check "the new page goes live on all three nodes" wait_for "three changed" 60 three_changed
+like "the printed status command shows the cutover and its skew" "$(eval "$status")" \
+	"site demo: target [0-9a-f]{12} \(generation [0-9]+, webhook\), cutover [0-9a-f]{12} \(generation [0-9]+\), skew [0-9]+ ms"
+kill -TERM "$PID"
+wait "$PID"
+is "demo --fleet stops on SIGTERM with status 0" "$?" 0
+check_not "and leaves no etcd running" pgrep -f "etcd --name demo --data-dir $F/etcd"
+check_not "and no node" pgrep -f "serve -c $F/node"
 done_testing
