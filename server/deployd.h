@@ -217,6 +217,7 @@ struct fleet {
 	int		 synced;	/* read whole at least once */
 	int64_t		 rev;		/* the store's revision the mirror has seen */
 	int		 store_ok;	/* the last call to etcd answered */
+	int		 store_said;	/* the log said so once */
 	char		 store_error[256];
 	char		 endpoint[256];
 	int64_t		 lease;		/* 0: none held */

@@ -72,9 +72,10 @@ static void
 fleet_reachable(int ok, const struct etcd *c, const struct error *e)
 {
 	pthread_mutex_lock(&F.mu);
-	if (ok != F.store_ok)
-		log_info("fleet: the store is %s%s%s", ok ? "reachable again" : "unreachable",
+	if (ok != F.store_ok || !F.store_said)
+		log_info("fleet: the store is %s%s%s", ok ? "reachable" : "unreachable",
 		    ok ? "" : ": ", ok ? "" : e->msg);
+	F.store_said = 1;
 	F.store_ok = ok;
 	if (!ok)
 		util_strlcpy(F.store_error, e->msg, sizeof(F.store_error));

@@ -1,6 +1,6 @@
 #!/bin/bash
 # fleet.sh: three deployd nodes and a real etcd on loopback: a webhook on one node takes all three to the new commit together; quick pushes end on the newest tip; a node killed or stopped during prepare, the coordinator killed, a new node joining; fleet-wide pause, resume and deploy --rev; status --fleet and metrics.
-# timeout: 300
+# timeout: 420
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-servers.sh"
 . "$(dirname "$0")/../lib-fleet.sh"
@@ -151,11 +151,16 @@ late=$(for i in 0 1 2; do fleet_key "sites/www/nodes/n$i"; done |
 	'[.[] | select(.swapped_gen == $c.gen) | .swapped_at - $c.written] |
 		if length == 3 then max else "not all swapped" end')
 diag "rollback: the last of n0-n2 swapped $late ms after the cutover was written"
-if [[ $late =~ ^[0-9]+$ ]] && [ "$late" -le $((100 * ${TIME_SCALE:-1})) ]; then
-	ok "every node with the release swapped back within 100 ms of the rollback's cutover ($late ms)"
+# A sanity bound, not a benchmark (the machine is shared): a prepare would take far longer.
+if [[ $late =~ ^[0-9]+$ ]] && [ "$late" -le $((1000 * ${TIME_SCALE:-1})) ]; then
+	ok "every node with the release swapped back by one swap, $late ms after the cutover"
 else
-	fail "every node with the release swapped back within 100 ms of the rollback's cutover ($late)"
+	fail "every node with the release swapped back by one swap soon after the cutover ($late)"
 fi
+for i in 0 1 2; do
+	check "n$i swapped back to a release it had, without a prepare" \
+		grep -q "rolled back from .* to .*-${H8:0:12} (the fleet's)" "$TMP/n$i/daemon.log"
+done
 check "the commit rolled away from is marked bad fleet-wide" test -n "$(fleet_key "sites/www/bad/$H9")"
 like "status --fleet shows the fleet paused" "$(nctl 3 status --fleet)" "PAUSED"
 nctl 0 resume www >/dev/null
@@ -165,6 +170,42 @@ commit_file "$WORK" index.html "v10" "v10" || bail "commit v10"
 H10=$(repo_head "$WORK")
 github_push "$FLEET_SECRET" "http://127.0.0.1:${NODE_PORT[3]}/hooks/www" "$H10" "d-10" >/dev/null
 check "a new commit after it goes out to every node" wait_for "H10 on all" 60 all_live "$H10"
+
+# ---- the coordinator SIGKILLed while it waits for a slow node's prepare ----
+others() { local i; for i in 0 1 2 3; do [ "$i" -ne "$1" ] && echo "$i"; done; }
+coord=$(nctl 0 status --fleet --json | jq -r .coordinator)
+ci=${coord#n}
+slow=$(( (ci + 1) % 4 ))
+node_stop "$slow"
+fleet_config "$slow" 'hooks={pre_activate: [/bin/sleep, "4"], timeout: 60s}'
+node_start "$slow" || bail "slow node"
+commit_file "$WORK" index.html "v11" "v11" || bail "commit v11"
+H11=$(repo_head "$WORK")
+github_push "$FLEET_SECRET" "http://127.0.0.1:${NODE_PORT[$slow]}/hooks/www" "$H11" "d-11" >/dev/null
+check "the slow node is preparing" wait_for "n$slow preparing" 30 node_state_is "$slow" preparing
+node_kill "$ci"
+check "the coordinator killed while waiting: a new one cuts over once the slow node is ready" \
+	wait_for "H11 on the others" 40 all_live "$H11" $(others "$ci")
+node_stop "$slow"
+fleet_config "$slow"
+node_start "$slow" || bail "slow node back"
+node_start "$ci" || bail "the old coordinator"
+check "the killed coordinator catches up" wait_for "H11 on all" 60 all_live "$H11"
+
+# ---- the coordinator SIGKILLed right after it wrote the cutover ----
+coord=$(nctl 0 status --fleet --json | jq -r .coordinator)
+ci=${coord#n}
+commit_file "$WORK" index.html "v12" "v12" || bail "commit v12"
+H12=$(repo_head "$WORK")
+cut_is() { [ "$(fleet_key sites/www/cutover | jq -r .commit)" = "$1" ]; }
+github_push "$FLEET_SECRET" "http://127.0.0.1:${NODE_PORT[$(( (ci + 1) % 4 ))]}/hooks/www" "$H12" "d-12" >/dev/null
+check "the cutover is written" wait_for "cutover H12" 30 cut_is "$H12"
+node_kill "$ci"
+check "the coordinator killed after the cutover: the others go live on it" \
+	wait_for "H12 on the others" 30 all_live "$H12" $(others "$ci")
+node_start "$ci" || bail "the old coordinator"
+check "and the killed coordinator swaps to it when it is back" wait_for "H12 on all" 60 all_live "$H12"
+check "every node has its tree" every_tree_matches "$H12"
 
 # ---- a node whose copy of the site differs refuses to join it ----
 NODE_PORT[4]=$(free_port)

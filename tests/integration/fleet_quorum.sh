@@ -89,6 +89,28 @@ check_not "and it deploys nothing on its own" test -e "$(node_path 3)/current"
 node_stop 3
 unset 'NODE_PORT[3]' 'NODE_PID[3]'
 
+# ---- a wrong endpoint (an HTTP server that is not etcd) and bad TLS material ----
+NODE_PORT[3]=$(free_port)
+saved=$ETCD_ENDPOINTS
+ETCD_ENDPOINTS="http://127.0.0.1:${NODE_PORT[0]}"	# node n0's webhook listener
+fleet_config 3
+ETCD_ENDPOINTS=$saved
+node_start 3 || bail "n3 with a wrong endpoint did not start"
+check "a node whose endpoint is not etcd says so" wait_for "n3 store down" 20 store3_down
+check_not "and deploys nothing" test -e "$(node_path 3)/current"
+node_stop 3
+printf 'not a certificate\n' >"$TMP/garbage-ca.pem"
+ETCD_ENDPOINTS="https://${ETCD_URLS[0]#http://}"	# one endpoint: no failover to plain HTTP
+fleet_config 3 && sed -i "s|^  node: n3|  node: n3\n  ca_file: $TMP/garbage-ca.pem|" "$TMP/n3/deployd.yaml"
+ETCD_ENDPOINTS=$saved
+node_start 3 || bail "n3 with a garbage CA did not start"
+tls_down() { nctl 3 status --fleet --json | jq -e '.store.reachable == false and (.store.error | test("etcd"))' >/dev/null; }
+check "a node with a garbage CA file says the store is unreachable, with curl's reason" wait_for "tls error" 20 tls_down
+check_not "and deploys nothing" test -e "$(node_path 3)/current"
+node_stop 3
+unset 'NODE_PORT[3]' 'NODE_PID[3]'
+is "the other nodes are untouched" "$(for i in 0 1 2; do current_commit "$(node_path $i)"; done | sort -u)" "${H3:0:12}"
+
 check "no node was ever live on a commit that was not a cutover" no_node_ahead "$H0"
 for i in 0 1 2; do node_stop $i; done
 done_testing
