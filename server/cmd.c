@@ -412,7 +412,8 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 	json_t *v, *s, *n;
 	char path[128], msg[256];
 	int64_t base = cmd_int(answer, "gen"), t0 = util_mono_ms(), gen, tgen;
-	size_t i, alive, live;
+	size_t i, alive, live, ready, said_ready = SIZE_MAX, said_alive = 0;
+	const char *tc;
 	int status, rc;
 
 	util_sanitize(cmd_str(answer, "message", ""), msg, sizeof(msg));
@@ -429,12 +430,23 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 				s = n;
 		gen = cmd_int(json_object_get(s, "cutover"), "gen");
 		tgen = cmd_int(json_object_get(s, "target"), "gen");
-		alive = live = 0;
+		alive = live = ready = 0;
+		tc = cmd_str(json_object_get(s, "target"), "commit", "");
 		json_array_foreach(json_object_get(s, "nodes"), i, n) {
 			if (!json_is_true(json_object_get(n, "alive")))
 				continue;
 			alive++;
 			live += cmd_int(n, "live_gen") == gen;
+			ready += tc[0] != '\0' && (strcmp(cmd_str(n, "prepared", ""), tc) == 0 ||
+			    strcmp(cmd_str(n, "live", ""), tc) == 0);
+		}
+		/* The fleet's progress, each time it moves: prepared out of live nodes. */
+		if (tgen > base && tgen > gen && (ready != said_ready || alive != said_alive)) {
+			printf("%s: %.12s prepared on %zu of %zu node%s\n", site, tc, ready, alive,
+			    alive == 1 ? "" : "s");
+			fflush(stdout);
+			said_ready = ready;
+			said_alive = alive;
 		}
 		if (cmd_str(json_object_get(s, "target"), "failed", NULL) != NULL && tgen > gen) {
 			util_sanitize(cmd_str(json_object_get(s, "target"), "failed", ""), msg,
@@ -453,7 +465,7 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 			return 0;
 		}
 		json_decref(v);
-		usleep(200 * 1000);
+		usleep(100 * 1000);
 	}
 	fprintf(stderr, "%s: gave up waiting for the fleet\n", site);
 	return 1;

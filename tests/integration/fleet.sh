@@ -69,6 +69,7 @@ H5=$(repo_head "$WORK")
 out=$(nctl 1 deploy www --wait 2>&1)
 is "deploy --wait on a node exits 0 once the fleet cut over" "$?" 0
 like "and says the commit is live on three nodes" "$out" "${H5:0:12} live on 3 nodes"
+like "after following the nodes' prepares" "$out" "${H5:0:12} prepared on [0-3] of 3 nodes"
 check "every node is on it" all_live "$H5"
 
 # ---- fleet-wide pause, deploy --rev, resume ----
