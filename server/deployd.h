@@ -251,6 +251,7 @@ int	 fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct
 /* server/fleet_store.c: the mirror of the fleet's keys; F.mu held for all but put */
 void	 fleet_store_apply(const struct etcd_kv *, int deleted);
 void	 fleet_store_clear(struct fleet_kv *);
+struct fleet_site *fleet_store_site(const char *name);
 const struct fleet_kv *fleet_store_get(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));	/* F.mu held */
 const char *fleet_store_str(const struct fleet_kv *, const char *field);	/* "" if absent */

@@ -550,17 +550,14 @@ int
 fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct error *e)
 {
 	const struct fleet_kv *cut;
+	struct fleet_site *fs;
 	struct etcd *c = NULL;
 	char from[SHA_HEX], *key, reason[256];
-	size_t i;
 	int rc;
 
-	for (i = 0; i < F.nsites; i++)
-		if (strcmp(F.sites[i].cfg->site.name, site) == 0)
-			break;
-	if (i == F.nsites)
+	if ((fs = fleet_store_site(site)) == NULL)
 		return util_error(e, E_NOTFOUND, "unknown site '%s'", site);
-	if ((rc = rollback_target(&F.sites[i].cfg->site, want, to, e)) != E_OK)
+	if ((rc = rollback_target(&fs->cfg->site, want, to, e)) != E_OK)
 		return rc;
 	pthread_mutex_lock(&F.mu);
 	cut = fleet_store_get("sites/%s/cutover", site);
@@ -595,16 +592,13 @@ fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct erro
 int
 fleet_pause(const char *site, int on, const char *reason, struct error *e)
 {
+	struct fleet_site *fs;
 	struct etcd *c = NULL;
 	char *key;
 	json_t *v;
-	size_t i;
 	int rc;
 
-	for (i = 0; i < F.nsites; i++)
-		if (strcmp(F.sites[i].cfg->site.name, site) == 0)
-			break;
-	if (i == F.nsites)
+	if ((fs = fleet_store_site(site)) == NULL)
 		return util_error(e, E_NOTFOUND, "unknown site '%s'", site);
 	if ((rc = fleet_connect(&F.cfg->fleet, 3000, &F.stop, &c, e)) != E_OK)
 		return rc;
@@ -621,8 +615,8 @@ fleet_pause(const char *site, int on, const char *reason, struct error *e)
 		if (rc == E_OK) {
 			/* Resuming catches up with the remote at once, as on one node. */
 			pthread_mutex_lock(&F.mu);
-			util_strlcpy(F.sites[i].bell_provider, "cli", sizeof(F.sites[i].bell_provider));
-			F.sites[i].bell_delivery[0] = F.sites[i].bell_rev[0] = '\0';
+			util_strlcpy(fs->bell_provider, "cli", sizeof(fs->bell_provider));
+			fs->bell_delivery[0] = fs->bell_rev[0] = '\0';
 			pthread_cond_broadcast(&F.cond);
 			pthread_mutex_unlock(&F.mu);
 		}

@@ -208,14 +208,10 @@ void
 fleet_node_done(const char *site, const struct deploy_request *req,
     const struct deploy_result *res)
 {
-	struct fleet_site *s = NULL;
-	size_t i;
+	struct fleet_site *s;
 
 	pthread_mutex_lock(&F.mu);
-	for (i = 0; i < F.nsites && s == NULL; i++)
-		if (strcmp(F.sites[i].cfg->site.name, site) == 0)
-			s = &F.sites[i];
-	if (s == NULL) {
+	if ((s = fleet_store_site(site)) == NULL) {
 		pthread_mutex_unlock(&F.mu);
 		return;
 	}

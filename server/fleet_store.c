@@ -30,6 +30,18 @@ fleet_store_find(const char *key)
 	return NULL;
 }
 
+/* This node's part in a site; NULL: not one of its sites. F.sites is fixed once started. */
+struct fleet_site *
+fleet_store_site(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < F.nsites; i++)
+		if (strcmp(F.sites[i].cfg->site.name, name) == 0)
+			return &F.sites[i];
+	return NULL;
+}
+
 const struct fleet_kv *
 fleet_store_get(const char *fmt, ...)
 {
