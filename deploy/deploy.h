@@ -366,6 +366,8 @@ struct release_opts {
 	const char	*base;			/* the previous release in releases_fd; NULL: none */
 	const char	*base_commit;		/* its commit, 40 hex */
 	int64_t		 base_written_ns;	/* its written_ns: files changed later are not reused */
+	const struct manifest *base_manifest;	/* its files as written; NULL: ask git, stamps */
+	struct manifest	*record;		/* filled with this release's files; may be NULL */
 	/* Now and then, the files done so far and the tree's total; may be NULL. */
 	void		(*progress)(void *arg, size_t done, size_t total);
 	void		*progress_arg;
@@ -375,6 +377,7 @@ struct release_stats {
 	size_t		 written;		/* written from their blobs */
 	size_t		 reused;		/* taken from the previous release */
 	const char	*method;		/* "reflink", "hardlink" or "copy" */
+	int		 by_manifest;		/* the base's files were checked by its manifest */
 };
 int	 release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	    const char *tmpname, const struct release_opts *, struct release_stats *,
@@ -412,17 +415,52 @@ struct release_walk {
 	int		 readonly;	/* files are written 0444/0555: hard links share them */
 	int64_t		 base_ns;	/* base files changed at or after this are not reused */
 	struct git_odb	*odb;		/* repo's, for blob sizes */
+	const struct manifest *base_mf;	/* the base's files as written: one stat checks one */
+	struct manifest	*record;	/* this release's files, as written */
 	const struct release_opts *opts;	/* for progress; NULL in plain writes */
 	size_t		 total;		/* files and links in the site's tree */
 	struct error	*e;
 };
+
+struct stat;
 
 /* ---- deploy/reuse.c: unchanged files of the base release, shared or copied ---- */
 extern const char *const reuse_method_names[];
 int	 reuse_method(struct release_walk *, const struct release_opts *, int fd,
 	    int releases_fd);
 int	 reuse_entry(struct release_walk *, int basefd, int dirfd, const char *name,
-	    const struct git_tree_entry *);	/* 1: cannot be reused, write the blob */
+	    const struct git_tree_entry *, struct stat *);	/* 1: cannot be reused */
+
+/* ---- deploy/manifest.c: each file of a release as written, kept in state_dir ---- */
+#define MANIFEST_OID		20	/* a blob id, raw */
+#define MANIFEST_VERSION	1
+struct manifest_entry {
+	char		*path;		/* inside the release */
+	unsigned char	 oid[MANIFEST_OID];
+	uint32_t	 gitmode;	/* the tree entry's mode */
+	uint32_t	 mode;		/* st_mode of the file written */
+	int64_t		 size;
+	uint64_t	 ino;
+	int64_t		 mtime_ns;	/* judges read-only files, which links share */
+	int64_t		 ctime_ns;	/* judges writable ones: nothing can set it back */
+};
+struct manifest {
+	struct manifest_entry *v;	/* sorted by path once encoded or decoded */
+	size_t		 n, cap;
+};
+void	 manifest_add(struct manifest *, const char *path,
+	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, const struct stat *);
+void	 manifest_free(struct manifest *);
+const struct manifest_entry *manifest_find(const struct manifest *, const char *path);
+int	 manifest_encode(struct manifest *, const char *name, const char *commit,
+	    int64_t written_ns, unsigned char **buf, size_t *len);
+int	 manifest_decode(const unsigned char *buf, size_t len, const char *name,
+	    const char *commit, int64_t written_ns, struct manifest *, struct error *);
+int	 manifest_save(const char *state_dir, const char *site, const char *name,
+	    const char *commit, int64_t written_ns, struct manifest *, struct error *);
+int	 manifest_load(const char *state_dir, const char *site, const char *name,
+	    const char *commit, int64_t written_ns, struct manifest *, struct error *);
+void	 manifest_prune(const char *state_dir, const char *site, int releases_fd);
 
 /* ---- deploy/health.c: the site's web server asked after a swap ---- */
 int	 health_check(const char *site, const struct site_health *, char *note,

@@ -187,7 +187,7 @@ release_unsafe_name(const char *name)
 
 static int
 release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob *blob,
-    mode_t mode)
+    mode_t mode, struct stat *sb)
 {
 	const char *data = git_blob_rawcontent(blob);
 	size_t len = (size_t)git_blob_rawsize(blob);
@@ -200,7 +200,8 @@ release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob
 	if (fd < 0)
 		return util_error_sys(w->e, "writing %s", w->path);
 	/* fchmod, not the open mode, so the umask cannot take away the world-read bit. */
-	if (util_write_all(fd, data, len) != E_OK || fchmod(fd, mode) != 0) {
+	if (util_write_all(fd, data, len) != E_OK || fchmod(fd, mode) != 0 ||
+	    (w->record != NULL && fstat(fd, sb) != 0)) {
 		util_error_sys(w->e, "writing %s", w->path);
 		close(fd);
 		return E_SYS;
@@ -211,7 +212,8 @@ release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob
 }
 
 static int
-release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob *blob)
+release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob *blob,
+    struct stat *sb)
 {
 	const char *data = git_blob_rawcontent(blob);
 	size_t len = (size_t)git_blob_rawsize(blob);
@@ -224,7 +226,8 @@ release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob
 	if (!w->allow_external && util_link_escapes(w->path, target))
 		return util_error(w->e, E_INVAL, "%s: symlink to '%s' points outside the "
 		    "release (set allow_external_symlinks: true to allow it)", w->path, target);
-	if (symlinkat(target, dirfd, name) != 0)
+	if (symlinkat(target, dirfd, name) != 0 || (w->record != NULL &&
+	    fstatat(dirfd, name, sb, AT_SYMLINK_NOFOLLOW) != 0))
 		return util_error_sys(w->e, "writing %s", w->path);
 	return E_OK;
 }
@@ -256,10 +259,10 @@ release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
 	return E_OK;
 }
 
-/* A file or symlink from its blob. */
+/* A file or symlink from its blob; *sb says what was written. */
 static int
 release_write_entry(struct release_walk *w, int dirfd, const char *name,
-    const git_tree_entry *te)
+    const git_tree_entry *te, struct stat *sb)
 {
 	git_filemode_t mode = git_tree_entry_filemode(te);
 	git_blob *blob = NULL;
@@ -268,10 +271,10 @@ release_write_entry(struct release_walk *w, int dirfd, const char *name,
 	if (git_blob_lookup(&blob, w->repo, git_tree_entry_id(te)) != 0)
 		return repo_error(w->e, "reading %s", w->path);
 	if (mode == GIT_FILEMODE_LINK)
-		rc = release_write_link(w, dirfd, name, blob);
+		rc = release_write_link(w, dirfd, name, blob, sb);
 	else
 		rc = release_write_blob(w, dirfd, name, blob, (mode == GIT_FILEMODE_BLOB ? 0644 :
-		    0755) & (w->readonly ? ~(mode_t)0222 : ~(mode_t)0));
+		    0755) & (w->readonly ? ~(mode_t)0222 : ~(mode_t)0), sb);
 	git_blob_free(blob);
 	return rc;
 }
@@ -293,6 +296,7 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		git_filemode_t mode = git_tree_entry_filemode(te);
 		const git_tree *oldsub = NULL;
 		git_tree *sub = NULL, *osub = NULL;
+		struct stat sb;
 		int fd, subbase = -1;
 
 		if (release_unsafe_name(name))
@@ -334,13 +338,16 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 			rc = 1;
 			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
 			    git_tree_entry_id(te)))
-				rc = reuse_entry(w, basefd, dirfd, name, te);
+				rc = reuse_entry(w, basefd, dirfd, name, te, &sb);
 			if (rc == E_OK)
 				w->nreused++;
 			else if (rc == 1) {
-				rc = release_write_entry(w, dirfd, name, te);
+				rc = release_write_entry(w, dirfd, name, te, &sb);
 				w->nwritten++;
 			}
+			if (rc == E_OK && w->record != NULL)
+				manifest_add(w->record, w->path, git_tree_entry_id(te)->id, mode,
+				    &sb);
 			w->nfiles++;
 			if (w->opts != NULL && w->opts->progress != NULL &&
 			    w->nfiles % RELEASE_PROGRESS_EVERY == 0)
@@ -489,6 +496,7 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	w->subdir = o->subdir;
 	w->cache_dir = cache_dir;
 	w->opts = o;
+	w->record = o->record;
 	/* The total lets `deploy --wait` draw a bar; walking the tree reads no blob. */
 	if (o->progress != NULL)
 		git_tree_walk(tree, GIT_TREEWALK_PRE, release_count_cb, &w->total);
@@ -504,9 +512,10 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	    git_oid_fromstr(&ooid, o->base_commit) == 0 &&
 	    release_trees(repo, &ooid, o->subdir, &otop, &otree, &oe) == E_OK &&
 	    (basefd = openat(releases_fd, o->base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC)) >= 0)
+	    O_CLOEXEC)) >= 0) {
 		w->base_ns = o->base_written_ns;
-	else if (o->base != NULL)
+		w->base_mf = o->base_manifest;
+	} else if (o->base != NULL)
 		log_info("release %s cannot be reused from; writing every file", o->base);
 	rc = release_write_tree(w, tree, fd, basefd >= 0 ? otree : NULL, basefd);
 	if (rc == E_OK && o->progress != NULL)
@@ -516,6 +525,7 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	stats->nfiles = w->nfiles;
 	stats->written = w->nwritten;
 	stats->reused = w->nreused;
+	stats->by_manifest = w->base_mf != NULL;
 out:
 	if (basefd >= 0)
 		close(basefd);

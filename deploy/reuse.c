@@ -18,18 +18,21 @@
 
 /*
  * Is the previous release's file, as stat says, still what deployd wrote there? Its type, its
- * git mode (or the read-only variant of it) and the blob's size must match, and it must not
- * have changed since that release got its name. Writable files are judged by ctime, which a
- * hook cannot set back. Read-only files are hard links shared by several releases, and linking
- * or pruning any of them moves the ctime, so they are judged by mtime: editing one in place
- * needs a chmod first, which the exact mode check catches unless it is undone.
+ * git mode (or the read-only variant of it) and the blob's size must match. With a manifest,
+ * it must be the very inode written, with the very mode and time recorded then; without one,
+ * it must not have changed since that release got its name. Writable files are judged by
+ * ctime, which a hook cannot set back. Read-only files are hard links shared by several
+ * releases, and linking or pruning any of them moves the ctime, so they are judged by mtime:
+ * editing one in place needs a chmod first, which the exact mode check catches unless it is
+ * undone.
  */
 static int
-reuse_base_ok(const struct release_walk *w, const struct stat *sb, mode_t want,
-    int64_t size)
+reuse_base_ok(const struct release_walk *w, const struct stat *sb,
+    const struct manifest_entry *me, mode_t want, int64_t size)
 {
 	mode_t perm = sb->st_mode & 07777;
 	const struct timespec *t;
+	int64_t ns;
 
 	if (!S_ISREG(sb->st_mode) || (int64_t)sb->st_size != size)
 		return 0;
@@ -39,7 +42,11 @@ reuse_base_ok(const struct release_walk *w, const struct stat *sb, mode_t want,
 		t = &sb->st_mtim;
 	else
 		return 0;
-	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec < w->base_ns;
+	ns = (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+	if (me != NULL)
+		return sb->st_ino == me->ino && sb->st_mode == me->mode &&
+		    ns == (perm == want ? me->ctime_ns : me->mtime_ns);
+	return ns < w->base_ns;
 }
 
 /* Copy size bytes from in to out: in the kernel if it can, else through a buffer. */
@@ -71,7 +78,7 @@ reuse_copy_data(int in, int out, int64_t size)
 /* A reflink or a copy of the base's file, as a new file of the release with its own mode. */
 static int
 reuse_copy(struct release_walk *w, int basefd, int dirfd, const char *name,
-    mode_t want, int64_t size)
+    const struct manifest_entry *me, mode_t want, int64_t size, struct stat *out_sb)
 {
 	struct stat sb;
 	int in, out, rc = E_OK;
@@ -80,7 +87,7 @@ reuse_copy(struct release_walk *w, int basefd, int dirfd, const char *name,
 	in = openat(basefd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (in < 0)
 		return 1;
-	if (fstat(in, &sb) != 0 || !reuse_base_ok(w, &sb, want, size)) {
+	if (fstat(in, &sb) != 0 || !reuse_base_ok(w, &sb, me, want, size)) {
 		close(in);
 		return 1;
 	}
@@ -91,7 +98,8 @@ reuse_copy(struct release_walk *w, int basefd, int dirfd, const char *name,
 	}
 	if (w->method != REUSE_REFLINK || ioctl(out, FICLONE, in) != 0)
 		rc = reuse_copy_data(in, out, size);
-	if (rc != E_OK || fchmod(out, w->readonly ? want & ~(mode_t)0222 : want) != 0)
+	if (rc != E_OK || fchmod(out, w->readonly ? want & ~(mode_t)0222 : want) != 0 ||
+	    (w->record != NULL && fstat(out, out_sb) != 0))
 		rc = util_error_sys(w->e, "copying %s from the previous release", w->path);
 	close(in);
 	if (close(out) != 0 && rc == E_OK)
@@ -101,29 +109,28 @@ reuse_copy(struct release_walk *w, int basefd, int dirfd, const char *name,
 
 /*
  * A hard link to the base's file. It is checked after linking, on the new name, which nothing
- * else can swap; linkat without AT_SYMLINK_FOLLOW never links through a symlink.
+ * else can swap; linkat without AT_SYMLINK_FOLLOW never links through a symlink. With a
+ * manifest that is the only stat: one link and one stat per unchanged file.
  */
 static int
 reuse_link(struct release_walk *w, int basefd, int dirfd, const char *name,
-    mode_t want, int64_t size)
+    const struct manifest_entry *me, mode_t want, int64_t size, struct stat *sb)
 {
-	struct stat sb;
-
 	/*
 	 * Only a read-only file is linked; a writable one is copied, read-only. Linking and then
 	 * unlinking a file that fails the check would still move its ctime.
 	 */
-	if (fstatat(basefd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || (sb.st_mode & 07777) !=
-	    (want & ~(mode_t)0222))
-		return reuse_copy(w, basefd, dirfd, name, want, size);
+	if (me != NULL ? (me->mode & 0222) != 0 : (fstatat(basefd, name, sb,
+	    AT_SYMLINK_NOFOLLOW) != 0 || (sb->st_mode & 07777) != (want & ~(mode_t)0222)))
+		return reuse_copy(w, basefd, dirfd, name, me, want, size, sb);
 	if (linkat(basefd, name, dirfd, name, 0) != 0) {
 		if (errno == ENOENT || errno == EMLINK || errno == EPERM)
-			return reuse_copy(w, basefd, dirfd, name, want, size);
+			return reuse_copy(w, basefd, dirfd, name, me, want, size, sb);
 		return util_error_sys(w->e, "linking %s from the previous release", w->path);
 	}
-	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+	if (fstatat(dirfd, name, sb, AT_SYMLINK_NOFOLLOW) != 0)
 		return util_error_sys(w->e, "%s", w->path);
-	if ((sb.st_mode & 07777) == (want & ~(mode_t)0222) && reuse_base_ok(w, &sb, want,
+	if ((sb->st_mode & 07777) == (want & ~(mode_t)0222) && reuse_base_ok(w, sb, me, want,
 	    size))
 		return E_OK;
 	if (unlinkat(dirfd, name, 0) != 0)
@@ -134,15 +141,18 @@ reuse_link(struct release_walk *w, int basefd, int dirfd, const char *name,
 /* A symlink of the base, if unchanged: its target is checked again, not trusted. */
 static int
 reuse_symlink(struct release_walk *w, int basefd, int dirfd, const char *name,
-    int64_t size)
+    const struct manifest_entry *me, int64_t size, struct stat *out_sb)
 {
 	char target[PATH_MAX];
 	struct stat sb;
+	int64_t ns;
 	ssize_t n;
 
 	if (fstatat(basefd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISLNK(sb.st_mode) ||
-	    (int64_t)sb.st_size != size || (int64_t)sb.st_ctim.tv_sec * 1000000000 +
-	    sb.st_ctim.tv_nsec >= w->base_ns)
+	    (int64_t)sb.st_size != size)
+		return 1;
+	ns = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
+	if (me != NULL ? sb.st_ino != me->ino || ns != me->ctime_ns : ns >= w->base_ns)
 		return 1;
 	if ((n = readlinkat(basefd, name, target, sizeof(target))) != size ||
 	    (size_t)n >= sizeof(target))
@@ -151,37 +161,48 @@ reuse_symlink(struct release_walk *w, int basefd, int dirfd, const char *name,
 	if (strlen(target) != (size_t)n || (!w->allow_external &&
 	    util_link_escapes(w->path, target)))
 		return 1;	/* written from the blob, where the refusal is explained */
-	if (symlinkat(target, dirfd, name) != 0)
+	if (symlinkat(target, dirfd, name) != 0 || (w->record != NULL &&
+	    fstatat(dirfd, name, out_sb, AT_SYMLINK_NOFOLLOW) != 0))
 		return util_error_sys(w->e, "writing %s", w->path);
 	return E_OK;
 }
 
 /*
  * The same blob with the same mode was at this path in the base: share or copy the base's
- * file. 1 means it cannot be reused (gone, changed since), and the blob is written instead.
+ * file, and say in *sb what the new one is. 1 means it cannot be reused (gone, changed since,
+ * or not in the base's manifest), and the blob is written instead.
  */
 int
 reuse_entry(struct release_walk *w, int basefd, int dirfd, const char *name,
-    const git_tree_entry *te)
+    const git_tree_entry *te, struct stat *sb)
 {
 	git_filemode_t mode = git_tree_entry_filemode(te);
+	mode_t want = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
+	const struct manifest_entry *me = NULL;
 	git_object_t type;
 	size_t size;
 
 	/* The LFS refusal reads the blob; .gitattributes is small. */
 	if (strcmp(name, ".gitattributes") == 0)
 		return 1;
-	if (git_odb_read_header(&size, &type, w->odb, git_tree_entry_id(te)) != 0)
-		return repo_error(w->e, "reading %s", w->path);
-	if (type != GIT_OBJECT_BLOB || size > INT64_MAX)
-		return 1;
+	if (w->base_mf != NULL) {
+		/* The manifest knows the blob's size and the file written: git is not asked. */
+		me = manifest_find(w->base_mf, w->path);
+		if (me == NULL || me->gitmode != (uint32_t)mode || memcmp(me->oid,
+		    git_tree_entry_id(te)->id, MANIFEST_OID) != 0 || me->size < 0)
+			return 1;
+		size = (size_t)me->size;
+	} else {
+		if (git_odb_read_header(&size, &type, w->odb, git_tree_entry_id(te)) != 0)
+			return repo_error(w->e, "reading %s", w->path);
+		if (type != GIT_OBJECT_BLOB || size > INT64_MAX)
+			return 1;
+	}
 	if (mode == GIT_FILEMODE_LINK)
-		return reuse_symlink(w, basefd, dirfd, name, (int64_t)size);
+		return reuse_symlink(w, basefd, dirfd, name, me, (int64_t)size, sb);
 	if (w->method == REUSE_HARDLINK)
-		return reuse_link(w, basefd, dirfd, name,
-		    mode == GIT_FILEMODE_BLOB ? 0644 : 0755, (int64_t)size);
-	return reuse_copy(w, basefd, dirfd, name, mode == GIT_FILEMODE_BLOB ? 0644 :
-	    0755, (int64_t)size);
+		return reuse_link(w, basefd, dirfd, name, me, want, (int64_t)size, sb);
+	return reuse_copy(w, basefd, dirfd, name, me, want, (int64_t)size, sb);
 }
 
 #define REUSE_CAN_REFLINK	1u

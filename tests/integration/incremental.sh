@@ -156,7 +156,9 @@ run_sequence() {
 		pc=${COMMITS[$i]}
 	done
 	like "$name: the log says what was reused" "$(grep "site=$name " "$TMP/daemon.log" | grep 'wrote release' | tail -n 1)" \
-		"written, [0-9]+ reused by $got from "
+		"written, [0-9]+ reused by $got from [^ ]+, checked by its manifest\\)"
+	check "$name: the live release's manifest is in state_dir, not in the release" \
+		test -s "$TMP/state/$name/manifests/$(basename "$(readlink "$path/current")")"
 }
 
 # A hook changes a file of the release in place (same size) when the commit asks for it; the
