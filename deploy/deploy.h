@@ -3,6 +3,7 @@
 #define DEPLOYD_DEPLOY_H
 
 #include <limits.h>
+#include <sys/stat.h>
 
 #include "lib/lib.h"
 
@@ -417,12 +418,13 @@ struct release_walk {
 	struct git_odb	*odb;		/* repo's, for blob sizes */
 	const struct manifest *base_mf;	/* the base's files as written: one stat checks one */
 	struct manifest	*record;	/* this release's files, as written */
+	struct fill	*fill;		/* threads for the site's own files; NULL: none */
 	const struct release_opts *opts;	/* for progress; NULL in plain writes */
 	size_t		 total;		/* files and links in the site's tree */
 	struct error	*e;
 };
 
-struct stat;
+#define MANIFEST_OID		20	/* a blob id, raw */
 
 /* ---- deploy/reuse.c: unchanged files of the base release, shared or copied ---- */
 extern const char *const reuse_method_names[];
@@ -430,9 +432,43 @@ int	 reuse_method(struct release_walk *, const struct release_opts *, int fd,
 	    int releases_fd);
 int	 reuse_entry(struct release_walk *, int basefd, int dirfd, const char *name,
 	    const struct git_tree_entry *, struct stat *);	/* 1: cannot be reused */
+const struct manifest_entry *reuse_known(const struct release_walk *,
+	    const struct git_tree_entry *);
+int	 reuse_link_known(int basefd, int dirfd, const char *name,
+	    const struct manifest_entry *, mode_t want, struct stat *);
+
+/* ---- deploy/fill.c: files of a folder linked or written by a few threads ---- */
+struct fill;
+struct fill_item {
+	char		*path;		/* inside the release */
+	const char	*name;		/* its last part */
+	unsigned char	 oid[MANIFEST_OID];
+	unsigned	 gitmode;
+	mode_t		 want;		/* git's: 0644 or 0755 */
+	mode_t		 perm;		/* of a copy written from the blob */
+	const struct manifest_entry *me;	/* link the base's file if it still matches */
+	struct stat	 sb;		/* the file made */
+	int		 reused;
+};
+struct fill_batch {
+	int		 basefd, dirfd;	/* the thread's own copies */
+	struct fill_item *v;
+	size_t		 n, cap;
+	int		 rc;
+	struct error	 e;
+	struct fill_batch *next;
+};
+struct fill *fill_start(const char *cache_dir);
+void	 fill_add(struct fill_batch *, const char *path,
+	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, mode_t want, mode_t perm,
+	    const struct manifest_entry *);
+int	 fill_queue(struct fill *, struct fill_batch *, int basefd, int dirfd, struct error *);
+void	 fill_batch_free(struct fill_batch *);
+int	 fill_finish(struct fill *, struct release_walk *, int rc);
+int	 fill_write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
+	    struct stat *);
 
 /* ---- deploy/manifest.c: each file of a release as written, kept in state_dir ---- */
-#define MANIFEST_OID		20	/* a blob id, raw */
 #define MANIFEST_VERSION	1
 struct manifest_entry {
 	char		*path;		/* inside the release */

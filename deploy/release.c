@@ -191,22 +191,11 @@ release_write_blob(struct release_walk *w, int dirfd, const char *name, git_blob
 {
 	const char *data = git_blob_rawcontent(blob);
 	size_t len = (size_t)git_blob_rawsize(blob);
-	int fd;
 
 	if (strcmp(name, ".gitattributes") == 0 && memmem(data, len, "filter=lfs", 10) != NULL)
 		return util_error(w->e, E_INVAL, "%s uses Git LFS (filter=lfs); deployd does "
 		    "not fetch LFS objects", w->path);
-	fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return util_error_sys(w->e, "writing %s", w->path);
-	/* fchmod, not the open mode, so the umask cannot take away the world-read bit. */
-	if (util_write_all(fd, data, len) != E_OK || fchmod(fd, mode) != 0 ||
-	    (w->record != NULL && fstat(fd, sb) != 0)) {
-		util_error_sys(w->e, "writing %s", w->path);
-		close(fd);
-		return E_SYS;
-	}
-	if (close(fd) != 0)
+	if (fill_write_file(dirfd, name, data, len, mode, w->record != NULL ? sb : NULL) != E_OK)
 		return util_error_sys(w->e, "writing %s", w->path);
 	return E_OK;
 }
@@ -280,6 +269,53 @@ release_write_entry(struct release_walk *w, int dirfd, const char *name,
 }
 
 /*
+ * A file or symlink of the tree at w->path: reused from the base (basefd) when oe is the same
+ * blob, else written. With threads, the site's own regular files go to the folder's batch:
+ * a link checked by the manifest, or a write.
+ */
+static int
+release_write_file(struct release_walk *w, const git_tree_entry *te, const git_tree_entry *oe,
+    int basefd, int dirfd, struct fill_batch **batch)
+{
+	git_filemode_t mode = git_tree_entry_filemode(te);
+	const char *name = git_tree_entry_name(te);
+	const struct manifest_entry *me = NULL;
+	mode_t want = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
+	int same, pooled, rc = 1;
+	struct stat sb;
+
+	same = oe != NULL && git_oid_equal(git_tree_entry_id(oe), git_tree_entry_id(te));
+	/* Submodules read another repository; .gitattributes is read for the LFS refusal. */
+	pooled = w->fill != NULL && mode != GIT_FILEMODE_LINK && w->key[0] == '\0' &&
+	    strcmp(name, ".gitattributes") != 0;
+	if (pooled && same && w->base_mf != NULL && w->method == REUSE_HARDLINK &&
+	    (me = reuse_known(w, te)) != NULL && (me->mode & 0222) != 0)
+		me = NULL;	/* written writable: reuse_entry copies it */
+	if (same && me == NULL)
+		rc = reuse_entry(w, basefd, dirfd, name, te, &sb);
+	w->nfiles++;
+	if (w->opts != NULL && w->opts->progress != NULL &&
+	    w->nfiles % RELEASE_PROGRESS_EVERY == 0)
+		w->opts->progress(w->opts->progress_arg, w->nfiles, w->total);
+	if (rc == 1 && pooled) {
+		if (*batch == NULL)
+			*batch = util_xcalloc(1, sizeof(**batch));
+		fill_add(*batch, w->path, git_tree_entry_id(te)->id, mode, want,
+		    want & (w->readonly ? ~(mode_t)0222 : ~(mode_t)0), me);
+		return E_OK;	/* counted and recorded by fill_finish */
+	}
+	if (rc == E_OK)
+		w->nreused++;
+	else if (rc == 1) {
+		rc = release_write_entry(w, dirfd, name, te, &sb);
+		w->nwritten++;
+	}
+	if (rc == E_OK && w->record != NULL)
+		manifest_add(w->record, w->path, git_tree_entry_id(te)->id, mode, &sb);
+	return rc;
+}
+
+/*
  * Write tree into dirfd. old is the tree at the same path in the base release, whose directory
  * is basefd (or NULL and -1): entries with the same id and mode there are reused, not written.
  */
@@ -288,6 +324,7 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
     int basefd)
 {
 	size_t i, n = git_tree_entrycount(tree), base = strlen(w->path);
+	struct fill_batch *batch = NULL;
 	int rc = E_OK;
 
 	for (i = 0; i < n && rc == E_OK; i++) {
@@ -296,15 +333,18 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		git_filemode_t mode = git_tree_entry_filemode(te);
 		const git_tree *oldsub = NULL;
 		git_tree *sub = NULL, *osub = NULL;
-		struct stat sb;
 		int fd, subbase = -1;
 
-		if (release_unsafe_name(name))
-			return util_error(w->e, E_INVAL, "refusing tree entry '%s' in %s",
+		if (release_unsafe_name(name)) {
+			rc = util_error(w->e, E_INVAL, "refusing tree entry '%s' in %s",
 			    name, base > 0 ? w->path : "the top directory");
+			break;
+		}
 		if ((size_t)snprintf(w->path + base, sizeof(w->path) - base, "%s%s",
-		    base > 0 ? "/" : "", name) >= sizeof(w->path) - base)
-			return util_error(w->e, E_INVAL, "%s...: path too long", w->path);
+		    base > 0 ? "/" : "", name) >= sizeof(w->path) - base) {
+			rc = util_error(w->e, E_INVAL, "%s...: path too long", w->path);
+			break;
+		}
 		/* An unchanged subtree is compared with itself: no search per entry. */
 		if (old == tree)
 			oe = te;
@@ -314,8 +354,10 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 			oe = NULL;
 		switch (mode) {
 		case GIT_FILEMODE_TREE:
-			if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(te)) != 0)
-				return repo_error(w->e, "reading %s", w->path);
+			if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(te)) != 0) {
+				rc = repo_error(w->e, "reading %s", w->path);
+				break;
+			}
 			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
 			    git_tree_entry_id(te)))
 				oldsub = sub;
@@ -335,23 +377,7 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		case GIT_FILEMODE_BLOB:
 		case GIT_FILEMODE_BLOB_EXECUTABLE:
 		case GIT_FILEMODE_LINK:
-			rc = 1;
-			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
-			    git_tree_entry_id(te)))
-				rc = reuse_entry(w, basefd, dirfd, name, te, &sb);
-			if (rc == E_OK)
-				w->nreused++;
-			else if (rc == 1) {
-				rc = release_write_entry(w, dirfd, name, te, &sb);
-				w->nwritten++;
-			}
-			if (rc == E_OK && w->record != NULL)
-				manifest_add(w->record, w->path, git_tree_entry_id(te)->id, mode,
-				    &sb);
-			w->nfiles++;
-			if (w->opts != NULL && w->opts->progress != NULL &&
-			    w->nfiles % RELEASE_PROGRESS_EVERY == 0)
-				w->opts->progress(w->opts->progress_arg, w->nfiles, w->total);
+			rc = release_write_file(w, te, oe, basefd, dirfd, &batch);
 			break;
 		case GIT_FILEMODE_COMMIT:
 			if (oe != NULL)
@@ -372,6 +398,12 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 			close(subbase);
 		w->path[base] = '\0';
 	}
+	w->path[base] = '\0';
+	/* The folder's files go to the threads, which get their own descriptors. */
+	if (batch != NULL && rc == E_OK)
+		rc = fill_queue(w->fill, batch, basefd, dirfd, w->e);
+	else if (batch != NULL)
+		fill_batch_free(batch);
 	return rc;
 }
 
@@ -517,7 +549,9 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 		w->base_mf = o->base_manifest;
 	} else if (o->base != NULL)
 		log_info("release %s cannot be reused from; writing every file", o->base);
+	w->fill = fill_start(cache_dir);
 	rc = release_write_tree(w, tree, fd, basefd >= 0 ? otree : NULL, basefd);
+	rc = fill_finish(w->fill, w, rc);
 	if (rc == E_OK && o->progress != NULL)
 		o->progress(o->progress_arg, w->nfiles, w->nfiles > w->total ? w->nfiles :
 		    w->total);

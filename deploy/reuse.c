@@ -108,14 +108,38 @@ reuse_copy(struct release_walk *w, int basefd, int dirfd, const char *name,
 }
 
 /*
- * A hard link to the base's file. It is checked after linking, on the new name, which nothing
- * else can swap; linkat without AT_SYMLINK_FOLLOW never links through a symlink. With a
- * manifest that is the only stat: one link and one stat per unchanged file.
+ * Link name from basefd into dirfd and check the new name, which nothing else can swap,
+ * against the base's manifest: the very inode, mode, size and mtime written. Uses nothing
+ * but its arguments, so fill.c's threads call it. 1: not reusable, and nothing is left
+ * behind; E_SYS: errno says why.
+ */
+int
+reuse_link_known(int basefd, int dirfd, const char *name, const struct manifest_entry *me,
+    mode_t want, struct stat *sb)
+{
+	/* linkat without AT_SYMLINK_FOLLOW never links through a symlink. */
+	if (linkat(basefd, name, dirfd, name, 0) != 0)
+		return errno == ENOENT || errno == EMLINK || errno == EPERM ? 1 : E_SYS;
+	if (fstatat(dirfd, name, sb, AT_SYMLINK_NOFOLLOW) != 0)
+		return E_SYS;
+	if ((sb->st_mode & 07777) == (want & ~(mode_t)0222) && reuse_base_ok(NULL, sb, me,
+	    want, me->size))
+		return E_OK;
+	if (unlinkat(dirfd, name, 0) != 0)
+		return E_SYS;
+	return 1;
+}
+
+/*
+ * A hard link to the base's file, checked after linking, on the new name. With a manifest
+ * that is the only stat: one link and one stat per unchanged file.
  */
 static int
 reuse_link(struct release_walk *w, int basefd, int dirfd, const char *name,
     const struct manifest_entry *me, mode_t want, int64_t size, struct stat *sb)
 {
+	int rc;
+
 	/*
 	 * Only a read-only file is linked; a writable one is copied, read-only. Linking and then
 	 * unlinking a file that fails the check would still move its ctime.
@@ -123,6 +147,10 @@ reuse_link(struct release_walk *w, int basefd, int dirfd, const char *name,
 	if (me != NULL ? (me->mode & 0222) != 0 : (fstatat(basefd, name, sb,
 	    AT_SYMLINK_NOFOLLOW) != 0 || (sb->st_mode & 07777) != (want & ~(mode_t)0222)))
 		return reuse_copy(w, basefd, dirfd, name, me, want, size, sb);
+	if (me != NULL && (rc = reuse_link_known(basefd, dirfd, name, me, want, sb)) != E_SYS)
+		return rc;
+	if (me != NULL)
+		return util_error_sys(w->e, "linking %s from the previous release", w->path);
 	if (linkat(basefd, name, dirfd, name, 0) != 0) {
 		if (errno == ENOENT || errno == EMLINK || errno == EPERM)
 			return reuse_copy(w, basefd, dirfd, name, me, want, size, sb);
@@ -167,6 +195,19 @@ reuse_symlink(struct release_walk *w, int basefd, int dirfd, const char *name,
 	return E_OK;
 }
 
+/* The base's manifest entry for w->path, if it lists this very blob with this mode. */
+const struct manifest_entry *
+reuse_known(const struct release_walk *w, const git_tree_entry *te)
+{
+	const struct manifest_entry *me;
+
+	if ((me = manifest_find(w->base_mf, w->path)) == NULL ||
+	    me->gitmode != (uint32_t)git_tree_entry_filemode(te) || me->size < 0 ||
+	    memcmp(me->oid, git_tree_entry_id(te)->id, MANIFEST_OID) != 0)
+		return NULL;
+	return me;
+}
+
 /*
  * The same blob with the same mode was at this path in the base: share or copy the base's
  * file, and say in *sb what the new one is. 1 means it cannot be reused (gone, changed since,
@@ -187,9 +228,7 @@ reuse_entry(struct release_walk *w, int basefd, int dirfd, const char *name,
 		return 1;
 	if (w->base_mf != NULL) {
 		/* The manifest knows the blob's size and the file written: git is not asked. */
-		me = manifest_find(w->base_mf, w->path);
-		if (me == NULL || me->gitmode != (uint32_t)mode || memcmp(me->oid,
-		    git_tree_entry_id(te)->id, MANIFEST_OID) != 0 || me->size < 0)
+		if ((me = reuse_known(w, te)) == NULL)
 			return 1;
 		size = (size_t)me->size;
 	} else {

@@ -472,6 +472,42 @@ t_incr_symlink_rules(void **state)
 	assert_string_equal(c, cur);
 }
 
+/*
+ * The threads that write a folder's files report the first failure with its path, and
+ * fill_finish returns it: here a blob the repository does not have.
+ */
+static void
+t_fill_error(void **state)
+{
+	struct fixture *f = *state;
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	struct release_walk w;
+	struct fill_batch *b;
+	struct fill *pool;
+	struct error e = { 0 };
+	unsigned char bogus[MANIFEST_OID];
+	char c[SHA_HEX];
+	int dfd;
+
+	/* A real repository, so that the thread gets as far as looking the blob up. */
+	fixture_commit(f->repo, "main", v1, 1, "v1\n", 0, c);
+	if ((pool = fill_start(f->src)) == NULL)
+		skip();		/* one core: the walk writes every file itself */
+	memset(&w, 0, sizeof(w));
+	w.e = &e;
+	assert_int_equal(mkdirat(f->releases_fd, "r", 0755), 0);
+	assert_true((dfd = openat(f->releases_fd, "r", O_RDONLY | O_DIRECTORY)) >= 0);
+	memset(bogus, 0xab, sizeof(bogus));
+	b = calloc(1, sizeof(*b));
+	assert_non_null(b);
+	fill_add(b, "dir/missing.txt", bogus, 0100644, 0644, 0644, NULL);
+	assert_int_equal(fill_queue(pool, b, -1, dfd, &e), E_OK);
+	close(dfd);
+	assert_int_equal(fill_finish(pool, &w, E_OK), E_GIT);
+	assert_non_null(strstr(e.msg, "reading dir/missing.txt"));
+	assert_int_equal(w.nwritten, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -485,6 +521,7 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_incr_shared_and_hooks),
 		FIXTURE_TEST(t_incr_symlink_rules),
 		FIXTURE_TEST(t_incr_switch),
+		FIXTURE_TEST(t_fill_error),
 	};
 
 	return FIXTURE_MAIN(tests);
