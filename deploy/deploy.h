@@ -458,7 +458,7 @@ struct fill_batch {
 	struct error	 e;
 	struct fill_batch *next;
 };
-struct fill *fill_start(const char *cache_dir);
+struct fill *fill_start(const char *cache_dir, struct manifest *record);
 void	 fill_add(struct fill_batch *, const char *path,
 	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, mode_t want, mode_t perm,
 	    const struct manifest_entry *);

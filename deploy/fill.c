@@ -20,8 +20,10 @@ struct fill {
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 more, room;
 	struct fill_batch	*queue, *tail;	/* waiting for a thread */
-	struct fill_batch	*done;		/* for fill_finish */
-	size_t			 queued;
+	struct manifest		*record;	/* what the threads made, if wanted */
+	size_t			 queued, reused, written;
+	int			 rc;		/* the first failure */
+	struct error		 e;
 	int			 closing;
 	const char		*cache_dir;
 	pthread_t		 threads[FILL_MAX_THREADS];
@@ -110,10 +112,23 @@ fill_thread(void *arg)
 		close(b->dirfd);
 		b->basefd = b->dirfd = -1;
 
+		/* Recorded and freed at once: a first deploy keeps no batch of 20,000 files. */
 		pthread_mutex_lock(&f->mu);
-		b->next = f->done;
-		f->done = b;
+		if (b->rc != E_OK && f->rc == E_OK) {
+			f->rc = b->rc;
+			f->e = b->e;
+		}
+		for (i = 0; i < b->n && b->rc == E_OK; i++) {
+			if (b->v[i].reused)
+				f->reused++;
+			else
+				f->written++;
+			if (f->record != NULL)
+				manifest_add(f->record, b->v[i].path, b->v[i].oid, b->v[i].gitmode,
+				    &b->v[i].sb);
+		}
 		pthread_mutex_unlock(&f->mu);
+		fill_batch_free(b);
 	}
 	git_repository_free(repo);
 	return NULL;
@@ -124,7 +139,7 @@ fill_thread(void *arg)
  * one core, or if none can start: the walk then does every file itself.
  */
 struct fill *
-fill_start(const char *cache_dir)
+fill_start(const char *cache_dir, struct manifest *record)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	const char *env = getenv("DEPLOYD_WRITE_THREADS");
@@ -143,6 +158,7 @@ fill_start(const char *cache_dir)
 	pthread_cond_init(&f->more, NULL);
 	pthread_cond_init(&f->room, NULL);
 	f->cache_dir = cache_dir;
+	f->record = record;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, FILL_STACK);
 	for (i = 0; i < want; i++)
@@ -229,13 +245,12 @@ fill_batch_free(struct fill_batch *b)
 }
 
 /*
- * Wait for every folder, then count and record what the threads did. The first error, if
- * any, is the result. f is freed.
+ * Wait for every folder, then count what the threads did. The first error, if any, is the
+ * result. f is freed.
  */
 int
 fill_finish(struct fill *f, struct release_walk *w, int rc)
 {
-	struct fill_batch *b, *next;
 	size_t i;
 
 	if (f == NULL)
@@ -246,22 +261,11 @@ fill_finish(struct fill *f, struct release_walk *w, int rc)
 	pthread_mutex_unlock(&f->mu);
 	for (i = 0; i < f->nthreads; i++)
 		pthread_join(f->threads[i], NULL);
-	for (b = f->done; b != NULL; b = next) {
-		next = b->next;
-		if (b->rc != E_OK && rc == E_OK) {
-			*w->e = b->e;
-			rc = b->rc;
-		}
-		for (i = 0; i < b->n && rc == E_OK; i++) {
-			if (b->v[i].reused)
-				w->nreused++;
-			else
-				w->nwritten++;
-			if (w->record != NULL)
-				manifest_add(w->record, b->v[i].path, b->v[i].oid, b->v[i].gitmode,
-				    &b->v[i].sb);
-		}
-		fill_batch_free(b);
+	w->nreused += f->reused;
+	w->nwritten += f->written;
+	if (f->rc != E_OK && rc == E_OK) {
+		*w->e = f->e;
+		rc = f->rc;
 	}
 	pthread_cond_destroy(&f->room);
 	pthread_cond_destroy(&f->more);

@@ -549,7 +549,7 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 		w->base_mf = o->base_manifest;
 	} else if (o->base != NULL)
 		log_info("release %s cannot be reused from; writing every file", o->base);
-	w->fill = fill_start(cache_dir);
+	w->fill = fill_start(cache_dir, w->record);
 	rc = release_write_tree(w, tree, fd, basefd >= 0 ? otree : NULL, basefd);
 	rc = fill_finish(w->fill, w, rc);
 	if (rc == E_OK && o->progress != NULL)

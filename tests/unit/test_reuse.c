@@ -491,7 +491,7 @@ t_fill_error(void **state)
 
 	/* A real repository, so that the thread gets as far as looking the blob up. */
 	fixture_commit(f->repo, "main", v1, 1, "v1\n", 0, c);
-	if ((pool = fill_start(f->src)) == NULL)
+	if ((pool = fill_start(f->src, NULL)) == NULL)
 		skip();		/* one core: the walk writes every file itself */
 	memset(&w, 0, sizeof(w));
 	w.e = &e;
