@@ -464,6 +464,8 @@ void	 fill_add(struct fill_batch *, const char *path,
 	    const struct manifest_entry *);
 int	 fill_queue(struct fill *, struct fill_batch *, int basefd, int dirfd, struct error *);
 void	 fill_batch_free(struct fill_batch *);
+void	 fill_record(struct fill *, struct manifest *, const char *path,
+	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, const struct stat *);
 int	 fill_finish(struct fill *, struct release_walk *, int rc);
 int	 fill_write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 	    struct stat *);

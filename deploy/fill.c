@@ -233,6 +233,21 @@ fill_queue(struct fill *f, struct fill_batch *b, int basefd, int dirfd, struct e
 	return E_OK;
 }
 
+/*
+ * Record a file the walk made itself (a symlink, a submodule's file) into m. The threads add
+ * to the same manifest as they finish folders: with f, under their lock.
+ */
+void
+fill_record(struct fill *f, struct manifest *m, const char *path,
+    const unsigned char oid[MANIFEST_OID], unsigned gitmode, const struct stat *sb)
+{
+	if (f != NULL)
+		pthread_mutex_lock(&f->mu);
+	manifest_add(m, path, oid, gitmode, sb);
+	if (f != NULL)
+		pthread_mutex_unlock(&f->mu);
+}
+
 void
 fill_batch_free(struct fill_batch *b)
 {

@@ -311,7 +311,7 @@ release_write_file(struct release_walk *w, const git_tree_entry *te, const git_t
 		w->nwritten++;
 	}
 	if (rc == E_OK && w->record != NULL)
-		manifest_add(w->record, w->path, git_tree_entry_id(te)->id, mode, &sb);
+		fill_record(w->fill, w->record, w->path, git_tree_entry_id(te)->id, mode, &sb);
 	return rc;
 }
 

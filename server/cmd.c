@@ -458,6 +458,11 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 		/* Nothing new after a few seconds: the remote's tip was the fleet's already. */
 		if ((gen > base || (tgen <= base && util_mono_ms() - t0 > 3000)) &&
 		    tgen <= gen && alive > 0 && live == alive) {
+			/* A cutover quicker than a poll: every node it went live on prepared it. */
+			if (gen > base && said_ready == SIZE_MAX)
+				printf("%s: %.12s prepared on %zu of %zu node%s\n", site,
+				    cmd_str(json_object_get(s, "cutover"), "commit", "?"), live,
+				    alive, alive == 1 ? "" : "s");
 			printf("%s: %.12s live on %zu node%s (cutover %lld)\n", site,
 			    cmd_str(json_object_get(s, "cutover"), "commit", "?"), live,
 			    live == 1 ? "" : "s", (long long)gen);

@@ -18,7 +18,7 @@ rc=0
 "$SRCDIR/bench/run" --quick --dir "$TMP/bench" "$DEPLOYD_BIN" >"$TMP/out" 2>"$TMP/err" || rc=$?
 is "bench/run exits 0" "$rc" 0 || diag "$(tail -n 20 "$TMP/err")"
 grep "^| " "$TMP/out" | tail -n +2 >"$TMP/rows"
-is "the table has every row" "$(wc -l <"$TMP/rows")" 24
+is "the table has every row" "$(wc -l <"$TMP/rows")" 25
 
 # row LABEL: the row whose first column is LABEL (leading spaces kept)
 row() { awk -F' [|] ' -v l="$1" '{sub(/^[|] /, "")} $1 == l' "$TMP/rows"; }
@@ -44,6 +44,8 @@ like "the cache row compares with a mirror clone" \
 like "the upkeep rows also compare with the site after its first deploy" \
 	"$(row "  same, against this site after its first deploy (ms)" | head -n 1 | awk -F' [|] ' '{print $2 " | " $3}')" \
 	'^[0-9]+ / [0-9]+ \| [0-9]+ / [0-9]+$'
+like "the system call row counts links and stats per unchanged file" \
+	"$(col "  system calls per unchanged file" 2)" '^[0-9.]+ \(linkat [0-9.]+, stat [0-9.]+\)$'
 like "the disk row gives a size and a percentage" \
 	"$(col "Disk added per further release (KB)" 2)" '^[0-9]+ \([0-9.]+%\)$'
 like "every signed request was answered 2xx" "$(col "  answers not 2xx" 2)" '^0 of [1-9][0-9]*$'

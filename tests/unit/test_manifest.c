@@ -366,6 +366,60 @@ t_manifest_decides(void **state)
 	manifest_free(&base);
 }
 
+/*
+ * The write threads record a folder's files while the walk records the symlinks it makes:
+ * every entry of a wide tree is in the manifest exactly once, on a second deploy too (links
+ * by the manifest while the walk records). Before the two shared a lock, this crashed.
+ */
+static void
+t_recorded_with_threads(void **state)
+{
+	enum { DIRS = 24, PER = 40, N = DIRS * PER * 2 };
+	struct fixture *f = *state;
+	struct tfile *v = calloc(N, sizeof(*v));
+	char (*paths)[32] = calloc(N, sizeof(*paths)), c[SHA_HEX];
+	struct deploy_result res;
+	struct site_state st;
+	struct manifest m;
+	struct error e = { 0 };
+	const struct release_rec *rec;
+	size_t i, round;
+
+	assert_non_null(v);
+	assert_non_null(paths);
+	for (i = 0; i < N; i++) {
+		int link = i % 2;
+
+		snprintf(paths[i], sizeof(paths[i]), "d%02zu/%s%03zu", i / (PER * 2),
+		    link ? "l" : "f", i % (PER * 2));
+		v[i].path = paths[i];
+		v[i].data = link ? "../index" : "same content\n";
+		v[i].len = strlen(v[i].data);
+		v[i].mode = link ? GIT_FILEMODE_LINK : GIT_FILEMODE_BLOB;
+	}
+	f->site.reuse = REUSE_HARDLINK;
+	for (round = 0; round < 2; round++) {
+		/* The second round changes one file per folder: the rest are linked. */
+		if (round == 1)
+			for (i = 0; i < N; i += PER * 2)
+				v[i].data = "changed\n", v[i].len = 8;
+		fixture_commit(f->repo, "main", v, N, round ? "v2\n" : "v1\n", 0, c);
+		assert_int_equal(fixture_deploy(f, NULL, &res), E_OK);
+		fixture_state(f, &st);
+		rec = &st.releases[st.nreleases - 1];
+		assert_int_equal(manifest_load(f->state_dir, "www", rec->name, rec->commit,
+		    rec->written_ns, &m, &e), E_OK);
+		assert_int_equal(m.n, N);
+		for (i = 0; i < N; i++)
+			assert_non_null(manifest_find(&m, paths[i]));
+		manifest_free(&m);
+		state_free(&st);
+	}
+	assert_int_equal(res.files_reused, N - DIRS);
+	free(paths);
+	free(v);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -378,6 +432,7 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_saved_and_pruned),
 		FIXTURE_TEST(t_fallback),
 		FIXTURE_TEST(t_manifest_decides),
+		FIXTURE_TEST(t_recorded_with_threads),
 	};
 
 	return FIXTURE_MAIN(tests);

@@ -508,6 +508,59 @@ t_fill_error(void **state)
 	assert_int_equal(w.nwritten, 0);
 }
 
+/*
+ * The walk records what it makes itself (symlinks) while the threads record whole folders
+ * into the same manifest: fill_record shares the threads' lock, so nothing is lost or torn.
+ */
+static void
+t_fill_record(void **state)
+{
+	enum { BATCHES = 300, EACH = 60 };
+	struct fixture *f = *state;
+	const struct tfile v1[] = { TF("index.html", "v1\n") };
+	struct manifest rec = { 0 };
+	struct release_walk w;
+	struct fill_batch *b;
+	struct fill *pool;
+	struct error e = { 0 };
+	unsigned char oid[MANIFEST_OID];
+	git_object *blob;
+	struct stat sb;
+	char c[SHA_HEX], name[32];
+	size_t i, j;
+	int dfd;
+
+	fixture_commit(f->repo, "main", v1, 1, "v1\n", 0, c);
+	assert_int_equal(git_revparse_single(&blob, f->repo, "main:index.html"), 0);
+	memcpy(oid, git_object_id(blob)->id, MANIFEST_OID);
+	git_object_free(blob);
+	if ((pool = fill_start(f->src, &rec)) == NULL)
+		skip();		/* one core: no threads to share the manifest with */
+	memset(&w, 0, sizeof(w));
+	w.e = &e;
+	memset(&sb, 0, sizeof(sb));
+	sb.st_mode = S_IFLNK | 0777;
+	assert_int_equal(mkdirat(f->releases_fd, "r", 0755), 0);
+	assert_true((dfd = openat(f->releases_fd, "r", O_RDONLY | O_DIRECTORY)) >= 0);
+	for (i = 0; i < BATCHES; i++) {
+		assert_non_null(b = calloc(1, sizeof(*b)));
+		snprintf(name, sizeof(name), "f%04zu", i);
+		fill_add(b, name, oid, 0100644, 0644, 0644, NULL);
+		assert_int_equal(fill_queue(pool, b, -1, dfd, &e), E_OK);
+		for (j = 0; j < EACH; j++) {
+			snprintf(name, sizeof(name), "l%04zu-%02zu", i, j);
+			fill_record(pool, &rec, name, oid, 0120000, &sb);
+		}
+	}
+	close(dfd);
+	assert_int_equal(fill_finish(pool, &w, E_OK), E_OK);
+	assert_int_equal(w.nwritten, BATCHES);
+	assert_int_equal(rec.n, BATCHES * (EACH + 1));
+	for (i = 0; i < rec.n; i++)
+		assert_non_null(rec.v[i].path);
+	manifest_free(&rec);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -522,6 +575,7 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_incr_symlink_rules),
 		FIXTURE_TEST(t_incr_switch),
 		FIXTURE_TEST(t_fill_error),
+		FIXTURE_TEST(t_fill_record),
 	};
 
 	return FIXTURE_MAIN(tests);
