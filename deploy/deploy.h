@@ -73,6 +73,7 @@ struct deploy_request {
 	char		rev[SHA_HEX];	/* empty: the tracked branch's tip */
 	char		provider[16];	/* webhook provider, if any */
 	char		delivery[96];	/* webhook delivery id, if any (HOOK_DELIVERY_MAX) */
+	char		after[SHA_HEX];	/* webhook: the commit the push named; a hint only */
 	int		action;		/* enum action; 0 is a deploy */
 	char		target[RELEASE_NAME_MAX];	/* rollback: release or commit prefix */
 	int		skip_bad;	/* automatic deploy: never re-deploy a bad commit */

@@ -169,6 +169,19 @@ prepare_poll_check(struct run *r, struct error *e)
 	return E_OK;
 }
 
+/*
+ * The push named a commit that is not the applied one, nor a deleted branch's zeros. Only a
+ * hint: the fetch still takes the branch's tip, whatever the push said.
+ */
+static int
+prepare_news(const struct run *r)
+{
+	const char *after = r->req->after;
+
+	return strlen(after) == 40 && strspn(after, "0") != 40 &&
+	    strcmp(after, r->st.applied) != 0;
+}
+
 /* A name no existing release has: a second deploy within the same second moves a second on. */
 static int
 prepare_pick_name(struct run *r, struct error *e)
@@ -488,9 +501,11 @@ prepare_run(struct run *r, int record, struct error *e)
 	/*
 	 * Polls, and webhooks (a flood of them, or one for a commit polling already deployed),
 	 * first ask the remote for its tip through the long-lived helper: when it is live, no
-	 * fetch helper is started at all.
+	 * fetch helper is started at all. A webhook naming a commit not applied yet goes
+	 * straight to the fetch: the remote would only say again what the host just said.
 	 */
-	if ((req->trigger == TRIG_POLL || req->trigger == TRIG_WEBHOOK) && req->rev[0] == '\0' &&
+	if ((req->trigger == TRIG_POLL || (req->trigger == TRIG_WEBHOOK &&
+	    !prepare_news(r))) && req->rev[0] == '\0' &&
 	    ((rc = prepare_poll_check(r, e)) != E_OK || r->settled))
 		return rc;
 	if ((rc = fetch_site(site, &r->fr, prepare_fetch_progress, r, e)) != E_OK)

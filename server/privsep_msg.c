@@ -174,6 +174,8 @@ privsep_msg_push(const struct privsep_msg *m)
 	req.trigger = TRIG_WEBHOOK;
 	util_strlcpy(req.provider, m->provider, sizeof(req.provider));
 	util_strlcpy(req.delivery, m->delivery, sizeof(req.delivery));
+	if (strlen(m->after) == 40)
+		util_strlcpy(req.after, m->after, sizeof(req.after));
 	if ((rc = sched_request(m->site, &req, &id)) != E_OK)
 		return rc == E_STOPPED ? PS_STOPPING : rc == E_NOTFOUND ? PS_UNKNOWN :
 		    PS_UNAVAILABLE;
