@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -16,8 +17,10 @@
 #include <unistd.h>
 
 /*
- * usage: delay-proxy -l ADDR:PORT -t ADDR:PORT [-d MS]
+ * usage: delay-proxy -l ADDR:PORT (-t ADDR:PORT | -T) [-d MS]
  * Every byte read from one side is written to the other MS milliseconds later (one way).
+ * With -T the target is each connection's original destination, for connections an nftables
+ * redirect sent here: the test bed's router relays everything between its clouds that way.
  * SIGUSR1 cuts the link: nothing is read, written or accepted, as if packets were dropped,
  * so peers see silence, not resets; TCP would retransmit, so SIGUSR2 heals it and what was
  * held goes on. The listening port is printed on stdout once it listens (PORT 0: any).
@@ -49,6 +52,7 @@ struct conn {
 static struct conn conns[MAX_CONNS];
 static volatile sig_atomic_t cut_wanted;
 static int64_t delay_us = 20000;
+static int transparent;
 
 /* Microseconds: a delay counted in whole milliseconds could come out 1 ms short. */
 static int64_t
@@ -103,11 +107,20 @@ static void
 conn_open(int lfd, const struct sockaddr_in *target)
 {
 	struct timeval tv = { 2, 0 };
+	struct sockaddr_in orig;
+	socklen_t len = sizeof(orig);
 	struct conn *c = NULL;
 	int a, b, one = 1, i;
 
 	if ((a = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 		return;
+	if (transparent) {
+		if (getsockopt(a, SOL_IP, SO_ORIGINAL_DST, &orig, &len) != 0) {
+			close(a);
+			return;
+		}
+		target = &orig;
+	}
 	for (i = 0; i < MAX_CONNS && c == NULL; i++)
 		if (!conns[i].used)
 			c = &conns[i];
@@ -269,13 +282,18 @@ main(int argc, char **argv)
 	sigset_t block;
 	int lfd, one = 1, opt, have_l = 0, have_t = 0;
 
-	while ((opt = getopt(argc, argv, "l:t:d:")) != -1) {
+	memset(&target, 0, sizeof(target));
+
+	while ((opt = getopt(argc, argv, "l:t:Td:")) != -1) {
 		switch (opt) {
 		case 'l':
 			have_l = parse_addr(optarg, &listen_at) == 0;
 			break;
 		case 't':
 			have_t = parse_addr(optarg, &target) == 0;
+			break;
+		case 'T':
+			have_t = transparent = 1;
 			break;
 		case 'd':
 			delay_us = atoll(optarg) * 1000;
@@ -286,7 +304,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (!have_l || !have_t || delay_us < 0 || optind != argc) {
-		fprintf(stderr, "usage: delay-proxy -l ADDR:PORT -t ADDR:PORT [-d MS]\n");
+		fprintf(stderr, "usage: delay-proxy -l ADDR:PORT (-t ADDR:PORT | -T) [-d MS]\n");
 		return 2;
 	}
 	memset(&sa, 0, sizeof(sa));
