@@ -154,3 +154,125 @@ nb_heal_cloud() {
 		done
 	done
 }
+
+# ---- a fleet in the bed (source lib.sh first) ----
+#
+#   nb_git_start               git daemon on a-git; $NB_WORK is the work clone, $NB_REPO_URL
+#   nb_etcd_start              etcd members on NB_ETCD_HOSTS (a-etcd1 a-etcd2 b-etcd1)
+#   nb_etcdctl ARGS...         etcdctl from cloud A (a-git's namespace)
+#   nb_node_start HOST         deployd as fleet node HOST (config in $TMP/HOST), in HOST's namespace
+#   nb_node_kill HOST          SIGKILL
+#   nb_nctl HOST ARGS...       a client command against node HOST (its socket is a file)
+#   nb_push HOST COMMIT ID     a signed GitHub push naming COMMIT to HOST's listener: the status
+#   nb_live COMMIT HOST...     every HOST named has COMMIT's release live
+
+NB_NODES=${NB_NODES:-"a-n1 a-n2 a-n3 b-n1 b-n2 b-n3"}
+NB_ETCD_HOSTS=${NB_ETCD_HOSTS:-"a-etcd1 a-etcd2 b-etcd1"}
+NB_SECRET='netbed-fleet-secret-0123456789'
+
+nb_git_start() {
+	mkdir -p "$TMP/nbgit"
+	make_repo "$TMP/nbgit/www" || return 1
+	NB_WORK=$TMP/nbgit/www
+	NB_REPO_URL=git://$(nb_addr a-git)/www.git
+	commit_file "$NB_WORK" index.html "v0" "v0" || return 1
+	spawn "$TMP/nb-git.log" ip netns exec "$NB-a-git" git daemon --reuseaddr \
+		--listen="$(nb_addr a-git)" --base-path="$TMP/nbgit" --export-all "$TMP/nbgit"
+	wait_for "git daemon in the bed" 10 \
+		ip netns exec "$NB-a-n1" git ls-remote "$NB_REPO_URL" >/dev/null
+}
+
+nb_etcd_start() {
+	local h a cluster="" urls=""
+	need etcd:etcd-server etcdctl:etcd-client || return 1
+	for h in $NB_ETCD_HOSTS; do
+		a=$(nb_addr "$h")
+		cluster+="${cluster:+,}$h=http://$a:2380"
+		urls+="${urls:+,}http://$a:2379"
+	done
+	NB_ETCD_ENDPOINTS=$urls
+	for h in $NB_ETCD_HOSTS; do
+		a=$(nb_addr "$h")
+		# Heartbeats at 100 ms, elections at 1 s: a round trip between clouds is 2 x NB_DELAY_MS.
+		spawn "$TMP/nb-etcd-$h.log" ip netns exec "$NB-$h" etcd --name "$h" \
+			--data-dir "$TMP/nb-etcd/$h" \
+			--listen-client-urls "http://$a:2379" --advertise-client-urls "http://$a:2379" \
+			--listen-peer-urls "http://$a:2380" --initial-advertise-peer-urls "http://$a:2380" \
+			--initial-cluster "$cluster" --initial-cluster-token "netbed-$$" \
+			--heartbeat-interval 100 --election-timeout 1000
+	done
+	wait_for "etcd in the bed" 40 nb_etcdctl endpoint health >/dev/null
+}
+
+nb_etcdctl() {
+	ETCDCTL_API=3 ip netns exec "$NB-a-git" etcdctl --endpoints "$NB_ETCD_ENDPOINTS" \
+		--dial-timeout 2s "$@"
+}
+
+nb_node_start() {
+	local h=$1 pid deadline
+	mkdir -p "$TMP/$h"
+	if [ ! -f "$TMP/nb.secret" ]; then
+		printf '%s\n' "$NB_SECRET" >"$TMP/nb.secret"
+		chmod 600 "$TMP/nb.secret"
+	fi
+	CFG_LISTEN=$(nb_addr "$h"):8080 CFG_SOCKET=$TMP/$h/deployd.sock CFG_STATE=$TMP/$h/state \
+		CFG_EXTRA="fleet:
+  etcd: [$NB_ETCD_ENDPOINTS]
+  node: $h
+  zone: cloud-${h%%-*}
+  lease_ttl: ${NB_LEASE_TTL:-3s}
+  prepare_timeout: 60s
+  min_ready: all" \
+		write_config "$TMP/$h/deployd.yaml" \
+		"$(site_yaml www "$NB_REPO_URL" "$TMP/$h/www" poll=60s secret_file="$TMP/nb.secret" \
+			keep=10)"
+	echo "---- start $(date -u +%H:%M:%S.%N) ----" >>"$TMP/$h/daemon.log"
+	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+		ip netns exec "$NB-$h" "$DEPLOYD_BIN" serve -c "$TMP/$h/deployd.yaml" \
+		</dev/null >>"$TMP/$h/daemon.log" 2>&1 &
+	pid=$!
+	track_pid "$pid"
+	echo "$pid" >"$TMP/$h/pid"
+	deadline=$(($(now_ms) + DAEMON_START_TIMEOUT * 1000))
+	while [ "$(now_ms)" -lt "$deadline" ]; do
+		nb_nctl "$h" status >/dev/null 2>&1 && return 0
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
+	diag "node $h did not start" "$(tail -n 20 "$TMP/$h/daemon.log")"
+	return 1
+}
+
+nb_node_kill() {
+	local pid c
+	pid=$(cat "$TMP/$1/pid" 2>/dev/null) || return 0
+	for c in $(child_pids "$pid"); do track_pid "$c"; done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	rm -f "$TMP/$1/pid"
+}
+
+nb_nctl() {
+	local h=$1
+	shift
+	"$DEPLOYD_BIN" "$@" -c "$TMP/$h/deployd.yaml"
+}
+
+nb_push() {
+	local h=$1 body=$TMP/nb-push-$3.json
+	jq -cj --arg a "$2" '.after = $a' "$SRCDIR/tests/unit/data/hooks/github-push.json" >"$body"
+	ip netns exec "$NB-$h" curl -sS -o /dev/null -w '%{http_code}' --max-time 10 \
+		-H 'Content-Type: application/json' -H 'X-GitHub-Event: push' \
+		-H "X-GitHub-Delivery: $3" \
+		-H "X-Hub-Signature-256: sha256=$(hmac256 "$NB_SECRET" "$body")" \
+		--data-binary "@$body" "http://$(nb_addr "$h"):8080/hooks/www"
+}
+
+nb_live() {
+	local c=$1 h
+	shift
+	for h in "$@"; do
+		current_is "$TMP/$h/www" "$c" || return 1
+	done
+}

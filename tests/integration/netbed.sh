@@ -12,7 +12,7 @@ NB_DELAY_MS=25
 BUILD=${BUILDDIR:-$(dirname "$DEPLOYD_BIN")}
 NB_PROXY=$BUILD/tests/netbed/delay-proxy
 PROBE="python3 $SRCDIR/tests/netbed/probe.py"
-AT_EXIT+=(netbed_down)
+at_exit netbed_down
 fact() { awk -v k="$1" '$1 == k {print $2}'; }
 
 links_before=$(ip -o link | wc -l)

@@ -1,0 +1,86 @@
+#!/bin/bash
+# fleet_clouds.sh: a fleet of six nodes in two clouds (tests/lib-netbed.sh), 20 ms apart, with etcd members in both: pushes go live everywhere; a cloud cut off stays on its last release while the other cuts over, and catches up once healed; so does one node cut off.
+# timeout: 420
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../lib-servers.sh"
+. "$(dirname "$0")/../lib-netbed.sh"
+
+[ "$(id -u)" -eq 0 ] || { echo "ok 1 # SKIP the test bed needs root"; echo "1..1"; exit 0; }
+need ip:iproute2 nft:nftables etcd:etcd-server etcdctl:etcd-client jq:jq ||
+	bail "the test bed needs ip, nft, etcd and jq"
+NB=nbf$$
+BUILD=${BUILDDIR:-$(dirname "$DEPLOYD_BIN")}
+NB_PROXY=$BUILD/tests/netbed/delay-proxy
+NB_LEASE_TTL=3s
+at_exit netbed_down
+A_NODES="a-n1 a-n2 a-n3"
+B_NODES="b-n1 b-n2 b-n3"
+
+# live_within SECS COMMIT HOST...: until every HOST has COMMIT live (SECS times TIME_SCALE).
+live_within() {
+	local secs=$1 c=$2
+	shift 2
+	wait_for "$c on $*" $((secs * TIME_SCALE)) nb_live "$c" "$@"
+}
+
+# Every node's current is a whole release: its files are exactly its commit's tree.
+all_whole() {
+	local h c
+	for h in $NB_NODES; do
+		c=$(git_q -C "$NB_WORK" rev-parse "$(current_commit "$TMP/$h/www")") || return 1
+		tree_matches "$TMP/$h/www/current" "$NB_WORK" "$c" || return 1
+	done
+}
+
+netbed_up || bail "the test bed did not come up"
+nb_git_start || bail "git daemon did not start in the bed"
+nb_etcd_start || bail "etcd did not start in the bed: $(tail -n 5 "$TMP"/nb-etcd-*.log)"
+ok "etcd has a member in each cloud and a quorum of three"
+for h in $NB_NODES; do
+	nb_node_start "$h" || bail "node $h did not start"
+done
+C0=$(repo_head "$NB_WORK")
+check "the six nodes go live on the first commit" live_within 60 "$C0" $NB_NODES
+
+# ---- a push through a node in cloud B goes live in both clouds ----
+commit_file "$NB_WORK" index.html "v1" "v1" || bail "commit failed"
+C1=$(repo_head "$NB_WORK")
+is "a push to a node in cloud B: 202" "$(nb_push b-n2 "$C1" d-1)" 202
+check "every node in both clouds goes live on it" live_within 60 "$C1" $NB_NODES
+check "each with the commit's whole tree" all_whole
+
+# ---- cloud B cut off: A has etcd's quorum and goes on; B stays whole on C1 ----
+nb_cut_cloud b || bail "could not cut cloud B"
+commit_file "$NB_WORK" index.html "v2" "v2" || bail "commit failed"
+C2=$(repo_head "$NB_WORK")
+is "a push to a node in cloud A while B is cut: 202" "$(nb_push a-n1 "$C2" d-2)" 202
+check "cloud A cuts over without B once B's leases are gone" live_within 90 "$C2" $A_NODES
+check "cloud B stays on C1" nb_live "$C1" $B_NODES
+check "and every node's release is whole" all_whole
+
+# ---- healed: B catches up within two lease times and a deploy ----
+nb_heal_cloud b || bail "could not heal cloud B"
+t0=$(now_ms)
+check "healed, cloud B catches up with C2" live_within 60 "$C2" $B_NODES
+diag "cloud B caught up in $(($(now_ms) - t0)) ms"
+
+# ---- one node cut off: the other five go on, it catches up when healed ----
+nb_cut_host a-n3
+commit_file "$NB_WORK" index.html "v3" "v3" || bail "commit failed"
+C3=$(repo_head "$NB_WORK")
+is "a push while a-n3 is cut off: 202" "$(nb_push b-n1 "$C3" d-3)" 202
+check "the five others cut over" live_within 90 "$C3" a-n1 a-n2 $B_NODES
+check "a-n3 stays on C2, whole" nb_live "$C2" a-n3
+nb_heal_host a-n3
+check "healed, a-n3 catches up" live_within 60 "$C3" a-n3
+check "and every release is whole" all_whole
+
+for h in $NB_NODES; do
+	pid=$(cat "$TMP/$h/pid")
+	stop_pid "$pid" "$DAEMON_STOP_TIMEOUT"
+	wait "$pid" 2>/dev/null
+	is "node $h exits 0 on SIGTERM" "$?" 0
+	cat "$TMP/$h/daemon.log" >>"$TMP/daemon.log"
+done
+check "the bed goes down and leaves nothing" netbed_down
+done_testing
