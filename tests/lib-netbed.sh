@@ -159,6 +159,7 @@ nb_heal_cloud() {
 #
 #   nb_git_start               git daemon on a-git; $NB_WORK is the work clone, $NB_REPO_URL
 #   nb_etcd_start              etcd members on NB_ETCD_HOSTS (a-etcd1 a-etcd2 b-etcd1)
+#   nb_etcd_kill HOST / nb_etcd_restart HOST   SIGKILL a member; start it again on its data
 #   nb_etcdctl ARGS...         etcdctl from cloud A (a-git's namespace)
 #   nb_node_start HOST         deployd as fleet node HOST (config in $TMP/HOST), in HOST's namespace
 #   nb_node_kill HOST          SIGKILL
@@ -169,6 +170,8 @@ nb_heal_cloud() {
 NB_NODES=${NB_NODES:-"a-n1 a-n2 a-n3 b-n1 b-n2 b-n3"}
 NB_ETCD_HOSTS=${NB_ETCD_HOSTS:-"a-etcd1 a-etcd2 b-etcd1"}
 NB_SECRET='netbed-fleet-secret-0123456789'
+NB_SITE_EXTRA=()	# more KEY=VAL for every node's site (site_yaml)
+declare -A NB_ETCD_PID
 
 nb_git_start() {
 	mkdir -p "$TMP/nbgit"
@@ -194,14 +197,27 @@ nb_etcd_start() {
 	for h in $NB_ETCD_HOSTS; do
 		a=$(nb_addr "$h")
 		# Heartbeats at 100 ms, elections at 1 s: a round trip between clouds is 2 x NB_DELAY_MS.
-		spawn "$TMP/nb-etcd-$h.log" ip netns exec "$NB-$h" etcd --name "$h" \
+		# The command in a file of its own, so that nb_etcd_restart can start it again.
+		printf '%q ' exec ip netns exec "$NB-$h" etcd --name "$h" \
 			--data-dir "$TMP/nb-etcd/$h" \
 			--listen-client-urls "http://$a:2379" --advertise-client-urls "http://$a:2379" \
 			--listen-peer-urls "http://$a:2380" --initial-advertise-peer-urls "http://$a:2380" \
 			--initial-cluster "$cluster" --initial-cluster-token "netbed-$$" \
-			--heartbeat-interval 100 --election-timeout 1000
+			--heartbeat-interval 100 --election-timeout 1000 >"$TMP/nb-etcd-$h.sh"
+		nb_etcd_restart "$h"
 	done
 	wait_for "etcd in the bed" 40 nb_etcdctl endpoint health >/dev/null
+}
+
+nb_etcd_restart() {
+	spawn "$TMP/nb-etcd-$1.log" bash "$TMP/nb-etcd-$1.sh"
+	NB_ETCD_PID[$1]=$LAST_PID
+}
+
+nb_etcd_kill() {
+	kill -KILL "${NB_ETCD_PID[$1]}" 2>/dev/null
+	wait "${NB_ETCD_PID[$1]}" 2>/dev/null
+	return 0
 }
 
 nb_etcdctl() {
@@ -225,8 +241,8 @@ nb_node_start() {
   prepare_timeout: 60s
   min_ready: all" \
 		write_config "$TMP/$h/deployd.yaml" \
-		"$(site_yaml www "$NB_REPO_URL" "$TMP/$h/www" poll=60s secret_file="$TMP/nb.secret" \
-			keep=10)"
+		"$(site_yaml www "$NB_REPO_URL" "$TMP/$h/www" poll="${NB_POLL:-60s}" secret_file="$TMP/nb.secret" \
+			keep=10 "${NB_SITE_EXTRA[@]}")"
 	echo "---- start $(date -u +%H:%M:%S.%N) ----" >>"$TMP/$h/daemon.log"
 	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
 		ip netns exec "$NB-$h" "$DEPLOYD_BIN" serve -c "$TMP/$h/deployd.yaml" \
