@@ -52,6 +52,17 @@ nb_heal_host b-n3
 is "healed, it reaches its cloud" "$(nb_exec b-n3 $PROBE reach "$B" "$BP" 5 | fact reach)" 1
 is "and across" "$(nb_exec b-n3 $PROBE reach "$A" "$AP" 5 | fact reach)" 1
 
+# A connection to a cut host waits in the router: the other links go on meanwhile.
+nb_cut_host a-git
+nb_exec b-n1 $PROBE reach "$(nb_addr a-git)" 9 2 >/dev/null &
+pending=$!
+sleep 0.2
+slowest=$(nb_exec b-n2 $PROBE rtt "$A" "$AP" | fact rtt_max)
+check "a connect to a cut host holds up no other link (slowest round trip $slowest ms)" \
+	test "${slowest:-99999}" -lt 1000
+wait "$pending"
+nb_heal_host a-git
+
 # ---- a whole cloud cut off, then healed ----
 check "cloud B is cut" nb_cut_cloud b
 is "cut: B reaches no one in A" "$(nb_exec b-n1 $PROBE reach "$A" "$AP" 2 | fact reach)" 0

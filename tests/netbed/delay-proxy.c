@@ -46,6 +46,8 @@ struct dir {
 
 struct conn {
 	int		 used;
+	int		 connecting;	/* to the target, until connect_by */
+	int64_t		 connect_by;
 	struct dir	 d[2];		/* 0: client to target, 1: back */
 };
 
@@ -102,11 +104,13 @@ conn_close(struct conn *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* A client arrived: connect it to the target (a bounded wait: a cut target may be silent). */
+/*
+ * A client arrived: start connecting it to the target, without waiting: a cut target is
+ * silent, and one slow connect must not hold up every other link.
+ */
 static void
 conn_open(int lfd, const struct sockaddr_in *target)
 {
-	struct timeval tv = { 2, 0 };
 	struct sockaddr_in orig;
 	socklen_t len = sizeof(orig);
 	struct conn *c = NULL;
@@ -124,9 +128,9 @@ conn_open(int lfd, const struct sockaddr_in *target)
 	for (i = 0; i < MAX_CONNS && c == NULL; i++)
 		if (!conns[i].used)
 			c = &conns[i];
-	b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c == NULL || b < 0 || setsockopt(b, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
-	    connect(b, (const struct sockaddr *)target, sizeof(*target)) != 0) {
+	b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c == NULL || b < 0 || (connect(b, (const struct sockaddr *)target,
+	    sizeof(*target)) != 0 && errno != EINPROGRESS)) {
 		close(a);
 		if (b >= 0)
 			close(b);
@@ -136,8 +140,9 @@ conn_open(int lfd, const struct sockaddr_in *target)
 	setsockopt(a, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	fcntl(a, F_SETFL, O_NONBLOCK);
-	fcntl(b, F_SETFL, O_NONBLOCK);
 	c->used = 1;
+	c->connecting = 1;
+	c->connect_by = now_us() + 2000000;
 	c->d[0].from = c->d[1].to = a;
 	c->d[0].to = c->d[1].from = b;
 }
@@ -203,9 +208,10 @@ dir_write(struct dir *d, int64_t now)
 	return 0;
 }
 
-/* What a pollfd is for: a connection's direction, to read from or to write to. */
+/* What a pollfd is for: a connection's direction, to read from or to write to, or its connect. */
+enum { SLOT_READ, SLOT_WRITE, SLOT_CONNECT };
 struct slot {
-	int		 conn, dir, out;
+	int		 conn, dir, kind;
 };
 
 static void
@@ -230,16 +236,25 @@ relay(int lfd, const struct sockaddr_in *target)
 		pfd[n].fd = cut ? -1 : lfd;
 		pfd[n++].events = POLLIN;
 		for (i = 0; i < MAX_CONNS && !cut; i++) {
+			if (conns[i].used && conns[i].connecting && conns[i].connect_by <= now)
+				conn_close(&conns[i]);
+			if (conns[i].used && conns[i].connecting) {
+				pfd[n] = (struct pollfd){ .fd = conns[i].d[0].to, .events = POLLOUT };
+				slot[n++] = (struct slot){ i, 0, SLOT_CONNECT };
+				if (next < 0 || conns[i].connect_by < next)
+					next = conns[i].connect_by;
+				continue;
+			}
 			for (j = 0; j < 2 && conns[i].used; j++) {
 				struct dir *d = &conns[i].d[j];
 
 				if (!d->eof_read && d->held < MAX_HELD) {
 					pfd[n] = (struct pollfd){ .fd = d->from, .events = POLLIN };
-					slot[n++] = (struct slot){ i, j, 0 };
+					slot[n++] = (struct slot){ i, j, SLOT_READ };
 				}
 				if (d->head != NULL && d->head->due <= now) {
 					pfd[n] = (struct pollfd){ .fd = d->to, .events = POLLOUT };
-					slot[n++] = (struct slot){ i, j, 1 };
+					slot[n++] = (struct slot){ i, j, SLOT_WRITE };
 				} else if (d->head != NULL && (next < 0 || d->head->due < next))
 					next = d->head->due;
 			}
@@ -261,7 +276,17 @@ relay(int lfd, const struct sockaddr_in *target)
 
 			if (!c->used || pfd[i].revents == 0)
 				continue;
-			if ((slot[i].out ? dir_write(d, now) : dir_read(d)) != 0) {
+			if (slot[i].kind == SLOT_CONNECT) {
+				int err = 0;
+				socklen_t len = sizeof(err);
+
+				if (getsockopt(d->to, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0)
+					conn_close(c);
+				else
+					c->connecting = 0;
+				continue;
+			}
+			if ((slot[i].kind == SLOT_WRITE ? dir_write(d, now) : dir_read(d)) != 0) {
 				conn_close(c);
 				continue;
 			}

@@ -1,7 +1,7 @@
 # probe.py: the test bed's echo server and the client that says what a link did, one "key value" line per fact.
 #
 #   probe.py serve [ADDR]            echo on ADDR:0 (default 127.0.0.1); prints the port
-#   probe.py rtt HOST PORT           five round trips: rtt_min and rtt_median in ms
+#   probe.py rtt HOST PORT           five round trips: rtt_min, rtt_median and rtt_max in ms
 #   probe.py bulk HOST PORT          3 MB there and back: bulk_same 1, eof 1
 #   probe.py held HOST PORT PID      sends while cut: held_got silence; SIGUSR2 to PID heals;
 #                                    then healed_got with what arrived
@@ -82,6 +82,7 @@ def main(argv):
         rtts.sort()
         print("rtt_min %d" % rtts[0])
         print("rtt_median %d" % rtts[2])
+        print("rtt_max %d" % rtts[4])
     elif what == "bulk":
         data = os.urandom(3 * 1024 * 1024)
         c.sendall(data)
