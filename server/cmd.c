@@ -402,6 +402,15 @@ cmd_wait(struct cli *cli, const char *site, int64_t id, const char *what)
 	return client_follow(cli, site, id, cmd_wait_line, &w);
 }
 
+/* The fleet's progress line: COMMIT prepared on READY of ALIVE nodes. */
+static void
+cmd_fleet_ready(const char *site, const char *commit, size_t ready, size_t alive)
+{
+	printf("%s: %.12s prepared on %zu of %zu node%s\n", site, commit, ready, alive,
+	    alive == 1 ? "" : "s");
+	fflush(stdout);
+}
+
 /*
  * A fleet took the job: say so; with --wait, follow the fleet until a cutover of a newer
  * generation than the one live when asked has gone live on every node that is up.
@@ -442,9 +451,7 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 		}
 		/* The fleet's progress, each time it moves: prepared out of live nodes. */
 		if (tgen > base && tgen > gen && (ready != said_ready || alive != said_alive)) {
-			printf("%s: %.12s prepared on %zu of %zu node%s\n", site, tc, ready, alive,
-			    alive == 1 ? "" : "s");
-			fflush(stdout);
+			cmd_fleet_ready(site, tc, ready, alive);
 			said_ready = ready;
 			said_alive = alive;
 		}
@@ -460,9 +467,8 @@ cmd_fleet_job(struct cli *cli, const char *site, const char *action, json_t *ans
 		    tgen <= gen && alive > 0 && live == alive) {
 			/* A cutover quicker than a poll: every node it went live on prepared it. */
 			if (gen > base && said_ready == SIZE_MAX)
-				printf("%s: %.12s prepared on %zu of %zu node%s\n", site,
-				    cmd_str(json_object_get(s, "cutover"), "commit", "?"), live,
-				    alive, alive == 1 ? "" : "s");
+				cmd_fleet_ready(site, cmd_str(json_object_get(s, "cutover"),
+				    "commit", "?"), live, alive);
 			printf("%s: %.12s live on %zu node%s (cutover %lld)\n", site,
 			    cmd_str(json_object_get(s, "cutover"), "commit", "?"), live,
 			    live == 1 ? "" : "s", (long long)gen);

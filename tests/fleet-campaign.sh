@@ -272,12 +272,6 @@ for h in $NB_NODES; do
 done
 check "the bed goes down and leaves nothing" netbed_down
 
-# done_testing exits; the summary must be the last line, so the end is written out here.
-san=$(grep -E -m 5 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$TMP/daemon.log")
-if [ -n "$san" ]; then fail "no sanitizer report in the nodes' logs" "$san"; else ok "no sanitizer report in the nodes' logs"; fi
-echo "1..$_tap_n"
-_tap_done=1
 kinds=$(for k in "${!COUNT[@]}"; do echo "$k=${COUNT[$k]}"; done | sort | tr '\n' ' ')
-echo "faults=$faults violations=$violations pushes=$pushes time=$((SECONDS - T0))s seed=$SEED by kind: $kinds"
-[ "$_tap_failed" -eq 0 ]
-exit $?
+TAP_LAST_LINE="faults=$faults violations=$violations pushes=$pushes time=$((SECONDS - T0))s seed=$SEED by kind: $kinds"
+done_testing

@@ -49,20 +49,13 @@ fleet_config() {
 }
 
 node_start() {
-	local i=$1 deadline
+	local i=$1
 	echo "---- start $(date -u +%H:%M:%S.%N) ----" >>"$TMP/n$i/daemon.log"
 	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
 		"$DEPLOYD_BIN" serve -c "$TMP/n$i/deployd.yaml" </dev/null >>"$TMP/n$i/daemon.log" 2>&1 &
 	NODE_PID[i]=$!
 	track_pid "${NODE_PID[i]}"
-	deadline=$(( $(now_ms) + DAEMON_START_TIMEOUT * 1000 ))
-	while [ "$(now_ms)" -lt "$deadline" ]; do
-		nctl "$i" status >/dev/null 2>&1 && return 0
-		pid_alive "${NODE_PID[i]}" || break
-		sleep 0.1
-	done
-	diag "node n$i did not start" "$(tail -n 20 "$TMP/n$i/daemon.log")"
-	return 1
+	wait_answering "${NODE_PID[i]}" "node n$i" "$TMP/n$i/daemon.log" nctl "$i" status
 }
 
 nctl() {

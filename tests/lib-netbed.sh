@@ -226,7 +226,7 @@ nb_etcdctl() {
 }
 
 nb_node_start() {
-	local h=$1 pid deadline
+	local h=$1 pid
 	mkdir -p "$TMP/$h"
 	if [ ! -f "$TMP/nb.secret" ]; then
 		printf '%s\n' "$NB_SECRET" >"$TMP/nb.secret"
@@ -250,14 +250,7 @@ nb_node_start() {
 	pid=$!
 	track_pid "$pid"
 	echo "$pid" >"$TMP/$h/pid"
-	deadline=$(($(now_ms) + DAEMON_START_TIMEOUT * 1000))
-	while [ "$(now_ms)" -lt "$deadline" ]; do
-		nb_nctl "$h" status >/dev/null 2>&1 && return 0
-		pid_alive "$pid" || break
-		sleep 0.1
-	done
-	diag "node $h did not start" "$(tail -n 20 "$TMP/$h/daemon.log")"
-	return 1
+	wait_answering "$pid" "node $h" "$TMP/$h/daemon.log" nb_nctl "$h" status
 }
 
 nb_node_kill() {

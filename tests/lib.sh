@@ -116,6 +116,16 @@ like() {
 	return 1
 }
 
+# unlike DESC GOT ERE: GOT does not match the extended regular expression.
+unlike() {
+	if ! printf '%s' "$2" | grep -Eq -- "$3"; then
+		ok "$1"
+		return 0
+	fi
+	fail "$1" "got:              '$2'" "expected no match: '$3'"
+	return 1
+}
+
 bail() {
 	echo "Bail out! $*"
 	[ -f "${TMP:-/nonexistent}/daemon.log" ] && diag "daemon log (tail):" "$(tail -n 30 "$TMP/daemon.log")"
@@ -123,6 +133,8 @@ bail() {
 	exit 1
 }
 
+# done_testing: the sanitizer check and the plan; TAP_LAST_LINE, if set, is printed last of all
+# (a campaign's summary).
 done_testing() {
 	local san
 	# The daemon and its helpers write sanitizer reports to daemon.log, which dies with $TMP.
@@ -142,8 +154,10 @@ done_testing() {
 		if [ -f "$TMP/daemon.log" ]; then
 			diag "daemon log (tail):" "$(tail -n 40 "$TMP/daemon.log")"
 		fi
+		[ -n "${TAP_LAST_LINE:-}" ] && echo "$TAP_LAST_LINE"
 		exit 1
 	fi
+	[ -n "${TAP_LAST_LINE:-}" ] && echo "$TAP_LAST_LINE"
 	exit 0
 }
 
@@ -235,6 +249,21 @@ tree_pids() {
 	for c in $(child_pids "$1"); do
 		tree_pids "$c"
 	done
+}
+
+# wait_answering PID NAME LOG CMD...: until CMD succeeds (0), PID dies or DAEMON_START_TIMEOUT
+# passes (1, with LOG's tail as a diagnostic).
+wait_answering() {
+	local pid=$1 name=$2 log=$3 deadline
+	shift 3
+	deadline=$(($(now_ms) + DAEMON_START_TIMEOUT * 1000))
+	while [ "$(now_ms)" -lt "$deadline" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		pid_alive "$pid" || break
+		sleep 0.1
+	done
+	diag "$name did not start" "$(tail -n 20 "$log")"
+	return 1
 }
 
 # stop_pid PID SECONDS: SIGTERM, wait up to SECONDS, then SIGKILL.

@@ -91,7 +91,6 @@ def main(argv):
 
     nodes = sorted({n for _, n, _ in live})
     checks = 0
-    gens = [c["gen"] for c in cutovers]
     for i, c in enumerate(cutovers):
         if i == 0 or c["gen"] not in targets:
             continue
@@ -124,7 +123,7 @@ def main(argv):
                 done.add(f[1])
     for line in bad:
         print("violation: " + line)
-    print("checked %d cutovers, %d node-checks, %d run_once runs" % (len(gens), checks, runs))
+    print("checked %d cutovers, %d node-checks, %d run_once runs" % (len(cutovers), checks, runs))
     return 1 if bad else 0
 
 
