@@ -657,7 +657,8 @@ int	 prepare_drop(struct run *, const char *why, struct error *);
 int	 activate_run(struct run *, struct error *);
 void	 activate_wait(int64_t at_ms);	/* sleep until that unix ms instant (0: not at all) */
 
-/* ---- deploy/repo.c: opening a cache, and libgit2's reason for a failure ---- */
+/* ---- deploy/repo.c: libgit2 set up, opening a cache, and libgit2's reason for a failure ---- */
+int	 repo_init(void);
 int	 repo_open(struct git_repository **, const char *dir);
 const char *repo_last_error(void);
 int	 repo_error(struct error *, const char *fmt, ...)

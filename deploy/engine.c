@@ -11,7 +11,7 @@
 int
 engine_init(void)
 {
-	if (git_libgit2_init() < 0)
+	if (repo_init() != E_OK)
 		return E_GIT;
 	/* Once, before any thread: health checks use libcurl from the deploy threads. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)

@@ -187,7 +187,11 @@ fetcher_main(int argc, char **argv)
 		fflush(stdout);
 		return 1;
 	}
-	git_libgit2_init();
+	if (repo_init() != E_OK) {
+		printf("error libgit2 failed to initialise\n");
+		fflush(stdout);
+		return 1;
+	}
 	/* The source may be a local repository owned by another user: it is trusted config. */
 	git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
 	if (o.serve)
