@@ -415,6 +415,7 @@ struct release_walk {
 	int		 allow_external;	/* symlinks may point outside the release */
 	int		 method;	/* enum reuse_mode in effect, never REUSE_AUTO */
 	int		 readonly;	/* files are written 0444/0555: hard links share them */
+	int		 plain;		/* no submodule under the folder being written */
 	int64_t		 base_ns;	/* base files changed at or after this are not reused */
 	struct git_odb	*odb;		/* repo's, for blob sizes */
 	const struct manifest *base_mf;	/* the base's files as written: one stat checks one */
@@ -460,6 +461,7 @@ struct fill_batch {
 	struct fill_batch *next;
 };
 struct fill *fill_start(const char *cache_dir, struct manifest *record);
+int	 fill_make_dir(struct release_walk *, int dirfd, const char *name, int *fdp);
 void	 fill_add(struct fill_batch *, const char *path,
 	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, mode_t want, mode_t perm,
 	    const struct manifest_entry *);
@@ -467,12 +469,20 @@ int	 fill_queue(struct fill *, struct fill_batch *, int basefd, int dirfd, struc
 void	 fill_batch_free(struct fill_batch *);
 void	 fill_record(struct fill *, struct manifest *, const char *path,
 	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, const struct stat *);
+void	 fill_record_dir(struct fill *, struct manifest *, const char *path,
+	    const unsigned char tree[MANIFEST_OID], size_t nfiles);
 int	 fill_finish(struct fill *, struct release_walk *, int rc);
+
+/* ---- deploy/subtree.c: an unchanged folder linked by the base's manifest, no git read ---- */
+int	 subtree_reuse(struct release_walk *, const unsigned char tree[MANIFEST_OID],
+	    int basefd, int dirfd, const char *name);	/* 1: not so; the walk reads git */
+
 int	 fill_write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
 	    struct stat *);
 
 /* ---- deploy/manifest.c: each file of a release as written, kept in state_dir ---- */
-#define MANIFEST_VERSION	1
+#define MANIFEST_VERSION	2
+#define MANIFEST_GITMODE_TREE	0040000	/* a folder's entry */
 struct manifest_entry {
 	char		*path;		/* inside the release */
 	unsigned char	 oid[MANIFEST_OID];
@@ -490,6 +500,9 @@ struct manifest {
 void	 manifest_add(struct manifest *, const char *path,
 	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, const struct stat *);
 void	 manifest_free(struct manifest *);
+void	 manifest_add_dir(struct manifest *, const char *path,
+	    const unsigned char tree[MANIFEST_OID], size_t nfiles);
+int	 manifest_pathcmp(const char *, const char *);
 const struct manifest_entry *manifest_find(const struct manifest *, const char *path);
 int	 manifest_encode(struct manifest *, const char *name, const char *commit,
 	    int64_t written_ns, unsigned char **buf, size_t *len);

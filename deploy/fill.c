@@ -30,6 +30,33 @@ struct fill {
 	size_t			 nthreads;
 };
 
+/* mkdirat then open it: the new directory's fd is what the subtree is written through. */
+int
+fill_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
+{
+	int fd;
+
+	/* At the root, w->path is still empty: name the temporary release by its full path. */
+	if (mkdirat(dirfd, name, 0700) != 0) {
+		char dir[PATH_MAX];
+
+		if (w->path[0] != '\0')
+			return util_error_sys(w->e, "creating %s", w->path);
+		return util_error_sys(w->e, "creating %s/%s", util_fd_path(dirfd, dir,
+		    sizeof(dir)), name);
+	}
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return util_error_sys(w->e, "opening %s", w->path);
+	if (fchmod(fd, 0755) != 0) {
+		util_error_sys(w->e, "chmod %s", w->path);
+		close(fd);
+		return E_SYS;
+	}
+	*fdp = fd;
+	return E_OK;
+}
+
 /* A new file of the release from data; *sb says what it is. E_SYS: errno says why. */
 int
 fill_write_file(int dirfd, const char *name, const void *data, size_t len, mode_t mode,
@@ -244,6 +271,18 @@ fill_record(struct fill *f, struct manifest *m, const char *path,
 	if (f != NULL)
 		pthread_mutex_lock(&f->mu);
 	manifest_add(m, path, oid, gitmode, sb);
+	if (f != NULL)
+		pthread_mutex_unlock(&f->mu);
+}
+
+/* Record a folder all of whose files are recorded (manifest_add_dir), under the same lock. */
+void
+fill_record_dir(struct fill *f, struct manifest *m, const char *path,
+    const unsigned char tree[MANIFEST_OID], size_t nfiles)
+{
+	if (f != NULL)
+		pthread_mutex_lock(&f->mu);
+	manifest_add_dir(m, path, tree, nfiles);
 	if (f != NULL)
 		pthread_mutex_unlock(&f->mu);
 }

@@ -20,6 +20,12 @@
  * the git mode, st_mode, size, inode, mtime and ctime in ns. A SHA-256 of all that ends it.
  * Shared prefixes keep 20,000 entries near a megabyte; the hash turns a torn or edited file
  * into "no manifest", never into a wrong reuse.
+ *
+ * "Path order" sorts '/' before every other byte: a folder's entries then follow it directly,
+ * its subfolders' inside them, as a walk of the tree meets them. A folder has an entry of its
+ * own (git mode 040000, the tree's id, size = the files under it) when everything under it was
+ * recorded: the next release links such a folder, unchanged, without reading git.
+ * Version 1 sorted by strcmp and had no folders; it is read as stale.
  */
 #define MANIFEST_MAGIC		"deployd-manifest\n"
 #define MANIFEST_MAGIC_LEN	(sizeof(MANIFEST_MAGIC) - 1)
@@ -47,6 +53,19 @@ manifest_add(struct manifest *m, const char *path, const unsigned char oid[MANIF
 	me->ctime_ns = (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
 }
 
+/* A folder whose every file is in m: tree is its id, nfiles the files under it. */
+void
+manifest_add_dir(struct manifest *m, const char *path, const unsigned char tree[MANIFEST_OID],
+    size_t nfiles)
+{
+	struct stat sb;
+
+	memset(&sb, 0, sizeof(sb));
+	sb.st_mode = S_IFDIR | 0755;
+	sb.st_size = (off_t)nfiles;
+	manifest_add(m, path, tree, MANIFEST_GITMODE_TREE, &sb);
+}
+
 void
 manifest_free(struct manifest *m)
 {
@@ -58,10 +77,26 @@ manifest_free(struct manifest *m)
 	memset(m, 0, sizeof(*m));
 }
 
+/* Path order: byte order, but '/' comes before every other byte (and after the end). */
+int
+manifest_pathcmp(const char *a, const char *b)
+{
+	unsigned ca, cb;
+
+	for (;; a++, b++) {
+		ca = *a == '/' ? 1 : *a == '\0' ? 0 : (unsigned)(unsigned char)*a + 1;
+		cb = *b == '/' ? 1 : *b == '\0' ? 0 : (unsigned)(unsigned char)*b + 1;
+		if (ca != cb)
+			return ca < cb ? -1 : 1;
+		if (ca == 0)
+			return 0;
+	}
+}
+
 static int
 manifest_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct manifest_entry *)a)->path,
+	return manifest_pathcmp(((const struct manifest_entry *)a)->path,
 	    ((const struct manifest_entry *)b)->path);
 }
 
@@ -125,7 +160,7 @@ manifest_encode(struct manifest *m, const char *name, const char *commit, int64_
 	if (m->n > 1)
 		qsort(m->v, m->n, sizeof(*m->v), manifest_cmp);
 	for (i = 1; i < m->n; i++)
-		if (strcmp(m->v[i - 1].path, m->v[i].path) == 0)
+		if (manifest_pathcmp(m->v[i - 1].path, m->v[i].path) == 0)
 			return E_INVAL;
 	manifest_put(&b, MANIFEST_MAGIC, MANIFEST_MAGIC_LEN);
 	manifest_put_varint(&b, MANIFEST_VERSION);
@@ -257,7 +292,7 @@ manifest_decode(const unsigned char *buf, size_t len, const char *name, const ch
 		memcpy(path + shared, s, rest);
 		plen = shared + rest;
 		path[plen] = '\0';
-		if (i > 0 && strcmp(m->v[i - 1].path, path) >= 0)
+		if (i > 0 && manifest_pathcmp(m->v[i - 1].path, path) >= 0)
 			break;
 		if ((s = manifest_get(&in, MANIFEST_OID)) == NULL)
 			break;

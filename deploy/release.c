@@ -221,33 +221,6 @@ release_write_link(struct release_walk *w, int dirfd, const char *name, git_blob
 	return E_OK;
 }
 
-/* mkdirat then open it: the new directory's fd is what the subtree is written through. */
-static int
-release_make_dir(struct release_walk *w, int dirfd, const char *name, int *fdp)
-{
-	int fd;
-
-	/* At the root, w->path is still empty: name the temporary release by its full path. */
-	if (mkdirat(dirfd, name, 0700) != 0) {
-		char dir[PATH_MAX];
-
-		if (w->path[0] != '\0')
-			return util_error_sys(w->e, "creating %s", w->path);
-		return util_error_sys(w->e, "creating %s/%s", util_fd_path(dirfd, dir,
-		    sizeof(dir)), name);
-	}
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return util_error_sys(w->e, "opening %s", w->path);
-	if (fchmod(fd, 0755) != 0) {
-		util_error_sys(w->e, "chmod %s", w->path);
-		close(fd);
-		return E_SYS;
-	}
-	*fdp = fd;
-	return E_OK;
-}
-
 /* A file or symlink from its blob; *sb says what was written. */
 static int
 release_write_entry(struct release_walk *w, int dirfd, const char *name,
@@ -316,6 +289,46 @@ release_write_file(struct release_walk *w, const git_tree_entry *te, const git_t
 }
 
 /*
+ * The folder te (at w->path) from its tree in git; oe is the base's entry there, if a folder.
+ * A folder with no submodule under it gets an entry in the new release's manifest, with the
+ * count of its files, so that the next release may link it whole (subtree.c).
+ */
+static int
+release_write_subtree(struct release_walk *w, const git_tree_entry *te,
+    const git_tree_entry *oe, int basefd, int dirfd)
+{
+	const char *name = git_tree_entry_name(te);
+	const git_tree *oldsub = NULL;
+	git_tree *sub = NULL, *osub = NULL;
+	size_t nfiles = w->nfiles;
+	int fd, subbase = -1, plain = w->plain, rc;
+
+	if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(te)) != 0)
+		return repo_error(w->e, "reading %s", w->path);
+	if (oe != NULL && git_oid_equal(git_tree_entry_id(oe), git_tree_entry_id(te)))
+		oldsub = sub;
+	else if (oe != NULL && git_tree_lookup(&osub, w->repo, git_tree_entry_id(oe)) == 0)
+		oldsub = osub;
+	if (oldsub != NULL && (subbase = openat(basefd, name, O_RDONLY | O_DIRECTORY |
+	    O_NOFOLLOW | O_CLOEXEC)) < 0)
+		oldsub = NULL;
+	w->plain = 1;
+	if ((rc = fill_make_dir(w, dirfd, name, &fd)) == E_OK) {
+		rc = release_write_tree(w, sub, fd, oldsub, subbase);
+		close(fd);
+	}
+	if (rc == E_OK && w->plain && w->record != NULL && w->key[0] == '\0')
+		fill_record_dir(w->fill, w->record, w->path, git_tree_entry_id(te)->id,
+		    w->nfiles - nfiles);
+	w->plain = plain && w->plain;
+	if (subbase >= 0)
+		close(subbase);
+	git_tree_free(osub);
+	git_tree_free(sub);
+	return rc;
+}
+
+/*
  * Write tree into dirfd. old is the tree at the same path in the base release, whose directory
  * is basefd (or NULL and -1): entries with the same id and mode there are reused, not written.
  */
@@ -331,8 +344,6 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		const git_tree_entry *te = git_tree_entry_byindex(tree, i), *oe = NULL;
 		const char *name = git_tree_entry_name(te);
 		git_filemode_t mode = git_tree_entry_filemode(te);
-		const git_tree *oldsub = NULL;
-		git_tree *sub = NULL, *osub = NULL;
 		int fd, subbase = -1;
 
 		if (release_unsafe_name(name)) {
@@ -354,25 +365,11 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 			oe = NULL;
 		switch (mode) {
 		case GIT_FILEMODE_TREE:
-			if (git_tree_lookup(&sub, w->repo, git_tree_entry_id(te)) != 0) {
-				rc = repo_error(w->e, "reading %s", w->path);
-				break;
-			}
 			if (oe != NULL && git_oid_equal(git_tree_entry_id(oe),
-			    git_tree_entry_id(te)))
-				oldsub = sub;
-			else if (oe != NULL && git_tree_lookup(&osub, w->repo,
-			    git_tree_entry_id(oe)) == 0)
-				oldsub = osub;
-			if (oldsub != NULL && (subbase = openat(basefd, name, O_RDONLY |
-			    O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-				oldsub = NULL;
-			if ((rc = release_make_dir(w, dirfd, name, &fd)) == E_OK) {
-				rc = release_write_tree(w, sub, fd, oldsub, subbase);
-				close(fd);
-			}
-			git_tree_free(osub);
-			git_tree_free(sub);
+			    git_tree_entry_id(te)) && (rc = subtree_reuse(w,
+			    git_tree_entry_id(te)->id, basefd, dirfd, name)) != 1)
+				break;
+			rc = release_write_subtree(w, te, oe, basefd, dirfd);
 			break;
 		case GIT_FILEMODE_BLOB:
 		case GIT_FILEMODE_BLOB_EXECUTABLE:
@@ -380,10 +377,11 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 			rc = release_write_file(w, te, oe, basefd, dirfd, &batch);
 			break;
 		case GIT_FILEMODE_COMMIT:
+			w->plain = 0;
 			if (oe != NULL)
 				subbase = openat(basefd, name, O_RDONLY | O_DIRECTORY |
 				    O_NOFOLLOW | O_CLOEXEC);
-			if ((rc = release_make_dir(w, dirfd, name, &fd)) == E_OK) {
+			if ((rc = fill_make_dir(w, dirfd, name, &fd)) == E_OK) {
 				rc = release_write_module(w, te, fd, subbase >= 0 ? oe : NULL,
 				    subbase);
 				close(fd);
@@ -406,7 +404,6 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		fill_batch_free(batch);
 	return rc;
 }
-
 /* Write the commit's tree as releases_fd/tmpname, a new directory; the caller renames it. */
 int
 release_write(const char *cache_dir, const char *commit, int releases_fd,
@@ -532,7 +529,7 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	/* The total lets `deploy --wait` draw a bar; walking the tree reads no blob. */
 	if (o->progress != NULL)
 		git_tree_walk(tree, GIT_TREEWALK_PRE, release_count_cb, &w->total);
-	if ((rc = release_make_dir(w, releases_fd, tmpname, &fd)) != E_OK ||
+	if ((rc = fill_make_dir(w, releases_fd, tmpname, &fd)) != E_OK ||
 	    (rc = reuse_method(w, o, fd, releases_fd)) != E_OK)
 		goto out;
 	stats->method = reuse_method_names[w->method];

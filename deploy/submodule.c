@@ -260,38 +260,29 @@ struct submodule_visit {
 	int			 rc;
 };
 
-/* Fetch one pinned submodule commit, then whatever that commit pins in turn. */
+/* Fetch the commit the gitlink te at path pins (sm describes it), then whatever it pins. */
 static int
-submodule_visit_cb(const char *root, const git_tree_entry *te, void *payload)
+submodule_visit(struct submodule_visit *v, const struct submodule *sm, const char *path,
+    const git_tree_entry *te)
 {
-	struct submodule_visit *v = payload;
 	struct submodule_walk *w = v->w;
-	const struct submodule *sm;
 	git_repository *sub = NULL;
 	git_commit *c = NULL;
 	git_tree *tree = NULL;
-	char *path, *url, *key, *dir;
+	char *url, *key, *dir;
+	int rc;
 
-	if (git_tree_entry_filemode(te) != GIT_FILEMODE_COMMIT)
-		return 0;
-	path = util_xasprintf("%s%s", root, git_tree_entry_name(te));
-	if ((sm = submodule_find(v->mods, v->nmods, path)) == NULL) {
-		v->rc = util_error(w->e, E_INVAL, "submodule at '%s' has no url in .gitmodules",
-		    path);
-		free(path);
-		return -1;
-	}
 	url = submodule_resolve_url(v->url, sm->url);
 	key = v->key[0] != '\0' ? util_xasprintf("%s/%s", v->key, sm->name) :
 	    util_xstrdup(sm->name);
 	dir = submodule_dir(w->cache_dir, key);
-	if ((v->rc = w->fetch(url, dir, git_tree_entry_id(te), w->arg, w->e)) == E_OK) {
+	if ((rc = w->fetch(url, dir, git_tree_entry_id(te), w->arg, w->e)) == E_OK) {
 		if (git_repository_open_bare(&sub, dir) != 0 ||
 		    git_commit_lookup(&c, sub, git_tree_entry_id(te)) != 0 ||
 		    git_commit_tree(&tree, c) != 0)
-			v->rc = repo_error(w->e, "submodule '%s' at %s", sm->name, path);
+			rc = repo_error(w->e, "submodule '%s' at %s", sm->name, path);
 		else
-			v->rc = submodule_fetch_tree(w, sub, tree, url, key);
+			rc = submodule_fetch_tree(w, sub, tree, url, key);
 	}
 	git_tree_free(tree);
 	git_commit_free(c);
@@ -299,8 +290,7 @@ submodule_visit_cb(const char *root, const git_tree_entry *te, void *payload)
 	free(dir);
 	free(key);
 	free(url);
-	free(path);
-	return v->rc == E_OK ? 0 : -1;
+	return rc;
 }
 
 static int
@@ -308,6 +298,7 @@ submodule_fetch_tree(struct submodule_walk *w, git_repository *repo, git_tree *t
     const char *url, const char *key)
 {
 	struct submodule_visit v;
+	size_t i;
 	int rc;
 
 	if (w->depth >= SUBMODULE_DEPTH_MAX)
@@ -320,10 +311,27 @@ submodule_fetch_tree(struct submodule_walk *w, git_repository *repo, git_tree *t
 	v.key = key;
 	if ((rc = submodule_read(repo, tree, &v.mods, &v.nmods, w->e)) != E_OK)
 		return rc;
+	/*
+	 * Only the paths .gitmodules names are looked up, not the whole tree walked (a read of
+	 * every folder on each deploy): a gitlink it does not name fails just the same when the
+	 * release is written ("has no url in .gitmodules"), before anything goes live.
+	 */
 	w->depth++;
-	if (git_tree_walk(tree, GIT_TREEWALK_PRE, submodule_visit_cb, &v) != 0 &&
-	    v.rc == E_OK)
-		v.rc = repo_error(w->e, "walking the tree for submodules");
+	for (i = 0; i < v.nmods && v.rc == E_OK; i++) {
+		const struct submodule *sm = &v.mods[i];
+		git_tree_entry *te = NULL;
+		int grc;
+
+		if (submodule_find(v.mods, v.nmods, sm->path) != sm)
+			continue;	/* the same path twice: the first one stands */
+		if ((grc = git_tree_entry_bypath(&te, tree, sm->path)) == GIT_ENOTFOUND)
+			continue;	/* named, but not in this commit */
+		if (grc != 0)
+			v.rc = repo_error(w->e, "reading %s for submodules", sm->path);
+		else if (git_tree_entry_filemode(te) == GIT_FILEMODE_COMMIT)
+			v.rc = submodule_visit(&v, sm, sm->path, te);
+		git_tree_entry_free(te);
+	}
 	w->depth--;
 	submodule_free(v.mods, v.nmods);
 	return v.rc;

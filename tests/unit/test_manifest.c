@@ -76,8 +76,9 @@ t_round_trip(void **state)
 	assert_int_equal(manifest_decode(buf, len, NAME, C1, NS, &m, &e), E_OK);
 	assert_int_equal(m.n, 3);
 	assert_string_equal(m.v[0].path, "a.txt");
-	assert_string_equal(m.v[1].path, "b/c.txt");
-	assert_string_equal(m.v[2].path, "b/c/d.txt");
+	/* Path order: '/' before any other byte, so b/c/'s file comes before b/c.txt. */
+	assert_string_equal(m.v[1].path, "b/c/d.txt");
+	assert_string_equal(m.v[2].path, "b/c.txt");
 	assert_non_null(me = manifest_find(&m, "a.txt"));
 	assert_int_equal(me->gitmode, 0100755);
 	assert_int_equal(me->mode, S_IFREG | 0755);
@@ -216,7 +217,10 @@ t_saved_and_pruned(void **state)
 	rec = &st.releases[st.nreleases - 1];
 	assert_int_equal(manifest_load(f->state_dir, "www", rec->name, rec->commit,
 	    rec->written_ns, &m, &e), E_OK);
-	assert_int_equal(m.n, 3);
+	assert_int_equal(m.n, 4);	/* three files, and the folder a */
+	assert_non_null(me = manifest_find(&m, "a"));
+	assert_int_equal(me->gitmode, MANIFEST_GITMODE_TREE);
+	assert_int_equal(me->size, 1);
 	assert_non_null(me = manifest_find(&m, "a/b.txt"));
 	snprintf(p, sizeof(p), "%s/current/a/b.txt", f->path);
 	assert_int_equal(stat(p, &sb), 0);
@@ -409,9 +413,18 @@ t_recorded_with_threads(void **state)
 		rec = &st.releases[st.nreleases - 1];
 		assert_int_equal(manifest_load(f->state_dir, "www", rec->name, rec->commit,
 		    rec->written_ns, &m, &e), E_OK);
-		assert_int_equal(m.n, N);
+		assert_int_equal(m.n, N + DIRS);	/* and each folder once */
 		for (i = 0; i < N; i++)
 			assert_non_null(manifest_find(&m, paths[i]));
+		for (i = 0; i < N; i += PER * 2) {
+			const struct manifest_entry *me;
+			char dir[8];
+
+			snprintf(dir, sizeof(dir), "d%02zu", i / (PER * 2));
+			assert_non_null(me = manifest_find(&m, dir));
+			assert_int_equal(me->gitmode, MANIFEST_GITMODE_TREE);
+			assert_int_equal(me->size, PER * 2);
+		}
 		manifest_free(&m);
 		state_free(&st);
 	}
