@@ -64,6 +64,7 @@ subtree_usable(const struct release_walk *w, const unsigned char tree[MANIFEST_O
  * Link the entries from *i on that lie under w->path, a folder the base has as basefd and
  * the new release as dirfd: its files go to the threads as one batch, its folders are made
  * and filled the same way. Folder entries are recorded for the new release as they were.
+ * A folder gone from the base (basefd -1) has its files written from their blobs.
  */
 static int
 subtree_fill(struct release_walk *w, size_t *i, size_t hi, int basefd, int dirfd)
@@ -85,15 +86,14 @@ subtree_fill(struct release_walk *w, size_t *i, size_t hi, int basefd, int dirfd
 			if (batch == NULL)
 				batch = util_xcalloc(1, sizeof(*batch));
 			fill_add(batch, me->path, me->oid, me->gitmode, want,
-			    want & ~(mode_t)0222, me);
+			    want & ~(mode_t)0222, basefd >= 0 ? me : NULL);
 			w->nfiles++;
 			continue;
 		}
 		util_strlcpy(w->path, me->path, sizeof(w->path));
-		if ((subbase = openat(basefd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC)) < 0)
-			rc = util_error_sys(w->e, "opening %s in the previous release", w->path);
-		else if ((rc = fill_make_dir(w, dirfd, name, &fd)) == E_OK) {
+		subbase = basefd >= 0 ? openat(basefd, name, O_RDONLY | O_DIRECTORY |
+		    O_NOFOLLOW | O_CLOEXEC) : -1;
+		if ((rc = fill_make_dir(w, dirfd, name, &fd)) == E_OK) {
 			fill_record_dir(w->fill, w->record, w->path, me->oid, (size_t)me->size);
 			rc = subtree_fill(w, i, hi, subbase, fd);
 			close(fd);

@@ -171,6 +171,7 @@ NB_NODES=${NB_NODES:-"a-n1 a-n2 a-n3 b-n1 b-n2 b-n3"}
 NB_ETCD_HOSTS=${NB_ETCD_HOSTS:-"a-etcd1 a-etcd2 b-etcd1"}
 NB_SECRET='netbed-fleet-secret-0123456789'
 NB_SITE_EXTRA=()	# more KEY=VAL for every node's site (site_yaml)
+NB_NODE_ENV=()		# VAR=VALUE for the next nb_node_start's daemon (e.g. libfaketime)
 declare -A NB_ETCD_PID
 
 nb_git_start() {
@@ -245,7 +246,7 @@ nb_node_start() {
 			keep=10 "${NB_SITE_EXTRA[@]}")"
 	echo "---- start $(date -u +%H:%M:%S.%N) ----" >>"$TMP/$h/daemon.log"
 	ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
-		ip netns exec "$NB-$h" "$DEPLOYD_BIN" serve -c "$TMP/$h/deployd.yaml" \
+		ip netns exec "$NB-$h" env "${NB_NODE_ENV[@]}" "$DEPLOYD_BIN" serve -c "$TMP/$h/deployd.yaml" \
 		</dev/null >>"$TMP/$h/daemon.log" 2>&1 &
 	pid=$!
 	track_pid "$pid"
@@ -284,4 +285,95 @@ nb_live() {
 	for h in "$@"; do
 		current_is "$TMP/$h/www" "$c" || return 1
 	done
+}
+
+# ---- real Capistrano on the same hosts ----
+#
+#   nb_sshd_start HOST...      an sshd on HOST's address, port 22, root by key only. Each runs
+#                              in a mount namespace of its own where $NB_CAP_ROOT is HOST's
+#                              $TMP/HOST/cap: one deploy_to for Capistrano, six trees on disk.
+#   nb_cap_setup HOST...       a Capistrano 3 project in $TMP/cap deploying $NB_REPO_URL's main
+#                              to those hosts as "web" servers (its defaults: in parallel)
+#   nb_cap ARGS...             cap in a-git's namespace (cloud A), e.g. nb_cap netbed deploy
+#   nb_cap_current HOST        the release HOST's Capistrano current names ("" if none)
+
+NB_CAP_ROOT=${TMP:-/tmp}/nb-cap-www
+
+nb_sshd_start() {
+	local h d=$TMP/nb-ssh
+	need /usr/sbin/sshd:openssh-server ssh-keygen:openssh-client || return 1
+	mkdir -p "$d" "$NB_CAP_ROOT" /run/sshd
+	if [ ! -f "$d/host_ecdsa" ]; then
+		# ECDSA for both keys: net-ssh reads them without extra gems.
+		ssh-keygen -q -t ecdsa -b 256 -N '' -C nb-host -f "$d/host_ecdsa" &&
+			ssh-keygen -q -t ecdsa -b 256 -N '' -C nb-cap -m PEM -f "$d/cap" || return 1
+		cp "$d/cap.pub" "$d/authorized_keys"
+		cat >"$d/sshd_config" <<-EOC
+			Port 22
+			HostKey $d/host_ecdsa
+			AuthorizedKeysFile $d/authorized_keys
+			PermitRootLogin prohibit-password
+			StrictModes no
+			UsePAM no
+			PasswordAuthentication no
+			KbdInteractiveAuthentication no
+			PubkeyAuthentication yes
+			X11Forwarding no
+			AllowTcpForwarding no
+			MaxStartups 100
+			MaxSessions 100
+			LogLevel ERROR
+		EOC
+		/usr/sbin/sshd -t -f "$d/sshd_config" || return 1
+	fi
+	: >"$d/known_hosts"
+	for h in $NB_NODES; do
+		printf '%s %s\n' "$(nb_addr "$h")" "$(cut -d' ' -f1,2 "$d/host_ecdsa.pub")" >>"$d/known_hosts"
+	done
+	for h in "$@"; do
+		mkdir -p "$TMP/$h/cap"
+		spawn "$TMP/$h/sshd.log" ip netns exec "$NB-$h" unshare -m sh -c \
+			'mount --bind "$1" "$2" && exec /usr/sbin/sshd -D -e -f "$3" -o ListenAddress="$4"' \
+			sh "$TMP/$h/cap" "$NB_CAP_ROOT" "$d/sshd_config" "$(nb_addr "$h")"
+		wait_for "sshd on $h" 10 nb_exec a-git bash -c \
+			"exec 3<>/dev/tcp/$(nb_addr "$h")/22" 2>/dev/null || return 1
+	done
+}
+
+nb_cap_setup() {
+	local h c=$TMP/cap
+	need cap:capistrano || return 1
+	mkdir -p "$c/config/deploy"
+	cat >"$c/Capfile" <<-'EOC'
+		require "capistrano/setup"
+		require "capistrano/deploy"
+		require "capistrano/scm/git"
+		install_plugin Capistrano::SCM::Git
+	EOC
+	cat >"$c/config/deploy.rb" <<-EOC
+		set :application, "www"
+		set :repo_url, "$NB_REPO_URL"
+		set :branch, "main"
+		set :deploy_to, "$NB_CAP_ROOT"
+		set :tmp_dir, "$NB_CAP_ROOT/tmp"	# one host's, not the /tmp all six share
+		set :keep_releases, 10
+		set :log_level, :info
+		set :format, :pretty
+		set :ssh_options, {
+		  user: "root", keys: ["$TMP/nb-ssh/cap"], keys_only: true, auth_methods: %w[publickey],
+		  user_known_hosts_file: "$TMP/nb-ssh/known_hosts", verify_host_key: :always
+		}
+	EOC
+	: >"$c/config/deploy/netbed.rb"
+	for h in "$@"; do
+		printf 'server "%s", roles: %%w[web]\n' "$(nb_addr "$h")" >>"$c/config/deploy/netbed.rb"
+	done
+}
+
+nb_cap() {
+	(cd "$TMP/cap" && ip netns exec "$NB-a-git" cap "$@")
+}
+
+nb_cap_current() {
+	basename "$(readlink "$TMP/$1/cap/current" 2>/dev/null)" 2>/dev/null
 }

@@ -1,5 +1,5 @@
 #!/bin/bash
-# unchanged_folder.sh: a folder unchanged since the live release is linked from that release's manifest without reading git (its objects can be gone from the cache), and a file edited there is still written again.
+# unchanged_folder.sh: a folder unchanged since the live release is linked from that release's manifest without reading git (its objects can be gone from the cache); a file edited there, or a folder removed, is still written again.
 # timeout: 120
 . "$(dirname "$0")/../lib.sh"
 
@@ -30,6 +30,9 @@ chmod u+w "$WWW/current/a/3.html"
 echo "edited on the server" >>"$WWW/current/a/3.html"
 chmod a-w "$WWW/current/a/3.html"
 
+# And removes a folder of it.
+rm -rf "$WWW/current/a/deep"
+
 # deploy COMMIT_MESSAGE: change b/x.html only, push and deploy; sets H to the new commit.
 deploy_b() {
 	printf '%s\n' "$1" >"$W/b/x.html"
@@ -42,7 +45,8 @@ deploy_b() {
 deploy_b "b two" || fail "the second commit went live" "$(site_field www last_error)"
 check "the second release is exactly the second commit" tree_matches "$WWW/current" "$W" "$H"
 is "an unchanged file of the unchanged folder is linked" "$(ino a/1.html)" "$a1"
-is "and one a folder deeper" "$(ino a/deep/tool.sh)" "$deep"
+isnt "the folder removed from the live release is written again" "$(ino a/deep/tool.sh)" "$deep"
+deep=$(ino a/deep/tool.sh)
 isnt "the file edited in place is written again, not linked" "$(ino a/3.html)" "$a3"
 is "the edited file is git's again" "$(cat "$WWW/current/a/3.html")" \
 	"file 3 of the folder that never changes"
@@ -67,7 +71,7 @@ deploy_b "b three" || fail "the third commit went live without a/ in the cache" 
 	"$(site_field www last_error)"
 check "the third release is exactly the third commit" tree_matches "$WWW/current" "$W" "$H"
 is "a/ is still linked from the first release" "$(ino a/1.html)" "$a1"
-is "so is a/deep" "$(ino a/deep/tool.sh)" "$deep"
+is "a/deep is linked from the second release, which wrote it" "$(ino a/deep/tool.sh)" "$deep"
 stop_daemon
 is "the daemon exits 0 on SIGTERM" "$DAEMON_STATUS" 0
 done_testing
