@@ -53,7 +53,12 @@ NB_PROXY=$BUILDDIR/tests/netbed/delay-proxy
 NB_HOSTS="$NB_HOSTS a-solo:1:30"
 NB_LEASE_TTL=3s
 FLEET="a-n1 a-n2 a-n3 b-n1 b-n2 b-n3"
-LIBFAKETIME=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -n 1)
+LIBFAKETIME=
+for f in /usr/lib/*/faketime/libfaketime.so.1; do
+	[ -e "$f" ] && LIBFAKETIME=$f
+done
+# A sanitizer's runtime must come first: no preloaded library beside it.
+[[ $(ldd "$DEPLOYD_BIN" 2>/dev/null) == *libasan* ]] && LIBFAKETIME=
 at_exit netbed_down
 
 say() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -71,7 +76,7 @@ now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 swaps() {
 	awk -v p="$1" -v pat="$2" -v s="$3" '$1 >= s && index($2, p) == 1 && $3 ~ pat && !($2 in t) {
 		t[$2] = $1; n++; if (!min || $1 < min) min = $1; if ($1 > max) max = $1 }
-		END {print n + 0, min + 0, max + 0}' "$TMP/samples"
+		END {printf "%d %.0f %.0f\n", n, min, max}' "$TMP/samples"
 }
 # wait_swaps N PREFIX PATTERN SINCE_US SECS: until N links have swapped; prints "first last"
 wait_swaps() {
