@@ -380,6 +380,7 @@ struct release_stats {
 	size_t		 reused;		/* taken from the previous release */
 	const char	*method;		/* "reflink", "hardlink" or "copy" */
 	int		 by_manifest;		/* the base's files were checked by its manifest */
+	size_t		 folders_by_manifest;	/* unchanged folders linked without reading git */
 };
 int	 release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	    const char *tmpname, const struct release_opts *, struct release_stats *,
@@ -416,6 +417,7 @@ struct release_walk {
 	int		 method;	/* enum reuse_mode in effect, never REUSE_AUTO */
 	int		 readonly;	/* files are written 0444/0555: hard links share them */
 	int		 plain;		/* no submodule under the folder being written */
+	size_t		 nsubtrees;	/* unchanged folders linked from the base's manifest */
 	int64_t		 base_ns;	/* base files changed at or after this are not reused */
 	struct git_odb	*odb;		/* repo's, for blob sizes */
 	const struct manifest *base_mf;	/* the base's files as written: one stat checks one */

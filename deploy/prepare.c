@@ -349,6 +349,7 @@ prepare_write(struct run *r, struct error *e)
 	struct release_opts o;
 	struct release_stats s;
 	struct error me = { 0 };
+	char folders[64] = "";
 	int rc;
 
 	if ((rc = prepare_pick_name(r, e)) != E_OK)
@@ -405,10 +406,14 @@ prepare_write(struct run *r, struct error *e)
 	r->res->files_written = (int64_t)s.written;
 	r->res->files_reused = (int64_t)s.reused;
 	util_strlcpy(r->res->reuse, s.method, sizeof(r->res->reuse));
+	if (s.folders_by_manifest > 0)
+		snprintf(folders, sizeof(folders), ", %zu unchanged folder%s linked without git",
+		    s.folders_by_manifest, s.folders_by_manifest == 1 ? "" : "s");
 	log_info("site=%s commit=%.12s wrote release %s (%zu files: %zu written, %zu reused "
-	    "by %s%s%s%s) in %lld ms", r->site->name, r->commit, r->name, s.nfiles, s.written,
+	    "by %s%s%s%s%s) in %lld ms", r->site->name, r->commit, r->name, s.nfiles, s.written,
 	    s.reused, s.method, o.base != NULL ? " from " : "", o.base != NULL ? o.base : "",
-	    s.by_manifest ? ", checked by its manifest" : "", (long long)(util_mono_ms() - t));
+	    s.by_manifest ? ", checked by its manifest" : "", folders,
+	    (long long)(util_mono_ms() - t));
 	return E_OK;
 }
 

@@ -557,6 +557,7 @@ release_write_incr(const char *cache_dir, const char *commit, int releases_fd,
 	stats->written = w->nwritten;
 	stats->reused = w->nreused;
 	stats->by_manifest = w->base_mf != NULL;
+	stats->folders_by_manifest = w->nsubtrees;
 out:
 	if (basefd >= 0)
 		close(basefd);

@@ -136,5 +136,6 @@ subtree_reuse(struct release_walk *w, const unsigned char tree[MANIFEST_OID], in
 		close(fd);
 	}
 	close(subbase);
+	w->nsubtrees++;
 	return rc;
 }

@@ -70,6 +70,8 @@ check_not "git itself cannot read a/ from the cache" git_q -C "$CACHE" cat-file 
 deploy_b "b three" || fail "the third commit went live without a/ in the cache" \
 	"$(site_field www last_error)"
 check "the third release is exactly the third commit" tree_matches "$WWW/current" "$W" "$H"
+like "the log counts a/ as linked without git" "$(grep 'wrote release' "$TMP/daemon.log" | tail -n 1)" \
+	'checked by its manifest, 1 unchanged folder linked without git\)'
 is "a/ is still linked from the first release" "$(ino a/1.html)" "$a1"
 is "a/deep is linked from the second release, which wrote it" "$(ino a/deep/tool.sh)" "$deep"
 stop_daemon
