@@ -52,6 +52,7 @@ NB=nbb$$
 NB_PROXY=$BUILDDIR/tests/netbed/delay-proxy
 NB_HOSTS="$NB_HOSTS a-solo:1:30"
 NB_LEASE_TTL=3s
+NB_POLL=1h	# only the timed webhooks deploy: a poll would start a round before its clock
 FLEET="a-n1 a-n2 a-n3 b-n1 b-n2 b-n3"
 LIBFAKETIME=
 for f in /usr/lib/*/faketime/libfaketime.so.1; do
