@@ -28,7 +28,7 @@ for label in "Fleet cutover skew, 6 nodes, p99 (ms)" "  same, clocks -2..+2 ms a
 	"Fleet push-to-live, one-file change (ms)" "  same, against one deployd alone (ms)" \
 	"Fleet rollback (ms)" "A cut-off cloud rejoining (ms)"; do
 	like "$label: a figure" "$(field "$label" 3)" "$NUM"
-	like "$label: PASS or MISS" "$(field "$label" 8)" '^(PASS|MISS)$'
+	like "$label: PASS or MISS" "$(field "$label" 7)" '^(PASS|MISS)$'
 done
 like "Capistrano's skew is measured" "$(field "Fleet cutover skew, 6 nodes, p99 (ms)" 4)" \
 	'^[0-9.]+ \(Capistrano, median\)$'
