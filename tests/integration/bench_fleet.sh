@@ -4,12 +4,14 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-servers.sh"
 
-[ "$(id -u)" -eq 0 ] || { echo "ok 1 # SKIP the test bed needs root"; echo "1..1"; exit 0; }
+if [ "$(id -u)" -ne 0 ]; then
+	ok "# SKIP the test bed needs root"
+	done_testing
+fi
 if ldd "$DEPLOYD_BIN" 2>/dev/null | grep -q libasan; then
 	# A benchmark's harness; the fleet under the sanitizers is fleet_clouds.sh's and fleet.sh's.
-	echo "ok 1 # SKIP the fleet benchmark runs the plain build only"
-	echo "1..1"
-	exit 0
+	ok "# SKIP the fleet benchmark runs the plain build only"
+	done_testing
 fi
 need cap:capistrano /usr/sbin/sshd:openssh-server etcd:etcd-server nft:nftables ||
 	bail "the fleet benchmark needs capistrano, sshd, etcd and nft (./quickstart test installs them)"
