@@ -468,6 +468,8 @@ void	 fill_add(struct fill_batch *, const char *path,
 	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, mode_t want, mode_t perm,
 	    const struct manifest_entry *);
 int	 fill_queue(struct fill *, struct fill_batch *, int basefd, int dirfd, struct error *);
+int	 fill_flush(struct fill *, struct fill_batch *, int basefd, int dirfd, int rc,
+	    struct error *);
 void	 fill_batch_free(struct fill_batch *);
 void	 fill_record(struct fill *, struct manifest *, const char *path,
 	    const unsigned char oid[MANIFEST_OID], unsigned gitmode, const struct stat *);

@@ -261,6 +261,22 @@ fill_queue(struct fill *f, struct fill_batch *b, int basefd, int dirfd, struct e
 }
 
 /*
+ * A folder's walk is over with rc: its batch (if any) goes to the threads, which get their
+ * own descriptors, or is dropped after a failure. The result is the folder's.
+ */
+int
+fill_flush(struct fill *f, struct fill_batch *b, int basefd, int dirfd, int rc, struct error *e)
+{
+	if (b == NULL)
+		return rc;
+	if (rc != E_OK) {
+		fill_batch_free(b);
+		return rc;
+	}
+	return fill_queue(f, b, basefd, dirfd, e);
+}
+
+/*
  * Record a file the walk made itself (a symlink, a submodule's file) into m. The threads add
  * to the same manifest as they finish folders: with f, under their lock.
  */

@@ -397,13 +397,9 @@ release_write_tree(struct release_walk *w, const git_tree *tree, int dirfd, cons
 		w->path[base] = '\0';
 	}
 	w->path[base] = '\0';
-	/* The folder's files go to the threads, which get their own descriptors. */
-	if (batch != NULL && rc == E_OK)
-		rc = fill_queue(w->fill, batch, basefd, dirfd, w->e);
-	else if (batch != NULL)
-		fill_batch_free(batch);
-	return rc;
+	return fill_flush(w->fill, batch, basefd, dirfd, rc, w->e);
 }
+
 /* Write the commit's tree as releases_fd/tmpname, a new directory; the caller renames it. */
 int
 release_write(const char *cache_dir, const char *commit, int releases_fd,

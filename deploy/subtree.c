@@ -102,11 +102,7 @@ subtree_fill(struct release_walk *w, size_t *i, size_t hi, int basefd, int dirfd
 			close(subbase);
 		w->path[base] = '\0';
 	}
-	if (batch != NULL && rc == E_OK)
-		rc = fill_queue(w->fill, batch, basefd, dirfd, w->e);
-	else if (batch != NULL)
-		fill_batch_free(batch);
-	return rc;
+	return fill_flush(w->fill, batch, basefd, dirfd, rc, w->e);
 }
 
 /*
