@@ -398,10 +398,37 @@ etcd_auth(struct etcd *c, size_t ep, int64_t left_ms, int64_t connect_ms, struct
 }
 
 /*
+ * After a call that waits in etcd ran to its time with not a byte from endpoint ep: was it
+ * waiting, or is ep gone (a partition, a proxy that accepts and never answers, a member
+ * without a quorum)? A quick linearizable read of one key tells. One that fails moves the
+ * next call to the next endpoint; without that, a campaign would wait on a dead member for
+ * ever, while its key, made there before the partition and kept alive by this node's
+ * renewals elsewhere, holds off every other node's campaign.
+ */
+static void
+etcd_probe(struct etcd *c, size_t ep)
+{
+	int (*on_line)(struct etcd *, json_t *, void *) = c->on_line;
+	int64_t ms = c->timeout_ms < 1000 ? c->timeout_ms : 1000;
+	struct error e;
+	json_t *j = NULL;
+	int rc;
+
+	c->on_line = NULL;
+	rc = etcd_once(c, ep, "/v3/kv/range", "{\"key\":\"AA==\",\"count_only\":true}", ms, ms,
+	    c->token != NULL, &j, &e);
+	c->on_line = on_line;
+	json_decref(j);
+	if ((rc == ETCD_TRANSIENT || rc == E_TIMEOUT) && c->cur == ep)
+		c->cur = (ep + 1) % c->endpoints.n;
+}
+
+/*
  * body to path on the endpoints in turn, from the one that answered last, by the deadline.
  * A quick call gives each endpoint a share of what is left, so one that accepts and then
  * never answers (a stopped process, a partition) leaves time for the others; a call that
- * waits in etcd (a lock, a campaign) or streams (a watch) gives each attempt all of it.
+ * waits in etcd (a lock, a campaign) or streams (a watch) gives each attempt all of it, and
+ * one that ran to its time unanswered has its endpoint probed (etcd_probe).
  */
 static int
 etcd_request(struct etcd *c, const char *path, json_t *body, int64_t timeout_ms, int quick,
@@ -411,7 +438,7 @@ etcd_request(struct etcd *c, const char *path, json_t *body, int64_t timeout_ms,
 	int64_t deadline = util_mono_ms() + timeout_ms;
 	size_t n = c->endpoints.n, tried = 0;
 	struct error last = { 0 };
-	int reauthed = 0, rc = ETCD_TRANSIENT;
+	int reauthed = 0, rc = ETCD_TRANSIENT, silent = -1;
 
 	json_decref(body);
 	if (out != NULL)
@@ -425,11 +452,17 @@ etcd_request(struct etcd *c, const char *path, json_t *body, int64_t timeout_ms,
 			rc = E_TIMEOUT;
 			break;
 		}
-		/* A blackholed endpoint must not eat the whole deadline: share it out. */
+		/*
+		 * A blackholed endpoint must not eat the whole deadline: share it out, half of it
+		 * to the first (the one that answered last), so that a lease's renewal in a ttl's
+		 * third still reaches a second member when the first is cut off.
+		 */
 		connect = left / (int64_t)(n - tried);
+		if (tried == 0 && n > 1 && connect < left / 2)
+			connect = left / 2;
 		if (connect < 100)
 			connect = left < 100 ? left : 100;
-		attempt = quick && connect > 500 ? connect : left;
+		attempt = quick ? connect : left;
 		if (c->user != NULL && c->token == NULL &&
 		    (rc = etcd_auth(c, ep, left, connect, &last)) != E_OK) {
 			if (rc != ETCD_TRANSIENT && rc != E_TIMEOUT)
@@ -438,6 +471,8 @@ etcd_request(struct etcd *c, const char *path, json_t *body, int64_t timeout_ms,
 			continue;
 		}
 		rc = etcd_once(c, ep, path, text, attempt, connect, c->token != NULL, &j, &last);
+		if (ep == c->cur && !quick && rc == E_TIMEOUT && c->len == 0 && c->lines == 0)
+			silent = (int)ep;
 		if (rc == ETCD_UNAUTH && c->user != NULL && !reauthed) {
 			reauthed = 1;
 			free(c->token);
@@ -459,6 +494,8 @@ etcd_request(struct etcd *c, const char *path, json_t *body, int64_t timeout_ms,
 	free(text);
 	if (rc == E_OK)
 		return E_OK;
+	if (rc == E_TIMEOUT && silent >= 0)
+		etcd_probe(c, (size_t)silent);
 	if (rc == ETCD_UNAUTH)
 		rc = E_INVAL;
 	if (rc == ETCD_TRANSIENT || rc == E_TIMEOUT)

@@ -87,12 +87,16 @@ fleet_reachable(int ok, const struct etcd *c, const struct error *e)
 	pthread_mutex_unlock(&F.mu);
 }
 
-/* Sleep up to ms, or until stop; F.mu held. */
+/*
+ * Sleep up to ms, or until stop; F.mu held. Every wait here is a span, never a wall-clock
+ * instant, so it runs on the monotonic clock: a wall clock stepped back (NTP after a boot)
+ * must not hold up a lease's renewal.
+ */
 static void
 fleet_wait(int64_t ms)
 {
 	struct timespec ts;
-	int64_t at = util_now_ms() + ms;
+	int64_t at = util_mono_ms() + ms;
 
 	ts.tv_sec = at / 1000;
 	ts.tv_nsec = (at % 1000) * 1000000;
@@ -203,6 +207,7 @@ fleet_member(void *arg)
 		lease = 0;
 		pthread_mutex_lock(&F.mu);
 		F.lease = 0;
+		F.lease_gen++;	/* a campaign won with the lease that went is no win */
 		F.leading = 0;
 		pthread_cond_broadcast(&F.cond);
 		pthread_mutex_unlock(&F.mu);
@@ -311,8 +316,10 @@ fleet_campaign(void *arg)
 		/* Waits in etcd while another node leads; a call that gives up is made again. */
 		if (etcd_campaign(c, name, lease, f->node, FLEET_WATCH_MS, &leader, &e) != E_OK) {
 			pthread_mutex_lock(&F.mu);
-			if (e.code != E_TIMEOUT && !F.stop)
+			if (e.code != E_TIMEOUT && !F.stop) {
+				log_debug("fleet: campaign: %s", e.msg);
 				fleet_wait(FLEET_RETRY_MS);
+			}
 			continue;
 		}
 		pthread_mutex_lock(&F.mu);
@@ -489,7 +496,7 @@ fleet_start(const struct config *cfg, struct error *e)
 	if (cfg->fleet.etcd.n == 0)
 		return E_OK;
 	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_REALTIME);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&F.cond, &ca);
 	pthread_condattr_destroy(&ca);
 	F.cfg = cfg;

@@ -172,6 +172,7 @@ NB_ETCD_HOSTS=${NB_ETCD_HOSTS:-"a-etcd1 a-etcd2 b-etcd1"}
 NB_SECRET='netbed-fleet-secret-0123456789'
 NB_SITE_EXTRA=()	# more KEY=VAL for every node's site (site_yaml)
 NB_NODE_ENV=()		# VAR=VALUE for the next nb_node_start's daemon (e.g. libfaketime)
+NB_NODE_ETCD=		# the next nb_node_start's etcd endpoints, when not NB_ETCD_ENDPOINTS
 declare -A NB_ETCD_PID
 
 nb_git_start() {
@@ -221,6 +222,19 @@ nb_etcd_kill() {
 	return 0
 }
 
+# nb_store_dump: the fleet's keys (leases and revisions) and its leases' time to live, as
+# cloud A's members see them: for a failure's diagnosis.
+nb_store_dump() {
+	local l a
+	a=$(tr ',' '\n' <<<"$NB_ETCD_ENDPOINTS" | grep '//10\.77\.1\.' | paste -sd,)
+	echo "the store from cloud A at $(date -u +%T.%N):"
+	NB_ETCD_ENDPOINTS=$a nb_etcdctl get --prefix "" -w json | jq -c '.kvs[]? |
+		{key: (.key | @base64d), lease, create: .create_revision, mod: .mod_revision}'
+	for l in $(NB_ETCD_ENDPOINTS=$a nb_etcdctl lease list | tail -n +2); do
+		NB_ETCD_ENDPOINTS=$a nb_etcdctl lease timetolive "$l"
+	done 2>&1
+}
+
 nb_etcdctl() {
 	ETCDCTL_API=3 ip netns exec "$NB-a-git" etcdctl --endpoints "$NB_ETCD_ENDPOINTS" \
 		--dial-timeout 2s "$@"
@@ -235,7 +249,7 @@ nb_node_start() {
 	fi
 	CFG_LISTEN=$(nb_addr "$h"):8080 CFG_SOCKET=$TMP/$h/deployd.sock CFG_STATE=$TMP/$h/state \
 		CFG_EXTRA="fleet:
-  etcd: [$NB_ETCD_ENDPOINTS]
+  etcd: [${NB_NODE_ETCD:-$NB_ETCD_ENDPOINTS}]
   node: $h
   zone: cloud-${h%%-*}
   lease_ttl: ${NB_LEASE_TTL:-3s}
