@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "lib/lib.h"
 
 /* ---- etcd.c: etcd's v3 JSON gateway over libcurl; one client per thread ---- */
@@ -47,9 +49,24 @@ typedef int	(*etcd_watch_fn)(void *arg, const struct etcd_event *);
 int	 etcd_open(struct etcd **, const struct etcd_conf *, struct error *);
 void	 etcd_close(struct etcd *);
 const char *etcd_endpoint(const struct etcd *);	/* the endpoint that answered last */
+int	 etcd_watch(struct etcd *, const char *key, int prefix, int64_t *rev, int64_t max_ms,
+	    etcd_watch_fn, void *arg, struct error *);
+void	 etcd_kv_free(struct etcd_kv *);
+void	 etcd_kvs_free(struct etcd_kvs *);
+/* For etcd_kv.c: a call (quick: each endpoint a share of the time), and the encoding. */
+int	 etcd_request(struct etcd *, const char *path, json_t *body, int64_t timeout_ms,
+	    int quick, json_t **out, struct error *);
+int	 etcd_call(struct etcd *, const char *path, json_t *body, json_t **out, struct error *);
+char	*etcd_b64(const void *bin, size_t len);
+char	*etcd_unb64(json_t *o, const char *name, size_t *outlen);
+int64_t	 etcd_int(json_t *o, const char *name);
+json_t	*etcd_jint(int64_t v);
+void	 etcd_set_key(json_t *body, const char *key, int prefix);
+void	 etcd_read_kv(json_t *o, struct etcd_kv *kv);
+
+/* ---- etcd_kv.c: one request, one answer: keys, transactions, leases, locks, elections ---- */
 int	 etcd_get(struct etcd *, const char *key, int prefix, struct etcd_kvs *,
 	    struct error *);
-void	 etcd_kvs_free(struct etcd_kvs *);
 int	 etcd_put(struct etcd *, const char *key, const void *val, size_t vlen,
 	    int64_t lease, struct error *);
 int	 etcd_put_if(struct etcd *, const char *key, const void *val, size_t vlen,
@@ -69,8 +86,5 @@ int	 etcd_campaign(struct etcd *, const char *name, int64_t lease, const char *v
 int	 etcd_leader(struct etcd *, const char *name, struct etcd_kv *leader, struct error *);
 int	 etcd_resign(struct etcd *, const char *name, const struct etcd_kv *leader,
 	    struct error *);
-int	 etcd_watch(struct etcd *, const char *key, int prefix, int64_t *rev, int64_t max_ms,
-	    etcd_watch_fn, void *arg, struct error *);
-void	 etcd_kv_free(struct etcd_kv *);
 
 #endif

@@ -6,7 +6,7 @@
 # tests/fleet-campaign.sh build/deployd 300. FC_FAULTS overrides the count here.
 . "$(dirname "$0")/../lib.sh"
 
-[ "$(id -u)" -eq 0 ] || { echo "ok 1 # SKIP the test bed needs root"; echo "1..1"; exit 0; }
+[ "$(id -u)" -eq 0 ] || { ok "# SKIP the test bed needs root"; done_testing; }
 
 # ---- the checkers, on made-up logs with one breach of each kind ----
 D=$TMP/made-up

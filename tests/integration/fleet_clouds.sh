@@ -5,7 +5,7 @@
 . "$(dirname "$0")/../lib-servers.sh"
 . "$(dirname "$0")/../lib-netbed.sh"
 
-[ "$(id -u)" -eq 0 ] || { echo "ok 1 # SKIP the test bed needs root"; echo "1..1"; exit 0; }
+[ "$(id -u)" -eq 0 ] || { ok "# SKIP the test bed needs root"; done_testing; }
 need ip:iproute2 nft:nftables etcd:etcd-server etcdctl:etcd-client jq:jq ||
 	bail "the test bed needs ip, nft, etcd and jq"
 NB=nbf$$
