@@ -245,18 +245,34 @@ done
 # ---- cloud B cut off, then healed ----
 nb_cut_cloud b || die "cut cloud b"
 next_commit
+# fleet_round_a: a push to cloud A while B is cut off, until A's three nodes have it. When
+# they do not within 120 s, the store, the nodes' views and their logs' ends go to stderr
+# (and to BENCH_DIAG, a file, when set), A_STALL is set, and the rejoin row is a MISS.
+A_STALL=0
 fleet_round_a() {
-	local t0
+	local t0 h
 	t0=$(now_us)
 	[ "$(nb_push a-n1 "$H" "cut-$$")" = 202 ] || die "webhook while B is cut"
-	wait_swaps 3 d-a- "-${H:0:12}\$" "$t0" 120 >/dev/null || {
-		nb_store_dump >&2
-		die "cloud A did not go on without B"
-	}
+	wait_swaps 3 d-a- "-${H:0:12}\$" "$t0" 120 >/dev/null && return 0
+	A_STALL=1
+	say "cloud A did not go on without B in 120 s; what it looked like:"
+	{
+		nb_store_dump
+		for h in a-n1 a-n2 a-n3; do
+			echo "== $h: status --fleet, then the end of its log"
+			nb_nctl "$h" status --fleet
+			tail -n 12 "$TMP/$h/daemon.log"
+		done
+	} >"$TMP/diag" 2>&1
+	sed 's/^/  | /' "$TMP/diag" >&2
+	[ -n "${BENCH_DIAG:-}" ] && cp "$TMP/diag" "$BENCH_DIAG"
+	return 1
 }
 fleet_round_a
 t_heal=$(now_us)
 nb_heal_cloud b || die "heal cloud b"
+# After a stall the push may never have become a target: ring again, as a sender would.
+[ "$A_STALL" -eq 1 ] && nb_push a-n1 "$H" "cut-again-$$" >/dev/null
 read -r f l < <(wait_swaps 3 d-b- "-${H:0:12}\$" "$t_heal" 300) || die "cloud B did not catch up"
 REJOIN=$(ms_of "$t_heal" "$l")
 say "cloud B caught up ${REJOIN} ms after the heal"
@@ -288,7 +304,8 @@ row "Fleet rollback (ms)" "$mfr" "$mcr (cap deploy:rollback)" "$(ratio "$mfr" "$
 	"$(verdict "$mfr <= 0.1 * $mcr")"
 bound=$(awk -v t="${NB_LEASE_TTL%s}" -v d="$ms" 'BEGIN {printf "%.0f", 2 * t * 1000 + d}')
 row "A cut-off cloud rejoining (ms)" "$REJOIN" "-" "-" "<= 2 x lease_ttl + one deploy ($bound)" \
-	"$(verdict "$REJOIN <= $bound")"
+	"$(verdict "$A_STALL == 0 && $REJOIN <= $bound")"
+[ "$A_STALL" -eq 1 ] && echo "NOTE|fleet: MISS: while cloud B was cut off, cloud A did not cut over within 120 s (the store and the nodes' views are on stderr); the rejoin is timed from the heal, with the push rung again."
 echo "NOTE|fleet: bench/fleet-clouds.sh$([ "$QUICK" -eq 1 ] && echo ' --quick'): $FILES files; six fleet nodes (three per cloud, $NB_DELAY_MS ms one way between clouds, etcd 2 + 1 members, lease_ttl $NB_LEASE_TTL) against Capistrano $(cap --version 2>/dev/null | awk '{print $3; exit}') on the same six hosts (sshd each, deployed from cloud A, defaults: parallel) and one deployd alone in cloud A; times from an outside sampler reading every current each ms; $ROUNDS push rounds (order rotated), $n_plain plain skew cutovers, $(wc -l <"$TMP/skew-offset" 2>/dev/null || echo 0) with clocks offset, $ROUNDS rollbacks each; Capistrano runs retried after a failure: $CAP_RETRIES."
 echo "NOTE|fleet rounds (ms): fleet ${FL[*]}; alone ${SL[*]}; Capistrano ${CL[*]}; Capistrano skew ${CS[*]}; fleet skew $(tr '\n' ' ' <"$TMP/skew-plain")| offset $(tr '\n' ' ' <"$TMP/skew-offset" 2>/dev/null); rollbacks fleet ${FR[*]}, Capistrano ${CR[*]}"
 ok "fleet-clouds" >/dev/null

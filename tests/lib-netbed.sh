@@ -228,8 +228,13 @@ nb_store_dump() {
 	local l a
 	a=$(tr ',' '\n' <<<"$NB_ETCD_ENDPOINTS" | grep '//10\.77\.1\.' | paste -sd,)
 	echo "the store from cloud A at $(date -u +%T.%N):"
-	NB_ETCD_ENDPOINTS=$a nb_etcdctl get --prefix "" -w json | jq -c '.kvs[]? |
-		{key: (.key | @base64d), lease, create: .create_revision, mod: .mod_revision}'
+	# python3, not jq: a lease id is a 64-bit integer, which jq would round to a double.
+	NB_ETCD_ENDPOINTS=$a nb_etcdctl get --prefix "" -w json | python3 -c '
+import base64, json, sys
+for kv in json.load(sys.stdin).get("kvs", []):
+    v = base64.b64decode(kv.get("value", "")).decode(errors="replace")[:160]
+    print(base64.b64decode(kv["key"]).decode(), "lease=%x" % kv.get("lease", 0),
+          "create=%d mod=%d" % (kv["create_revision"], kv["mod_revision"]), v)' 2>&1
 	for l in $(NB_ETCD_ENDPOINTS=$a nb_etcdctl lease list | tail -n +2); do
 		NB_ETCD_ENDPOINTS=$a nb_etcdctl lease timetolive "$l"
 	done 2>&1

@@ -19,7 +19,7 @@ need cap:capistrano /usr/sbin/sshd:openssh-server etcd:etcd-server nft:nftables 
 rc=0
 BENCH_FILES=100 BENCH_ROUNDS=2 BENCH_SKEW_ROUNDS=3 \
 	"$SRCDIR/bench/fleet-clouds.sh" --quick "$DEPLOYD_BIN" >"$TMP/out" 2>"$TMP/err" || rc=$?
-is "bench/fleet-clouds.sh exits 0" "$rc" 0 || diag "$(tail -n 30 "$TMP/err")"
+is "bench/fleet-clouds.sh exits 0" "$rc" 0 || diag "$(tail -n 120 "$TMP/err")"
 grep '^ROW|' "$TMP/out" >"$TMP/rows"
 is "it prints six rows" "$(wc -l <"$TMP/rows")" 6
 
@@ -39,5 +39,10 @@ like "cap deploy is timed" "$(field "Fleet push-to-live, one-file change (ms)" 4
 like "cap deploy:rollback is timed" "$(field "Fleet rollback (ms)" 4)" \
 	'^[0-9.]+ \(cap deploy:rollback\)$'
 like "the notes name the rounds" "$(grep '^NOTE|fleet rounds' "$TMP/out")" 'Capistrano [0-9.]+ '
+# A stall of cloud A while B is cut off is the rejoin row's MISS, not this harness's failure
+# (fleet_clouds.sh is the test of that case); what the bench saw of it is shown here.
+grep -q 'did not go on without B' "$TMP/err" &&
+	diag "cloud A stalled while B was cut off; the bench saw:" \
+		"$(sed -n '/did not go on without B/,$p' "$TMP/err" | head -n 150)"
 check_not "nothing of the bed is left" bash -c "ip netns list | grep -q '^nbb'"
 done_testing
