@@ -333,15 +333,21 @@ void	 reject_stop(void);		/* write every pending summary */
 
 /*
  * server/privsep.c and server/listener.c: the listener process and the daemon talk in
- * fixed-size records over a SOCK_SEQPACKET socketpair: one request, one reply.
+ * fixed-size records over a SOCK_SEQPACKET socketpair. The listener's records are
+ * pipelined: a question carries a sequence number and its reply is matched by it, and
+ * most records have no reply at all. The daemon also tells the listener, unasked, what
+ * it needs to answer webhooks itself (struct privsep_view, struct privsep_digest).
  */
 enum privsep_type {
 	PS_READY = 1,	/* the listener is confined and serving */
 	PS_PUSH,	/* a verified push to a site's tracked ref */
 	PS_COUNT,	/* a webhook's metric result, or with no site a refused request's;
-			   the one record without a reply */
+			   no reply */
 	PS_METRICS,	/* send the Prometheus text */
 	PS_QUIESCED,	/* the listener accepts no more connections */
+	PS_HELLO,	/* send me every site's view; no reply but the views */
+	PS_ANSWERED,	/* a verified push the listener answered from its view (result
+			   "ignored"): note the webhook and count it; no reply */
 };
 enum privsep_answer {
 	PS_OK = 0,
@@ -355,9 +361,16 @@ enum privsep_answer {
 	PS_LIVE,	/* the pushed commit is live and nothing is under way: nothing to do */
 	PS_NOSTORE,	/* fleet mode: the store cannot be reached to pass the push on */
 };
+/* The daemon's records, by their first field. */
+enum privsep_kind {
+	PS_K_REPLY = 1,	/* struct privsep_reply, then for PS_METRICS the text */
+	PS_K_VIEW,	/* struct privsep_view */
+	PS_K_DIGEST,	/* struct privsep_digest */
+};
 #define PRIVSEP_SITE_MAX	65
 #define PRIVSEP_METRICS_MAX	(4 * 1024 * 1024)
 #define PRIVSEP_CHUNK		(32 * 1024)	/* metrics text travels in records this big */
+#define PRIVSEP_DIGEST_MAX	128		/* delivery hashes in one record */
 struct privsep_msg {
 	uint32_t	type;		/* enum privsep_type */
 	uint32_t	seq;		/* echoed in the reply */
@@ -366,12 +379,29 @@ struct privsep_msg {
 	char		delivery[HOOK_DELIVERY_MAX];
 	char		ref[HOOK_REF_MAX];
 	char		after[SHA_HEX];
-	char		result[32];	/* PS_COUNT */
+	char		result[32];	/* PS_COUNT, PS_ANSWERED */
 };
 struct privsep_reply {
+	uint32_t	kind;		/* PS_K_REPLY */
 	uint32_t	seq;
 	uint32_t	answer;		/* enum privsep_answer */
 	uint32_t	len;		/* PS_METRICS: bytes of text in the records that follow */
+};
+/* What a site's webhooks need to know, sent to every listener whenever it changes. */
+struct privsep_view {
+	uint32_t	kind;		/* PS_K_VIEW */
+	uint32_t	local;		/* 0: ask the daemon about every push (fleet mode) */
+	uint32_t	paused;
+	uint32_t	busy;		/* a deploy runs or waits */
+	char		site[PRIVSEP_SITE_MAX];
+	char		live[SHA_HEX];	/* "" unknown */
+};
+/* Delivery ids the daemon has queued a deploy for, hashed (view_hash): ask about these. */
+struct privsep_digest {
+	uint32_t	kind;		/* PS_K_DIGEST */
+	uint32_t	n;
+	char		site[PRIVSEP_SITE_MAX];
+	uint64_t	hash[PRIVSEP_DIGEST_MAX];
 };
 
 /* server/privsep.c: the listener processes: spawn, serve their records, hand over, respawn */
@@ -383,6 +413,20 @@ void	 privsep_stop(void);
 void	 privsep_msg_init(const struct config *);	/* the sites; also with no process */
 void	 privsep_msg_free(void);
 int	 privsep_msg_handle(const struct privsep_msg *, struct privsep_reply *, char **text);
+size_t	 privsep_msg_digest(const char *site, uint64_t *hash, size_t max);
+
+/*
+ * server/view.c: the listener's view of the sites, kept by the daemon's records, and the
+ * answers to pushes it can give without asking (0: ask the daemon)
+ */
+uint64_t view_hash(const char *provider, const char *delivery);
+void	 view_init(const struct config *);
+void	 view_free(void);
+void	 view_update(const struct privsep_view *);
+void	 view_digest(const struct privsep_digest *);
+uint32_t view_answer(const struct privsep_msg *);
+void	 view_asking(const char *site);	/* a push goes to the daemon */
+void	 view_answered(const struct privsep_msg *, uint32_t answer);	/* and came back */
 
 /* server/listener.c: the listener process ("deployd __listen") and its side of the channel */
 int	 listener_main(int argc, char **argv);
@@ -439,6 +483,16 @@ int	 sched_is_paused(const char *site);
 enum { REQ_UNKNOWN, REQ_WAITING, REQ_OK, REQ_FAILED };
 int	 sched_request_state(const char *site, int64_t id, int *paused);
 int	 sched_is_live(const char *site, const char *commit);
+/* A site as a webhook sees it; sched_views fills at most max, and returns how many sites. */
+struct sched_view {
+	char		 site[PRIVSEP_SITE_MAX];
+	int		 paused;
+	int		 busy;		/* a job runs or waits */
+	char		 live[SHA_HEX];
+};
+size_t	 sched_views(struct sched_view *, size_t max);
+/* Told, under the scheduler's mutex, that a site's view may have changed: keep it short. */
+void	 sched_set_moved(void (*)(void));
 /* The scheduler's state: sched.c owns it; poll.c and status.c read it under S.mu. */
 /* What the scheduler knows about one site between deploys. */
 struct sched_site {
@@ -477,6 +531,8 @@ struct sched_site {
 		int		 ok;
 	}			 recent[16];	/* outcomes of the last jobs, for duplicates */
 	size_t			 recent_next;
+	int			 view_key;	/* paused and busy when last told */
+	char			 view_live[SHA_HEX];	/* live when last told */
 	struct sched_site	*qnext;
 };
 
@@ -501,6 +557,7 @@ struct sched {
 	sched_notify_fn		 notify;	/* the daemon's ear; NULL: nobody listens */
 	int			 fleet;		/* fleet mode: the fleet asks for every job */
 	sched_done_fn		 done_fn;	/* told of every job's end; NULL: nobody */
+	void			(*moved_fn)(void);	/* a site's view changed */
 };
 extern struct sched S;
 int64_t	 sched_request_locked(struct sched_site *, const struct deploy_request *);

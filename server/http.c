@@ -1,5 +1,6 @@
 /* http.c: the webhook listener on libmicrohttpd: POST /hooks/<site>, GET /healthz and /metrics. */
 #include <netdb.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #define HTTP_HEADERS_MAX	128	/* headers handed to the providers; more are ignored */
 #define HTTP_BODIES_MIN		(64 * 1024 * 1024)	/* see http_reserve */
 #define HTTP_FORWARDED_MAX	128	/* X-Forwarded-For as logged */
+#define HTTP_THREADS_MAX	64
 
 /* One request, from its headers to its answer. */
 struct http_req {
@@ -698,6 +700,26 @@ http_load(const struct config *cfg, struct error *e)
 }
 
 /*
+ * One thread per core it may run on: a webhook costs its HMAC and the few members parsed,
+ * and waits for nothing but the odd question to the daemon. Never more threads than
+ * connections. (sysconf would read /sys, which the confined listener may not open.)
+ */
+static unsigned
+http_threads(int64_t max_connections)
+{
+	cpu_set_t set;
+	int64_t n = 1;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n > HTTP_THREADS_MAX)
+		n = HTTP_THREADS_MAX;
+	if (n > max_connections)
+		n = max_connections;
+	return n < 1 ? 1 : (unsigned)n;
+}
+
+/*
  * listen_fd is the daemon's socket, shared with the listener before and after this one;
  * ask carries every record to the daemon, from the threads of libmicrohttpd.
  */
@@ -737,7 +759,7 @@ http_start(int listen_fd, http_ask_fn ask, void *arg, struct error *e)
 	H.daemon = MHD_start_daemon(flags, 0, NULL, NULL, http_access, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
-	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(l->max_connections < 2 ? 1 : 2),
+	    MHD_OPTION_THREAD_POOL_SIZE, http_threads(l->max_connections),
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)l->max_connections,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)l->max_connections_per_ip,

@@ -18,13 +18,26 @@
 #define LISTENER_LISTEN_FD	3
 #define LISTENER_CHANNEL_FD	4
 #define LISTENER_RETIRE_FD	5	/* the daemon closes its end: stop, as on its SIGTERM */
-#define LISTENER_REPLY_MS	10000	/* a daemon that does not answer in this is gone */
+#define LISTENER_REPLY_MS	10000	/* a question not answered in this gets 503 */
+
+/* A question waiting for its reply, on the asking thread's stack. */
+struct listener_wait {
+	const struct privsep_msg *m;
+	int		 done;
+	struct privsep_reply a;
+	char		*text;
+	pthread_cond_t	 cv;
+	struct listener_wait *next;
+};
 
 static struct {
-	pthread_mutex_t	mu;		/* one request and its reply at a time */
+	pthread_mutex_t	mu;		/* waits, and the view's order of answers */
+	struct listener_wait *waits;
 	int		fd;		/* the channel to the daemon */
 	int		sig;		/* signalfd for SIGTERM and SIGINT */
-	uint32_t	seq;
+	uint32_t	seq;		/* atomic */
+	pthread_t	reader;
+	int		reading;
 	volatile sig_atomic_t broken;	/* the channel failed: exit, the daemon respawns us */
 } L = { .mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .sig = -1 };
 
@@ -42,6 +55,8 @@ listener_read_text(uint32_t len, char **text)
 	while (got < len) {
 		n = recv(L.fd, buf + got, len - got < PRIVSEP_CHUNK ? len - got : PRIVSEP_CHUNK,
 		    0);
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n <= 0) {
 			free(buf);
 			return E_SYS;
@@ -53,50 +68,182 @@ listener_read_text(uint32_t len, char **text)
 	return E_OK;
 }
 
+/* Call with the mutex held: take the question a reply answers off the list. */
+static struct listener_wait *
+listener_take(uint32_t seq, const struct listener_wait *w0)
+{
+	struct listener_wait **pp, *w;
+
+	for (pp = &L.waits; (w = *pp) != NULL; pp = &w->next)
+		if ((w0 != NULL && w == w0) || (w0 == NULL && w->m != NULL && w->a.seq == seq)) {
+			*pp = w->next;
+			return w;
+		}
+	return NULL;
+}
+
+/* The channel is done: every question still waiting gets "unavailable". */
+static void
+listener_break(void)
+{
+	struct listener_wait *w;
+
+	pthread_mutex_lock(&L.mu);
+	if (!L.broken)
+		log_error("webhook listener: the channel to the daemon failed; exiting");
+	L.broken = 1;
+	while ((w = L.waits) != NULL) {
+		L.waits = w->next;
+		if (w->m->type == PS_PUSH)
+			view_answered(w->m, 0);
+		w->done = 1;
+		pthread_cond_signal(&w->cv);
+	}
+	pthread_mutex_unlock(&L.mu);
+}
+
+/* One reply: its question, by sequence number, learns its answer (and its text). */
+static int
+listener_reply(const struct privsep_reply *r)
+{
+	struct listener_wait *w;
+	char *text = NULL;
+
+	if (r->len > 0 && listener_read_text(r->len, &text) != E_OK)
+		return E_SYS;
+	pthread_mutex_lock(&L.mu);
+	if ((w = listener_take(r->seq, NULL)) != NULL) {
+		/* In the order of the daemon's records, so that a later view wins. */
+		if (w->m->type == PS_PUSH)
+			view_answered(w->m, r->answer);
+		w->a = *r;
+		w->text = text;
+		text = NULL;
+		w->done = 1;
+		pthread_cond_signal(&w->cv);
+	}
+	pthread_mutex_unlock(&L.mu);
+	free(text);
+	return E_OK;
+}
+
+/* The one thread that reads the daemon's records: replies, views and digests. */
+static void *
+listener_read(void *arg)
+{
+	union {
+		uint32_t		kind;
+		struct privsep_reply	r;
+		struct privsep_view	v;
+		struct privsep_digest	d;
+	} u;
+	ssize_t n;
+
+	(void)arg;
+	while (!L.broken) {
+		n = recv(L.fd, &u, sizeof(u), MSG_TRUNC);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n >= (ssize_t)sizeof(u.r) && u.kind == PS_K_REPLY) {
+			if (listener_reply(&u.r) != E_OK)
+				break;
+		} else if (n == (ssize_t)sizeof(u.v) && u.kind == PS_K_VIEW) {
+			u.v.site[sizeof(u.v.site) - 1] = '\0';
+			u.v.live[sizeof(u.v.live) - 1] = '\0';
+			view_update(&u.v);
+		} else if (n == (ssize_t)sizeof(u.d) && u.kind == PS_K_DIGEST) {
+			u.d.site[sizeof(u.d.site) - 1] = '\0';
+			view_digest(&u.d);
+		} else {
+			break;
+		}
+	}
+	listener_break();
+	return NULL;
+}
+
+/* Call with the mutex held: wait for w's reply until the deadline. */
+static void
+listener_await(struct listener_wait *w)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += LISTENER_REPLY_MS / 1000;
+	while (!w->done)
+		if (pthread_cond_timedwait(&w->cv, &L.mu, &ts) != 0 && !w->done) {
+			/* Too late: the reply, if it ever comes, finds nobody. */
+			if (listener_take(0, w) != NULL && w->m->type == PS_PUSH)
+				view_answered(w->m, 0);
+			w->a.answer = PS_UNAVAILABLE;
+			break;
+		}
+}
+
 /*
- * Send one record and wait for its reply (PS_COUNT has none): http.c's way to the daemon
- * (an http_ask_fn). Threads take turns: the channel carries one exchange at a time. Any
- * failure breaks the channel for good (a late reply would otherwise answer the next
- * question); the listener then exits and is respawned.
+ * http.c's way to the daemon (an http_ask_fn), from any of its threads at once. A push the
+ * view can answer is answered here and only told to the daemon; counts are told too. A
+ * question is sent with its sequence number, and the reader thread hands its reply to it:
+ * nobody waits for anyone else's answer.
  */
 static int
 listener_ask(void *arg, const struct privsep_msg *m, struct privsep_reply *a, char **text)
 {
+	struct listener_wait w;
 	struct privsep_msg out;
-	int rc = E_SYS;
-	ssize_t n;
+	pthread_condattr_t ca;
+	uint32_t answer;
+	int rc = E_OK;
 
 	(void)arg;
 	if (text != NULL)
 		*text = NULL;
 	memset(a, 0, sizeof(*a));
 	a->answer = PS_UNAVAILABLE;
-	out = *m;
-	pthread_mutex_lock(&L.mu);
 	if (L.broken)
-		goto out;
-	out.seq = ++L.seq;
-	if (send(L.fd, &out, sizeof(out), MSG_NOSIGNAL) != (ssize_t)sizeof(out))
-		goto fail;
-	/* A count needs no answer: a webhook is not kept waiting for it. */
-	if (out.type == PS_COUNT) {
-		rc = E_OK;
-		goto out;
+		return E_SYS;
+	out = *m;
+	if (m->type == PS_PUSH && (answer = view_answer(m)) != 0) {
+		a->answer = answer;
+		out.type = PS_ANSWERED;
+		util_strlcpy(out.result, "ignored", sizeof(out.result));
 	}
-	while ((n = recv(L.fd, a, sizeof(*a), 0)) < 0 && errno == EINTR)
-		;
-	if (n != (ssize_t)sizeof(*a) || a->seq != out.seq)
-		goto fail;
-	if (a->len > 0 && (text == NULL || listener_read_text(a->len, text) != E_OK))
-		goto fail;
-	rc = E_OK;
-	goto out;
-fail:
-	L.broken = 1;
-	a->answer = PS_UNAVAILABLE;
-	log_error("webhook listener: the channel to the daemon failed; exiting");
-out:
+	out.seq = __atomic_add_fetch(&L.seq, 1, __ATOMIC_RELAXED);
+	if (out.type == PS_COUNT || out.type == PS_ANSWERED || out.type == PS_HELLO) {
+		if (send(L.fd, &out, sizeof(out), MSG_NOSIGNAL) != (ssize_t)sizeof(out)) {
+			listener_break();
+			return E_SYS;
+		}
+		return E_OK;
+	}
+	memset(&w, 0, sizeof(w));
+	w.m = &out;
+	w.a.seq = out.seq;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_lock(&L.mu);
+	w.next = L.waits;
+	L.waits = &w;
+	if (out.type == PS_PUSH)
+		view_asking(out.site);
 	pthread_mutex_unlock(&L.mu);
+	if (send(L.fd, &out, sizeof(out), MSG_NOSIGNAL) != (ssize_t)sizeof(out))
+		listener_break();
+	pthread_mutex_lock(&L.mu);
+	listener_await(&w);
+	pthread_mutex_unlock(&L.mu);
+	pthread_cond_destroy(&w.cv);
+	*a = w.a;
+	if (w.a.answer == PS_UNAVAILABLE && !w.done)
+		rc = E_TIMEOUT;
+	if (L.broken && !w.done)
+		rc = E_SYS;
+	if (text != NULL)
+		*text = w.text;
+	else
+		free(w.text);
 	return rc;
 }
 
@@ -271,6 +418,18 @@ listener_main(int argc, char **argv)
 		http_stop();
 		goto out;
 	}
+	/*
+	 * The reader starts once confined (seccomp binds the threads made after it). Until
+	 * the views it asks for come, every push is asked about.
+	 */
+	view_init(cfg);
+	if (pthread_create(&L.reader, NULL, listener_read, NULL) != 0) {
+		log_error("webhook listener: cannot start the reader thread");
+		http_stop();
+		goto out;
+	}
+	L.reading = 1;
+	listener_tell(PS_HELLO);
 	if (http_start(LISTENER_LISTEN_FD, listener_ask, NULL, &e) != E_OK) {
 		log_error("webhook listener: %s", e.msg);
 		goto out;
@@ -285,6 +444,13 @@ listener_main(int argc, char **argv)
 	}
 	http_stop();
 out:
+	if (L.reading) {
+		/* The reader sees the channel end; it is not a failure now. */
+		L.broken = 1;
+		shutdown(LISTENER_CHANNEL_FD, SHUT_RDWR);
+		pthread_join(L.reader, NULL);
+	}
+	view_free();
 	config_free(cfg);
 	if (L.sig >= 0)
 		close(L.sig);

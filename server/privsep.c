@@ -24,6 +24,7 @@
 #define PRIVSEP_STABLE_MS	30000	/* a listener up this long resets the backoff */
 #define PRIVSEP_SEND_MS		2000	/* a listener that does not read its replies is killed */
 #define PRIVSEP_FD_MIN		10	/* our copies stay clear of the child's fds 3 and 4 */
+#define PRIVSEP_BURST		256	/* records served from one listener before the next */
 
 enum privsep_state { CH_STARTING, CH_SERVING, CH_RETIRING };
 
@@ -34,6 +35,7 @@ struct privsep_child {
 	int		 retire;	/* our end of its retire pipe; -1 once closed */
 	int		 state;		/* enum privsep_state */
 	int		 quiesced;
+	int		 hello;		/* asked for the views: keep it told */
 	int64_t		 started;	/* monotonic ms */
 	int64_t		 closed;	/* monotonic ms the channel closed; 0: open */
 	struct privsep_child *next;
@@ -55,6 +57,9 @@ static struct {
 	int			 started;	/* a first listener served: respawn from now on */
 	int			 stopping;
 	int			 abandon;	/* stop: forget listeners we cannot kill */
+	struct sched_view	*views;		/* as last told; the loop thread's alone */
+	size_t			 nviews;
+	int			 views_dirty;	/* atomic: a site's view may have changed */
 } P = { .mu = PTHREAD_MUTEX_INITIALIZER, .listen_fd = -1, .wake = { -1, -1 } };
 
 static void
@@ -202,7 +207,140 @@ privsep_send(int fd, const struct privsep_reply *a, const char *text)
 	return E_OK;
 }
 
-/* One record from a listener. Returns E_OK, or E_SYS when the channel is done. */
+static int
+privsep_send_view(int fd, const struct sched_view *sv, int local)
+{
+	struct privsep_view v;
+
+	memset(&v, 0, sizeof(v));
+	v.kind = PS_K_VIEW;
+	v.local = (uint32_t)local;
+	v.paused = (uint32_t)sv->paused;
+	v.busy = (uint32_t)sv->busy;
+	util_strlcpy(v.site, sv->site, sizeof(v.site));
+	util_strlcpy(v.live, sv->live, sizeof(v.live));
+	return send(fd, &v, sizeof(v), MSG_NOSIGNAL) == (ssize_t)sizeof(v) ? E_OK : E_SYS;
+}
+
+static int
+privsep_send_digest(int fd, const char *site, const uint64_t *hash, size_t n)
+{
+	struct privsep_digest d;
+	size_t off, k;
+
+	for (off = 0; off == 0 || off < n; off += k) {
+		k = n - off < PRIVSEP_DIGEST_MAX ? n - off : PRIVSEP_DIGEST_MAX;
+		memset(&d, 0, sizeof(d));
+		d.kind = PS_K_DIGEST;
+		d.n = (uint32_t)k;
+		util_strlcpy(d.site, site, sizeof(d.site));
+		memcpy(d.hash, hash + off, k * sizeof(*hash));
+		if (send(fd, &d, sizeof(d), MSG_NOSIGNAL) != (ssize_t)sizeof(d))
+			return E_SYS;
+		if (k == 0)
+			break;
+	}
+	return E_OK;
+}
+
+/*
+ * Every site's view and remembered deliveries, for a listener that asked (PS_HELLO). In
+ * fleet mode a push is the fleet's to judge: the views say "ask".
+ */
+static int
+privsep_hello(struct privsep_child *ch)
+{
+	struct sched_view *sv;
+	uint64_t hash[256];
+	size_t n, i;
+	int rc = E_OK;
+
+	n = sched_views(NULL, 0);
+	sv = util_xcalloc(n > 0 ? n : 1, sizeof(*sv));
+	if ((i = sched_views(sv, n)) < n)
+		n = i;
+	for (i = 0; i < n && rc == E_OK; i++) {
+		rc = privsep_send_view(ch->fd, &sv[i], !fleet_on());
+		if (rc == E_OK)
+			rc = privsep_send_digest(ch->fd, sv[i].site, hash,
+			    privsep_msg_digest(sv[i].site, hash, sizeof(hash) / sizeof(hash[0])));
+	}
+	free(sv);
+	ch->hello = 1;
+	return rc;
+}
+
+/* The listeners to tell, with the mutex taken only to list them. */
+static size_t
+privsep_told(int *fds, size_t max)
+{
+	struct privsep_child *ch;
+	size_t n = 0;
+
+	pthread_mutex_lock(&P.mu);
+	for (ch = P.children; ch != NULL && n < max; ch = ch->next)
+		if (ch->fd >= 0 && ch->hello)
+			fds[n++] = ch->fd;
+	pthread_mutex_unlock(&P.mu);
+	return n;
+}
+
+/*
+ * The scheduler moved: send every listener the views that changed. A listener that cannot
+ * take them is stopped like one that does not read its replies; a new one asks afresh.
+ */
+static void
+privsep_flush_views(void)
+{
+	struct sched_view *sv;
+	int fds[16];
+	size_t n, i, k, nfd;
+
+	if (!__atomic_exchange_n(&P.views_dirty, 0, __ATOMIC_ACQ_REL))
+		return;
+	n = sched_views(NULL, 0);
+	sv = util_xcalloc(n > 0 ? n : 1, sizeof(*sv));
+	if ((i = sched_views(sv, n)) < n)
+		n = i;
+	nfd = privsep_told(fds, sizeof(fds) / sizeof(fds[0]));
+	for (i = 0; i < n; i++) {
+		if (i < P.nviews && memcmp(&sv[i], &P.views[i], sizeof(sv[i])) == 0)
+			continue;
+		for (k = 0; k < nfd; k++)
+			if (privsep_send_view(fds[k], &sv[i], !fleet_on()) != E_OK)
+				shutdown(fds[k], SHUT_RDWR);
+	}
+	free(P.views);
+	P.views = sv;
+	P.nviews = n;
+}
+
+/* Told by the scheduler, under its mutex: only mark and wake. */
+static void
+privsep_moved(void)
+{
+	__atomic_store_n(&P.views_dirty, 1, __ATOMIC_RELEASE);
+	privsep_wake();
+}
+
+/* A deploy was queued for a delivery: every listener asks about it from now on. */
+static void
+privsep_tell_seen(const struct privsep_msg *m)
+{
+	uint64_t h = view_hash(m->provider, m->delivery);
+	int fds[16];
+	size_t nfd, k;
+
+	nfd = privsep_told(fds, sizeof(fds) / sizeof(fds[0]));
+	for (k = 0; k < nfd; k++)
+		if (privsep_send_digest(fds[k], m->site, &h, 1) != E_OK)
+			shutdown(fds[k], SHUT_RDWR);
+}
+
+/*
+ * One record from a listener. Returns 1 when one was served, 0 when none waits, or E_SYS
+ * (E_INVAL) when the channel is done.
+ */
 static int
 privsep_serve(struct privsep_child *ch)
 {
@@ -214,7 +352,7 @@ privsep_serve(struct privsep_child *ch)
 
 	n = recv(ch->fd, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return E_OK;
+		return 0;
 	if (n <= 0)
 		return E_SYS;
 	if (n != (ssize_t)sizeof(m)) {
@@ -222,8 +360,11 @@ privsep_serve(struct privsep_child *ch)
 		    (long)ch->pid);
 		return E_INVAL;
 	}
+	if (m.type == PS_HELLO)
+		return privsep_hello(ch) == E_OK ? 1 : E_SYS;
 	if (m.type == PS_READY || m.type == PS_QUIESCED) {
 		memset(&a, 0, sizeof(a));
+		a.kind = PS_K_REPLY;
 		a.seq = m.seq;
 		pthread_mutex_lock(&P.mu);
 		if (m.type == PS_READY && ch->state == CH_STARTING)
@@ -237,11 +378,13 @@ privsep_serve(struct privsep_child *ch)
 		    (long)ch->pid);
 		return E_INVAL;
 	}
-	if (m.type == PS_COUNT)
-		return E_OK;
+	if (m.type == PS_COUNT || m.type == PS_ANSWERED)
+		return 1;
 	rc = privsep_send(ch->fd, &a, text);
 	free(text);
-	return rc;
+	if (rc == E_OK && m.type == PS_PUSH && a.answer == PS_QUEUED && m.delivery[0] != '\0')
+		privsep_tell_seen(&m);
+	return rc == E_OK ? 1 : rc;
 }
 
 static void
@@ -333,8 +476,8 @@ privsep_loop(void *arg)
 	struct privsep_child *ch, *who[16];
 	int64_t now, wait;
 	char buf[64];
-	size_t n, i;
-	int timeout;
+	size_t n, i, k;
+	int timeout, rc = 0;
 
 	(void)arg;
 	pthread_mutex_lock(&P.mu);
@@ -371,16 +514,22 @@ privsep_loop(void *arg)
 		if (pfd[0].revents & POLLIN)
 			while (read(P.wake[0], buf, sizeof(buf)) > 0)
 				;
-		/* Records are served without the mutex; only this thread frees children. */
+		/*
+		 * Records are served without the mutex; only this thread frees children. A
+		 * burst is served in one go: the listener does not wait for most of them.
+		 */
 		for (i = 1; i < n; i++) {
 			if (pfd[i].revents == 0)
 				continue;
-			if (privsep_serve(who[i]) != E_OK) {
+			for (k = 0; k < PRIVSEP_BURST && (rc = privsep_serve(who[i])) == 1; k++)
+				;
+			if (rc < 0) {
 				pthread_mutex_lock(&P.mu);
 				privsep_close(who[i]);
 				pthread_mutex_unlock(&P.mu);
 			}
 		}
+		privsep_flush_views();
 		pthread_mutex_lock(&P.mu);
 	}
 	pthread_mutex_unlock(&P.mu);
@@ -460,6 +609,7 @@ privsep_start(const struct config *cfg, struct error *e)
 	pthread_condattr_destroy(&ca);
 	P.backoff = PRIVSEP_BACKOFF_MIN;
 	P.stopping = 0;
+	sched_set_moved(privsep_moved);
 	pthread_mutex_lock(&P.mu);
 	P.cfg = cfg;
 	if ((pid = privsep_spawn(cfg->file)) == 0) {
@@ -503,6 +653,7 @@ privsep_reload(const struct config *cfg)
 	if (!P.running)
 		return E_OK;
 	privsep_msg_init(cfg);
+	privsep_moved();
 	pthread_mutex_lock(&P.mu);
 	P.cfg = cfg;
 	if ((pid = privsep_spawn(cfg->file)) == 0) {
@@ -542,6 +693,7 @@ privsep_stop(void)
 	struct timespec ts = { 0, 50 * 1000000 };
 	int grace;
 
+	sched_set_moved(NULL);
 	if (!P.running) {
 		/* Only a listener spawned before the supervisor thread failed to start. */
 		while ((ch = P.children) != NULL) {
@@ -603,5 +755,8 @@ privsep_stop(void)
 	}
 	P.wake[0] = P.wake[1] = -1;
 	P.cfg = NULL;
+	free(P.views);
+	P.views = NULL;
+	P.nviews = 0;
 	privsep_msg_free();
 }

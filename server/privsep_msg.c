@@ -60,12 +60,15 @@ privsep_msg_valid(const struct privsep_msg *m)
 	    !privsep_msg_terminated(m->after, sizeof(m->after)) ||
 	    !privsep_msg_terminated(m->result, sizeof(m->result)))
 		return 0;
-	if (m->type != PS_PUSH && m->type != PS_COUNT)
-		return m->type == PS_METRICS;
+	if (m->type != PS_PUSH && m->type != PS_COUNT && m->type != PS_ANSWERED)
+		return m->type == PS_METRICS || m->type == PS_HELLO;
 	/* A count with no site is a refusal before routing (metrics_refused). */
 	if ((!config_value_name(m->site) && !(m->type == PS_COUNT && m->site[0] == '\0')) ||
 	    (m->provider[0] != '\0' && provider_bit(m->provider) == 0))
 		return 0;
+	/* The listener answers only "ignored" from its view; anything else it asks. */
+	if (m->type == PS_ANSWERED)
+		return m->provider[0] != '\0' && strcmp(m->result, "ignored") == 0;
 	if (m->type == PS_COUNT)
 		return m->result[0] != '\0' &&
 		    strspn(m->result, "abcdefghijklmnopqrstuvwxyz_") == strlen(m->result);
@@ -222,6 +225,7 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 	size_t len;
 
 	memset(a, 0, sizeof(*a));
+	a->kind = PS_K_REPLY;
 	a->seq = m->seq;
 	if (text != NULL)
 		*text = NULL;
@@ -229,7 +233,8 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 		a->answer = PS_REFUSED;
 		return E_INVAL;
 	}
-	if (m->type == PS_PUSH || (m->type == PS_COUNT && m->site[0] != '\0')) {
+	if (m->type == PS_PUSH || m->type == PS_ANSWERED ||
+	    (m->type == PS_COUNT && m->site[0] != '\0')) {
 		pthread_mutex_lock(&M.mu);
 		known = M.cfg != NULL && config_site(M.cfg, m->site) != NULL;
 		pthread_mutex_unlock(&M.mu);
@@ -242,6 +247,10 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 	case PS_PUSH:
 		a->answer = privsep_msg_push(m);
 		metrics_webhook(m->site, m->provider, privsep_msg_result(a->answer));
+		break;
+	case PS_ANSWERED:
+		sched_note_webhook(m->site);
+		metrics_webhook(m->site, m->provider, m->result);
 		break;
 	case PS_COUNT:
 		if (m->site[0] == '\0')
@@ -266,6 +275,22 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 		break;
 	}
 	return E_OK;
+}
+
+/* The delivery ids remembered for site, hashed: what a new listener must ask about. */
+size_t
+privsep_msg_digest(const char *site, uint64_t *hash, size_t max)
+{
+	struct privsep_ring *r;
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&M.mu);
+	if ((r = privsep_msg_ring(site)) != NULL)
+		for (i = 0; i < PRIVSEP_MSG_SEEN_MAX && n < max; i++)
+			if (r->seen[i].delivery[0] != '\0')
+				hash[n++] = view_hash(r->seen[i].provider, r->seen[i].delivery);
+	pthread_mutex_unlock(&M.mu);
+	return n;
 }
 
 /*

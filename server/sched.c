@@ -73,12 +73,51 @@ sched_free(void)
 	pthread_cond_destroy(&S.event);
 }
 
-/* Call with the mutex held: wake whoever watches the site's events. */
+/*
+ * Call with the mutex held: wake whoever watches the site's events, and tell the
+ * listener's keeper when what a webhook sees of the site changed (not on every file a
+ * deploy writes).
+ */
 static void
 sched_moved(struct sched_site *s)
 {
+	int key = s->paused | (s->running || s->queued || s->pending) << 1;
+
 	s->seq = ++S.seq;
 	pthread_cond_broadcast(&S.event);
+	if (key != s->view_key || strcmp(s->live, s->view_live) != 0) {
+		s->view_key = key;
+		memcpy(s->view_live, s->live, sizeof(s->view_live));
+		if (S.moved_fn != NULL)
+			S.moved_fn();
+	}
+}
+
+void
+sched_set_moved(void (*fn)(void))
+{
+	pthread_mutex_lock(&S.mu);
+	S.moved_fn = fn;
+	pthread_mutex_unlock(&S.mu);
+}
+
+size_t
+sched_views(struct sched_view *v, size_t max)
+{
+	struct sched_site *s;
+	size_t i;
+
+	pthread_mutex_lock(&S.mu);
+	for (i = 0; i < S.nsites && i < max; i++) {
+		s = &S.sites[i];
+		util_strlcpy(v[i].site, s->cfg->site.name, sizeof(v[i].site));
+		v[i].paused = s->paused;
+		v[i].busy = s->running || s->queued || s->pending;
+		memcpy(v[i].live, s->live, sizeof(v[i].live));
+	}
+	i = S.nsites;
+	pthread_mutex_unlock(&S.mu);
+	return i;
 }
 
 /* Call with the mutex held. */

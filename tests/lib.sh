@@ -242,6 +242,14 @@ child_pids() {
 	cat /proc/"$1"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$'
 }
 
+# listener_of PID: the pids of PID's "deployd __listen" children (the webhook listener).
+listener_of() {
+	local p
+	for p in $(child_pids "$1"); do
+		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' __listen ' && echo "$p"
+	done
+}
+
 # tree_pids PID: PID and all its descendants.
 tree_pids() {
 	local c

@@ -10,14 +10,6 @@
 
 SECRET='privsep-secret-0123456789'
 
-# listener_of PID: the pids of PID's "deployd __listen" children.
-listener_of() {
-	local p
-	for p in $(child_pids "$1"); do
-		tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q ' __listen ' && echo "$p"
-	done
-}
-
 # one_listener: wait until the daemon has exactly one listener child; print its pid.
 one_listener() {
 	local deadline=$(( $(now_ms) + ${1:-10} * 1000 )) l
