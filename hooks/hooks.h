@@ -82,6 +82,7 @@ struct hook_provider {
 	int		(*parse)(const struct hook_input *, json_t *root,
 			    struct hook_payload *, char *reason, size_t len);
 	const char	*delivery[3];		/* delivery-id headers, best first */
+	const char	*members[5];		/* the top-level members parse reads */
 };
 
 /* The outcome of one webhook: the HTTP status and what to tell and do. */
@@ -149,5 +150,10 @@ int	 gitlab_parse(const struct hook_input *, json_t *, struct hook_payload *, ch
 int	 bitbucket_detect(const struct hook_request *);
 int	 bitbucket_verify(const struct hook_input *, char *, size_t);
 int	 bitbucket_parse(const struct hook_input *, json_t *, struct hook_payload *, char *, size_t);
+
+/* hooks/pick.c: the members a provider reads, cut out of the body for jansson */
+#define PICK_WHOLE	1	/* not sure of the body: parse all of it */
+int	 pick_members(const unsigned char *json, size_t len, const char *const *keys,
+	    char **out, size_t *out_len);
 
 #endif

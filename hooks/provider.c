@@ -16,20 +16,22 @@
  * X-Gitea-* and X-Gogs-*, Gitea sends X-Gogs-* and X-GitHub-*, so the first row that
  * recognises a request wins. Adding a provider means one row here and one file.
  */
+/* hook_parse_push reads these four; Bitbucket's parse reads the other two. */
+#define PROVIDER_PUSH	{ "ref", "before", "after", "deleted", NULL }
 static const struct hook_provider provider_table[] = {
 	{ "forgejo", PROV_FORGEJO, forgejo_detect, forgejo_verify, forgejo_parse,
-	    { "X-Forgejo-Delivery", "X-Gitea-Delivery", NULL } },
+	    { "X-Forgejo-Delivery", "X-Gitea-Delivery", NULL }, PROVIDER_PUSH },
 	{ "gitea", PROV_GITEA, gitea_detect, gitea_verify, gitea_parse,
-	    { "X-Gitea-Delivery", NULL, NULL } },
+	    { "X-Gitea-Delivery", NULL, NULL }, PROVIDER_PUSH },
 	{ "gogs", PROV_GOGS, gogs_detect, gogs_verify, gogs_parse,
-	    { "X-Gogs-Delivery", NULL, NULL } },
+	    { "X-Gogs-Delivery", NULL, NULL }, PROVIDER_PUSH },
 	/* Idempotency-Key stays the same when GitLab retries; the event UUID may not. */
 	{ "gitlab", PROV_GITLAB, gitlab_detect, gitlab_verify, gitlab_parse,
-	    { "Idempotency-Key", "X-Gitlab-Event-UUID", "webhook-id" } },
+	    { "Idempotency-Key", "X-Gitlab-Event-UUID", "webhook-id" }, PROVIDER_PUSH },
 	{ "bitbucket", PROV_BITBUCKET, bitbucket_detect, bitbucket_verify, bitbucket_parse,
-	    { "X-Request-UUID", "X-Request-Id", NULL } },
+	    { "X-Request-UUID", "X-Request-Id", NULL }, { "push", "changes", NULL } },
 	{ "github", PROV_GITHUB, github_detect, github_verify, github_parse,
-	    { "X-GitHub-Delivery", NULL, NULL } },
+	    { "X-GitHub-Delivery", NULL, NULL }, PROVIDER_PUSH },
 };
 
 #define PROVIDER_COUNT (sizeof(provider_table) / sizeof(provider_table[0]))
@@ -171,6 +173,8 @@ provider_handle(const struct hook_site *site, const unsigned char *secret,
 	struct hook_input in;
 	struct hook_payload pl;
 	unsigned char *form = NULL;
+	char *picked = NULL;
+	size_t picked_len = 0;
 	const char *v;
 	char reason[HOOK_REASON_MAX];
 	json_error_t jerr;
@@ -226,8 +230,15 @@ provider_handle(const struct hook_site *site, const unsigned char *secret,
 		provider_refuse(res, 401, reason[0] != '\0' ? reason : "bad signature");
 		goto out;
 	}
-	/* jansson bounds nesting depth itself; duplicates would let two readers disagree. */
-	root = json_loadb((const char *)in.json, in.json_len, JSON_REJECT_DUPLICATES, &jerr);
+	/*
+	 * jansson bounds nesting depth itself; duplicates would let two readers disagree.
+	 * It parses only the members the provider reads, when they can be cut out.
+	 */
+	if (pick_members(in.json, in.json_len, p->members, &picked, &picked_len) == E_OK)
+		root = json_loadb(picked, picked_len, JSON_REJECT_DUPLICATES, &jerr);
+	else
+		root = json_loadb((const char *)in.json, in.json_len, JSON_REJECT_DUPLICATES,
+		    &jerr);
 	if (root == NULL) {
 		provider_refuse(res, 400, "malformed JSON");
 		goto out;
@@ -245,6 +256,7 @@ provider_handle(const struct hook_site *site, const unsigned char *secret,
 	provider_decide(site, &pl, res);
 out:
 	json_decref(root);
+	free(picked);
 	free(form);
 	return res->status;
 }
