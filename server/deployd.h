@@ -348,6 +348,8 @@ enum privsep_type {
 	PS_HELLO,	/* send me every site's view; no reply but the views */
 	PS_ANSWERED,	/* a verified push the listener answered from its view (result
 			   "ignored"): note the webhook and count it; no reply */
+	PS_TOLD,	/* a verified push the listener answered "queued" because a deploy
+			   was waiting: join it (as PS_PUSH would); no reply */
 };
 enum privsep_answer {
 	PS_OK = 0,
@@ -393,6 +395,7 @@ struct privsep_view {
 	uint32_t	local;		/* 0: ask the daemon about every push (fleet mode) */
 	uint32_t	paused;
 	uint32_t	busy;		/* a deploy runs or waits */
+	uint32_t	waiting;	/* a deploy waits: a push joins it */
 	char		site[PRIVSEP_SITE_MAX];
 	char		live[SHA_HEX];	/* "" unknown */
 };
@@ -488,6 +491,7 @@ struct sched_view {
 	char		 site[PRIVSEP_SITE_MAX];
 	int		 paused;
 	int		 busy;		/* a job runs or waits */
+	int		 waiting;	/* a job waits: a push joins it */
 	char		 live[SHA_HEX];
 };
 size_t	 sched_views(struct sched_view *, size_t max);

@@ -205,11 +205,13 @@ listener_ask(void *arg, const struct privsep_msg *m, struct privsep_reply *a, ch
 	out = *m;
 	if (m->type == PS_PUSH && (answer = view_answer(m)) != 0) {
 		a->answer = answer;
-		out.type = PS_ANSWERED;
-		util_strlcpy(out.result, "ignored", sizeof(out.result));
+		out.type = answer == PS_QUEUED ? PS_TOLD : PS_ANSWERED;
+		if (out.type == PS_ANSWERED)
+			util_strlcpy(out.result, "ignored", sizeof(out.result));
 	}
 	out.seq = __atomic_add_fetch(&L.seq, 1, __ATOMIC_RELAXED);
-	if (out.type == PS_COUNT || out.type == PS_ANSWERED || out.type == PS_HELLO) {
+	if (out.type == PS_COUNT || out.type == PS_ANSWERED || out.type == PS_TOLD ||
+	    out.type == PS_HELLO) {
 		if (send(L.fd, &out, sizeof(out), MSG_NOSIGNAL) != (ssize_t)sizeof(out)) {
 			listener_break();
 			return E_SYS;

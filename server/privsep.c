@@ -217,6 +217,7 @@ privsep_send_view(int fd, const struct sched_view *sv, int local)
 	v.local = (uint32_t)local;
 	v.paused = (uint32_t)sv->paused;
 	v.busy = (uint32_t)sv->busy;
+	v.waiting = (uint32_t)sv->waiting;
 	util_strlcpy(v.site, sv->site, sizeof(v.site));
 	util_strlcpy(v.live, sv->live, sizeof(v.live));
 	return send(fd, &v, sizeof(v), MSG_NOSIGNAL) == (ssize_t)sizeof(v) ? E_OK : E_SYS;
@@ -378,7 +379,9 @@ privsep_serve(struct privsep_child *ch)
 		    (long)ch->pid);
 		return E_INVAL;
 	}
-	if (m.type == PS_COUNT || m.type == PS_ANSWERED)
+	if (m.type == PS_TOLD && a.answer == PS_QUEUED && m.delivery[0] != '\0')
+		privsep_tell_seen(&m);
+	if (m.type == PS_COUNT || m.type == PS_ANSWERED || m.type == PS_TOLD)
 		return 1;
 	rc = privsep_send(ch->fd, &a, text);
 	free(text);

@@ -60,7 +60,8 @@ privsep_msg_valid(const struct privsep_msg *m)
 	    !privsep_msg_terminated(m->after, sizeof(m->after)) ||
 	    !privsep_msg_terminated(m->result, sizeof(m->result)))
 		return 0;
-	if (m->type != PS_PUSH && m->type != PS_COUNT && m->type != PS_ANSWERED)
+	if (m->type != PS_PUSH && m->type != PS_TOLD && m->type != PS_COUNT &&
+	    m->type != PS_ANSWERED)
 		return m->type == PS_METRICS || m->type == PS_HELLO;
 	/* A count with no site is a refusal before routing (metrics_refused). */
 	if ((!config_value_name(m->site) && !(m->type == PS_COUNT && m->site[0] == '\0')) ||
@@ -233,7 +234,7 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 		a->answer = PS_REFUSED;
 		return E_INVAL;
 	}
-	if (m->type == PS_PUSH || m->type == PS_ANSWERED ||
+	if (m->type == PS_PUSH || m->type == PS_TOLD || m->type == PS_ANSWERED ||
 	    (m->type == PS_COUNT && m->site[0] != '\0')) {
 		pthread_mutex_lock(&M.mu);
 		known = M.cfg != NULL && config_site(M.cfg, m->site) != NULL;
@@ -247,6 +248,17 @@ privsep_msg_handle(const struct privsep_msg *m, struct privsep_reply *a, char **
 	case PS_PUSH:
 		a->answer = privsep_msg_push(m);
 		metrics_webhook(m->site, m->provider, privsep_msg_result(a->answer));
+		break;
+	case PS_TOLD:
+		/*
+		 * Answered "queued" already: a deploy was waiting. Should the site have been
+		 * paused since, the pause came later and wins; resuming catches up.
+		 */
+		if ((a->answer = privsep_msg_push(m)) != PS_QUEUED)
+			log_debug("site=%s delivery=%s: told queued, now %s", m->site,
+			    m->delivery[0] != '\0' ? m->delivery : "-",
+			    privsep_msg_result(a->answer));
+		metrics_webhook(m->site, m->provider, "queued");
 		break;
 	case PS_ANSWERED:
 		sched_note_webhook(m->site);

@@ -81,7 +81,8 @@ sched_free(void)
 static void
 sched_moved(struct sched_site *s)
 {
-	int key = s->paused | (s->running || s->queued || s->pending) << 1;
+	int key = s->paused | (s->running || s->queued || s->pending) << 1 |
+	    (s->queued || s->pending) << 2;
 
 	s->seq = ++S.seq;
 	pthread_cond_broadcast(&S.event);
@@ -113,6 +114,7 @@ sched_views(struct sched_view *v, size_t max)
 		util_strlcpy(v[i].site, s->cfg->site.name, sizeof(v[i].site));
 		v[i].paused = s->paused;
 		v[i].busy = s->running || s->queued || s->pending;
+		v[i].waiting = s->queued || s->pending;
 		memcpy(v[i].live, s->live, sizeof(v[i].live));
 	}
 	i = S.nsites;

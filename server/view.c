@@ -150,7 +150,8 @@ view_hex40(const char *s)
 
 /*
  * What the daemon would answer to this push, when the view alone can tell: PS_PAUSED for
- * a paused site, PS_LIVE for the live commit with nothing under way. 0: ask. A delivery
+ * a paused site, PS_LIVE for the live commit with nothing under way, PS_QUEUED when a
+ * deploy waits (the push joins it, as the daemon's queue would have it). 0: ask. A delivery
  * the daemon queued a deploy for is always asked about (a duplicate, or a retry of a
  * failed deploy), and so is every push while another is on its way to the daemon.
  */
@@ -170,8 +171,14 @@ view_answer(const struct privsep_msg *m)
 	if (m->delivery[0] != '\0' && view_seen(s, view_hash(m->provider, m->delivery)))
 		goto out;
 	if (!s->v.busy && !s->queued && s->asking == 0 && view_hex40(m->after) &&
-	    strcmp(s->v.live, m->after) == 0)
+	    strcmp(s->v.live, m->after) == 0) {
 		answer = PS_LIVE;
+	} else if (s->v.waiting) {
+		/* It joins the waiting deploy; a repeat of it is asked about. */
+		answer = PS_QUEUED;
+		if (m->delivery[0] != '\0')
+			view_remember(s, view_hash(m->provider, m->delivery));
+	}
 out:
 	pthread_mutex_unlock(&V.mu);
 	return answer;

@@ -25,7 +25,7 @@ hook() {
 	out=$(curl -sS -D "$TMP/hdr-$2" --max-time "${3:-10}" -w '\n%{http_code}' \
 		-H 'Content-Type: application/json' -H 'X-GitHub-Event: push' \
 		-H "X-GitHub-Delivery: $2" -H "X-Hub-Signature-256: sha256=$(cat "$TMP/body-$1.sig")" \
-		--data-binary "@$TMP/body-$1.json" "http://$CFG_LISTEN/hooks/www" 2>/dev/null)
+		--data-binary "@$TMP/body-$1.json" "http://$CFG_LISTEN/hooks/${SITE:-www}" 2>/dev/null)
 	code=${out##*$'\n'}
 	printf '%s %s\n' "${code:-000}" "$(jq -r 'if .queued then "queued" elif .duplicate then
 		"duplicate" elif .ignored then .reason else "other" end' <<<"${out%$'\n'*}" \
@@ -36,14 +36,14 @@ hook() {
 flood() {
 	body "$1"
 	export -f hook body
-	export TMP SECRET CFG_LISTEN SRCDIR
+	export TMP SECRET CFG_LISTEN SRCDIR SITE
 	seq 1 "$3" | xargs -P 4 -I{} bash -c 'echo "'"$2"'-{} $(hook '"$1"' '"$2"'-{})"'
 }
 
-# webhooks_total RESULT: the daemon's count of pushes to www with that result
+# webhooks_total RESULT [SITE]: the daemon's count of pushes to SITE (www) with that result
 webhooks_total() {
 	curl -sS --max-time 10 "http://$CFG_LISTEN/metrics" |
-		sed -n 's/^deployd_webhooks_total{site="www",provider="github",result="'"$1"'"} //p' |
+		sed -n 's/^deployd_webhooks_total{site="'"${2:-www}"'",provider="github",result="'"$1"'"} //p' |
 		awk '{s += $1} END {print s + 0}'
 }
 
@@ -54,10 +54,14 @@ printf '%s\n' "$SECRET" >"$TMP/secret"
 chmod 600 "$TMP/secret"
 CFG_LISTEN=127.0.0.1:$(free_port)
 CFG_LOG_LEVEL=info
+# "slow" deploys the same repository with a 3 s hook, so that a deploy can be made to wait.
 write_config "$TMP/deployd.yaml" \
-	"$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0 secret_file="$TMP/secret")"
+	"$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0 secret_file="$TMP/secret")" \
+	"$(site_yaml slow "$TMP/src.git" "$TMP/slow" poll=0 secret_file="$TMP/secret" \
+		'hooks={pre_activate: [/bin/sleep, "3"], timeout: 30s}')"
 start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
 wait_live "$TMP/www" "$H0" 30 || bail "the first deploy did not happen"
+wait_live "$TMP/slow" "$H0" 30 || bail "the first deploy of slow did not happen"
 sleep 0.5
 
 # ---- the listener answers from its view while the daemon cannot ----
@@ -170,6 +174,26 @@ for d in $(grep ' 202 queued$' "$TMP/flood-k" | tail -n 20 | cut -d' ' -f1); do
 done
 is "the last 20 queued deliveries are each known to the daemon (duplicates now)" "$bad" 0
 check "the daemon is still running" daemon_running
+
+# ---- a push while a deploy waits joins it, answered by the listener ----
+commit_file "$TMP/src" index.html "v5" "v5" || bail "commit failed"
+H5=$(repo_head "$TMP/src")
+SITE=slow
+is "slow: a new commit is queued (a deploy runs)" "$(hook "$H5" w-1)" "202 queued"
+is "slow: another push makes one wait" "$(hook "$H5" w-2)" "202 queued"
+sleep 0.3
+kill -STOP "$DAEMON_PID"
+t0=$(now_ms)
+is "daemon stopped: a push joins the waiting deploy, answered by the listener" \
+	"$(hook "$H5" w-3 3)" "202 queued"
+check "at once ($(( $(now_ms) - t0 )) ms)" test $(( $(now_ms) - t0 )) -lt 1000
+kill -CONT "$DAEMON_PID"
+wait_live "$TMP/slow" "$H5" 30 && ok "slow: the tip goes live" || fail "slow: the tip goes live"
+wait_for "slow idle" 20 site_field_is slow phase idle
+is "slow: the three pushes are counted queued" "$(webhooks_total queued slow)" 3
+is "slow: the one the listener answered is known to the daemon (a duplicate now)" \
+	"$(hook "$H5" w-3)" "202 duplicate"
+SITE=
 
 stop_daemon || fail "the daemon stops"
 done_testing
