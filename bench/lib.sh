@@ -53,6 +53,19 @@ tree_status_kb() {
 	echo "$sum"
 }
 status_field() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# PSS (kB) of each process in PID's tree, "NAME:PID=KB" a line, then "total=KB". PSS shares
+# each page among the processes that map it, so a re-exec'd listener's pages count once.
+tree_pss() {
+	local p kb sum=0 name
+	for p in $(proc_tree "$1"); do
+		kb=$(awk '$1 == "Pss:" {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+		[ -n "$kb" ] || continue
+		name=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | awk '{print ($2 == "__listen" ? "listener" : $2 == "__fetch" ? "fetch-helper" : $2)}')
+		echo "${name:-?}:$p=$kb"
+		sum=$((sum + kb))
+	done
+	echo "total=$sum"
+}
 # CPU ticks of PID's tree as "OWN CHILDREN": the daemon's threads, then its reaped children
 # (cutime, cstime) plus the live ones
 tree_ticks() {

@@ -20,7 +20,7 @@ rc=0
 	"$DEPLOYD_BIN" >"$TMP/out" 2>"$TMP/err" || rc=$?
 is "bench/run exits 0" "$rc" 0 || diag "$(tail -n 20 "$TMP/err")"
 grep "^| " "$TMP/out" | tail -n +2 >"$TMP/rows"
-is "the table has every row" "$(wc -l <"$TMP/rows")" 25
+is "the table has every row" "$(wc -l <"$TMP/rows")" 26
 
 # row LABEL: the row whose first column is LABEL (leading spaces kept)
 row() { awk -F' [|] ' -v l="$1" '{sub(/^[|] /, "")} $1 == l' "$TMP/rows"; }
@@ -29,7 +29,8 @@ NUM='^[0-9]+(\.[0-9]+)?$'
 
 for label in "Webhook ingest, signed 7 KB push (req/s)" "  p99 latency (ms)" \
 	"Bad signatures rejected (req/s)" "Push-to-live, one-file change (s)" "First deploy (s)" \
-	"Peak RSS, first deploy (MB)" "RSS idle, 10 sites (MB)" \
+	"Peak RSS, first deploy (MB)" "Pushes during a 200-file deploy, p99 (ms)" \
+	"Memory idle, 10 sites (MB, PSS)" \
 	"1,000 sites polled every 60 s (% of a core)" "  CPU per poll (ms)" \
 	"No-change deploy after 30 deploys (ms), with upkeep" "  one-file deploy (ms), with upkeep" \
 	"No-change deploy after 30 deploys (ms), no upkeep"; do
