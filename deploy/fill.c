@@ -168,7 +168,7 @@ fill_thread(void *arg)
 struct fill *
 fill_start(const char *cache_dir, struct manifest *record)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long cpus = util_cpus();
 	const char *env = getenv("DEPLOYD_WRITE_THREADS");
 	pthread_attr_t attr;
 	struct fill *f;

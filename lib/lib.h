@@ -50,6 +50,7 @@ int	 util_parse_size(const char *s, int64_t *bytes);
 int	 util_format_duration(int64_t ms, char *buf, size_t len);
 int64_t	 util_now_ms(void);		/* wall clock, unix milliseconds */
 int64_t	 util_mono_ms(void);		/* monotonic clock, milliseconds */
+int	 util_cpus(void);		/* CPUs this process may run on, at least 1 */
 void	*util_xmalloc(size_t);
 void	*util_xcalloc(size_t, size_t);
 void	*util_xrealloc(void *, size_t, size_t);

@@ -1,6 +1,5 @@
 /* http.c: the webhook listener on libmicrohttpd: POST /hooks/<site>, GET /healthz and /metrics. */
 #include <netdb.h>
-#include <sched.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -700,26 +699,6 @@ http_load(const struct config *cfg, struct error *e)
 }
 
 /*
- * One thread per core it may run on: a webhook costs its HMAC and the few members parsed,
- * and waits for nothing but the odd question to the daemon. Never more threads than
- * connections. (sysconf would read /sys, which the confined listener may not open.)
- */
-static unsigned
-http_threads(int64_t max_connections)
-{
-	cpu_set_t set;
-	int64_t n = 1;
-
-	if (sched_getaffinity(0, sizeof(set), &set) == 0)
-		n = CPU_COUNT(&set);
-	if (n > HTTP_THREADS_MAX)
-		n = HTTP_THREADS_MAX;
-	if (n > max_connections)
-		n = max_connections;
-	return n < 1 ? 1 : (unsigned)n;
-}
-
-/*
  * listen_fd is the daemon's socket, shared with the listener before and after this one;
  * ask carries every record to the daemon, from the threads of libmicrohttpd.
  */
@@ -730,12 +709,16 @@ http_start(int listen_fd, http_ask_fn ask, void *arg, struct error *e)
 	const struct limits *l = &cfg->limits;
 	struct MHD_OptionItem tls[3];
 	char *cert, *key;
-	unsigned flags;
+	unsigned flags, threads;
 	size_t pool;
 	int rc, secure;
 
 	H.ask = ask;
 	H.ask_arg = arg;
+	/* A thread per CPU: a webhook waits for nothing but the odd question to the daemon. */
+	threads = (unsigned)(util_cpus() < HTTP_THREADS_MAX ? util_cpus() : HTTP_THREADS_MAX);
+	if ((int64_t)threads > l->max_connections)
+		threads = l->max_connections < 1 ? 1 : (unsigned)l->max_connections;
 	/* ITC: MHD_quiesce_daemon needs it to wake the polling threads. */
 	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG |
 	    MHD_USE_ITC;
@@ -759,7 +742,7 @@ http_start(int listen_fd, http_ask_fn ask, void *arg, struct error *e)
 	H.daemon = MHD_start_daemon(flags, 0, NULL, NULL, http_access, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, listen_fd,
-	    MHD_OPTION_THREAD_POOL_SIZE, http_threads(l->max_connections),
+	    MHD_OPTION_THREAD_POOL_SIZE, threads,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)l->max_connections,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)l->max_connections_per_ip,

@@ -157,6 +157,7 @@ sched_request_locked(struct sched_site *s, const struct deploy_request *req)
 			s->req_id = S.next_id++;
 			s->pending = 1;
 			s->req = *req;
+			sched_moved(s);	/* a deploy waits now: pushes join it */
 		} else if (!sched_automatic(req) || sched_automatic(&s->req))
 			s->req = *req;
 		return s->req_id;

@@ -92,7 +92,7 @@ is "paused, daemon stopped: the listener answers 'paused' itself" "$(hook "$H0" 
 	"202 site_paused"
 kill -CONT "$DAEMON_PID"
 dctl resume www >/dev/null || fail "deployd resume"
-wait_for "the resume's catch-up to finish" 20 site_field_is www phase idle
+wait_for "the resume's catch-up to finish" 20 site_field_is www state idle
 sleep 0.3
 kill -STOP "$DAEMON_PID"
 is "resumed: the live commit is 'already live' again" "$(hook "$H1" p-2 3)" \
@@ -134,7 +134,7 @@ commit_file "$TMP/src" index.html "v3" "v3" || bail "commit failed"
 H3=$(repo_head "$TMP/src")
 dctl pause www >/dev/null || fail "deployd pause"
 dctl resume www >/dev/null || fail "deployd resume"
-wait_for "idle" 20 site_field_is www phase idle
+wait_for "idle" 20 site_field_is www state idle
 total0=$(( $(webhooks_total ignored) + $(webhooks_total queued) + $(webhooks_total duplicate) ))
 flood "$H3" q 200 >"$TMP/flood-q" &
 FLOOD=$!
@@ -189,7 +189,7 @@ is "daemon stopped: a push joins the waiting deploy, answered by the listener" \
 check "at once ($(( $(now_ms) - t0 )) ms)" test $(( $(now_ms) - t0 )) -lt 1000
 kill -CONT "$DAEMON_PID"
 wait_live "$TMP/slow" "$H5" 30 && ok "slow: the tip goes live" || fail "slow: the tip goes live"
-wait_for "slow idle" 20 site_field_is slow phase idle
+wait_for "slow idle" 20 site_field_is slow state idle
 is "slow: the three pushes are counted queued" "$(webhooks_total queued slow)" 3
 is "slow: the one the listener answered is known to the daemon (a duplicate now)" \
 	"$(hook "$H5" w-3)" "202 duplicate"
