@@ -281,6 +281,7 @@ int	 fetch_site(const struct site *, struct fetch_result *, fetch_progress_fn, v
 	    struct error *);
 int	 fetch_remote_tip(const struct site *, struct fetch_result *,
 	    struct error *);	/* ls-remote only, no download */
+int	 fetch_recent_tip(const struct site *, int64_t max_age_ms, struct fetch_result *);
 int	 fetch_site_fresh(const struct site *, struct fetch_result *,
 	    struct error *);	/* re-clone a damaged cache */
 int	 fetch_upkeep(const struct site *, const char *keep, int64_t grace_s,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -537,12 +538,80 @@ fetch_ls_remote_served(const struct site *site,
 	return rc;
 }
 
+/*
+ * The last tip each site's remote named (a fetch or an ls-remote), and when: a flood of
+ * webhooks coalesced into the deploy after the running one need not ask the remote again
+ * what it said a moment ago (fetch_recent_tip).
+ */
+struct fetch_tip {
+	char		 site[512];	/* fetch_tip_key: a reload may change what it tracks */
+	struct fetch_result fr;
+	int64_t		 at;	/* monotonic ms */
+};
+static struct {
+	pthread_mutex_t	 mu;
+	struct fetch_tip *v;
+	size_t		 n;
+} T = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static void
+fetch_tip_key(const struct site *site, char *key, size_t len)
+{
+	snprintf(key, len, "%s %s %s %s", site->name, site->repo,
+	    site->branch != NULL ? "branch" : "tags",
+	    site->branch != NULL ? site->branch : site->tags != NULL ? site->tags : "");
+}
+
+static void
+fetch_note_tip(const struct site *site, const struct fetch_result *fr)
+{
+	char key[sizeof(T.v->site)];
+	size_t i;
+
+	fetch_tip_key(site, key, sizeof(key));
+	pthread_mutex_lock(&T.mu);
+	for (i = 0; i < T.n && strcmp(T.v[i].site, key) != 0; i++)
+		;
+	if (i == T.n) {
+		T.v = util_xrealloc(T.v, T.n + 1, sizeof(*T.v));
+		util_strlcpy(T.v[T.n++].site, key, sizeof(T.v[i].site));
+	}
+	T.v[i].fr = *fr;
+	T.v[i].at = util_mono_ms();
+	pthread_mutex_unlock(&T.mu);
+}
+
+/* The tip the site's remote named less than max_age_ms ago, if any: 1 and *fr filled. */
+int
+fetch_recent_tip(const struct site *site, int64_t max_age_ms, struct fetch_result *fr)
+{
+	int64_t now = util_mono_ms();
+	char key[sizeof(T.v->site)];
+	size_t i;
+	int found = 0;
+
+	fetch_tip_key(site, key, sizeof(key));
+	pthread_mutex_lock(&T.mu);
+	for (i = 0; i < T.n && !found; i++)
+		if (strcmp(T.v[i].site, key) == 0 && now - T.v[i].at < max_age_ms) {
+			util_strlcpy(fr->tip, T.v[i].fr.tip, sizeof(fr->tip));
+			util_strlcpy(fr->ref, T.v[i].fr.ref, sizeof(fr->ref));
+			found = 1;
+		}
+	pthread_mutex_unlock(&T.mu);
+	return found;
+}
+
 /* Fetch the tracked branch, or the highest matching tag, into the cache. */
 int
 fetch_site(const struct site *site, struct fetch_result *fr,
     fetch_progress_fn fn, void *arg, struct error *e)
 {
-	return fetch_run(site, FETCH_UPDATE, NULL, fn, arg, fr, e);
+	int rc;
+
+	if ((rc = fetch_run(site, FETCH_UPDATE, NULL, fn, arg, fr, e)) == E_OK)
+		fetch_note_tip(site, fr);
+	return rc;
 }
 
 /* Clone the site afresh, replacing a cache found damaged after a fetch said it was fine. */
@@ -558,10 +627,16 @@ int
 fetch_remote_tip(const struct site *site,
     struct fetch_result *fr, struct error *e)
 {
+	int rc;
+
 	/* A CA file is a process-wide libgit2 setting: such sites keep a helper each time. */
 	if (site->ca_file == NULL)
-		return fetch_ls_remote_served(site, fr, e);
-	return fetch_run(site, FETCH_LS_REMOTE, NULL, NULL, NULL, fr, e);
+		rc = fetch_ls_remote_served(site, fr, e);
+	else
+		rc = fetch_run(site, FETCH_LS_REMOTE, NULL, NULL, NULL, fr, e);
+	if (rc == E_OK)
+		fetch_note_tip(site, fr);
+	return rc;
 }
 
 /* Repack the site's cache in a helper (upkeep.c), keeping the commits in keep. */

@@ -12,6 +12,7 @@
 #include "deploy/deploy.h"
 
 #define PREPARE_TMP_PREFIX ".tmp-"
+#define PREPARE_TIP_FRESH_MS	1000	/* a webhook's deploy trusts a tip this recent */
 
 /* The fetch helper's download progress, passed on to whoever watches the deploy. */
 static void
@@ -147,14 +148,23 @@ prepare_settled(struct run *r, int dirty, struct error *e)
 	return E_OK;
 }
 
-/* Ask the remote for its tip first (ls-remote): a tip already handled needs no fetch. */
+/*
+ * Ask the remote for its tip first (ls-remote): a tip already handled needs no fetch. A
+ * webhook's deploy takes the tip the remote named less than a second ago instead: in a
+ * flood, the deploy that waited behind the running one would only hear it again.
+ */
 static int
 prepare_poll_check(struct run *r, struct error *e)
 {
 	int dirty, rc;
 
-	if ((rc = fetch_remote_tip(r->site, &r->fr, e)) != E_OK)
+	if (r->req->trigger == TRIG_WEBHOOK &&
+	    fetch_recent_tip(r->site, PREPARE_TIP_FRESH_MS, &r->fr)) {
+		log_debug("site=%s commit=%.12s: the remote named it under %d ms ago; not asking"
+		    " again", r->site->name, r->fr.tip, PREPARE_TIP_FRESH_MS);
+	} else if ((rc = fetch_remote_tip(r->site, &r->fr, e)) != E_OK) {
 		return rc;
+	}
 	if (strcmp(r->fr.tip, r->st.applied) != 0 && !prepare_is_bad(&r->st, r->fr.tip))
 		return E_OK;
 	dirty = strcmp(r->st.desired, r->fr.tip) != 0;

@@ -53,12 +53,14 @@ H0=$(repo_head "$TMP/src")
 printf '%s\n' "$SECRET" >"$TMP/secret"
 chmod 600 "$TMP/secret"
 CFG_LISTEN=127.0.0.1:$(free_port)
-CFG_LOG_LEVEL=info
+CFG_LOG_LEVEL=debug
 # "slow" deploys the same repository with a 3 s hook, so that a deploy can be made to wait.
 write_config "$TMP/deployd.yaml" \
 	"$(site_yaml www "$TMP/src.git" "$TMP/www" poll=0 secret_file="$TMP/secret")" \
 	"$(site_yaml slow "$TMP/src.git" "$TMP/slow" poll=0 secret_file="$TMP/secret" \
-		'hooks={pre_activate: [/bin/sleep, "3"], timeout: 30s}')"
+		'hooks={pre_activate: [/bin/sleep, "3"], timeout: 30s}')" \
+	"$(site_yaml short "$TMP/src.git" "$TMP/short" poll=0 secret_file="$TMP/secret" \
+		'hooks={pre_activate: [/bin/sleep, "0.2"], timeout: 30s}')"
 start_daemon "$TMP/deployd.yaml" || bail "daemon did not start"
 wait_live "$TMP/www" "$H0" 30 || bail "the first deploy did not happen"
 wait_live "$TMP/slow" "$H0" 30 || bail "the first deploy of slow did not happen"
@@ -193,6 +195,20 @@ wait_for "slow idle" 20 site_field_is slow state idle
 is "slow: the three pushes are counted queued" "$(webhooks_total queued slow)" 3
 is "slow: the one the listener answered is known to the daemon (a duplicate now)" \
 	"$(hook "$H5" w-3)" "202 duplicate"
+
+# ---- the deploy that waited does not ask the remote what it said a moment ago ----
+SITE=short
+wait_live "$TMP/short" "$H5" 30 >/dev/null 2>&1 || wait_for "short on H0" 30 test -L "$TMP/short/current"
+commit_file "$TMP/src" index.html "v6" "v6" || bail "commit failed"
+H6=$(repo_head "$TMP/src")
+a=$(hook "$H6" f-1)
+b=$(hook "$H6" f-2)
+is "short: two pushes of a new commit in a row are queued" "$a / $b" "202 queued / 202 queued"
+wait_live "$TMP/short" "$H6" 30 && ok "short: it goes live" || fail "short: it goes live"
+wait_for "short idle" 20 site_field_is short state idle
+like "the deploy that waited took the tip its predecessor fetched, without asking again" \
+	"$(grep "site=short commit=${H6:0:12}" "$TMP/daemon.log")" \
+	'the remote named it under 1000 ms ago; not asking again'
 SITE=
 
 stop_daemon || fail "the daemon stops"
