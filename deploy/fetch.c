@@ -562,6 +562,7 @@ fetch_tip_key(const struct site *site, char *key, size_t len)
 	    site->branch != NULL ? site->branch : site->tags != NULL ? site->tags : "");
 }
 
+/* What the remote said, or (fr NULL) that asking it failed: then nothing is trusted. */
 static void
 fetch_note_tip(const struct site *site, const struct fetch_result *fr)
 {
@@ -572,12 +573,15 @@ fetch_note_tip(const struct site *site, const struct fetch_result *fr)
 	pthread_mutex_lock(&T.mu);
 	for (i = 0; i < T.n && strcmp(T.v[i].site, key) != 0; i++)
 		;
-	if (i == T.n) {
+	if (i == T.n && fr != NULL) {
 		T.v = util_xrealloc(T.v, T.n + 1, sizeof(*T.v));
 		util_strlcpy(T.v[T.n++].site, key, sizeof(T.v[i].site));
 	}
-	T.v[i].fr = *fr;
-	T.v[i].at = util_mono_ms();
+	if (i < T.n) {
+		if (fr != NULL)
+			T.v[i].fr = *fr;
+		T.v[i].at = fr != NULL ? util_mono_ms() : INT64_MIN / 2;
+	}
 	pthread_mutex_unlock(&T.mu);
 }
 
@@ -609,8 +613,8 @@ fetch_site(const struct site *site, struct fetch_result *fr,
 {
 	int rc;
 
-	if ((rc = fetch_run(site, FETCH_UPDATE, NULL, fn, arg, fr, e)) == E_OK)
-		fetch_note_tip(site, fr);
+	rc = fetch_run(site, FETCH_UPDATE, NULL, fn, arg, fr, e);
+	fetch_note_tip(site, rc == E_OK ? fr : NULL);
 	return rc;
 }
 
@@ -634,8 +638,7 @@ fetch_remote_tip(const struct site *site,
 		rc = fetch_ls_remote_served(site, fr, e);
 	else
 		rc = fetch_run(site, FETCH_LS_REMOTE, NULL, NULL, NULL, fr, e);
-	if (rc == E_OK)
-		fetch_note_tip(site, fr);
+	fetch_note_tip(site, rc == E_OK ? fr : NULL);
 	return rc;
 }
 
