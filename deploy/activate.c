@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -152,26 +153,46 @@ activate_health(struct run *r, struct error *e)
 
 /*
  * A fleet's cutover names the instant every node swaps, so that the skew is the clocks'
- * offset rather than the distance to etcd. The lock is held and the state read already:
- * nothing but the rename is left after the wait. A clock far ahead must not hold a site
- * for long, so the wait is bounded.
+ * offset rather than the distance to etcd. The lock is held and the state read already, and
+ * the link is staged before the wait: nothing but the rename is left after it, and the timer's
+ * slack is cut to a microsecond meanwhile (50 us is the default). A clock far ahead must not
+ * hold a site for long, so the wait is bounded.
  */
 #define ACTIVATE_WAIT_MAX_MS 5000
 
-void
-activate_wait(int64_t at_ms)
+int
+activate_swap(const char *site, int path_fd, const char *release, int64_t at_ms,
+    struct error *e)
 {
-	int64_t left = at_ms - util_now_ms();
-	struct timespec ts;
+	int64_t left;
+	struct timespec ts, woke;
+	int rc, slack;
 
-	if (at_ms <= 0 || left <= 0)
-		return;
-	if (left > ACTIVATE_WAIT_MAX_MS)
-		at_ms = util_now_ms() + ACTIVATE_WAIT_MAX_MS;
-	ts.tv_sec = at_ms / 1000;
-	ts.tv_nsec = (at_ms % 1000) * 1000000;
-	while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
+	if ((rc = swap_stage(path_fd, release, e)) != E_OK)
+		return rc;
+	left = at_ms - util_now_ms();
+	/* Late means this node adds to the cutover's skew: say by how much, and that it is why. */
+	if (at_ms > 0 && left < -1)
+		log_info("site=%s swapping %lld ms after the cutover's instant (it came late, or "
+		    "the site was busy)", site, (long long)-left);
+	if (at_ms > 0 && left > 0) {
+		if (left > ACTIVATE_WAIT_MAX_MS)
+			at_ms = util_now_ms() + ACTIVATE_WAIT_MAX_MS;
+		ts.tv_sec = at_ms / 1000;
+		ts.tv_nsec = (at_ms % 1000) * 1000000;
+		slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+		while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+		clock_gettime(CLOCK_REALTIME, &woke);
+		if (slack > 0)
+			prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
+		/* The timer's part of the skew, as this node's clock sees it. */
+		log_debug("site=%s woke %lld us after the cutover's instant", site,
+		    (long long)((woke.tv_sec - ts.tv_sec) * 1000000 +
+		    (woke.tv_nsec - ts.tv_nsec) / 1000));
+	}
+	return swap_commit(path_fd, release, e);
 }
 
 /*
@@ -184,8 +205,7 @@ activate_run(struct run *r, struct error *e)
 	int rc;
 
 	run_step(r, PHASE_ACTIVATING);
-	activate_wait(r->req->at_ms);
-	if ((rc = swap_current(r->path_fd, r->name, e)) != E_OK)
+	if ((rc = activate_swap(r->site->name, r->path_fd, r->name, r->req->at_ms, e)) != E_OK)
 		return rc;
 	r->res->swapped_at_ms = util_now_ms();
 	r->live = 1;

@@ -529,6 +529,8 @@ int	 prune_releases(int releases_fd, struct site_state *, int64_t keep,
 
 /* ---- deploy/swap.c ---- */
 int	 swap_current(int path_fd, const char *release, struct error *);
+int	 swap_stage(int path_fd, const char *release, struct error *);
+int	 swap_commit(int path_fd, const char *release, struct error *);
 int	 swap_read_current(int path_fd, char *release, size_t len);
 
 /* ---- deploy/state.c ---- */
@@ -673,7 +675,8 @@ int	 prepare_drop(struct run *, const char *why, struct error *);
 
 /* ---- deploy/activate.c: the swap and everything after it ---- */
 int	 activate_run(struct run *, struct error *);
-void	 activate_wait(int64_t at_ms);	/* sleep until that unix ms instant (0: not at all) */
+int	 activate_swap(const char *site, int path_fd, const char *release, int64_t at_ms,
+	    struct error *);
 
 /* ---- deploy/repo.c: libgit2 set up, opening a cache, and libgit2's reason for a failure ---- */
 int	 repo_init(void);

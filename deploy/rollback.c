@@ -139,8 +139,7 @@ rollback_run(const struct site *site,
 		goto out;
 	}
 	util_strlcpy(from, r.st.release, sizeof(from));
-	activate_wait(req->at_ms);
-	if ((rc = swap_current(r.path_fd, target->name, &e)) != E_OK)
+	if ((rc = activate_swap(site->name, r.path_fd, target->name, req->at_ms, &e)) != E_OK)
 		goto out;
 	res->swapped_at_ms = util_now_ms();
 	/* The release rolled away from stays on disk for debugging, marked bad. */

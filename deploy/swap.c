@@ -14,10 +14,11 @@
 /*
  * symlinkat to a temporary name, then renameat over `current`: rename(2) replaces the link in
  * one step, so a reader (or a crash) sees the old release or the new one, never neither. The
- * target is relative so the tree can be moved or bind-mounted.
+ * target is relative so the tree can be moved or bind-mounted. Staging is apart from the
+ * rename so that a swap at an instant (a fleet's cutover) has only the rename left to do then.
  */
 int
-swap_current(int path_fd, const char *release, struct error *e)
+swap_stage(int path_fd, const char *release, struct error *e)
 {
 	char target[sizeof(SWAP_PREFIX) + RELEASE_NAME_MAX];
 	struct stat st;
@@ -38,6 +39,13 @@ swap_current(int path_fd, const char *release, struct error *e)
 		return util_error_sys(e, "removing " SWAP_TMP);
 	if (symlinkat(target, path_fd, SWAP_TMP) != 0)
 		return util_error_sys(e, "creating " SWAP_TMP);
+	return E_OK;
+}
+
+/* The staged link over `current`. */
+int
+swap_commit(int path_fd, const char *release, struct error *e)
+{
 	if (renameat(path_fd, SWAP_TMP, path_fd, "current") != 0) {
 		util_error_sys(e, "renaming " SWAP_TMP " to current");
 		unlinkat(path_fd, SWAP_TMP, 0);
@@ -47,6 +55,16 @@ swap_current(int path_fd, const char *release, struct error *e)
 	if (fsync(path_fd) != 0)
 		log_warn("fsync after swapping current to %s: %s", release, strerror(errno));
 	return E_OK;
+}
+
+int
+swap_current(int path_fd, const char *release, struct error *e)
+{
+	int rc;
+
+	if ((rc = swap_stage(path_fd, release, e)) != E_OK)
+		return rc;
+	return swap_commit(path_fd, release, e);
 }
 
 /* The release name `current` points at: E_NOTFOUND if there is no link, E_INVAL if it is odd. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -455,6 +456,70 @@ t_swap(void **state)
 	close(pfd);
 }
 
+/* What a reader saw of the site halfway through a swap's wait. */
+struct swap_peek {
+	int	 pfd;
+	int	 staged;	/* .current.tmp was there */
+	char	 cur[RELEASE_NAME_MAX];
+};
+
+static void *
+swap_peek(void *arg)
+{
+	struct swap_peek *p = arg;
+
+	usleep(100 * 1000);
+	p->staged = fixture_exists(p->pfd, ".current.tmp");
+	swap_read_current(p->pfd, p->cur, sizeof(p->cur));
+	return NULL;
+}
+
+/* A swap at an instant: staged first, current untouched until the instant, then renamed. */
+static void
+t_swap_at(void **state)
+{
+	struct fixture *f = *state;
+	struct error e = { 0 };
+	struct swap_peek peek = { 0 };
+	char cur[RELEASE_NAME_MAX];
+	pthread_t t;
+	int64_t t0;
+	int pfd;
+
+	assert_true((pfd = open(f->dir, O_RDONLY | O_DIRECTORY)) >= 0);
+	assert_int_equal(swap_current(pfd, "20261125T224329Z-000000000001", &e), E_OK);
+	peek.pfd = pfd;
+	assert_int_equal(pthread_create(&t, NULL, swap_peek, &peek), 0);
+	t0 = util_now_ms();
+	assert_int_equal(activate_swap("t", pfd, "20261125T224329Z-000000000002", t0 + 300, &e),
+	    E_OK);
+	assert_true(util_now_ms() >= t0 + 300);
+	pthread_join(t, NULL);
+	assert_true(peek.staged);
+	assert_string_equal(peek.cur, "20261125T224329Z-000000000001");
+	assert_int_equal(swap_read_current(pfd, cur, sizeof(cur)), E_OK);
+	assert_string_equal(cur, "20261125T224329Z-000000000002");
+	assert_false(fixture_exists(pfd, ".current.tmp"));
+
+	/* An instant already past: at once. */
+	t0 = util_now_ms();
+	assert_int_equal(activate_swap("t", pfd, "20261125T224329Z-000000000003", t0 - 1000, &e),
+	    E_OK);
+	assert_true(util_now_ms() - t0 < 1000);
+	assert_int_equal(swap_read_current(pfd, cur, sizeof(cur)), E_OK);
+	assert_string_equal(cur, "20261125T224329Z-000000000003");
+
+	/* A swap that cannot be staged fails before the wait, and leaves current alone. */
+	assert_int_equal(unlinkat(pfd, "current", 0), 0);
+	fixture_mkdir(pfd, "current");
+	t0 = util_now_ms();
+	assert_int_equal(activate_swap("t", pfd, "20261125T224329Z-000000000004", t0 + 3000, &e),
+	    E_INVAL);
+	assert_true(util_now_ms() - t0 < 3000);
+	assert_non_null(strstr(e.msg, "current is a directory"));
+	close(pfd);
+}
+
 static void
 t_lock(void **state)
 {
@@ -512,6 +577,7 @@ main(int argc, char **argv)
 		FIXTURE_TEST(t_prune_prepared),
 		FIXTURE_TEST(t_list),
 		FIXTURE_TEST(t_swap),
+		FIXTURE_TEST(t_swap_at),
 		FIXTURE_TEST(t_lock),
 	};
 
