@@ -31,6 +31,13 @@ enum {
 	GRPC_OUTOFRANGE = 11, GRPC_UNAVAILABLE = 14, GRPC_UNAUTHENTICATED = 16,
 };
 
+/*
+ * Every call says it wants a member with a leader: one that has lost its quorum then answers
+ * "no leader" (unavailable: the next endpoint is tried) at once, and ends a watch it holds
+ * when it loses its leader, instead of holding the call or the watch in silence.
+ */
+#define ETCD_HASLEADER	"Grpc-Metadata-hasleader: true"
+
 struct etcd {
 	CURL		*curl;
 	struct strv	 endpoints;
@@ -39,9 +46,12 @@ struct etcd {
 	unsigned char	*password;	/* guarded memory */
 	size_t		 password_len;
 	char		*token;
-	struct curl_slist *headers;
+	struct curl_slist *lead;	/* hasleader alone */
+	struct curl_slist *headers;	/* hasleader and the token */
 	int64_t		 timeout_ms;
 	const int	*stop;
+	const int	*cancel;	/* ends the call under way; the client goes on */
+	int64_t		 revision;	/* the newest store revision an answer named */
 	char		 curl_err[CURL_ERROR_SIZE];
 
 	/* The answer being received. A stream (a watch) hands each line to on_line. */
@@ -96,7 +106,8 @@ etcd_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t
 	struct etcd *c = arg;
 
 	(void)dt, (void)dn, (void)ut, (void)un;
-	return c->stop != NULL && __atomic_load_n(c->stop, __ATOMIC_RELAXED) != 0;
+	return (c->stop != NULL && __atomic_load_n(c->stop, __ATOMIC_RELAXED) != 0) ||
+	    (c->cancel != NULL && __atomic_load_n(c->cancel, __ATOMIC_RELAXED) != 0);
 }
 
 /* ---- encoding ---- */
@@ -289,7 +300,7 @@ etcd_once(struct etcd *c, size_t ep, const char *path, const char *body, int64_t
 	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)left_ms);
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
-	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, with_token ? c->headers : NULL);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, with_token ? c->headers : c->lead);
 	rc = curl_easy_perform(c->curl);
 	free(url);
 	if (c->on_line != NULL && c->line_rc != 0)
@@ -326,6 +337,8 @@ etcd_once(struct etcd *c, size_t ep, const char *path, const char *body, int64_t
 		json_decref(j);
 		return ret;
 	}
+	if (etcd_int(json_object_get(j, "header"), "revision") > c->revision)
+		c->revision = etcd_int(json_object_get(j, "header"), "revision");
 	*out = j;
 	return E_OK;
 }
@@ -390,7 +403,7 @@ etcd_auth(struct etcd *c, size_t ep, int64_t left_ms, int64_t connect_ms, struct
 	{
 		char *h = util_xasprintf("Authorization: %s", c->token);
 
-		c->headers = curl_slist_append(NULL, h);
+		c->headers = curl_slist_append(curl_slist_append(NULL, ETCD_HASLEADER), h);
 		sodium_memzero(h, strlen(h));
 		free(h);
 	}
@@ -561,6 +574,7 @@ etcd_open(struct etcd **out, const struct etcd_conf *conf, struct error *e)
 		    c->password[c->password_len - 1] == '\r'))
 			c->password_len--;
 	}
+	c->lead = curl_slist_append(NULL, ETCD_HASLEADER);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
@@ -601,6 +615,7 @@ etcd_close(struct etcd *c)
 		free(c->token);
 	}
 	curl_slist_free_all(c->headers);
+	curl_slist_free_all(c->lead);
 	free(c->buf);
 	free(c);
 }
@@ -609,6 +624,18 @@ const char *
 etcd_endpoint(const struct etcd *c)
 {
 	return c->endpoints.v[c->cur];
+}
+
+int64_t
+etcd_revision(const struct etcd *c)
+{
+	return c->revision;
+}
+
+void
+etcd_set_cancel(struct etcd *c, const int *flag)
+{
+	c->cancel = flag;
 }
 
 /* ---- watches ---- */

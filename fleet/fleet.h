@@ -49,6 +49,8 @@ typedef int	(*etcd_watch_fn)(void *arg, const struct etcd_event *);
 int	 etcd_open(struct etcd **, const struct etcd_conf *, struct error *);
 void	 etcd_close(struct etcd *);
 const char *etcd_endpoint(const struct etcd *);	/* the endpoint that answered last */
+int64_t	 etcd_revision(const struct etcd *);	/* the newest store revision answers named */
+void	 etcd_set_cancel(struct etcd *, const int *flag);	/* nonzero ends a call: E_STOPPED */
 int	 etcd_watch(struct etcd *, const char *key, int prefix, int64_t *rev, int64_t max_ms,
 	    etcd_watch_fn, void *arg, struct error *);
 void	 etcd_kv_free(struct etcd_kv *);

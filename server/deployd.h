@@ -216,6 +216,8 @@ struct fleet {
 	size_t		 nkv;
 	int		 synced;	/* read whole at least once */
 	int64_t		 rev;		/* the store's revision the mirror has seen */
+	int64_t		 behind;	/* a revision the store had and the mirror had not */
+	int		 rewatch;	/* the watch is stuck: end it, read the store again */
 	int		 store_ok;	/* the last call to etcd answered */
 	int		 store_said;	/* the log said so once */
 	char		 store_error[256];

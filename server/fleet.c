@@ -8,7 +8,8 @@
 
 #include "server/deployd.h"
 
-#define FLEET_WATCH_MS	2000	/* a watch call returns this often to look at stop */
+#define FLEET_WATCH_MS	30000	/* a watch is made again this often, even when all looks well */
+#define FLEET_CAMPAIGN_MS 2000	/* a campaign call returns this often to look at the lease */
 #define FLEET_RETRY_MS	500	/* after a failed call, before the next */
 #define FLEET_TICK_MS	200	/* the acting thread looks at its timers this often */
 
@@ -126,6 +127,26 @@ fleet_client(int64_t timeout_ms)
 
 /* ---- membership: the lease, and nodes/<node> on it ---- */
 
+/*
+ * A renewal's answer names the store's revision. If the mirror is still short of the one
+ * the renewal before named, the watch is stuck: its member went silent or lost its
+ * connection without a word, and the watch would say nothing until its time ran out. F.mu
+ * held. Writes outside the prefix (a shared etcd) look the same, and cost a read of the
+ * store and a new watch at every second renewal, which is harmless.
+ */
+static void
+fleet_watch_check(int64_t store_rev)
+{
+	if (F.behind > 0 && F.rev < F.behind && F.synced) {
+		log_debug("fleet: the watch is behind (the store was at revision %lld, the "
+		    "mirror is at %lld); watching again", (long long)F.behind, (long long)F.rev);
+		__atomic_store_n(&F.rewatch, 1, __ATOMIC_RELAXED);
+		F.behind = 0;
+		return;
+	}
+	F.behind = store_rev > F.rev ? store_rev : 0;
+}
+
 static int
 fleet_register(struct etcd *c, int64_t *lease, struct error *e)
 {
@@ -194,6 +215,7 @@ fleet_member(void *arg)
 				rtt = rtts[i] > rtt ? rtts[i] : rtt;
 			pthread_mutex_lock(&F.mu);
 			F.rtt_ms = rtt;
+			fleet_watch_check(etcd_revision(c));
 			pthread_mutex_unlock(&F.mu);
 			fleet_reachable(1, c, &e);
 			continue;
@@ -221,12 +243,29 @@ fleet_member(void *arg)
 
 /* ---- the mirror: a read of the prefix, then a watch from the revision after it ---- */
 
+/* What this node does next for each site, from the mirror; F.mu held. */
+static void
+fleet_step_nodes(void)
+{
+	size_t i;
+
+	if (!F.synced || F.lease == 0)
+		return;
+	for (i = 0; i < F.nsites; i++)
+		fleet_node_step(&F.sites[i], util_mono_ms());
+}
+
+/*
+ * The node steps here at once, not only in the acting thread: that one may be writing a record
+ * (across the clouds, tens of milliseconds), and a cutover's instant would not wait for it.
+ */
 static int
 fleet_watch_event(void *arg, const struct etcd_event *ev)
 {
 	(void)arg;
 	pthread_mutex_lock(&F.mu);
 	fleet_store_apply(ev->kv, ev->type == ETCD_DELETE);
+	fleet_step_nodes();
 	pthread_cond_broadcast(&F.cond);
 	pthread_mutex_unlock(&F.mu);
 	return 0;
@@ -249,6 +288,7 @@ fleet_resync(struct etcd *c, int64_t *rev, struct error *e)
 		fleet_store_apply(&kvs.v[i], 0);
 	F.synced = 1;
 	F.rev = kvs.rev;
+	fleet_step_nodes();
 	pthread_cond_broadcast(&F.cond);
 	pthread_mutex_unlock(&F.mu);
 	*rev = kvs.rev + 1;
@@ -265,8 +305,14 @@ fleet_watch(void *arg)
 	struct error e;
 
 	(void)arg;
+	if (c != NULL)
+		etcd_set_cancel(c, &F.rewatch);
 	while (c != NULL && !F.stop) {
+		if (__atomic_exchange_n(&F.rewatch, 0, __ATOMIC_RELAXED))
+			stale = 1;
 		if (stale && (rc = fleet_resync(c, &rev, &e)) != E_OK) {
+			if (rc == E_STOPPED)
+				continue;	/* told to read again, or to stop */
 			fleet_reachable(0, c, &e);
 			pthread_mutex_lock(&F.mu);
 			fleet_wait(FLEET_RETRY_MS);
@@ -314,7 +360,7 @@ fleet_campaign(void *arg)
 		gen = F.lease_gen;
 		pthread_mutex_unlock(&F.mu);
 		/* Waits in etcd while another node leads; a call that gives up is made again. */
-		if (etcd_campaign(c, name, lease, f->node, FLEET_WATCH_MS, &leader, &e) != E_OK) {
+		if (etcd_campaign(c, name, lease, f->node, FLEET_CAMPAIGN_MS, &leader, &e) != E_OK) {
 			pthread_mutex_lock(&F.mu);
 			if (e.code != E_TIMEOUT && !F.stop) {
 				log_debug("fleet: campaign: %s", e.msg);
@@ -392,7 +438,7 @@ static void *
 fleet_act(void *arg)
 {
 	struct etcd *c = fleet_client(3000);
-	int64_t lease_gen = 0, now;
+	int64_t lease_gen = 0;
 	size_t i;
 
 	(void)arg;
@@ -410,9 +456,7 @@ fleet_act(void *arg)
 		}
 		for (i = 0; i < F.nsites; i++)
 			fleet_node_claim(c, &F.sites[i]);
-		now = util_mono_ms();
-		for (i = 0; i < F.nsites; i++)
-			fleet_node_step(&F.sites[i], now);
+		fleet_step_nodes();
 		fleet_flush(c, F.lease);
 		for (i = 0; i < F.nsites && F.leading && !F.stop; i++)
 			fleet_coord_step(c, &F.sites[i], util_mono_ms());

@@ -15,6 +15,10 @@
 #   nb_heal_host HOST
 #   nb_cut_cloud a|b          the router drops everything to and from that cloud
 #   nb_heal_cloud a|b
+#   nb_cut_port HOST PORT     the router drops TCP to and from PORT on HOST across the clouds:
+#                             e.g. an etcd member's peer port, so that it loses its quorum while
+#                             its clients still reach it
+#   nb_heal_port HOST PORT
 #
 # The router's proxy logs to $TMP/NB-proxy.log; its pid is in $TMP/NB-proxy.pid.
 # NB (default "nb") prefixes every name, so that teardown finds what set-up made.
@@ -155,6 +159,23 @@ nb_heal_cloud() {
 	done
 }
 
+nb_cut_port() {
+	local a
+	a=$(nb_addr "$1") || return 1
+	ip netns exec "$NB-wan" nft add rule ip netbed cut_in ip saddr "$a" tcp dport "$2" drop \
+		comment "\"port-$1-$2\"" &&
+		ip netns exec "$NB-wan" nft add rule ip netbed cut_in ip daddr "$a" tcp dport "$2" \
+		drop comment "\"port-$1-$2\""
+}
+
+nb_heal_port() {
+	local h
+	for h in $(ip netns exec "$NB-wan" nft -a list chain ip netbed cut_in |
+		awk -v c="\"port-$1-$2\"" '$0 ~ c {print $NF}'); do
+		ip netns exec "$NB-wan" nft delete rule ip netbed cut_in handle "$h" || return 1
+	done
+}
+
 # ---- a fleet in the bed (source lib.sh first) ----
 #
 #   nb_git_start               git daemon on a-git; $NB_WORK is the work clone, $NB_REPO_URL
@@ -199,13 +220,16 @@ nb_etcd_start() {
 	for h in $NB_ETCD_HOSTS; do
 		a=$(nb_addr "$h")
 		# Heartbeats at 100 ms, elections at 1 s: a round trip between clouds is 2 x NB_DELAY_MS.
+		# --pre-vote, as README tells operators (etcd 3.4 has it off): without it a member
+		# coming back from a cut starts elections with a higher term, and the burst of them
+		# can cost nodes their leases.
 		# The command in a file of its own, so that nb_etcd_restart can start it again.
 		printf '%q ' exec ip netns exec "$NB-$h" etcd --name "$h" \
 			--data-dir "$TMP/nb-etcd/$h" \
 			--listen-client-urls "http://$a:2379" --advertise-client-urls "http://$a:2379" \
 			--listen-peer-urls "http://$a:2380" --initial-advertise-peer-urls "http://$a:2380" \
 			--initial-cluster "$cluster" --initial-cluster-token "netbed-$$" \
-			--heartbeat-interval 100 --election-timeout 1000 >"$TMP/nb-etcd-$h.sh"
+			--heartbeat-interval 100 --election-timeout 1000 --pre-vote >"$TMP/nb-etcd-$h.sh"
 		nb_etcd_restart "$h"
 	done
 	wait_for "etcd in the bed" 40 nb_etcdctl endpoint health >/dev/null

@@ -1,5 +1,5 @@
 #!/bin/bash
-# fleet_clouds.sh: a fleet of six nodes in two clouds (tests/lib-netbed.sh), 20 ms apart, with etcd members in both: pushes go live everywhere; a cloud cut off, with the coordinator in it, stays on its last release while the other cuts over (also when one of its nodes talks to the cut-off cloud's etcd member first), and catches up once healed; so does one node cut off.
+# fleet_clouds.sh: a fleet of six nodes in two clouds (tests/lib-netbed.sh), 20 ms apart, with etcd members in both: pushes go live everywhere, also while B's member has lost its quorum; a cloud cut off, with the coordinator in it, stays on its last release while the other cuts over (also when one of its nodes talks to the cut-off cloud's etcd member first), and catches up once healed; so does one node cut off.
 # timeout: 420
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-servers.sh"
@@ -40,12 +40,13 @@ ok "etcd has a member in each cloud and a quorum of three"
 # etcd member first: its election call waits there when the cut comes, with its key, made
 # through that member, kept alive by its renewals in A. It must give up on the dead member
 # (a quick read there fails), or its key holds off A's election until the heal.
+# Cloud B's nodes talk to B's member first, as an operator would set them up.
+NB_NODE_ETCD=http://$(nb_addr b-etcd1):2379,http://$(nb_addr a-etcd1):2379,http://$(nb_addr a-etcd2):2379
 for h in $B_NODES; do
 	nb_node_start "$h" || bail "node $h did not start"
 done
 wait_for "a coordinator in cloud B" 30 grep -q 'is the coordinator' "$TMP"/b-n?/daemon.log ||
 	bail "no node of cloud B coordinates"
-NB_NODE_ETCD=http://$(nb_addr b-etcd1):2379,http://$(nb_addr a-etcd1):2379,http://$(nb_addr a-etcd2):2379
 for h in $A_NODES; do
 	nb_node_start "$h" || bail "node $h did not start"
 	NB_NODE_ETCD=
@@ -59,6 +60,28 @@ C1=$(repo_head "$NB_WORK")
 is "a push to a node in cloud B: 202" "$(nb_push b-n2 "$C1" d-1)" 202
 check "every node in both clouds goes live on it" live_within 60 "$C1" $NB_NODES
 check "each with the commit's whole tree" all_whole
+
+# ---- B's member loses its quorum while its clients still reach it ----
+# Its peer port is cut: it answers, but has no leader. A member without a leader holds a call
+# (or answers a watch "created", then nothing) until the call's time runs out; B's nodes
+# watched there, never saw the next target, and with min_ready all, held up the whole fleet
+# while their leases lived on through A's members. Asked for a leader (hasleader), the member
+# says "no leader" at once, and ends its watches when it loses its leader.
+b1_healthy() {
+	NB_ETCD_ENDPOINTS=http://$(nb_addr b-etcd1):2379 nb_etcdctl --command-timeout 1s \
+		endpoint health >/dev/null 2>&1
+}
+b1_leaderless() { ! b1_healthy; }
+nb_cut_port b-etcd1 2380 || bail "could not cut b-etcd1's peer port"
+wait_for "b-etcd1 to lose its leader" 30 b1_leaderless || bail "b-etcd1 kept a leader"
+commit_file "$NB_WORK" index.html "v1b" "v1b" || bail "commit failed"
+C1B=$(repo_head "$NB_WORK")
+is "a push while B's member has no leader: 202" "$(nb_push a-n2 "$C1B" d-1b)" 202
+check "every node goes live on it, B's through A's members" live_within 60 "$C1B" $NB_NODES ||
+	diag "$(nb_store_dump)"
+nb_heal_port b-etcd1 2380 || bail "could not heal b-etcd1's peer port"
+wait_for "b-etcd1 to have a leader again" 30 b1_healthy || bail "b-etcd1 did not rejoin"
+C1=$C1B
 
 # ---- cloud B cut off: A has etcd's quorum and goes on; B stays whole on C1 ----
 nb_cut_cloud b || bail "could not cut cloud B"
