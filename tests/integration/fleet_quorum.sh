@@ -1,5 +1,5 @@
 #!/bin/bash
-# fleet_quorum.sh: three deployd nodes on a three-member etcd: one member down changes nothing; two down and nothing cuts over, nodes keep serving and answer webhooks 503; back, and the fleet resumes by itself. Then bad input: garbage in the keys the fleet reads, an unreachable store at start.
+# fleet_quorum.sh: three deployd nodes on a three-member etcd: one member down changes nothing; two down and nothing cuts over, nodes keep serving and answer webhooks 503; back, and the fleet resumes by itself. The member the nodes use frozen: they go on through the others. Then bad input: garbage in the keys the fleet reads, an unreachable store at start.
 # timeout: 300
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/../lib-servers.sh"
@@ -16,6 +16,20 @@ check "the fleet goes live on the tip" wait_for "H0 live on all" 60 all_live "$H
 hook() {	# hook NODE COMMIT DELIVERY: the webhook's HTTP status
 	github_push "$FLEET_SECRET" "http://127.0.0.1:${NODE_PORT[$1]}/hooks/www" "$2" "$3"
 }
+
+# ---- the member the nodes use frozen: its peers go on, and so must the nodes ----
+# The nodes have talked to e0, the first endpoint, since they started. Frozen (SIGSTOP), it
+# answers nothing and ends nothing: a watch there would wait out its whole time (30 s) while the
+# renewals go on through the other members. Those renewals name the store's revision, and a
+# mirror that stays behind it gets a new watch elsewhere.
+kill -STOP "${ETCD_PIDS[0]}"
+at_exit "kill -CONT ${ETCD_PIDS[0]}"
+commit_file "$WORK" index.html "vf" "vf" || bail "commit vf"
+HF=$(repo_head "$WORK")
+is "with e0 frozen a webhook is taken" "$(hook 1 "$HF" q-frozen)" 202
+check "and every node goes live on it through the other members, well within a watch's 30 s" \
+	wait_for "HF live" 15 all_live "$HF"
+kill -CONT "${ETCD_PIDS[0]}"
 
 # ---- one member of three down: nothing changes ----
 kill -KILL "${ETCD_PIDS[2]}"
