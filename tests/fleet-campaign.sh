@@ -13,14 +13,15 @@
 # observer's log, etcd's history of the target and cutover keys and the faults' times: no node
 # was live on a commit before it was written as a cutover; a node connected all along was on
 # the cutover or the one before it a lease after its instant; run_once never ran twice at once
-# nor again after it succeeded. After the last heal every node must reach the newest tip
+# nor again after it succeeded. Progress too: every FC_ROUND (25) faults, and after the last,
+# everything is healed, the pusher held, and every node must reach the newest tip
 # within 2 x lease_ttl plus one deploy (the slowest quiet fleet deploy measured before the
 # faults, at least 2 s, times TIME_SCALE) plus the sites' fetch_timeout (FC_FETCH_TIMEOUT_S, 8):
 # libgit2 1.5 has no server timeout, so a fetch a partition left hanging ends only then.
 # The final push is sent again on 503, as a sender honouring Retry-After would.
 # Output is TAP; the last line is "faults=N violations=M" and the faults by kind.
 # Environment: FC_SEED (for $RANDOM), FC_FILES (30), FC_LEASE_MS (3000), FC_FETCH_TIMEOUT_S (8),
-# FC_TIME_LIMIT (s; stop injecting after it, 0 = none).
+# FC_ROUND (25), FC_TIME_LIMIT (s; stop injecting after it, 0 = none).
 
 if [ -n "${1:-}" ]; then
 	DEPLOYD_BIN=$(realpath -e "$1") || { echo "Bail out! no such binary: $1"; exit 1; }
@@ -107,10 +108,16 @@ done
 DEPLOY_MS=$((DEPLOY_MS * TIME_SCALE))
 echo "# one deploy, quiet: $DEPLOY_MS ms (the slowest of three, at least 2 s, times TIME_SCALE)"
 
-# ---- the pusher ----
+# ---- the pusher (held while a convergence is checked: it says so in $TMP/held) ----
 (
 	n=0
 	while [ ! -e "$TMP/stop-push" ]; do
+		if [ -e "$TMP/hold-push" ]; then
+			touch "$TMP/held"
+			sleep 0.1
+			continue
+		fi
+		rm -f "$TMP/held"
 		n=$((n + 1))
 		set -- $NB_NODES
 		shift $((RANDOM % 6))
@@ -193,6 +200,54 @@ inject() {
 	echo "# fault $1: $kind $target"
 }
 
+# converge WHEN: with every fault undone and the pusher held, the newest tip on every node within
+# 2 x lease + one deploy. The push is sent to a random node and, like a sender that honours
+# 503 + Retry-After, again until it is taken: a node just reconnected may not have the store.
+# libgit2 1.5 has no server timeout: a fetch whose connection a partition left half-open ends
+# only at fetch_timeout, after which the node deploys again. Until deployd notices a stalled
+# fetch sooner, that is part of the bound.
+FETCH_MS=$((${FC_FETCH_TIMEOUT_S:-8} * 1000))
+BOUND=$((2 * LEASE_MS + DEPLOY_MS + FETCH_MS))
+converge() {
+	local t0 target took tip
+	touch "$TMP/hold-push"
+	[ -e "$TMP/stop-push" ] || wait_for "the pusher to hold" 30 test -e "$TMP/held"
+	CONVERGED=$((CONVERGED + 1))
+	change "$((100000 + CONVERGED))" || bail "commit failed"
+	tip=$(repo_head "$NB_WORK")
+	t0=$(now_ms)
+	target=$(pick $NB_NODES)
+	while [ "$(nb_push "$target" "$tip" "converge-$CONVERGED" 2>/dev/null)" != 202 ] &&
+		[ $(($(now_ms) - t0)) -lt "$BOUND" ]; do
+		sleep 0.2
+	done
+	echo "# after $1: the push was taken by $target $(($(now_ms) - t0)) ms later"
+	if wait_for "the tip everywhere" $(((BOUND + 999) / 1000 + 30)) nb_live "$tip" $NB_NODES; then
+		took=$(($(now_ms) - t0))
+		if [ "$took" -le "$BOUND" ]; then
+			ok "after $1 every node reached the newest tip in $took ms (bound $BOUND ms)"
+		else
+			fail "after $1 every node reached the newest tip within $BOUND ms" "took $took ms"
+			violations=$((violations + 1))
+		fi
+	else
+		fail "after $1 every node reached the newest tip" \
+			"$(for h in $NB_NODES; do echo "$h: $(current_commit "$TMP/$h/www")"; done)"
+		violations=$((violations + 1))
+	fi
+	rm -f "$TMP/hold-push"
+}
+
+# Whatever is still cut or down comes back, in the order it was due.
+heal_all() {
+	while [ "${#UNDO[@]}" -gt 0 ]; do
+		undo_due "$(( $(now_ms) + 1000000 ))"
+	done
+	flog end heal all
+}
+
+ROUND=${FC_ROUND:-25}
+CONVERGED=0
 faults=0
 while [ "$faults" -lt "$FAULTS" ]; do
 	if [ "$LIMIT" -gt 0 ] && [ $((SECONDS - T0)) -ge "$LIMIT" ]; then
@@ -204,49 +259,22 @@ while [ "$faults" -lt "$FAULTS" ]; do
 	# At most three faults at once, so that the fleet also gets stretches to work in.
 	[ "${#UNDO[@]}" -ge 3 ] && continue
 	inject $((faults + 1)) && faults=$((faults + 1))
+	# Every ROUND faults the fleet must also make progress: all healed, a push goes everywhere.
+	if [ $((faults % ROUND)) -eq 0 ] && [ "$faults" -lt "$FAULTS" ]; then
+		heal_all
+		converge "fault $faults"
+	fi
 done
-# Whatever is still cut or down comes back, in the order it was due.
-while [ "${#UNDO[@]}" -gt 0 ]; do
-	undo_due "$(( $(now_ms) + 1000000 ))"
-done
+heal_all
 touch "$TMP/stop-push"
 wait "$PUSHER" 2>/dev/null
-flog end heal all
 for h in $NB_NODES; do
 	pid=$(cat "$TMP/$h/pid" 2>/dev/null)
 	check "node $h is running after the campaign" pid_alive "${pid:-0}" ||
 		violations=$((violations + 1))
 done
 
-# ---- after the last heal: the newest tip everywhere within 2 x lease + one deploy ----
-# The final push goes to a random node and, like a sender that honours 503 + Retry-After, is
-# sent again until it is taken: a node that was just reconnected may not have the store yet.
-TIP=$(repo_head "$NB_WORK")
-t0=$(now_ms)
-# libgit2 1.5 has no server timeout: a fetch whose connection a partition left half-open ends
-# only at fetch_timeout, after which the node deploys again. Until deployd notices a stalled
-# fetch sooner, that is part of the bound.
-FETCH_MS=$((${FC_FETCH_TIMEOUT_S:-8} * 1000))
-BOUND=$((2 * LEASE_MS + DEPLOY_MS + FETCH_MS))
-target=$(pick $NB_NODES)
-while [ "$(nb_push "$target" "$TIP" "final" 2>/dev/null)" != 202 ] &&
-	[ $(($(now_ms) - t0)) -lt "$BOUND" ]; do
-	sleep 0.2
-done
-echo "# the final push was taken by $target $(($(now_ms) - t0)) ms after the last heal"
-if wait_for "the tip everywhere" $(((BOUND + 999) / 1000 + 30)) nb_live "$TIP" $NB_NODES; then
-	took=$(($(now_ms) - t0))
-	if [ "$took" -le "$BOUND" ]; then
-		ok "every node reached the newest tip $took ms after the last heal (bound $BOUND ms)"
-	else
-		fail "every node reached the newest tip within $BOUND ms of the last heal" "took $took ms"
-		violations=$((violations + 1))
-	fi
-else
-	fail "every node reached the newest tip after the last heal" \
-		"$(for h in $NB_NODES; do echo "$h: $(current_commit "$TMP/$h/www")"; done)"
-	violations=$((violations + 1))
-fi
+converge "the last heal"
 sleep 0.5
 touch "$TMP/stop-observe"
 
@@ -273,5 +301,5 @@ done
 check "the bed goes down and leaves nothing" netbed_down
 
 kinds=$(for k in "${!COUNT[@]}"; do echo "$k=${COUNT[$k]}"; done | sort | tr '\n' ' ')
-TAP_LAST_LINE="faults=$faults violations=$violations pushes=$pushes time=$((SECONDS - T0))s seed=$SEED by kind: $kinds"
+TAP_LAST_LINE="faults=$faults violations=$violations pushes=$pushes converged=$CONVERGED time=$((SECONDS - T0))s seed=$SEED by kind: $kinds"
 done_testing
