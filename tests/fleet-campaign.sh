@@ -283,6 +283,10 @@ for key in cutover target; do
 	timeout 10 env ETCDCTL_API=3 ip netns exec "$NB-a-git" etcdctl --endpoints "$NB_ETCD_ENDPOINTS" \
 		watch --rev 1 "/deployd/sites/www/$key" 2>/dev/null | grep '^{' >"$TMP/${key}s.jsonl"
 done
+timeout 10 env ETCDCTL_API=3 ip netns exec "$NB-a-git" etcdctl --endpoints "$NB_ETCD_ENDPOINTS" \
+	watch --rev 1 --prefix "/deployd/sites/www/run_once/" 2>/dev/null |
+	awk '/^\/deployd\/sites\/www\/run_once\// { n = split($0, p, "/"); c = p[n]; next }
+		/^\{/ && c != "" { print c, $0 }' >"$TMP/run_onces.log"
 out=$(python3 "$SRCDIR/tests/netbed/campaign-check.py" "$TMP" "$LEASE_MS" 2>&1)
 n=$(printf '%s\n' "$out" | grep -c '^violation:')
 if [ "$n" -eq 0 ] && printf '%s' "$out" | grep -q '^checked'; then

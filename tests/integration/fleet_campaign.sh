@@ -20,14 +20,22 @@ printf '%s\n' '{"commit":"aaaaaaaaaaaa","gen":1,"at":900,"written":900}' \
 printf '%s\n' '{"commit":"aaaaaaaaaaaa","gen":1,"at":800}' '{"commit":"bbbbbbbbbbbb","gen":2,"at":1800}' \
 	'{"commit":"cccccccccccc","gen":3,"at":2800}' >"$D/targets.jsonl"
 : >"$D/faults.log"
-printf '%s\n' "start x 1" "end x 2" "start x 3" "start y 4" "overlap y 5" "end y 6" >"$D/run_once.log"
+# x: recorded done at 2, then run again at 3 (a breach). z: its hook ended at 8 but the record
+# was never written (its node died first), so it runs again at 9: at least once, not a breach.
+printf '%s\n' "start x 1 " "end x 2" "start x 3" "start y 4" "overlap y 5" "end y 6" \
+	"start z 7" "end z 8" "start z 9" "end z 10" >"$D/run_once.log"
+printf '%s\n' 'x {"state":"running","at":1}' 'x {"state":"done","at":2}' \
+	'z {"state":"running","at":7}' 'z {"state":"running","at":9}' 'z {"state":"done","at":10}' \
+	>"$D/run_onces.log"
 out=$(python3 "$SRCDIR/tests/netbed/campaign-check.py" "$D" 3000)
 is "the checker fails on them" "$?" 1
 like "it sees a release that is not whole" "$out" "a-n3 showed .*bbbbbbbbbbbb, which is not whole"
 like "a node live before its cutover was written" "$out" "a-n2 went live on bbbbbbbbbbbb at 1500, before"
 like "a node live on a commit that was never a cutover" "$out" "b-n1 went live on dddddddddddd at 1600, which was never"
 like "a connected node two cutovers behind" "$out" "b-n2 was on aaaaaaaaaaaa a lease after cutover 3"
-like "run_once again after it succeeded" "$out" "run_once for x ran again after it succeeded"
+like "run_once again after it was recorded done" "$out" "run_once for x ran again at 3 after it was recorded done at 2"
+unlike "a run again after a success never recorded is no breach" "$out" "run_once for z"
+like "but it is counted" "$out" "(1 again after a run whose success was never recorded)"
 like "run_once while another run held the lock" "$out" "run_once for y ran while another run held the lock"
 printf '%s\n' "4000 start cut-node b-n2" "4500 end cut-node b-n2" >"$D/faults.log"
 out=$(python3 "$SRCDIR/tests/netbed/campaign-check.py" "$D" 3000)

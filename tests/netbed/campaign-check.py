@@ -4,8 +4,9 @@
 #
 # DIR holds live.log (observe.py), cutovers.jsonl and targets.jsonl (every value the keys had,
 # from etcd's history), faults.log ("T_MS start|end KIND TARGET") and run_once.log (the hook's
-# "start|end|overlap COMMIT T_MS" lines). Prints one "violation: ..." line per breach and a
-# last line "checked N cutovers, M node-checks, R run_once runs".
+# "start|end|overlap COMMIT T_MS" lines) and run_onces.log ("COMMIT JSON": every value of its
+# run_once record, from etcd's history). Prints one "violation: ..." line per breach and a
+# last line "checked N cutovers, M node-checks, R run_once runs (...)".
 import json
 import os
 import sys
@@ -106,24 +107,43 @@ def main(argv):
                 bad.append("%s was on %s a lease after cutover %d (%s) while connected" %
                            (node, got, c["gen"], c["commit"][:12]))
     # ---- run_once: never two at once, never again after it succeeded ----
-    done = set()
-    runs = 0
+    # Succeeded means recorded so in etcd (run_onces.log: "COMMIT JSON" for every value of its
+    # key). A run whose hook ended but whose node died or was cut off before the record was
+    # written runs again: at least once, as documented, and counted apart.
+    recorded = {}
+    path = os.path.join(d, "run_onces.log")
+    if os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                commit, _, val = line.strip().partition(" ")
+                try:
+                    v = json.loads(val)
+                except ValueError:
+                    continue
+                if v.get("state") == "done":
+                    recorded[commit] = min(recorded.get(commit, 1 << 62), int(v.get("at", 0)))
+    ended = set()
+    runs = again = 0
     with open(os.path.join(d, "run_once.log")) as fh:
         for line in fh:
             f = line.split()
-            if len(f) < 2:
+            if len(f) < 3:
                 continue
             if f[0] == "overlap":
                 bad.append("run_once for %s ran while another run held the lock" % f[1][:12])
             elif f[0] == "start":
                 runs += 1
-                if f[1] in done:
-                    bad.append("run_once for %s ran again after it succeeded" % f[1][:12])
+                if int(f[2]) > recorded.get(f[1], 1 << 62):
+                    bad.append("run_once for %s ran again at %s after it was recorded done at "
+                               "%d" % (f[1][:12], f[2], recorded[f[1]]))
+                elif f[1] in ended:
+                    again += 1
             elif f[0] == "end":
-                done.add(f[1])
+                ended.add(f[1])
     for line in bad:
         print("violation: " + line)
-    print("checked %d cutovers, %d node-checks, %d run_once runs" % (len(cutovers), checks, runs))
+    print("checked %d cutovers, %d node-checks, %d run_once runs (%d again after a run whose "
+          "success was never recorded)" % (len(cutovers), checks, runs, again))
     return 1 if bad else 0
 
 
