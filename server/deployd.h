@@ -261,6 +261,7 @@ int64_t	 fleet_store_int(const struct fleet_kv *, const char *field);
 int	 fleet_store_put(struct etcd *, const char *key, json_t *val, int64_t lease,
 	    struct error *);			/* F.mu not held; steals val */
 int	 fleet_store_alive(const char *node);		/* F.mu held: nodes/<node> exists */
+void	 fleet_store_wait(int64_t ms);	/* F.mu held: up to ms, or until F.cond moves */
 const char *fleet_store_leader(void);		/* F.mu held: the coordinator's name, or NULL */
 
 /* server/fleet_node.c: this node's side: prepare on target, swap on cutover */

@@ -8,7 +8,7 @@
 
 #include "server/deployd.h"
 
-#define FLEET_WATCH_MS	30000	/* a watch is made again this often, even when all looks well */
+#define FLEET_WATCH_MS	30000	/* a watch is made again this often, all being well */
 #define FLEET_CAMPAIGN_MS 2000	/* a campaign call returns this often to look at the lease */
 #define FLEET_RETRY_MS	500	/* after a failed call, before the next */
 #define FLEET_TICK_MS	200	/* the acting thread looks at its timers this often */
@@ -88,23 +88,6 @@ fleet_reachable(int ok, const struct etcd *c, const struct error *e)
 	pthread_mutex_unlock(&F.mu);
 }
 
-/*
- * Sleep up to ms, or until stop; F.mu held. Every wait here is a span, never a wall-clock
- * instant, so it runs on the monotonic clock: a wall clock stepped back (NTP after a boot)
- * must not hold up a lease's renewal.
- */
-static void
-fleet_wait(int64_t ms)
-{
-	struct timespec ts;
-	int64_t at = util_mono_ms() + ms;
-
-	ts.tv_sec = at / 1000;
-	ts.tv_nsec = (at % 1000) * 1000000;
-	if (!F.stop)
-		pthread_cond_timedwait(&F.cond, &F.mu, &ts);
-}
-
 static struct etcd *
 fleet_client(int64_t timeout_ms)
 {
@@ -115,7 +98,7 @@ fleet_client(int64_t timeout_ms)
 	while (fleet_connect(&F.cfg->fleet, timeout_ms, &F.stop, &c, &e) != E_OK) {
 		log_error("fleet: %s", e.msg);
 		pthread_mutex_lock(&F.mu);
-		fleet_wait(5000);
+		fleet_store_wait(5000);
 		if (F.stop) {
 			pthread_mutex_unlock(&F.mu);
 			return NULL;
@@ -147,26 +130,37 @@ fleet_watch_check(int64_t store_rev)
 	F.behind = store_rev > F.rev ? store_rev : 0;
 }
 
+/*
+ * nodes/<node> on the lease: the coordinator reads each node's round trip there to choose how
+ * far ahead a cutover's instant goes, so it is written again when the round trip moves.
+ */
 static int
-fleet_register(struct etcd *c, int64_t *lease, struct error *e)
+fleet_publish(struct etcd *c, int64_t lease, int64_t rtt, struct error *e)
 {
 	const struct fleet_config *f = &F.cfg->fleet;
+	static int64_t started;
 	char *key = util_xasprintf("nodes/%s", f->node);
 	json_t *v;
 	int rc;
 
-	if ((rc = etcd_lease_grant(c, (f->lease_ttl_ms + 999) / 1000, lease, e)) != E_OK) {
-		free(key);
-		return rc;
-	}
-	pthread_mutex_lock(&F.mu);
+	if (started == 0)
+		started = util_now_ms();
 	v = json_pack("{s:s,s:s,s:I,s:I}", "zone", f->zone != NULL ? f->zone : "",
-	    "version", DEPLOYD_VERSION, "started", (json_int_t)util_now_ms(),
-	    "rtt_ms", (json_int_t)F.rtt_ms);
-	pthread_mutex_unlock(&F.mu);
-	rc = fleet_store_put(c, key, v, *lease, e);
+	    "version", DEPLOYD_VERSION, "started", (json_int_t)started, "rtt_ms", (json_int_t)rtt);
+	rc = fleet_store_put(c, key, v, lease, e);
 	free(key);
 	return rc;
+}
+
+static int
+fleet_register(struct etcd *c, int64_t *lease, int64_t rtt, struct error *e)
+{
+	const struct fleet_config *f = &F.cfg->fleet;
+	int rc;
+
+	if ((rc = etcd_lease_grant(c, (f->lease_ttl_ms + 999) / 1000, lease, e)) != E_OK)
+		return rc;
+	return fleet_publish(c, *lease, rtt, e);
 }
 
 /*
@@ -179,14 +173,15 @@ fleet_member(void *arg)
 {
 	const struct fleet_config *f = &F.cfg->fleet;
 	struct etcd *c = fleet_client(f->lease_ttl_ms / 3);
-	int64_t lease = 0, ttl, last_ok = 0, t0, rtt, rtts[4] = { 0 };
+	int64_t lease = 0, ttl, last_ok = 0, t0, rtt = 0, said = 0, rtts[4] = { 0 };
 	struct error e;
 	size_t n = 0, i;
 
 	(void)arg;
 	while (c != NULL && !F.stop) {
 		if (lease == 0) {
-			if (fleet_register(c, &lease, &e) == E_OK) {
+			if (fleet_register(c, &lease, rtt, &e) == E_OK) {
+				said = rtt;
 				last_ok = util_mono_ms();
 				log_info("fleet: node %s joined (lease %llx, ttl %llds)", f->node,
 				    (unsigned long long)lease, (long long)(f->lease_ttl_ms / 1000));
@@ -202,7 +197,7 @@ fleet_member(void *arg)
 			}
 		}
 		pthread_mutex_lock(&F.mu);
-		fleet_wait(lease != 0 ? f->lease_ttl_ms / 3 : FLEET_RETRY_MS);
+		fleet_store_wait(lease != 0 ? f->lease_ttl_ms / 3 : FLEET_RETRY_MS);
 		pthread_mutex_unlock(&F.mu);
 		if (F.stop || lease == 0)
 			continue;
@@ -218,6 +213,10 @@ fleet_member(void *arg)
 			fleet_watch_check(etcd_revision(c));
 			pthread_mutex_unlock(&F.mu);
 			fleet_reachable(1, c, &e);
+			/* A round trip that grew past what the key says, or fell well below it. */
+			if ((rtt > said + said / 4 + 2 || rtt < said / 2) &&
+			    fleet_publish(c, lease, rtt, &e) == E_OK)
+				said = rtt;
 			continue;
 		}
 		if (e.msg[0] == '\0' || ttl <= 0)
@@ -315,7 +314,7 @@ fleet_watch(void *arg)
 				continue;	/* told to read again, or to stop */
 			fleet_reachable(0, c, &e);
 			pthread_mutex_lock(&F.mu);
-			fleet_wait(FLEET_RETRY_MS);
+			fleet_store_wait(FLEET_RETRY_MS);
 			pthread_mutex_unlock(&F.mu);
 			continue;
 		}
@@ -329,7 +328,7 @@ fleet_watch(void *arg)
 			/* Resumed from rev: nothing is missed. */
 			log_debug("fleet: watch: %s", e.msg);
 			pthread_mutex_lock(&F.mu);
-			fleet_wait(FLEET_RETRY_MS);
+			fleet_store_wait(FLEET_RETRY_MS);
 			pthread_mutex_unlock(&F.mu);
 		}
 	}
@@ -353,18 +352,19 @@ fleet_campaign(void *arg)
 	pthread_mutex_lock(&F.mu);
 	while (c != NULL && !F.stop) {
 		if (F.lease == 0 || F.leading) {
-			fleet_wait(FLEET_TICK_MS);
+			fleet_store_wait(FLEET_TICK_MS);
 			continue;
 		}
 		lease = F.lease;
 		gen = F.lease_gen;
 		pthread_mutex_unlock(&F.mu);
 		/* Waits in etcd while another node leads; a call that gives up is made again. */
-		if (etcd_campaign(c, name, lease, f->node, FLEET_CAMPAIGN_MS, &leader, &e) != E_OK) {
+		if (etcd_campaign(c, name, lease, f->node, FLEET_CAMPAIGN_MS, &leader,
+		    &e) != E_OK) {
 			pthread_mutex_lock(&F.mu);
 			if (e.code != E_TIMEOUT && !F.stop) {
 				log_debug("fleet: campaign: %s", e.msg);
-				fleet_wait(FLEET_RETRY_MS);
+				fleet_store_wait(FLEET_RETRY_MS);
 			}
 			continue;
 		}
@@ -445,7 +445,7 @@ fleet_act(void *arg)
 	pthread_mutex_lock(&F.mu);
 	while (c != NULL && !F.stop) {
 		if (!F.synced || F.lease == 0) {
-			fleet_wait(FLEET_TICK_MS);
+			fleet_store_wait(FLEET_TICK_MS);
 			continue;
 		}
 		if (F.lease_gen != lease_gen) {
@@ -461,7 +461,7 @@ fleet_act(void *arg)
 		for (i = 0; i < F.nsites && F.leading && !F.stop; i++)
 			fleet_coord_step(c, &F.sites[i], util_mono_ms());
 		fleet_flush(c, F.lease);
-		fleet_wait(FLEET_TICK_MS);
+		fleet_store_wait(FLEET_TICK_MS);
 	}
 	pthread_mutex_unlock(&F.mu);
 	/* The coordinator's ls-remote ran in a helper of this thread's. */

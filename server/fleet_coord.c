@@ -6,7 +6,8 @@
 #include "server/deployd.h"
 
 #define FLEET_MARGIN_MIN_MS	100	/* the cutover's instant is at least this far ahead */
-#define FLEET_ROLLBACK_MIN_MS	25	/* less for a rollback: nobody prepares, speed matters */
+#define FLEET_ROLLBACK_MIN_MS	25	/* a rollback: less (and 2 round trips, not 4) */
+#define FLEET_ONCE_RETRY_MS	200	/* between writes of how run_once ended */
 
 /* How many of members must have prepared: "all", a count, or a percentage. */
 int64_t
@@ -91,16 +92,19 @@ fleet_coord_hex40(const char *c)
 	return strlen(c) == 40 && strspn(c, "0123456789abcdef") == 40;
 }
 
-/* The instant to swap at: beyond the slowest node's recent round trip to etcd. */
+/*
+ * The instant to swap at: beyond times round trips of the slowest node to etcd (each node's
+ * own renewals, in nodes/<node>). The cutover reaches the farthest node in about one.
+ */
 static int64_t
-fleet_coord_margin(int64_t floor)
+fleet_coord_margin(int64_t floor, int64_t times)
 {
-	int64_t m = F.rtt_ms * 4, r;
+	int64_t m = F.rtt_ms * times, r;
 	size_t i;
 
 	for (i = 0; i < F.nkv; i++)
 		if (strncmp(F.kv[i].key, "nodes/", 6) == 0 &&
-		    (r = fleet_store_int(&F.kv[i], "rtt_ms") * 4) > m)
+		    (r = fleet_store_int(&F.kv[i], "rtt_ms") * times) > m)
 			m = r;
 	return m > floor ? m : floor;
 }
@@ -149,7 +153,7 @@ fleet_coord_rollback(struct etcd *c, struct fleet_site *s, const char *commit)
 	log_info("site=%s fleet: rollback to %.12s, generation %lld", name, commit,
 	    (long long)gen);
 	/* The cutover first: seen before it, a newer target would set the nodes preparing. */
-	at = util_now_ms() + fleet_coord_margin(FLEET_ROLLBACK_MIN_MS);
+	at = util_now_ms() + fleet_coord_margin(FLEET_ROLLBACK_MIN_MS, 2);
 	if (fleet_coord_write(c, name, "cutover", json_pack("{s:s,s:I,s:I,s:I,s:s,s:b}",
 	    "commit", commit, "gen", (json_int_t)gen, "at", (json_int_t)at, "written",
 	    (json_int_t)util_now_ms(), "by", F.cfg->fleet.node, "rollback", 1)) != E_OK)
@@ -240,6 +244,33 @@ fleet_coord_once_put(struct etcd *c, const char *key, const char *state, const c
 }
 
 /*
+ * How run_once ended, written until it is taken or the lease that holds the lock is gone: a
+ * run whose end is not recorded runs again on the next coordinator, so a node cut off for a
+ * moment keeps trying while no one else can take the lock. F.mu not held.
+ */
+static void
+fleet_coord_once_end(struct etcd *c, struct fleet_site *s, const char *key, int64_t lease,
+    const char *state, const char *out, const char *err)
+{
+	int64_t until = util_mono_ms() + F.cfg->fleet.lease_ttl_ms;
+	struct error e;
+	int held;
+
+	while (fleet_coord_once_put(c, key, state, out, err, &e) != E_OK) {
+		pthread_mutex_lock(&F.mu);
+		held = F.lease == lease && !F.stop && util_mono_ms() < until;
+		if (held)
+			fleet_store_wait(FLEET_ONCE_RETRY_MS);
+		pthread_mutex_unlock(&F.mu);
+		if (!held) {
+			log_warn("site=%s fleet: recording run_once: %s; the next coordinator "
+			    "runs it again", s->cfg->site.name, e.msg);
+			return;
+		}
+	}
+}
+
+/*
  * Run run_once in this node's prepared release, under the site's etcd lock; F.mu held, let
  * go of meanwhile. The lock is held for the whole run, on this node's lease: a record that
  * says "running" seen under the lock is one whose node died midway, and it runs again (at
@@ -296,9 +327,8 @@ fleet_coord_exec(struct etcd *c, struct fleet_site *s, const char *commit_in)
 		hookrun_result_free(&res);
 		if (rc != E_OK)
 			log_error("site=%s commit=%.12s fleet: %s", site->name, commit, he.msg);
-		if (fleet_coord_once_put(c, key, rc == E_OK ? "done" : "failed", tail, he.msg,
-		    &e) != E_OK)
-			log_warn("site=%s fleet: recording run_once: %s", site->name, e.msg);
+		fleet_coord_once_end(c, s, key, lease, rc == E_OK ? "done" : "failed", tail,
+		    he.msg);
 	} else if (rc != E_OK && rc != E_STALE)
 		log_warn("site=%s fleet: run_once: %s", site->name, e.msg);
 	if (etcd_unlock(c, lock, &e) != E_OK)
@@ -386,7 +416,7 @@ fleet_coord_cutover(struct etcd *c, struct fleet_site *s)
 	    !fleet_coord_run_once(c, s, tgt, commit))
 		return;
 	if (members > 0 && ready >= need) {
-		at = util_now_ms() + fleet_coord_margin(FLEET_MARGIN_MIN_MS);
+		at = util_now_ms() + fleet_coord_margin(FLEET_MARGIN_MIN_MS, 4);
 		log_info("site=%s fleet: cutover to %.12s, generation %lld: %lld of %lld nodes "
 		    "prepared", name, commit, (long long)fleet_store_int(tgt, "gen"), (long long)ready,
 		    (long long)members);

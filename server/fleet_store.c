@@ -1,4 +1,4 @@
-/* fleet_store.c: this node's mirror of the fleet's keys in etcd, and what the other fleet files read of it. */
+/* fleet_store.c: this node's mirror of the fleet's keys in etcd, what the other fleet files read of it, and their waits on it. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +147,21 @@ fleet_store_put(struct etcd *c, const char *key, json_t *val, int64_t lease, str
 	free(text);
 	free(full);
 	return rc;
+}
+
+/*
+ * Sleep up to ms, or until stop; F.mu held. Every wait here is a span, never a wall-clock
+ * instant, so it runs on the monotonic clock: a wall clock stepped back (NTP after a boot)
+ * must not hold up a lease's renewal.
+ */
+void
+fleet_store_wait(int64_t ms)
+{
+	struct timespec ts;
+	int64_t at = util_mono_ms() + ms;
+
+	ts.tv_sec = at / 1000;
+	ts.tv_nsec = (at % 1000) * 1000000;
+	if (!F.stop)
+		pthread_cond_timedwait(&F.cond, &F.mu, &ts);
 }

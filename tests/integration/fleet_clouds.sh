@@ -60,6 +60,17 @@ C1=$(repo_head "$NB_WORK")
 is "a push to a node in cloud B: 202" "$(nb_push b-n2 "$C1" d-1)" 202
 check "every node in both clouds goes live on it" live_within 60 "$C1" $NB_NODES
 check "each with the commit's whole tree" all_whole
+# A cutover's instant goes beyond the slowest node's round trips to etcd, which each node
+# publishes from its own renewals: across the clouds that is at least twice the link's delay.
+max_rtt() {
+	local h
+	for h in $NB_NODES; do
+		nb_etcdctl get "/deployd/nodes/$h" --print-value-only | jq '.rtt_ms // 0'
+	done | sort -n | tail -n 1
+}
+rtt_seen() { [ "$(max_rtt)" -ge $((2 * NB_DELAY_MS)) ]; }
+check "the nodes publish their round trips to etcd; the slowest crosses the clouds" \
+	wait_for "a round trip of two link delays in nodes/" 20 rtt_seen
 
 # ---- B's member loses its quorum while its clients still reach it ----
 # Its peer port is cut: it answers, but has no leader. A member without a leader holds a call
