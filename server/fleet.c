@@ -173,7 +173,7 @@ fleet_member(void *arg)
 {
 	const struct fleet_config *f = &F.cfg->fleet;
 	struct etcd *c = fleet_client(f->lease_ttl_ms / 3);
-	int64_t lease = 0, ttl, last_ok = 0, t0, rtt = 0, said = 0, rtts[4] = { 0 };
+	int64_t lease = 0, ttl, last_ok = 0, t0, due, rtt = 0, said = 0, rtts[4] = { 0 };
 	struct error e;
 	size_t n = 0, i;
 
@@ -196,8 +196,11 @@ fleet_member(void *arg)
 				fleet_reachable(0, c, &e);
 			}
 		}
+		/* Every third of the ttl, not at each wake-up: the cond moves with every event. */
+		due = util_mono_ms() + (lease != 0 ? f->lease_ttl_ms / 3 : FLEET_RETRY_MS);
 		pthread_mutex_lock(&F.mu);
-		fleet_store_wait(lease != 0 ? f->lease_ttl_ms / 3 : FLEET_RETRY_MS);
+		while (!F.stop && util_mono_ms() < due)
+			fleet_store_wait(due - util_mono_ms());
 		pthread_mutex_unlock(&F.mu);
 		if (F.stop || lease == 0)
 			continue;

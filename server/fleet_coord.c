@@ -6,7 +6,7 @@
 #include "server/deployd.h"
 
 #define FLEET_MARGIN_MIN_MS	100	/* the cutover's instant is at least this far ahead */
-#define FLEET_ROLLBACK_MIN_MS	25	/* a rollback: less (and 2 round trips, not 4) */
+#define FLEET_ROLLBACK_MIN_MS	25	/* less for a rollback: nobody prepares, speed matters */
 #define FLEET_ONCE_RETRY_MS	200	/* between writes of how run_once ended */
 
 /* How many of members must have prepared: "all", a count, or a percentage. */
@@ -93,18 +93,19 @@ fleet_coord_hex40(const char *c)
 }
 
 /*
- * The instant to swap at: beyond times round trips of the slowest node to etcd (each node's
- * own renewals, in nodes/<node>). The cutover reaches the farthest node in about one.
+ * The instant to swap at: two round trips of the slowest node to etcd ahead (each node's own
+ * renewals, the slowest of its last four, in nodes/<node>). The cutover reaches the farthest
+ * node in about one; the other is slack.
  */
 static int64_t
-fleet_coord_margin(int64_t floor, int64_t times)
+fleet_coord_margin(int64_t floor)
 {
-	int64_t m = F.rtt_ms * times, r;
+	int64_t m = F.rtt_ms * 2, r;
 	size_t i;
 
 	for (i = 0; i < F.nkv; i++)
 		if (strncmp(F.kv[i].key, "nodes/", 6) == 0 &&
-		    (r = fleet_store_int(&F.kv[i], "rtt_ms") * times) > m)
+		    (r = fleet_store_int(&F.kv[i], "rtt_ms") * 2) > m)
 			m = r;
 	return m > floor ? m : floor;
 }
@@ -153,7 +154,7 @@ fleet_coord_rollback(struct etcd *c, struct fleet_site *s, const char *commit)
 	log_info("site=%s fleet: rollback to %.12s, generation %lld", name, commit,
 	    (long long)gen);
 	/* The cutover first: seen before it, a newer target would set the nodes preparing. */
-	at = util_now_ms() + fleet_coord_margin(FLEET_ROLLBACK_MIN_MS, 2);
+	at = util_now_ms() + fleet_coord_margin(FLEET_ROLLBACK_MIN_MS);
 	if (fleet_coord_write(c, name, "cutover", json_pack("{s:s,s:I,s:I,s:I,s:s,s:b}",
 	    "commit", commit, "gen", (json_int_t)gen, "at", (json_int_t)at, "written",
 	    (json_int_t)util_now_ms(), "by", F.cfg->fleet.node, "rollback", 1)) != E_OK)
@@ -416,7 +417,7 @@ fleet_coord_cutover(struct etcd *c, struct fleet_site *s)
 	    !fleet_coord_run_once(c, s, tgt, commit))
 		return;
 	if (members > 0 && ready >= need) {
-		at = util_now_ms() + fleet_coord_margin(FLEET_MARGIN_MIN_MS, 4);
+		at = util_now_ms() + fleet_coord_margin(FLEET_MARGIN_MIN_MS);
 		log_info("site=%s fleet: cutover to %.12s, generation %lld: %lld of %lld nodes "
 		    "prepared", name, commit, (long long)fleet_store_int(tgt, "gen"), (long long)ready,
 		    (long long)members);
