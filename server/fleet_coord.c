@@ -6,7 +6,7 @@
 #include "server/deployd.h"
 
 #define FLEET_MARGIN_MIN_MS	100	/* the cutover's instant is at least this far ahead */
-#define FLEET_ROLLBACK_MIN_MS	25	/* less for a rollback: nobody prepares, speed matters */
+#define FLEET_ROLLBACK_MIN_MS	25	/* a rollback's instant: nobody prepares, speed matters */
 #define FLEET_ONCE_RETRY_MS	200	/* between writes of how run_once ended */
 
 /* How many of members must have prepared: "all", a count, or a percentage. */
@@ -98,7 +98,7 @@ fleet_coord_hex40(const char *c)
  * node in about one; the other is slack.
  */
 static int64_t
-fleet_coord_margin(int64_t floor)
+fleet_coord_margin(void)
 {
 	int64_t m = F.rtt_ms * 2, r;
 	size_t i;
@@ -107,7 +107,7 @@ fleet_coord_margin(int64_t floor)
 		if (strncmp(F.kv[i].key, "nodes/", 6) == 0 &&
 		    (r = fleet_store_int(&F.kv[i], "rtt_ms") * 2) > m)
 			m = r;
-	return m > floor ? m : floor;
+	return m > FLEET_MARGIN_MIN_MS ? m : FLEET_MARGIN_MIN_MS;
 }
 
 /*
@@ -153,8 +153,12 @@ fleet_coord_rollback(struct etcd *c, struct fleet_site *s, const char *commit)
 	gen = fleet_coord_next_gen(name);
 	log_info("site=%s fleet: rollback to %.12s, generation %lld", name, commit,
 	    (long long)gen);
-	/* The cutover first: seen before it, a newer target would set the nodes preparing. */
-	at = util_now_ms() + fleet_coord_margin(FLEET_ROLLBACK_MIN_MS);
+	/*
+	 * The cutover first: seen before it, a newer target would set the nodes preparing. A
+	 * rollback is urgent: its instant is only a little ahead, not two round trips, and a
+	 * node farther than that swaps on arrival (a skew of one trip across, for speed).
+	 */
+	at = util_now_ms() + FLEET_ROLLBACK_MIN_MS;
 	if (fleet_coord_write(c, name, "cutover", json_pack("{s:s,s:I,s:I,s:I,s:s,s:b}",
 	    "commit", commit, "gen", (json_int_t)gen, "at", (json_int_t)at, "written",
 	    (json_int_t)util_now_ms(), "by", F.cfg->fleet.node, "rollback", 1)) != E_OK)
@@ -417,7 +421,7 @@ fleet_coord_cutover(struct etcd *c, struct fleet_site *s)
 	    !fleet_coord_run_once(c, s, tgt, commit))
 		return;
 	if (members > 0 && ready >= need) {
-		at = util_now_ms() + fleet_coord_margin(FLEET_MARGIN_MIN_MS);
+		at = util_now_ms() + fleet_coord_margin();
 		log_info("site=%s fleet: cutover to %.12s, generation %lld: %lld of %lld nodes "
 		    "prepared", name, commit, (long long)fleet_store_int(tgt, "gen"), (long long)ready,
 		    (long long)members);
