@@ -49,6 +49,24 @@ etcd_put(struct etcd *c, const char *key, const void *val, size_t vlen, int64_t 
 	return etcd_call(c, "/v3/kv/put", etcd_put_body(key, val, vlen, lease), NULL, e);
 }
 
+/* n puts in one transaction: one commit, one round trip to the leader instead of n. */
+int
+etcd_put_all(struct etcd *c, const char *const *keys, const char *const *vals, size_t n,
+    struct error *e)
+{
+	json_t *body = json_object(), *ops = json_array(), *j = NULL;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(ops, json_pack("{s:o}", "request_put",
+		    etcd_put_body(keys[i], vals[i], strlen(vals[i]), 0)));
+	json_object_set_new(body, "success", ops);
+	rc = etcd_call(c, "/v3/kv/txn", body, &j, e);
+	json_decref(j);
+	return rc;
+}
+
 /* One put in a transaction that compares one key's revision, by target "MOD" or "CREATE". */
 static int
 etcd_put_txn(struct etcd *c, const char *key, const void *val, size_t vlen, int64_t lease,

@@ -71,6 +71,8 @@ int	 etcd_get(struct etcd *, const char *key, int prefix, struct etcd_kvs *,
 	    struct error *);
 int	 etcd_put(struct etcd *, const char *key, const void *val, size_t vlen,
 	    int64_t lease, struct error *);
+int	 etcd_put_all(struct etcd *, const char *const *keys, const char *const *vals, size_t n,
+	    struct error *);	/* one transaction */
 int	 etcd_put_if(struct etcd *, const char *key, const void *val, size_t vlen,
 	    int64_t lease, int64_t mod_rev, int *done, struct error *);
 int	 etcd_put_while(struct etcd *, const char *key, const void *val, size_t vlen,

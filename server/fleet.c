@@ -600,13 +600,23 @@ fleet_stop(void)
  * roll back to, the live one marked bad fleet-wide, the fleet paused, and the doorbell rung
  * for the coordinator to cut over to it at once (every node still has its release).
  */
+static char *
+fleet_rollback_json(json_t *v)
+{
+	char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+
+	json_decref(v);
+	return text != NULL ? text : util_xstrdup("{}");
+}
+
 int
 fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct error *e)
 {
 	const struct fleet_kv *cut;
 	struct fleet_site *fs;
 	struct etcd *c = NULL;
-	char from[SHA_HEX], *key, reason[256];
+	char from[SHA_HEX], reason[256], *keys[3], *vals[3];
+	size_t n = 0;
 	int rc;
 
 	if ((fs = fleet_store_site(site)) == NULL)
@@ -619,25 +629,29 @@ fleet_rollback(const char *site, const char *want, char to[SHA_HEX], struct erro
 	pthread_mutex_unlock(&F.mu);
 	if ((rc = fleet_connect(&F.cfg->fleet, 3000, &F.stop, &c, e)) != E_OK)
 		return rc;
-	if (strlen(from) == 40 && strcmp(from, to) != 0) {
-		key = util_xasprintf("sites/%s/bad/%s", site, from);
-		rc = fleet_store_put(c, key, json_pack("{s:s,s:s,s:I}", "by", F.cfg->fleet.node,
-		    "to", to, "at", (json_int_t)util_now_ms()), 0, e);
-		free(key);
-	}
 	snprintf(reason, sizeof(reason), "rolled back from %.12s to %.12s; automatic deploys "
 	    "paused until `deployd resume %s`", from[0] ? from : "(none)", to, site);
-	key = util_xasprintf("sites/%s/paused", site);
-	if (rc == E_OK)
-		rc = fleet_store_put(c, key, json_pack("{s:s,s:s,s:I}", "by", F.cfg->fleet.node,
-		    "reason", reason, "at", (json_int_t)util_now_ms()), 0, e);
-	free(key);
-	key = util_xasprintf("sites/%s/doorbell", site);
-	if (rc == E_OK)
-		rc = fleet_store_put(c, key, json_pack("{s:s,s:s,s:s,s:s,s:I}", "provider",
-		    "rollback", "delivery", "", "node", F.cfg->fleet.node, "rev", to, "at",
-		    (json_int_t)util_now_ms()), 0, e);
-	free(key);
+	/*
+	 * One transaction: across the clouds each write is a round trip to etcd's leader. The
+	 * watch hands its events over in this order, so the doorbell is seen last.
+	 */
+	if (strlen(from) == 40 && strcmp(from, to) != 0) {
+		keys[n] = util_xasprintf("%ssites/%s/bad/%s", F.cfg->fleet.prefix, site, from);
+		vals[n++] = fleet_rollback_json(json_pack("{s:s,s:s,s:I}", "by",
+		    F.cfg->fleet.node, "to", to, "at", (json_int_t)util_now_ms()));
+	}
+	keys[n] = util_xasprintf("%ssites/%s/paused", F.cfg->fleet.prefix, site);
+	vals[n++] = fleet_rollback_json(json_pack("{s:s,s:s,s:I}", "by", F.cfg->fleet.node,
+	    "reason", reason, "at", (json_int_t)util_now_ms()));
+	keys[n] = util_xasprintf("%ssites/%s/doorbell", F.cfg->fleet.prefix, site);
+	vals[n++] = fleet_rollback_json(json_pack("{s:s,s:s,s:s,s:s,s:I}", "provider",
+	    "rollback", "delivery", "", "node", F.cfg->fleet.node, "rev", to, "at",
+	    (json_int_t)util_now_ms()));
+	rc = etcd_put_all(c, (const char *const *)keys, (const char *const *)vals, n, e);
+	while (n-- > 0) {
+		free(keys[n]);
+		free(vals[n]);
+	}
 	etcd_close(c);
 	return rc;
 }

@@ -217,6 +217,14 @@ fleet_node_done(const char *site, const struct deploy_request *req,
 	}
 	if (req->trigger == TRIG_FLEET)
 		s->busy = 0;
+	/*
+	 * After a swap, a catch-up or a rollback, look at the target again: a cutover to the
+	 * previous target, written while this node was preparing the next one, has it deploy
+	 * the previous commit, and that release replaces the one prepared. Without a second
+	 * look the node would wait for ever with the target marked as seen.
+	 */
+	if (req->action != ACT_PREPARE)
+		s->prep_gen = 0;
 	if (res->changed) {
 		util_strlcpy(s->live, res->commit, sizeof(s->live));
 		util_strlcpy(s->live_release, res->release, sizeof(s->live_release));
