@@ -188,6 +188,7 @@ struct fleet_site {
 	char		 error[512];
 	char		 error_commit[SHA_HEX];
 	int		 busy;		/* a job asked for by the fleet is queued or running */
+	int		 once;		/* run_once runs here, in the prepared release */
 	int64_t		 job_gen;	/* the cutover that job makes live; 0: a prepare */
 	int64_t		 live_gen;	/* the cutover live here */
 	int64_t		 prep_gen;	/* the last target prepared or tried */

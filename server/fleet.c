@@ -258,16 +258,25 @@ fleet_step_nodes(void)
 }
 
 /*
- * The node steps here at once, not only in the acting thread: that one may be writing a record
- * (across the clouds, tens of milliseconds), and a cutover's instant would not wait for it.
+ * A cutover steps the node here at once, not only in the acting thread: that one may be
+ * writing a record (across the clouds, tens of milliseconds), and the cutover's instant would
+ * not wait for it. Other keys wait for the acting thread, which sees them all together: a
+ * target stepped on alone, just ahead of the previous target's cutover, would have the node
+ * prepare it over the release that cutover wants.
  */
 static int
 fleet_watch_event(void *arg, const struct etcd_event *ev)
 {
+	size_t plen = strlen(F.cfg->fleet.prefix), klen = strlen(ev->kv->key);
+
 	(void)arg;
 	pthread_mutex_lock(&F.mu);
 	fleet_store_apply(ev->kv, ev->type == ETCD_DELETE);
-	fleet_step_nodes();
+	if (ev->type != ETCD_DELETE && klen >= plen + 6 + 8 &&
+	    strncmp(ev->kv->key, F.cfg->fleet.prefix, plen) == 0 &&
+	    strncmp(ev->kv->key + plen, "sites/", 6) == 0 &&
+	    strcmp(ev->kv->key + klen - 8, "/cutover") == 0)
+		fleet_step_nodes();
 	pthread_cond_broadcast(&F.cond);
 	pthread_mutex_unlock(&F.mu);
 	return 0;

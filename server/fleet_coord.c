@@ -371,8 +371,12 @@ fleet_coord_run_once(struct etcd *c, struct fleet_site *s, const struct fleet_kv
 	if (strcmp(st, "running") == 0 && strcmp(by, F.cfg->fleet.node) != 0 &&
 	    fleet_store_alive(by))
 		return 0;
-	if (strcmp(s->prepared, commit) == 0)
+	/* Not while a job of this node's may replace the prepared release it runs in. */
+	if (strcmp(s->prepared, commit) == 0 && !s->busy) {
+		s->once = 1;
 		fleet_coord_exec(c, s, commit);
+		s->once = 0;
+	}
 	return 0;
 }
 

@@ -166,7 +166,7 @@ fleet_node_step(struct fleet_site *s, int64_t now)
 	const struct fleet_kv *cut, *tgt;
 	int64_t cgen, tgen;
 
-	if (!fleet_node_joined(s) || s->busy)
+	if (!fleet_node_joined(s) || s->busy || s->once)
 		return;
 	cut = fleet_store_get("sites/%s/cutover", name);
 	tgt = fleet_store_get("sites/%s/target", name);
