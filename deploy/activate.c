@@ -157,14 +157,29 @@ activate_health(struct run *r, struct error *e)
  * the link is staged before the wait: nothing but the rename is left after it, and the timer's
  * slack is cut to a microsecond meanwhile (50 us is the default). A clock far ahead must not
  * hold a site for long, so the wait is bounded.
+ *
+ * A node that swapped on time then keeps still for ACTIVATE_SETTLE_MS before the fsync and
+ * what follows (the record, pruning the oldest release, the fleet's records): the others' clocks
+ * reach the instant a few milliseconds apart, and nodes that share a host or a disk (containers,
+ * VMs, the test bed) woke up to 7 ms late behind the first ones' clean-up.
  */
-#define ACTIVATE_WAIT_MAX_MS 5000
+#define ACTIVATE_WAIT_MAX_MS	5000
+#define ACTIVATE_SETTLE_MS	20
+
+static void
+activate_sleep_until(int64_t at_ms, struct timespec *ts)
+{
+	ts->tv_sec = at_ms / 1000;
+	ts->tv_nsec = (at_ms % 1000) * 1000000;
+	while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, ts, NULL) == EINTR)
+		;
+}
 
 int
 activate_swap(const char *site, int path_fd, const char *release, int64_t at_ms,
-    struct error *e)
+    int64_t *swapped_ms, struct error *e)
 {
-	int64_t left;
+	int64_t left, late_us = -1;
 	struct timespec ts, woke;
 	int rc, slack;
 
@@ -178,21 +193,25 @@ activate_swap(const char *site, int path_fd, const char *release, int64_t at_ms,
 	if (at_ms > 0 && left > 0) {
 		if (left > ACTIVATE_WAIT_MAX_MS)
 			at_ms = util_now_ms() + ACTIVATE_WAIT_MAX_MS;
-		ts.tv_sec = at_ms / 1000;
-		ts.tv_nsec = (at_ms % 1000) * 1000000;
 		slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
 		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-		while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, NULL) == EINTR)
-			;
+		activate_sleep_until(at_ms, &ts);
 		clock_gettime(CLOCK_REALTIME, &woke);
 		if (slack > 0)
 			prctl(PR_SET_TIMERSLACK, (unsigned long)slack, 0, 0, 0);
+		late_us = (woke.tv_sec - ts.tv_sec) * 1000000 + (woke.tv_nsec - ts.tv_nsec) / 1000;
+	}
+	if ((rc = swap_commit(path_fd, e)) != E_OK)
+		return rc;
+	*swapped_ms = util_now_ms();
+	if (late_us >= 0) {
+		activate_sleep_until(at_ms + ACTIVATE_SETTLE_MS, &ts);
 		/* The timer's part of the skew, as this node's clock sees it. */
 		log_debug("site=%s woke %lld us after the cutover's instant", site,
-		    (long long)((woke.tv_sec - ts.tv_sec) * 1000000 +
-		    (woke.tv_nsec - ts.tv_nsec) / 1000));
+		    (long long)late_us);
 	}
-	return swap_commit(path_fd, release, e);
+	swap_sync(path_fd, release);
+	return E_OK;
 }
 
 /*
@@ -205,9 +224,9 @@ activate_run(struct run *r, struct error *e)
 	int rc;
 
 	run_step(r, PHASE_ACTIVATING);
-	if ((rc = activate_swap(r->site->name, r->path_fd, r->name, r->req->at_ms, e)) != E_OK)
+	if ((rc = activate_swap(r->site->name, r->path_fd, r->name, r->req->at_ms,
+	    &r->res->swapped_at_ms, e)) != E_OK)
 		return rc;
-	r->res->swapped_at_ms = util_now_ms();
 	r->live = 1;
 	r->renamed = 0;
 	r->res->changed = 1;

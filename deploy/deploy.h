@@ -530,7 +530,8 @@ int	 prune_releases(int releases_fd, struct site_state *, int64_t keep,
 /* ---- deploy/swap.c ---- */
 int	 swap_current(int path_fd, const char *release, struct error *);
 int	 swap_stage(int path_fd, const char *release, struct error *);
-int	 swap_commit(int path_fd, const char *release, struct error *);
+int	 swap_commit(int path_fd, struct error *);
+void	 swap_sync(int path_fd, const char *release);
 int	 swap_read_current(int path_fd, char *release, size_t len);
 
 /* ---- deploy/state.c ---- */
@@ -676,7 +677,7 @@ int	 prepare_drop(struct run *, const char *why, struct error *);
 /* ---- deploy/activate.c: the swap and everything after it ---- */
 int	 activate_run(struct run *, struct error *);
 int	 activate_swap(const char *site, int path_fd, const char *release, int64_t at_ms,
-	    struct error *);
+	    int64_t *swapped_ms, struct error *);
 
 /* ---- deploy/repo.c: libgit2 set up, opening a cache, and libgit2's reason for a failure ---- */
 int	 repo_init(void);

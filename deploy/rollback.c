@@ -139,9 +139,9 @@ rollback_run(const struct site *site,
 		goto out;
 	}
 	util_strlcpy(from, r.st.release, sizeof(from));
-	if ((rc = activate_swap(site->name, r.path_fd, target->name, req->at_ms, &e)) != E_OK)
+	if ((rc = activate_swap(site->name, r.path_fd, target->name, req->at_ms,
+	    &res->swapped_at_ms, &e)) != E_OK)
 		goto out;
-	res->swapped_at_ms = util_now_ms();
 	/* The release rolled away from stays on disk for debugging, marked bad. */
 	for (i = 0; i < r.st.nreleases; i++)
 		if (strcmp(r.st.releases[i].name, from) == 0)

@@ -42,19 +42,24 @@ swap_stage(int path_fd, const char *release, struct error *e)
 	return E_OK;
 }
 
-/* The staged link over `current`. */
+/* The staged link over `current`; swap_sync makes it durable. */
 int
-swap_commit(int path_fd, const char *release, struct error *e)
+swap_commit(int path_fd, struct error *e)
 {
 	if (renameat(path_fd, SWAP_TMP, path_fd, "current") != 0) {
 		util_error_sys(e, "renaming " SWAP_TMP " to current");
 		unlinkat(path_fd, SWAP_TMP, 0);
 		return E_SYS;
 	}
-	/* The swap has happened; a failed fsync cannot undo it, only make it less durable. */
+	return E_OK;
+}
+
+/* The swap has happened; a failed fsync cannot undo it, only make it less durable. */
+void
+swap_sync(int path_fd, const char *release)
+{
 	if (fsync(path_fd) != 0)
 		log_warn("fsync after swapping current to %s: %s", release, strerror(errno));
-	return E_OK;
 }
 
 int
@@ -62,9 +67,11 @@ swap_current(int path_fd, const char *release, struct error *e)
 {
 	int rc;
 
-	if ((rc = swap_stage(path_fd, release, e)) != E_OK)
+	if ((rc = swap_stage(path_fd, release, e)) != E_OK ||
+	    (rc = swap_commit(path_fd, e)) != E_OK)
 		return rc;
-	return swap_commit(path_fd, release, e);
+	swap_sync(path_fd, release);
+	return E_OK;
 }
 
 /* The release name `current` points at: E_NOTFOUND if there is no link, E_INVAL if it is odd. */
