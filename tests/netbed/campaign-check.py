@@ -108,9 +108,12 @@ def main(argv):
                            (node, got, c["gen"], c["commit"][:12]))
     # ---- run_once: never two at once, never again after it succeeded ----
     # Succeeded means recorded so in etcd (run_onces.log: "COMMIT JSON" for every value of its
-    # key). A run whose hook ended but whose node died or was cut off before the record was
-    # written runs again: at least once, as documented, and counted apart.
-    recorded = {}
+    # key, in etcd's order). A run whose hook ended but whose node died or was cut off before
+    # the record was written runs again: at least once, as documented, and counted apart. Each
+    # run first writes "running"; it is a breach when a "done" came before that record in
+    # etcd's order. The "at" in a record is when its writer made it, not when etcd took it: a
+    # node in a cut-off cloud can write "done" that lands after the next node's run.
+    history = {}
     path = os.path.join(d, "run_onces.log")
     if os.path.exists(path):
         with open(path) as fh:
@@ -120,8 +123,15 @@ def main(argv):
                     v = json.loads(val)
                 except ValueError:
                     continue
-                if v.get("state") == "done":
-                    recorded[commit] = min(recorded.get(commit, 1 << 62), int(v.get("at", 0)))
+                history.setdefault(commit, []).append((v.get("state"), int(v.get("at", 0))))
+
+    def done_before(commit, t):
+        """The first "done" recorded before the "running" of the run that started at t."""
+        h = history.get(commit, [])
+        mine = max([i for i, (st, at) in enumerate(h) if st == "running" and at <= t] or [-1])
+        dones = [at for st, at in h[:mine] if st == "done"] if mine >= 0 else []
+        return dones[0] if dones else None
+
     ended = set()
     runs = again = 0
     with open(os.path.join(d, "run_once.log")) as fh:
@@ -133,9 +143,10 @@ def main(argv):
                 bad.append("run_once for %s ran while another run held the lock" % f[1][:12])
             elif f[0] == "start":
                 runs += 1
-                if int(f[2]) > recorded.get(f[1], 1 << 62):
+                done = done_before(f[1], int(f[2]))
+                if done is not None:
                     bad.append("run_once for %s ran again at %s after it was recorded done at "
-                               "%d" % (f[1][:12], f[2], recorded[f[1]]))
+                               "%d" % (f[1][:12], f[2], done))
                 elif f[1] in ended:
                     again += 1
             elif f[0] == "end":
