@@ -489,7 +489,7 @@ void	 sched_note_webhook(const char *site);
 int	 sched_is_paused(const char *site);
 enum { REQ_UNKNOWN, REQ_WAITING, REQ_OK, REQ_FAILED };
 int	 sched_request_state(const char *site, int64_t id, int *paused);
-int	 sched_is_live(const char *site, const char *commit);
+int	 sched_is_live(const char *site, const char *commit, int64_t *job);
 /* A site as a webhook sees it; sched_views fills at most max, and returns how many sites. */
 struct sched_view {
 	char		 site[PRIVSEP_SITE_MAX];

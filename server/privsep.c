@@ -379,7 +379,9 @@ privsep_serve(struct privsep_child *ch)
 		    (long)ch->pid);
 		return E_INVAL;
 	}
-	if (m.type == PS_TOLD && a.answer == PS_QUEUED && m.delivery[0] != '\0')
+	/* Told "queued": remembered, whether its deploy still waits or has made it live. */
+	if (m.type == PS_TOLD && (a.answer == PS_QUEUED || a.answer == PS_LIVE) &&
+	    m.delivery[0] != '\0')
 		privsep_tell_seen(&m);
 	if (m.type == PS_COUNT || m.type == PS_ANSWERED || m.type == PS_TOLD)
 		return 1;

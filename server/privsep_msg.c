@@ -103,6 +103,28 @@ privsep_msg_seen(struct privsep_ring *r, const struct privsep_msg *m)
 	return NULL;
 }
 
+/* Remember m's delivery as job id's (the fleet's: 1), so that a redelivery is a duplicate. */
+static void
+privsep_msg_remember(const struct privsep_msg *m, int64_t id)
+{
+	struct privsep_ring *r;
+	struct privsep_seen *seen;
+
+	if (m->delivery[0] == '\0' || id <= 0)
+		return;
+	pthread_mutex_lock(&M.mu);
+	if ((r = privsep_msg_ring(m->site)) != NULL) {
+		if ((seen = privsep_msg_seen(r, m)) == NULL) {
+			seen = &r->seen[r->next];
+			r->next = (r->next + 1) % PRIVSEP_MSG_SEEN_MAX;
+			util_strlcpy(seen->provider, m->provider, sizeof(seen->provider));
+			util_strlcpy(seen->delivery, m->delivery, sizeof(seen->delivery));
+		}
+		seen->id = id;
+	}
+	pthread_mutex_unlock(&M.mu);
+}
+
 /*
  * In a fleet a push rings the fleet's doorbell, for the coordinator to act on. A delivery
  * seen before is a duplicate (the fleet keeps no per-delivery outcome to retry on), and
@@ -127,17 +149,7 @@ privsep_msg_fleet(const struct privsep_msg *m)
 		return PS_LIVE;
 	if ((rc = fleet_ring(m->site, m->provider, m->delivery, NULL)) != E_OK)
 		return rc == E_NOTFOUND ? PS_UNKNOWN : PS_NOSTORE;
-	if (m->delivery[0] != '\0') {
-		pthread_mutex_lock(&M.mu);
-		if ((r = privsep_msg_ring(m->site)) != NULL && privsep_msg_seen(r, m) == NULL) {
-			seen = &r->seen[r->next];
-			r->next = (r->next + 1) % PRIVSEP_MSG_SEEN_MAX;
-			util_strlcpy(seen->provider, m->provider, sizeof(seen->provider));
-			util_strlcpy(seen->delivery, m->delivery, sizeof(seen->delivery));
-			seen->id = 1;
-		}
-		pthread_mutex_unlock(&M.mu);
-	}
+	privsep_msg_remember(m, 1);
 	return PS_QUEUED;
 }
 
@@ -170,9 +182,16 @@ privsep_msg_push(const struct privsep_msg *m)
 		return PS_PAUSED;
 	if (prev > 0 && (state == REQ_WAITING || state == REQ_OK))
 		return PS_DUPLICATE;
-	/* A flood, or the webhook of a commit polling already deployed, queues nothing. */
-	if (strlen(m->after) == 40 && sched_is_live(m->site, m->after))
+	/*
+	 * A flood, or the webhook of a commit polling already deployed, queues nothing. A
+	 * push the listener answered "queued" joined the deploy that has made it live since,
+	 * read late: a redelivery of it is that deploy's duplicate.
+	 */
+	if (strlen(m->after) == 40 && sched_is_live(m->site, m->after, &id)) {
+		if (m->type == PS_TOLD)
+			privsep_msg_remember(m, id);
 		return PS_LIVE;
+	}
 
 	memset(&req, 0, sizeof(req));
 	req.trigger = TRIG_WEBHOOK;
@@ -183,19 +202,7 @@ privsep_msg_push(const struct privsep_msg *m)
 	if ((rc = sched_request(m->site, &req, &id)) != E_OK)
 		return rc == E_STOPPED ? PS_STOPPING : rc == E_NOTFOUND ? PS_UNKNOWN :
 		    PS_UNAVAILABLE;
-	if (m->delivery[0] != '\0') {
-		pthread_mutex_lock(&M.mu);
-		if ((r = privsep_msg_ring(m->site)) != NULL) {
-			if ((seen = privsep_msg_seen(r, m)) == NULL) {
-				seen = &r->seen[r->next];
-				r->next = (r->next + 1) % PRIVSEP_MSG_SEEN_MAX;
-				util_strlcpy(seen->provider, m->provider, sizeof(seen->provider));
-				util_strlcpy(seen->delivery, m->delivery, sizeof(seen->delivery));
-			}
-			seen->id = id;
-		}
-		pthread_mutex_unlock(&M.mu);
-	}
+	privsep_msg_remember(m, id);
 	return PS_QUEUED;
 }
 

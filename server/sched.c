@@ -321,17 +321,22 @@ sched_request_state(const char *site, int64_t id, int *paused)
 /*
  * Is commit live, with no job running or waiting that could change that? Then a webhook
  * announcing it has nothing to do. Were a job under way, the push might be a revert to the
- * live commit while the job deploys the one before it.
+ * live commit while the job deploys the one before it. *job gets the last job's id if it
+ * succeeded (0 if not): a push told it joined a deploy is remembered as that deploy's.
  */
 int
-sched_is_live(const char *site, const char *commit)
+sched_is_live(const char *site, const char *commit, int64_t *job)
 {
 	struct sched_site *s;
 	int live = 0;
 
+	*job = 0;
 	pthread_mutex_lock(&S.mu);
-	if ((s = sched_find(site)) != NULL && !s->running && !s->queued && !s->pending)
+	if ((s = sched_find(site)) != NULL && !s->running && !s->queued && !s->pending) {
 		live = s->live[0] != '\0' && strcmp(s->live, commit) == 0;
+		if (live && s->done_ok)
+			*job = s->done_id;
+	}
 	pthread_mutex_unlock(&S.mu);
 	return live;
 }
