@@ -256,12 +256,8 @@ static int
 fleet_coord_once_put(struct etcd *c, const struct fleet_once *o, const char *state,
     const char *out, const char *err, struct error *e)
 {
-	size_t plen = strlen(F.cfg->fleet.prefix);
-	const char *lock = strncmp(o->lock, F.cfg->fleet.prefix, plen) == 0 ? o->lock + plen :
-	    o->lock;
-	json_t *v = json_pack("{s:s,s:s,s:I,s:s,s:s,s:s}", "state", state, "node",
-	    F.cfg->fleet.node, "at", (json_int_t)util_now_ms(), "output", out, "error", err,
-	    "lock", lock);
+	json_t *v = json_pack("{s:s,s:s,s:I,s:s,s:s}", "state", state, "node", F.cfg->fleet.node,
+	    "at", (json_int_t)util_now_ms(), "output", out, "error", err);
 	char *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	int rc, done = 0;
 
@@ -408,24 +404,8 @@ out:
 }
 
 /*
- * Is the run a "running" record names still under way? While the lock key it was written
- * under stands: a run killed at its lease's end, or whose node died, has none left, though
- * its node may be back in the fleet. A record without one asks if its node is alive.
- */
-static int
-fleet_coord_once_held(const struct fleet_kv *ro)
-{
-	const char *lock = fleet_store_str(ro, "lock");
-
-	if (*lock == '\0')
-		return fleet_store_alive(fleet_store_str(ro, "node"));
-	return fleet_store_get("%s", lock) != NULL;
-}
-
-/*
- * run_once before the cutover: done, go on (1); failed, give the target up; running under
- * another node's lock, wait; else run it here, in this node's prepared release, and look
- * again.
+ * run_once before the cutover: done, go on (1); failed, give the target up; running on a
+ * live node, wait; else run it here, in this node's prepared release, and look again.
  */
 static int
 fleet_coord_run_once(struct etcd *c, struct fleet_site *s, const struct fleet_kv *tgt,
@@ -445,7 +425,7 @@ fleet_coord_run_once(struct etcd *c, struct fleet_site *s, const struct fleet_kv
 		return 0;
 	}
 	if (strcmp(st, "running") == 0 && strcmp(by, F.cfg->fleet.node) != 0 &&
-	    fleet_coord_once_held(ro))
+	    fleet_store_alive(by))
 		return 0;
 	/* Not while a job of this node's may replace the prepared release it runs in. */
 	if (strcmp(s->prepared, commit) == 0 && !s->busy) {
