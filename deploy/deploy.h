@@ -560,10 +560,6 @@ struct hookrun_env {
 	const char	*previous_commit;
 	const char	*ref;			/* refs/heads/<branch> or refs/tags/<tag> */
 	const char	*error;			/* DEPLOYD_ERROR; NULL: not set */
-	/* A deadline that moves (a lease's end, util_mono_ms), asked at every wake-up: the
-	 * hook is killed once it passes. NULL: the timeout alone. */
-	int64_t		(*until)(void *);
-	void		*until_arg;
 };
 struct hookrun_result {
 	int		 status;		/* wait status */

@@ -111,13 +111,9 @@ hookrun_keep(struct hookrun_result *res, const char *buf, size_t n)
 	res->len += n;
 }
 
-/*
- * Read the hook's output until it exits (and a little after), the deadline passes
- * (E_TIMEOUT) or env's moving one does (E_STALE).
- */
+/* Read the hook's output until it exits (and a little after) or the deadline passes. */
 static int
-hookrun_wait(pid_t pid, int fd, int64_t deadline, const struct hookrun_env *env,
-    struct hookrun_result *res)
+hookrun_wait(pid_t pid, int fd, int64_t deadline, struct hookrun_result *res)
 {
 	char buf[4096];
 	int64_t now, exited_at = 0;
@@ -140,8 +136,6 @@ hookrun_wait(pid_t pid, int fd, int64_t deadline, const struct hookrun_env *env,
 			return E_OK;
 		if (now >= deadline)
 			return E_TIMEOUT;
-		if (!exited && env->until != NULL && now >= env->until(env->until_arg))
-			return E_STALE;
 		if (eof) {
 			struct timespec ts = { 0, 10 * 1000 * 1000 };
 
@@ -234,7 +228,7 @@ hookrun_run(const char *what, const struct strv *argv, const char *cwd,
 		    strerror(err));
 	}
 
-	rc = hookrun_wait(pid, out[0], util_mono_ms() + timeout_ms, env, res);
+	rc = hookrun_wait(pid, out[0], util_mono_ms() + timeout_ms, res);
 	close(out[0]);
 	if (rc != E_OK) {
 		kill(-pid, SIGKILL);
@@ -252,9 +246,6 @@ hookrun_run(const char *what, const struct strv *argv, const char *cwd,
 		return util_error(e, E_TIMEOUT, "%s hook timed out after %lld s", what,
 		    (long long)((timeout_ms + 999) / 1000));
 	}
-	if (rc == E_STALE)
-		return util_error(e, E_STALE, "%s hook killed: the lease it ran under was ending",
-		    what);
 	if (rc != E_OK)
 		return util_error_sys(e, "%s hook: waitpid", what);
 	if (WIFEXITED(res->status) && WEXITSTATUS(res->status) == 0)

@@ -225,7 +225,6 @@ struct fleet {
 	char		 endpoint[256];
 	int64_t		 lease;		/* 0: none held */
 	int64_t		 lease_gen;	/* moves on with each new lease, and when one is lost */
-	int64_t		 lease_until;	/* util_mono_ms before which etcd cannot end the lease */
 	int64_t		 rtt_ms;	/* the slowest of the recent renewals */
 	int		 leading;	/* this node is the coordinator */
 	struct etcd_kv	 leader;	/* the key that proves it */

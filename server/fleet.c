@@ -180,7 +180,6 @@ fleet_member(void *arg)
 	(void)arg;
 	while (c != NULL && !F.stop) {
 		if (lease == 0) {
-			t0 = util_mono_ms();
 			if (fleet_register(c, &lease, rtt, &e) == E_OK) {
 				said = rtt;
 				last_ok = util_mono_ms();
@@ -188,7 +187,6 @@ fleet_member(void *arg)
 				    (unsigned long long)lease, (long long)(f->lease_ttl_ms / 1000));
 				pthread_mutex_lock(&F.mu);
 				F.lease = lease;
-				F.lease_until = t0 + f->lease_ttl_ms;
 				F.lease_gen++;
 				pthread_cond_broadcast(&F.cond);
 				pthread_mutex_unlock(&F.mu);
@@ -214,8 +212,6 @@ fleet_member(void *arg)
 			for (i = 0, rtt = 0; i < 4; i++)
 				rtt = rtts[i] > rtt ? rtts[i] : rtt;
 			pthread_mutex_lock(&F.mu);
-			/* etcd counts the ttl from when it took the renewal: after t0. */
-			F.lease_until = t0 + ttl * 1000;
 			F.rtt_ms = rtt;
 			fleet_watch_check(etcd_revision(c));
 			pthread_mutex_unlock(&F.mu);

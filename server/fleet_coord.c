@@ -8,7 +8,6 @@
 #define FLEET_MARGIN_MIN_MS	100	/* the cutover's instant is at least this far ahead */
 #define FLEET_ROLLBACK_MIN_MS	25	/* a rollback's instant: nobody prepares, speed matters */
 #define FLEET_ONCE_RETRY_MS	200	/* between writes of how run_once ended */
-#define FLEET_ONCE_MARGIN_MS	250	/* run_once is killed this long before the lease can end */
 
 /* How many of members must have prepared: "all", a count, or a percentage. */
 int64_t
@@ -239,79 +238,41 @@ fleet_coord_fail(struct etcd *c, const char *name, const struct fleet_kv *tgt, c
 	fleet_coord_write(c, name, "target", v);
 }
 
-/* A run_once record's key, and the lock that fences its writes: the lock key as created. */
-struct fleet_once {
-	char		*key;
-	char		*lock;
-	int64_t		 lock_rev;
-	int64_t		 lease;		/* the node's lease the lock is held on */
-};
-
-/*
- * Write this node's run_once record while the lock it took is still its own (the lock key
- * as created at rev): a node whose lease ended mid-run, cut off or stopped, must not write
- * over what the next holder recorded. E_STALE: the lock is gone. F.mu not held.
- */
+/* Write this node's run_once record; F.mu not held. */
 static int
-fleet_coord_once_put(struct etcd *c, const struct fleet_once *o, const char *state,
-    const char *out, const char *err, struct error *e)
+fleet_coord_once_put(struct etcd *c, const char *key, const char *state, const char *out,
+    const char *err, struct error *e)
 {
-	json_t *v = json_pack("{s:s,s:s,s:I,s:s,s:s}", "state", state, "node", F.cfg->fleet.node,
-	    "at", (json_int_t)util_now_ms(), "output", out, "error", err);
-	char *text = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	int rc, done = 0;
-
-	json_decref(v);
-	if (text == NULL)
-		return util_error(e, E_INVAL, "the run_once record could not be made");
-	rc = etcd_put_while(c, o->key, text, strlen(text), o->lock, o->lock_rev, &done, e);
-	free(text);
-	if (rc == E_OK && !done)
-		rc = util_error(e, E_STALE, "this node's lock on it has ended");
-	return rc;
+	return fleet_store_put(c, key, json_pack("{s:s,s:s,s:I,s:s,s:s}", "state", state, "node",
+	    F.cfg->fleet.node, "at", (json_int_t)util_now_ms(), "output", out, "error", err),
+	    0, e);
 }
 
 /*
- * How run_once ended, written until it is taken or the lock is gone: a run whose end is
- * not recorded runs again on the next coordinator, so a node cut off for a moment keeps
- * trying while no one else can take the lock. F.mu not held.
+ * How run_once ended, written until it is taken or the lease that holds the lock is gone: a
+ * run whose end is not recorded runs again on the next coordinator, so a node cut off for a
+ * moment keeps trying while no one else can take the lock. F.mu not held.
  */
 static void
-fleet_coord_once_end(struct etcd *c, struct fleet_site *s, const struct fleet_once *o,
+fleet_coord_once_end(struct etcd *c, struct fleet_site *s, const char *key, int64_t lease,
     const char *state, const char *out, const char *err)
 {
 	int64_t until = util_mono_ms() + F.cfg->fleet.lease_ttl_ms;
 	struct error e;
-	int held, rc;
+	int held;
 
-	while ((rc = fleet_coord_once_put(c, o, state, out, err, &e)) != E_OK) {
+	while (fleet_coord_once_put(c, key, state, out, err, &e) != E_OK) {
 		pthread_mutex_lock(&F.mu);
-		held = rc != E_STALE && F.lease == o->lease && !F.stop && util_mono_ms() < until;
+		held = F.lease == lease && !F.stop && util_mono_ms() < until;
 		if (held)
 			fleet_store_wait(FLEET_ONCE_RETRY_MS);
 		pthread_mutex_unlock(&F.mu);
 		if (!held) {
-			log_warn("site=%s fleet: run_once %s, not recorded: %s; whoever holds the "
-			    "lock next decides from the record", s->cfg->site.name, state, e.msg);
+			log_warn("site=%s fleet: recording run_once: %s; the next coordinator "
+			    "runs it again", s->cfg->site.name, e.msg);
 			return;
 		}
 	}
-}
-
-/*
- * When run_once must have ended: a little before etcd could end this node's lease, after
- * which another node may take the lock and run it too. F.mu not held.
- */
-static int64_t
-fleet_coord_once_until(void *arg)
-{
-	const struct fleet_once *o = arg;
-	int64_t until;
-
-	pthread_mutex_lock(&F.mu);
-	until = F.lease == o->lease ? F.lease_until - FLEET_ONCE_MARGIN_MS : 0;
-	pthread_mutex_unlock(&F.mu);
-	return until;
 }
 
 /*
@@ -325,47 +286,38 @@ static void
 fleet_coord_exec(struct etcd *c, struct fleet_site *s, const char *commit_in)
 {
 	const struct site *site = &s->cfg->site;
-	char commit[SHA_HEX], live[SHA_HEX], tail[2048], *lockname, *path;
+	char commit[SHA_HEX], live[SHA_HEX], tail[2048], *lockname, *key, *full, *path, *lock;
 	const char *st;
-	struct fleet_once o = { NULL, NULL, 0, F.lease };
 	struct hookrun_env env;
 	struct hookrun_result res;
 	struct etcd_kvs kvs;
 	struct error e, he = { 0, "" };
+	int64_t lease = F.lease;
 	json_t *v;
-	int rc, settled = 0;
+	int rc;
 
 	util_strlcpy(commit, commit_in, sizeof(commit));
 	util_strlcpy(live, s->live, sizeof(live));
 	path = util_xasprintf("%s/releases/%s", site->path, s->prepared_release);
-	o.key = util_xasprintf("%ssites/%s/run_once/%s", F.cfg->fleet.prefix, site->name, commit);
+	key = util_xasprintf("sites/%s/run_once/%s", site->name, commit);
+	full = util_xasprintf("%s%s", F.cfg->fleet.prefix, key);
 	/* Not a prefix of the records: etcd's lock waits for every older key under its name. */
 	lockname = util_xasprintf("%ssites/%s/locks/run_once", F.cfg->fleet.prefix, site->name);
 	pthread_mutex_unlock(&F.mu);
-	if ((rc = etcd_lock(c, lockname, o.lease, 5000, &o.lock, &e)) != E_OK) {
+	if ((rc = etcd_lock(c, lockname, lease, 5000, &lock, &e)) != E_OK) {
 		log_warn("site=%s fleet: run_once lock: %s", site->name, e.msg);
 		goto out;
 	}
-	/* The lock key's revision fences the records; "running" is written only under it. */
-	if ((rc = etcd_get(c, o.lock, 0, &kvs, &e)) == E_OK) {
-		if (kvs.n == 1)
-			o.lock_rev = kvs.v[0].create_rev;
-		else
-			rc = util_error(&e, E_STALE, "the lock ended as it was granted");
-		etcd_kvs_free(&kvs);
-	}
-	if (rc == E_OK && (rc = etcd_get(c, o.key, 0, &kvs, &e)) == E_OK) {
+	if ((rc = etcd_get(c, full, 0, &kvs, &e)) == E_OK) {
 		v = kvs.n == 1 ? json_loadb(kvs.v[0].value, kvs.v[0].vlen, 0, NULL) : NULL;
 		st = json_string_value(json_object_get(v, "state"));
 		/* Settled while this node waited for the lock. */
-		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0)) {
+		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
 			rc = E_STALE;
-			settled = 1;
-		}
 		json_decref(v);
 		etcd_kvs_free(&kvs);
 	}
-	if (rc == E_OK && (rc = fleet_coord_once_put(c, &o, "running", "", "", &e)) == E_OK) {
+	if (rc == E_OK && (rc = fleet_coord_once_put(c, key, "running", "", "", &e)) == E_OK) {
 		log_info("site=%s commit=%.12s fleet: run_once in %s", site->name, commit, path);
 		memset(&env, 0, sizeof(env));
 		env.site = site->name;
@@ -373,33 +325,25 @@ fleet_coord_exec(struct etcd *c, struct fleet_site *s, const char *commit_in)
 		env.commit = commit;
 		env.previous_commit = live;
 		env.ref = "";
-		env.until = fleet_coord_once_until;
-		env.until_arg = &o;
 		rc = hookrun_run("run_once", &site->hooks.run_once, path, &env,
 		    site->hooks.timeout_ms, &res, &he);
 		hookrun_log(site->name, "run_once", &res);
 		hookrun_tail(&res, tail, sizeof(tail));
 		hookrun_result_free(&res);
-		/* Killed as the lock was about to pass on: neither done nor failed. */
-		if (rc == E_STALE) {
-			log_warn("site=%s commit=%.12s fleet: %s; not recorded: whoever holds "
-			    "the lock next runs it again", site->name, commit, he.msg);
-		} else {
-			if (rc != E_OK)
-				log_error("site=%s commit=%.12s fleet: %s", site->name, commit,
-				    he.msg);
-			fleet_coord_once_end(c, s, &o, rc == E_OK ? "done" : "failed", tail,
-			    he.msg);
-		}
-	} else if (rc != E_OK && !settled)
+		if (rc != E_OK)
+			log_error("site=%s commit=%.12s fleet: %s", site->name, commit, he.msg);
+		fleet_coord_once_end(c, s, key, lease, rc == E_OK ? "done" : "failed", tail,
+		    he.msg);
+	} else if (rc != E_OK && rc != E_STALE)
 		log_warn("site=%s fleet: run_once: %s", site->name, e.msg);
-	if (etcd_unlock(c, o.lock, &e) != E_OK)
+	if (etcd_unlock(c, lock, &e) != E_OK)
 		log_warn("site=%s fleet: run_once unlock: %s", site->name, e.msg);
-	free(o.lock);
+	free(lock);
 out:
 	pthread_mutex_lock(&F.mu);
 	free(lockname);
-	free(o.key);
+	free(full);
+	free(key);
 	free(path);
 }
 

@@ -72,15 +72,6 @@ node_kill() {
 	NODE_PID[$1]=
 }
 
-# SIGSTOP and SIGCONT: a node that stops answering without closing a connection.
-node_stopped() {
-	kill -STOP "${NODE_PID[$1]}"
-}
-
-node_cont() {
-	kill -CONT "${NODE_PID[$1]}"
-}
-
 node_stop() {
 	[ -n "${NODE_PID[$1]:-}" ] || return 0
 	stop_pid "${NODE_PID[$1]}" "$DAEMON_STOP_TIMEOUT"

@@ -196,55 +196,6 @@ t_timeout(void **state)
 	hookrun_result_free(&res);
 }
 
-/* A moving deadline: asked again at each wake-up, as a lease's end moves with renewals. */
-static int64_t
-until_fn(void *arg)
-{
-	int64_t *at = arg;
-
-	return *at;
-}
-
-static void
-t_until(void **state)
-{
-	struct hookrun_env env = test_env;
-	struct hookrun_result res;
-	struct error e;
-	int64_t at, t0 = util_mono_ms();
-	int st;
-
-	(void)state;
-	env.until = until_fn;
-	env.until_arg = &at;
-	/* Before it passes, the hook runs to its end. */
-	at = t0 + 60000;
-	assert_int_equal(run_sh("sleep 0.3; echo ok", &env, 20000, &res, &e), E_OK);
-	assert_string_equal(res.output, "ok\n");
-	hookrun_result_free(&res);
-
-	/* Once it passes, the hook and its group are killed: E_STALE, not a timeout. */
-	t0 = util_mono_ms();
-	at = t0 + 300;
-	assert_int_equal(run_sh("trap '' TERM; echo started; sleep 30 & wait", &env, 20000,
-	    &res, &e), E_STALE);
-	assert_true(util_mono_ms() - t0 >= 300);
-	assert_true(util_mono_ms() - t0 < 5000);
-	assert_string_equal(e.msg, "pre_activate hook killed: the lease it ran under was ending");
-	assert_int_equal(res.timed_out, 0);
-	assert_string_equal(res.output, "started\n");
-	hookrun_result_free(&res);
-	assert_int_equal(waitpid(-1, &st, WNOHANG), -1);
-	assert_int_equal(errno, ECHILD);
-
-	/* A deadline already gone: killed at once. */
-	t0 = util_mono_ms();
-	at = 0;
-	assert_int_equal(run_sh("sleep 30", &env, 20000, &res, &e), E_STALE);
-	assert_true(util_mono_ms() - t0 < 2000);
-	hookrun_result_free(&res);
-}
-
 static void
 t_output_bounded(void **state)
 {
@@ -289,7 +240,6 @@ main(void)
 		cmocka_unit_test(t_fds_closed),
 		cmocka_unit_test(t_exit_codes),
 		cmocka_unit_test(t_timeout),
-		cmocka_unit_test(t_until),
 		cmocka_unit_test(t_output_bounded),
 	};
 
